@@ -1,0 +1,128 @@
+"""The bfx exception hierarchy.
+
+Every error raised by bfx is a :class:`BfxError`. Each class carries a stable
+``code`` (the ``error`` field of an HTTP error body) and the HTTP ``status`` the
+v1 API answers with. The Rust core raises these same classes: its one error enum
+is mapped onto them in ``rust/src/py.rs``, by class name.
+
+Codes are part of the public contract: never rename one, only add.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BfxError",
+    "CollisionError",
+    "ConflictError",
+    "DuplicateError",
+    "InvalidIdError",
+    "InvalidRelationshipTypeError",
+    "InvocationError",
+    "LimitExceededError",
+    "NoPathError",
+    "NotFoundError",
+    "SandboxError",
+    "StorageError",
+    "ValidationError",
+]
+
+
+class BfxError(Exception):
+    """Base of every bfx error: a stable ``code``, an HTTP ``status``, ``details``."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details) if details else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented error body: ``{"error", "message", "details"}``."""
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, details={self.details!r})"
+
+
+class ValidationError(BfxError):
+    """The input is well-formed but not acceptable (HTTP 422)."""
+
+    code = "validation_error"
+    status = 422
+
+
+class InvalidIdError(ValidationError):
+    """An id is not 1-16 hex digits (optionally ``0x``) or not within u64.
+
+    422 when it came in a body; the HTTP layer answers 400 for a path id.
+    """
+
+    code = "invalid_id"
+
+
+class InvalidRelationshipTypeError(ValidationError):
+    """A relationship type that is not one of the 17 named types."""
+
+    code = "invalid_relationship_type"
+
+
+class SandboxError(ValidationError):
+    """Expression code rejected at creation by the sandbox (never executed)."""
+
+    code = "sandbox_rejected"
+
+
+class InvocationError(ValidationError):
+    """Invoking a substrate failed: a runtime error, a guard, the time budget,
+    a bad parameter payload, or a result that cannot be returned."""
+
+    code = "invocation_error"
+
+
+class LimitExceededError(ValidationError):
+    """A request asks for more than a configured bound allows."""
+
+    code = "limit_exceeded"
+
+
+class NotFoundError(BfxError):
+    """An unknown substrate, relationship or route (HTTP 404)."""
+
+    code = "not_found"
+    status = 404
+
+
+class NoPathError(NotFoundError):
+    """No path between two substrates."""
+
+    code = "no_path"
+
+
+class ConflictError(BfxError):
+    """The write conflicts with what is stored (HTTP 409)."""
+
+    code = "conflict"
+    status = 409
+
+
+class DuplicateError(ConflictError):
+    """The same substrate or typed edge exists already; ``details`` names its id."""
+
+    code = "duplicate"
+
+
+class CollisionError(ConflictError):
+    """Two different canonical forms hash to the same 64-bit id: never merged."""
+
+    code = "collision"
+
+
+class StorageError(BfxError):
+    """The storage backend failed or is unusable (HTTP 503)."""
+
+    code = "storage_error"
+    status = 503
