@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BatchError",
     "BfxError",
     "CollisionError",
     "ConflictError",
@@ -126,3 +127,13 @@ class StorageError(BfxError):
 
     code = "storage_error"
     status = 503
+
+
+class BatchError(ValidationError):
+    """An atomic batch in which some item failed: nothing was written.
+
+    ``details["failures"]`` lists the failing items as
+    ``{"index", "status", "error": {"error", "message", "details"}}``.
+    """
+
+    code = "batch_failed"

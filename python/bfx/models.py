@@ -1,0 +1,114 @@
+"""The records the Registry hands out: immutable msgspec Structs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from bfx._core import format_id
+
+__all__ = ["Invocation", "Relationship", "Substrate", "format_time", "from_micros", "to_micros"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_json_decode = msgspec.json.decode
+
+
+def from_micros(us: int) -> datetime:
+    """Microseconds since the Unix epoch -> aware UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def to_micros(dt: datetime) -> int:
+    """An aware datetime -> microseconds since the Unix epoch (exact).
+
+    A naive datetime is taken to be UTC.
+    """
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``: ``2026-11-22T10:00:00.123456Z``."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    # Empty bytes stand for an empty object (the arena stores no "{}").
+    return _json_decode(raw) if raw else {}
+
+
+class Substrate(msgspec.Struct, frozen=True):
+    identity: int
+    expression_type: str
+    expression_code: str
+    canonical_code: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    invocations: int = 0
+
+    @property
+    def substrate_id(self) -> str:
+        return format_id(self.identity)
+
+    @classmethod
+    def from_record(cls, record: tuple) -> Substrate:
+        """From the arena's record tuple."""
+        identity, expression_type, code, canonical, metadata, created_us, invocations = record
+        return cls(
+            identity,
+            expression_type,
+            code,
+            canonical,
+            _json_object(metadata),
+            from_micros(created_us),
+            invocations,
+        )
+
+
+class Relationship(msgspec.Struct, frozen=True):
+    identity: int
+    rel_type: str
+    source: int
+    target: int
+    bidirectional: bool
+    constraints: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def relationship_id(self) -> str:
+        return format_id(self.identity)
+
+    @property
+    def source_id(self) -> str:
+        return format_id(self.source)
+
+    @property
+    def target_id(self) -> str:
+        return format_id(self.target)
+
+    @classmethod
+    def from_record(cls, record: tuple) -> Relationship:
+        identity, rel_type, source, target, bidirectional, constraints, created_us = record
+        return cls(
+            identity,
+            rel_type,
+            source,
+            target,
+            bidirectional,
+            _json_object(constraints),
+            from_micros(created_us),
+        )
+
+
+class Invocation(msgspec.Struct, frozen=True):
+    substrate: int
+    result: Any
+    elapsed_ms: float
+
+    @property
+    def substrate_id(self) -> str:
+        return format_id(self.substrate)

@@ -1,0 +1,960 @@
+//! The substrate arena and the relationship store.
+//!
+//! Memory layout (why it is shaped this way: the per-record budgets are 64
+//! bytes per substrate and 48 per relationship, both adjacency directions
+//! included):
+//!
+//! * Records are fixed-size and live in [`SegVec`]s indexed by a `u32` slot.
+//!   A deleted slot goes on a free list and is reused, so slots never move and
+//!   edges can refer to their endpoints by slot (4 bytes, not an 8-byte id).
+//! * Variable-length bytes (code, canonical code, metadata, constraints) are
+//!   packed into a [`ByteSlab`] with varint length prefixes.
+//! * Lookup by id is a `HashTable<u32>` of slots. The ids are already uniform
+//!   64-bit hashes, so the id itself is the table hash; a relationship's id is
+//!   not stored at all but recomputed from its endpoints and type.
+//! * Adjacency is intrusive: each node holds the heads of its outgoing and
+//!   incoming lists, each edge the links to the next edge in both lists.
+//!   Lists are newest first. Unlinking one edge walks the list of its
+//!   endpoint (O(degree)); listing neighbours walks it once.
+//!
+//! A bidirectional edge is stored once (source → target) and is reported as
+//! outgoing and incoming of both of its ends.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use hashbrown::HashTable;
+
+use crate::error::{CoreError, CoreResult, Kind};
+use crate::identity::{relationship_id, substrate_id};
+use crate::kinds::{ExprType, RelType};
+use crate::segvec::SegVec;
+use crate::slab::{get_varint, put_varint, ByteSlab, HANDLE_BITS};
+
+const NIL: u32 = u32::MAX;
+/// `Node::data` of a free slot.
+const FREE_NODE: u64 = u64::MAX;
+const HANDLE_MASK: u64 = (1 << HANDLE_BITS) - 1;
+/// `Edge::data` handle of an edge without constraints.
+const NO_BLOB: u64 = HANDLE_MASK;
+const BIDIRECTIONAL: u64 = 1 << 63;
+/// Compact a slab once its garbage exceeds both its live bytes and this.
+const COMPACT_MIN_GARBAGE: usize = 16 << 20;
+
+#[derive(Clone, Copy)]
+struct Node {
+    id: u64,
+    created_at: i64,
+    /// Slab handle (low 48 bits) | expression type << 48; `FREE_NODE` if free.
+    data: u64,
+    invocations: u32,
+    /// Head of the outgoing list; the next free slot when the slot is free.
+    head_out: u32,
+    head_in: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Edge {
+    /// `NIL` when the slot is free.
+    src: u32,
+    dst: u32,
+    /// Next in the source's outgoing list; the next free slot when free.
+    next_out: u32,
+    next_in: u32,
+    created_at: i64,
+    /// Constraints handle (low 48 bits, `NO_BLOB` if empty) | type << 48 |
+    /// `BIDIRECTIONAL`.
+    data: u64,
+}
+
+impl Edge {
+    #[inline]
+    fn rel(&self) -> RelType {
+        RelType::from_index(((self.data >> HANDLE_BITS) & 0xFF) as u8).expect("valid type index")
+    }
+    #[inline]
+    fn bidirectional(&self) -> bool {
+        self.data & BIDIRECTIONAL != 0
+    }
+}
+
+/// A substrate to insert. `created_at` is microseconds since the Unix epoch.
+#[derive(Debug, Clone)]
+pub struct NewSubstrate<'a> {
+    pub expr_type: ExprType,
+    pub code: &'a str,
+    pub canonical: &'a str,
+    pub metadata: &'a [u8],
+    pub created_at: i64,
+    /// When restoring records: the id they were stored under, checked.
+    pub expected_id: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEdge<'a> {
+    pub rel: RelType,
+    pub source: u64,
+    pub target: u64,
+    pub bidirectional: bool,
+    pub constraints: &'a [u8],
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubstrateView<'a> {
+    pub id: u64,
+    pub expr_type: ExprType,
+    pub code: &'a str,
+    pub canonical: &'a str,
+    pub metadata: &'a [u8],
+    pub created_at: i64,
+    pub invocations: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeView<'a> {
+    pub id: u64,
+    pub rel: RelType,
+    pub source: u64,
+    pub target: u64,
+    pub bidirectional: bool,
+    pub constraints: &'a [u8],
+    pub created_at: i64,
+}
+
+/// Bytes held by each part of the arena.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryReport {
+    pub node_records: usize,
+    pub node_index: usize,
+    pub node_bytes: usize,
+    pub edge_records: usize,
+    pub edge_index: usize,
+    pub edge_bytes: usize,
+}
+
+#[derive(Default)]
+pub struct Arena {
+    nodes: SegVec<Node>,
+    node_free: Option<u32>,
+    node_count: usize,
+    node_index: HashTable<u32>,
+    node_data: ByteSlab,
+    edges: SegVec<Edge>,
+    edge_free: Option<u32>,
+    edge_count: usize,
+    edge_index: HashTable<u32>,
+    edge_data: ByteSlab,
+}
+
+#[inline]
+fn edge_id(nodes: &SegVec<Node>, edge: &Edge) -> u64 {
+    relationship_id(
+        nodes.get(edge.src as usize).id,
+        nodes.get(edge.dst as usize).id,
+        edge.rel(),
+    )
+}
+
+/// Decodes a node blob: (code, canonical, metadata, total blob length).
+fn node_blob(slab: &ByteSlab, handle: u64) -> (&str, &str, &[u8], usize) {
+    let bytes = slab.tail(handle);
+    let (code_len, a) = get_varint(bytes);
+    let (canon_tag, b) = get_varint(&bytes[a..]);
+    let (meta_len, c) = get_varint(&bytes[a + b..]);
+    let mut at = a + b + c;
+    let code = &bytes[at..at + code_len as usize];
+    at += code_len as usize;
+    // A canonical length of 0 means "the same as the code", the common case.
+    let canonical = if canon_tag == 0 {
+        code
+    } else {
+        let len = canon_tag as usize - 1;
+        let canon = &bytes[at..at + len];
+        at += len;
+        canon
+    };
+    let metadata = &bytes[at..at + meta_len as usize];
+    at += meta_len as usize;
+    // Only this module writes blobs, from `&str`s.
+    let code = std::str::from_utf8(code).expect("slab holds UTF-8 code");
+    let canonical = std::str::from_utf8(canonical).expect("slab holds UTF-8 code");
+    (code, canonical, metadata, at)
+}
+
+fn edge_blob(slab: &ByteSlab, data: u64) -> (&[u8], usize) {
+    let handle = data & HANDLE_MASK;
+    if handle == NO_BLOB {
+        return (&[], 0);
+    }
+    let bytes = slab.tail(handle);
+    let (len, used) = get_varint(bytes);
+    (&bytes[used..used + len as usize], used + len as usize)
+}
+
+fn check_len(len: usize, field: &'static str) -> CoreResult<()> {
+    if len > u32::MAX as usize {
+        Err(CoreError::TooLarge(field))
+    } else {
+        Ok(())
+    }
+}
+
+impl Arena {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An arena with its id indices sized for this many records.
+    pub fn with_capacity(substrates: usize, relationships: usize) -> Self {
+        Arena {
+            node_index: HashTable::with_capacity(substrates),
+            edge_index: HashTable::with_capacity(relationships),
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.node_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.node_count == 0
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edge_count
+    }
+
+    #[inline]
+    fn slot_of(&self, id: u64) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.node_index
+            .find(id, |&s| nodes.get(s as usize).id == id)
+            .copied()
+    }
+
+    fn required_slot(&self, id: u64) -> CoreResult<u32> {
+        self.slot_of(id).ok_or(CoreError::NotFound {
+            kind: Kind::Substrate,
+            id,
+        })
+    }
+
+    fn view(&self, slot: u32) -> SubstrateView<'_> {
+        let node = self.nodes.get(slot as usize);
+        let (code, canonical, metadata, _) = node_blob(&self.node_data, node.data & HANDLE_MASK);
+        SubstrateView {
+            id: node.id,
+            expr_type: ExprType::from_u8((node.data >> HANDLE_BITS) as u8).expect("valid type"),
+            code,
+            canonical,
+            metadata,
+            created_at: node.created_at,
+            invocations: node.invocations,
+        }
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.slot_of(id).is_some()
+    }
+
+    pub fn get(&self, id: u64) -> Option<SubstrateView<'_>> {
+        self.slot_of(id).map(|slot| self.view(slot))
+    }
+
+    /// The id `s` would get, or why it cannot be inserted. Changes nothing.
+    pub fn check_insert(&self, s: &NewSubstrate<'_>) -> CoreResult<u64> {
+        check_len(s.code.len(), "expression_code")?;
+        check_len(s.canonical.len(), "canonical_code")?;
+        check_len(s.metadata.len(), "metadata")?;
+        let id = substrate_id(s.expr_type, s.canonical);
+        if let Some(expected) = s.expected_id {
+            if expected != id {
+                return Err(CoreError::IdMismatch {
+                    given: expected,
+                    computed: id,
+                });
+            }
+        }
+        if let Some(existing) = self.get(id) {
+            return Err(
+                if existing.expr_type == s.expr_type && existing.canonical == s.canonical {
+                    CoreError::Duplicate {
+                        kind: Kind::Substrate,
+                        id,
+                    }
+                } else {
+                    CoreError::Collision { id }
+                },
+            );
+        }
+        Ok(id)
+    }
+
+    pub fn insert(&mut self, s: &NewSubstrate<'_>) -> CoreResult<u64> {
+        let id = self.check_insert(s)?;
+        self.insert_unchecked(id, s, 0);
+        Ok(id)
+    }
+
+    fn insert_unchecked(&mut self, id: u64, s: &NewSubstrate<'_>, invocations: u32) {
+        let mut prefix = Vec::with_capacity(12);
+        put_varint(&mut prefix, s.code.len() as u64);
+        let same = s.code == s.canonical;
+        put_varint(
+            &mut prefix,
+            if same {
+                0
+            } else {
+                s.canonical.len() as u64 + 1
+            },
+        );
+        put_varint(&mut prefix, s.metadata.len() as u64);
+        let canonical: &[u8] = if same { b"" } else { s.canonical.as_bytes() };
+        let handle = self
+            .node_data
+            .push(&[&prefix, s.code.as_bytes(), canonical, s.metadata]);
+        let node = Node {
+            id,
+            created_at: s.created_at,
+            data: handle | (s.expr_type as u64) << HANDLE_BITS,
+            invocations,
+            head_out: NIL,
+            head_in: NIL,
+        };
+        let slot = match self.node_free {
+            Some(free) => {
+                let cell = self.nodes.get_mut(free as usize);
+                self.node_free = (cell.head_out != NIL).then_some(cell.head_out);
+                *cell = node;
+                free
+            }
+            None => self.nodes.push(node) as u32,
+        };
+        let nodes = &self.nodes;
+        self.node_index
+            .insert_unique(id, slot, |&s| nodes.get(s as usize).id);
+        self.node_count += 1;
+    }
+
+    /// What [`Arena::insert_many`] would answer for each item, writing
+    /// nothing. A repeat inside the batch is a duplicate (or a collision) of
+    /// the earlier item.
+    pub fn check_many(&self, items: &[NewSubstrate<'_>]) -> Vec<CoreResult<u64>> {
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let id = self.check_insert(s)?;
+                match seen.get(&id) {
+                    Some(&first) => Err(
+                        if items[first].expr_type == s.expr_type
+                            && items[first].canonical == s.canonical
+                        {
+                            CoreError::Duplicate {
+                                kind: Kind::Substrate,
+                                id,
+                            }
+                        } else {
+                            CoreError::Collision { id }
+                        },
+                    ),
+                    None => {
+                        seen.insert(id, i);
+                        Ok(id)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Inserts in order. With `atomic`, nothing is inserted unless every item
+    /// can be; the second value says whether anything was written.
+    pub fn insert_many(
+        &mut self,
+        items: &[NewSubstrate<'_>],
+        atomic: bool,
+    ) -> (Vec<CoreResult<u64>>, bool) {
+        if !atomic {
+            return (items.iter().map(|s| self.insert(s)).collect(), true);
+        }
+        let results = self.check_many(items);
+        let ok = results.iter().all(Result::is_ok);
+        if ok {
+            for (s, id) in items.iter().zip(&results) {
+                self.insert_unchecked(*id.as_ref().expect("checked"), s, 0);
+            }
+        }
+        (results, ok)
+    }
+
+    /// Removes a substrate and every relationship that touches it; returns
+    /// how many relationships went with it.
+    pub fn remove(&mut self, id: u64) -> CoreResult<usize> {
+        let slot = self.required_slot(id)?;
+        let node = *self.nodes.get(slot as usize);
+        let mut incident = Vec::new();
+        let mut e = node.head_out;
+        while e != NIL {
+            incident.push(e);
+            e = self.edges.get(e as usize).next_out;
+        }
+        let mut e = node.head_in;
+        while e != NIL {
+            let edge = self.edges.get(e as usize);
+            // A self-loop is in both lists of this node: take it once.
+            if edge.src != slot {
+                incident.push(e);
+            }
+            e = edge.next_in;
+        }
+        for &e in &incident {
+            self.drop_edge(e, Some(slot));
+        }
+        let (_, _, _, blob_len) = node_blob(&self.node_data, node.data & HANDLE_MASK);
+        self.node_data.release(blob_len);
+        if let Ok(entry) = self.node_index.find_entry(id, |&s| s == slot) {
+            entry.remove();
+        }
+        let free_next = self.node_free.unwrap_or(NIL);
+        *self.nodes.get_mut(slot as usize) = Node {
+            id: 0,
+            created_at: 0,
+            data: FREE_NODE,
+            invocations: 0,
+            head_out: free_next,
+            head_in: NIL,
+        };
+        self.node_free = Some(slot);
+        self.node_count -= 1;
+        self.maybe_compact();
+        Ok(incident.len())
+    }
+
+    /// Unlinks edge slot `e` from its endpoints' lists (but not from the lists
+    /// of `dying`, a node being removed whole), from the index, and frees it.
+    fn drop_edge(&mut self, e: u32, dying: Option<u32>) {
+        let edge = *self.edges.get(e as usize);
+        let rid = edge_id(&self.nodes, &edge);
+        if let Ok(entry) = self.edge_index.find_entry(rid, |&s| s == e) {
+            entry.remove();
+        }
+        if Some(edge.src) != dying {
+            self.unlink_out(edge.src, e);
+        }
+        if Some(edge.dst) != dying {
+            self.unlink_in(edge.dst, e);
+        }
+        let (_, blob_len) = edge_blob(&self.edge_data, edge.data);
+        if blob_len > 0 {
+            self.edge_data.release(blob_len);
+        }
+        let free_next = self.edge_free.unwrap_or(NIL);
+        *self.edges.get_mut(e as usize) = Edge {
+            src: NIL,
+            dst: NIL,
+            next_out: free_next,
+            next_in: NIL,
+            created_at: 0,
+            data: NO_BLOB,
+        };
+        self.edge_free = Some(e);
+        self.edge_count -= 1;
+    }
+
+    fn unlink_out(&mut self, node: u32, e: u32) {
+        let next = self.edges.get(e as usize).next_out;
+        let head = self.nodes.get(node as usize).head_out;
+        if head == e {
+            self.nodes.get_mut(node as usize).head_out = next;
+            return;
+        }
+        let mut prev = head;
+        loop {
+            let cur = self.edges.get(prev as usize).next_out;
+            if cur == e {
+                self.edges.get_mut(prev as usize).next_out = next;
+                return;
+            }
+            debug_assert!(cur != NIL, "edge missing from its source's list");
+            prev = cur;
+        }
+    }
+
+    fn unlink_in(&mut self, node: u32, e: u32) {
+        let next = self.edges.get(e as usize).next_in;
+        let head = self.nodes.get(node as usize).head_in;
+        if head == e {
+            self.nodes.get_mut(node as usize).head_in = next;
+            return;
+        }
+        let mut prev = head;
+        loop {
+            let cur = self.edges.get(prev as usize).next_in;
+            if cur == e {
+                self.edges.get_mut(prev as usize).next_in = next;
+                return;
+            }
+            debug_assert!(cur != NIL, "edge missing from its target's list");
+            prev = cur;
+        }
+    }
+
+    /// Live node slots in slot order.
+    fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.data != FREE_NODE)
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Every substrate, in storage order (not sorted).
+    pub fn iter(&self) -> impl Iterator<Item = SubstrateView<'_>> + '_ {
+        self.live_slots().map(|s| self.view(s))
+    }
+
+    /// Up to `limit` substrates in storage order from slot position `from`,
+    /// and the position to continue from (None at the end). For full scans:
+    /// each call costs only what it returns.
+    pub fn scan(&self, from: usize, limit: usize) -> (Vec<SubstrateView<'_>>, Option<usize>) {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let mut pos = from;
+        while pos < self.nodes.len() && out.len() < limit {
+            if self.nodes.get(pos).data != FREE_NODE {
+                out.push(self.view(pos as u32));
+            }
+            pos += 1;
+        }
+        (out, (pos < self.nodes.len()).then_some(pos))
+    }
+
+    /// Like [`Arena::scan`] for relationships.
+    pub fn scan_edges(&self, from: usize, limit: usize) -> (Vec<EdgeView<'_>>, Option<usize>) {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let mut pos = from;
+        while pos < self.edges.len() && out.len() < limit {
+            if self.edges.get(pos).src != NIL {
+                out.push(self.edge_view(pos as u32));
+            }
+            pos += 1;
+        }
+        (out, (pos < self.edges.len()).then_some(pos))
+    }
+
+    /// Up to `limit` ids greater than `after`, ascending, and the cursor for
+    /// the next page (the last id returned) if more follow. Pages by id keep
+    /// their meaning while records are inserted and deleted between calls.
+    pub fn page(&self, after: Option<u64>, limit: usize) -> (Vec<u64>, Option<u64>) {
+        if limit == 0 {
+            return (Vec::new(), None);
+        }
+        let mut heap: BinaryHeap<u64> = BinaryHeap::with_capacity(limit + 1);
+        let mut matching = 0usize;
+        for n in self.nodes.iter() {
+            if n.data == FREE_NODE || after.is_some_and(|a| n.id <= a) {
+                continue;
+            }
+            matching += 1;
+            if heap.len() < limit {
+                heap.push(n.id);
+            } else if heap.peek().is_some_and(|&top| n.id < top) {
+                heap.pop();
+                heap.push(n.id);
+            }
+        }
+        let ids = heap.into_sorted_vec();
+        let next = (matching > ids.len()).then(|| *ids.last().expect("non-empty"));
+        (ids, next)
+    }
+
+    pub fn record_invocations(&mut self, id: u64, count: u32) -> CoreResult<u32> {
+        let slot = self.required_slot(id)?;
+        let node = self.nodes.get_mut(slot as usize);
+        node.invocations = node.invocations.saturating_add(count);
+        Ok(node.invocations)
+    }
+
+    /// The `k` most invoked substrates, most first (ties: smaller id first).
+    pub fn top_invoked(&self, k: usize) -> Vec<(u64, u32)> {
+        let mut heap: BinaryHeap<Reverse<(u32, Reverse<u64>)>> = BinaryHeap::new();
+        for n in self.nodes.iter() {
+            if n.data == FREE_NODE || n.invocations == 0 {
+                continue;
+            }
+            heap.push(Reverse((n.invocations, Reverse(n.id))));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(u64, u32)> = heap
+            .into_iter()
+            .map(|Reverse((count, Reverse(id)))| (id, count))
+            .collect();
+        out.sort_by_key(|&(id, count)| (Reverse(count), id));
+        out
+    }
+
+    // ---- relationships ----
+
+    fn find_edge(&self, rid: u64) -> Option<u32> {
+        let (nodes, edges) = (&self.nodes, &self.edges);
+        self.edge_index
+            .find(rid, |&s| edge_id(nodes, edges.get(s as usize)) == rid)
+            .copied()
+    }
+
+    fn edge_view(&self, e: u32) -> EdgeView<'_> {
+        let edge = self.edges.get(e as usize);
+        let (constraints, _) = edge_blob(&self.edge_data, edge.data);
+        EdgeView {
+            id: edge_id(&self.nodes, edge),
+            rel: edge.rel(),
+            source: self.nodes.get(edge.src as usize).id,
+            target: self.nodes.get(edge.dst as usize).id,
+            bidirectional: edge.bidirectional(),
+            constraints,
+            created_at: edge.created_at,
+        }
+    }
+
+    pub fn edge(&self, rid: u64) -> Option<EdgeView<'_>> {
+        self.find_edge(rid).map(|e| self.edge_view(e))
+    }
+
+    /// The id `e` would get, or why it cannot be linked. Changes nothing.
+    pub fn check_link(&self, e: &NewEdge<'_>) -> CoreResult<u64> {
+        check_len(e.constraints.len(), "constraints")?;
+        self.required_slot(e.source)?;
+        self.required_slot(e.target)?;
+        let rid = relationship_id(e.source, e.target, e.rel);
+        if let Some(existing) = self.edge(rid) {
+            return Err(
+                if (existing.source, existing.target, existing.rel) == (e.source, e.target, e.rel) {
+                    CoreError::Duplicate {
+                        kind: Kind::Relationship,
+                        id: rid,
+                    }
+                } else {
+                    CoreError::Collision { id: rid }
+                },
+            );
+        }
+        Ok(rid)
+    }
+
+    pub fn link(&mut self, e: &NewEdge<'_>) -> CoreResult<u64> {
+        let rid = self.check_link(e)?;
+        self.link_unchecked(rid, e);
+        Ok(rid)
+    }
+
+    fn link_unchecked(&mut self, rid: u64, e: &NewEdge<'_>) {
+        let src = self.slot_of(e.source).expect("checked source");
+        let dst = self.slot_of(e.target).expect("checked target");
+        let handle = if e.constraints.is_empty() {
+            NO_BLOB
+        } else {
+            let mut prefix = Vec::with_capacity(5);
+            put_varint(&mut prefix, e.constraints.len() as u64);
+            self.edge_data.push(&[&prefix, e.constraints])
+        };
+        let edge = Edge {
+            src,
+            dst,
+            next_out: self.nodes.get(src as usize).head_out,
+            next_in: self.nodes.get(dst as usize).head_in,
+            created_at: e.created_at,
+            data: handle
+                | u64::from(e.rel.index()) << HANDLE_BITS
+                | if e.bidirectional { BIDIRECTIONAL } else { 0 },
+        };
+        let slot = match self.edge_free {
+            Some(free) => {
+                let cell = self.edges.get_mut(free as usize);
+                self.edge_free = (cell.next_out != NIL).then_some(cell.next_out);
+                free
+            }
+            None => self.edges.push(edge) as u32,
+        };
+        // Both list links were read from the nodes before either head moves,
+        // which keeps a self-loop (src == dst) consistent in both lists.
+        self.nodes.get_mut(src as usize).head_out = slot;
+        self.nodes.get_mut(dst as usize).head_in = slot;
+        *self.edges.get_mut(slot as usize) = edge;
+        let (nodes, edges) = (&self.nodes, &self.edges);
+        self.edge_index
+            .insert_unique(rid, slot, |&s| edge_id(nodes, edges.get(s as usize)));
+        self.edge_count += 1;
+    }
+
+    /// What [`Arena::link_many`] would answer for each item, writing nothing.
+    pub fn check_links(&self, items: &[NewEdge<'_>]) -> Vec<CoreResult<u64>> {
+        let mut seen = HashSet::new();
+        items
+            .iter()
+            .map(|e| {
+                let rid = self.check_link(e)?;
+                if seen.insert(rid) {
+                    Ok(rid)
+                } else {
+                    Err(CoreError::Duplicate {
+                        kind: Kind::Relationship,
+                        id: rid,
+                    })
+                }
+            })
+            .collect()
+    }
+
+    /// Links in order; like [`Arena::insert_many`] for relationships.
+    pub fn link_many(
+        &mut self,
+        items: &[NewEdge<'_>],
+        atomic: bool,
+    ) -> (Vec<CoreResult<u64>>, bool) {
+        if !atomic {
+            return (items.iter().map(|e| self.link(e)).collect(), true);
+        }
+        let results = self.check_links(items);
+        let ok = results.iter().all(Result::is_ok);
+        if ok {
+            for (e, rid) in items.iter().zip(&results) {
+                self.link_unchecked(*rid.as_ref().expect("checked"), e);
+            }
+        }
+        (results, ok)
+    }
+
+    pub fn unlink(&mut self, rid: u64) -> CoreResult<()> {
+        let e = self.find_edge(rid).ok_or(CoreError::NotFound {
+            kind: Kind::Relationship,
+            id: rid,
+        })?;
+        self.drop_edge(e, None);
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Edge slots leaving `slot` (its outgoing list, then the bidirectional
+    /// edges that arrive at it), newest first within each part.
+    fn out_slots(&self, slot: u32) -> impl Iterator<Item = u32> + '_ {
+        let node = self.nodes.get(slot as usize);
+        let own = ListIter {
+            arena: self,
+            next: node.head_out,
+            outgoing: true,
+        };
+        let reverse = ListIter {
+            arena: self,
+            next: node.head_in,
+            outgoing: false,
+        }
+        .filter(move |&e| {
+            let edge = self.edges.get(e as usize);
+            edge.bidirectional() && edge.src != slot
+        });
+        own.chain(reverse)
+    }
+
+    fn in_slots(&self, slot: u32) -> impl Iterator<Item = u32> + '_ {
+        let node = self.nodes.get(slot as usize);
+        let own = ListIter {
+            arena: self,
+            next: node.head_in,
+            outgoing: false,
+        };
+        let reverse = ListIter {
+            arena: self,
+            next: node.head_out,
+            outgoing: true,
+        }
+        .filter(move |&e| {
+            let edge = self.edges.get(e as usize);
+            edge.bidirectional() && edge.dst != slot
+        });
+        own.chain(reverse)
+    }
+
+    fn collect_page(
+        &self,
+        slots: impl Iterator<Item = u32>,
+        rel: Option<RelType>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<EdgeView<'_>>) {
+        let mut total = 0;
+        let mut page = Vec::new();
+        for e in slots {
+            if rel.is_some_and(|r| self.edges.get(e as usize).rel() != r) {
+                continue;
+            }
+            if total >= offset && page.len() < limit {
+                page.push(self.edge_view(e));
+            }
+            total += 1;
+        }
+        (total, page)
+    }
+
+    /// Relationships leaving `id` (bidirectional ones from either end): the
+    /// total that match and the page `offset..offset + limit`.
+    pub fn outgoing(
+        &self,
+        id: u64,
+        rel: Option<RelType>,
+        offset: usize,
+        limit: usize,
+    ) -> CoreResult<(usize, Vec<EdgeView<'_>>)> {
+        let slot = self.required_slot(id)?;
+        Ok(self.collect_page(self.out_slots(slot), rel, offset, limit))
+    }
+
+    pub fn incoming(
+        &self,
+        id: u64,
+        rel: Option<RelType>,
+        offset: usize,
+        limit: usize,
+    ) -> CoreResult<(usize, Vec<EdgeView<'_>>)> {
+        let slot = self.required_slot(id)?;
+        Ok(self.collect_page(self.in_slots(slot), rel, offset, limit))
+    }
+
+    /// Relationships filtered by type, stored source and stored target (each
+    /// optional). An unknown source or target matches nothing.
+    pub fn edges_matching(
+        &self,
+        rel: Option<RelType>,
+        source: Option<u64>,
+        target: Option<u64>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<EdgeView<'_>>) {
+        let src_slot = source.map(|id| self.slot_of(id));
+        let dst_slot = target.map(|id| self.slot_of(id));
+        if matches!(src_slot, Some(None)) || matches!(dst_slot, Some(None)) {
+            return (0, Vec::new());
+        }
+        let (src_slot, dst_slot) = (src_slot.flatten(), dst_slot.flatten());
+        let keep = move |e: &u32| {
+            let edge = self.edges.get(*e as usize);
+            src_slot.is_none_or(|s| edge.src == s) && dst_slot.is_none_or(|d| edge.dst == d)
+        };
+        let slots: Box<dyn Iterator<Item = u32> + '_> = match (src_slot, dst_slot) {
+            (Some(s), _) => Box::new(
+                ListIter {
+                    arena: self,
+                    next: self.nodes.get(s as usize).head_out,
+                    outgoing: true,
+                }
+                .filter(keep),
+            ),
+            (None, Some(d)) => Box::new(
+                ListIter {
+                    arena: self,
+                    next: self.nodes.get(d as usize).head_in,
+                    outgoing: false,
+                }
+                .filter(keep),
+            ),
+            (None, None) => Box::new(self.live_edge_slots()),
+        };
+        self.collect_page(slots, rel, offset, limit)
+    }
+
+    fn live_edge_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.src != NIL)
+            .map(|(i, _)| i as u32)
+    }
+
+    /// Every relationship, in storage order.
+    pub fn iter_edges(&self) -> impl Iterator<Item = EdgeView<'_>> + '_ {
+        self.live_edge_slots().map(|e| self.edge_view(e))
+    }
+
+    // ---- upkeep ----
+
+    fn maybe_compact(&mut self) {
+        let garbage = self.node_data.garbage_bytes();
+        if garbage > COMPACT_MIN_GARBAGE && garbage > self.node_data.live_bytes() {
+            let mut fresh = ByteSlab::new();
+            for i in 0..self.nodes.len() {
+                let node = *self.nodes.get(i);
+                if node.data == FREE_NODE {
+                    continue;
+                }
+                let handle = node.data & HANDLE_MASK;
+                let (_, _, _, len) = node_blob(&self.node_data, handle);
+                let new = fresh.push(&[self.node_data.get(handle, len)]);
+                self.nodes.get_mut(i).data = (node.data & !HANDLE_MASK) | new;
+            }
+            self.node_data = fresh;
+        }
+        let garbage = self.edge_data.garbage_bytes();
+        if garbage > COMPACT_MIN_GARBAGE && garbage > self.edge_data.live_bytes() {
+            let mut fresh = ByteSlab::new();
+            for i in 0..self.edges.len() {
+                let edge = *self.edges.get(i);
+                let handle = edge.data & HANDLE_MASK;
+                if edge.src == NIL || handle == NO_BLOB {
+                    continue;
+                }
+                let (_, len) = edge_blob(&self.edge_data, edge.data);
+                let new = fresh.push(&[self.edge_data.get(handle, len)]);
+                self.edges.get_mut(i).data = (edge.data & !HANDLE_MASK) | new;
+            }
+            self.edge_data = fresh;
+        }
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        let slot = std::mem::size_of::<u32>() + 1; // a bucket and its control byte
+        MemoryReport {
+            node_records: self.nodes.heap_bytes(),
+            node_index: self.node_index.capacity() * slot,
+            node_bytes: self.node_data.heap_bytes(),
+            edge_records: self.edges.heap_bytes(),
+            edge_index: self.edge_index.capacity() * slot,
+            edge_bytes: self.edge_data.heap_bytes(),
+        }
+    }
+
+    /// Restores a record with its stored id and invocation count (bulk load).
+    pub(crate) fn restore(&mut self, s: &NewSubstrate<'_>, invocations: u32) -> CoreResult<u64> {
+        let id = self.check_insert(s)?;
+        self.insert_unchecked(id, s, invocations);
+        Ok(id)
+    }
+}
+
+/// Walks one intrusive adjacency list.
+struct ListIter<'a> {
+    arena: &'a Arena,
+    next: u32,
+    outgoing: bool,
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.next == NIL {
+            return None;
+        }
+        let e = self.next;
+        let edge = self.arena.edges.get(e as usize);
+        self.next = if self.outgoing {
+            edge.next_out
+        } else {
+            edge.next_in
+        };
+        Some(e)
+    }
+}
