@@ -1,0 +1,675 @@
+"""The Registry: the in-process API of bfx.
+
+It ties the Rust arena (records, identities, relationships, indices), the
+expression sandbox (validation, canonical form, guarded evaluation) and the
+operators together. Thread-safe: the arena has its own lock, and the compiled
+cache takes a small lock of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from bfx import errors, operators
+from bfx._core import EXPRESSION_TYPES, Arena, format_id, normalize_rel_type, now_us, parse_id
+from bfx.models import (
+    Invocation,
+    Relationship,
+    Substrate,
+    format_time,
+    from_micros,
+    to_micros,
+)
+from bfx.sandbox import DEFAULT_LIMITS, Compiled, Limits, compile_substrate
+
+__all__ = ["Registry"]
+
+_encode = msgspec.json.encode
+_SCAN_PAGE = 4096
+MAX_METADATA_BYTES = 64 * 1024
+MAX_PAGE = 10_000
+
+
+def _json_object_bytes(value: Any, field: str) -> bytes:
+    """A JSON object (or None) as compact bytes; empty means ``{}``."""
+    if value is None:
+        return b""
+    if not isinstance(value, Mapping):
+        raise errors.ValidationError(f"{field} must be a JSON object", {"field": field})
+    if not value:
+        return b""
+    try:
+        raw = _encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise errors.ValidationError(f"{field} is not JSON-serialisable: {exc}", {"field": field}) from None
+    if len(raw) > MAX_METADATA_BYTES:
+        raise errors.LimitExceededError(
+            f"{field} is {len(raw)} bytes encoded; the limit is {MAX_METADATA_BYTES}",
+            {"field": field, "limit": MAX_METADATA_BYTES},
+        )
+    return raw
+
+
+def _check_page(limit: int, offset: int = 0) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise errors.ValidationError(f"limit must be an integer from 1 to {MAX_PAGE}", {"field": "limit"})
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise errors.ValidationError("offset must be a non-negative integer", {"field": "offset"})
+
+
+def _item_error(index: int, error: errors.BfxError) -> dict[str, Any]:
+    return {"index": index, "status": error.status, "error": error.to_dict()}
+
+
+class _CompiledCache:
+    """A bounded LRU of compiled expressions keyed by substrate id.
+
+    Compiled callables are Python objects, so they live here and never in the
+    arena; a miss recompiles from the stored canonical code.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("cache_size must be at least 1")
+        self._maxsize = maxsize
+        self._items: OrderedDict[int, Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: int) -> Compiled | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: int, value: Compiled) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._maxsize:
+                self._items.popitem(last=False)
+
+    def discard(self, key: int) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Registry:
+    """Substrates, relationships and operators, in process.
+
+    ``cache_size`` bounds how many compiled expressions are kept (LRU);
+    ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``).
+    """
+
+    def __init__(self, *, cache_size: int = 100_000, limits: Limits | None = None) -> None:
+        self._arena = Arena()
+        self._limits = limits or DEFAULT_LIMITS
+        self._cache = _CompiledCache(cache_size)
+
+    @property
+    def arena(self) -> Arena:
+        """The underlying Rust arena (for tools and benchmarks)."""
+        return self._arena
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def close(self) -> None:
+        """Releases resources (nothing to release for the in-memory registry)."""
+
+    def __len__(self) -> int:
+        return len(self._arena)
+
+    def __contains__(self, substrate_id: object) -> bool:
+        return substrate_id in self._arena
+
+    # ------------------------------------------------------------ substrates
+
+    def _prepare(self, expression_type: Any, expression_code: Any, metadata: Any) -> tuple:
+        if not isinstance(expression_type, str) or expression_type not in EXPRESSION_TYPES:
+            raise errors.ValidationError(
+                f"expression_type must be one of {', '.join(EXPRESSION_TYPES)}",
+                {"field": "expression_type", "allowed": list(EXPRESSION_TYPES)},
+            )
+        if not isinstance(expression_code, str):
+            raise errors.ValidationError("expression_code must be a string", {"field": "expression_code"})
+        compiled = compile_substrate(expression_type, expression_code, self._limits)
+        meta = _json_object_bytes(metadata, "metadata")
+        return compiled, meta
+
+    def create(
+        self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None = None
+    ) -> Substrate:
+        """Validates, canonicalises and stores an expression; returns its record.
+
+        Raises SandboxError/ValidationError for rejected code, DuplicateError
+        (``details["substrate_id"]`` names the existing one) or CollisionError.
+        """
+        compiled, meta = self._prepare(expression_type, expression_code, metadata)
+        created = now_us()
+        identity = self._arena.insert(
+            expression_type, expression_code, compiled.canonical, meta, created
+        )
+        self._cache.put(identity, compiled)
+        return Substrate(
+            identity,
+            expression_type,
+            expression_code,
+            compiled.canonical,
+            dict(metadata) if metadata else {},
+            from_micros(created),
+            0,
+        )
+
+    def create_many(
+        self, items: Sequence[Mapping[str, Any]], atomic: bool = False
+    ) -> list[Substrate | errors.BfxError]:
+        """Creates in input order; each answer is a Substrate or the error for
+        that item. A repeat inside the batch fails as a duplicate of the earlier
+        one. With ``atomic``, any failure raises BatchError and writes nothing.
+        """
+        prepared: list[tuple | errors.BfxError] = []
+        for item in items:
+            try:
+                if not isinstance(item, Mapping):
+                    raise errors.ValidationError("each item must be an object", {})
+                compiled, meta = self._prepare(
+                    item.get("expression_type"), item.get("expression_code"), item.get("metadata")
+                )
+                prepared.append((item, compiled, meta))
+            except errors.BfxError as exc:
+                prepared.append(exc)
+        created = now_us()
+        rows = [
+            (p[0]["expression_type"], p[0]["expression_code"], p[1].canonical, p[2], created, None)
+            for p in prepared
+            if not isinstance(p, errors.BfxError)
+        ]
+        any_invalid = len(rows) != len(prepared)
+        dry_run = atomic and any_invalid
+        answers, _written = self._arena.insert_many(rows, atomic=atomic, dry_run=dry_run)
+        results: list[Substrate | errors.BfxError] = []
+        answer_iter = iter(answers)
+        for p in prepared:
+            if isinstance(p, errors.BfxError):
+                results.append(p)
+                continue
+            answer = next(answer_iter)
+            if isinstance(answer, errors.BfxError):
+                results.append(answer)
+                continue
+            item, compiled, _meta = p
+            if not atomic or not dry_run:
+                self._cache.put(answer, compiled)
+            results.append(
+                Substrate(
+                    answer,
+                    item["expression_type"],
+                    item["expression_code"],
+                    compiled.canonical,
+                    dict(item.get("metadata") or {}),
+                    from_micros(created),
+                    0,
+                )
+            )
+        if atomic:
+            failures = [
+                _item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)
+            ]
+            if failures:
+                for r in results:
+                    if isinstance(r, Substrate):
+                        self._cache.discard(r.identity)
+                raise errors.BatchError(
+                    f"{len(failures)} of {len(results)} items failed; nothing was written",
+                    {"failures": failures},
+                )
+        return results
+
+    def get(self, substrate_id: int | str) -> Substrate:
+        return Substrate.from_record(self._arena.get(substrate_id))
+
+    def get_many(self, substrate_ids: Iterable[int | str]) -> list[Substrate | None]:
+        return [
+            None if r is None else Substrate.from_record(r) for r in self._arena.get_many(substrate_ids)
+        ]
+
+    def delete(self, substrate_id: int | str) -> int:
+        """Deletes a substrate and its relationships; returns how many
+        relationships went with it."""
+        identity = parse_id(substrate_id)
+        removed = self._arena.remove(identity)
+        self._cache.discard(identity)
+        return removed
+
+    def list(self, limit: int = 100, cursor: int | str | None = None) -> tuple[list[Substrate], int | None]:
+        """A page of substrates ordered by id, and the cursor of the next page.
+
+        The cursor is the last id of the page; a page holds the ids above it,
+        so paging stays correct while records are created and deleted.
+        """
+        _check_page(limit)
+        records, next_cursor = self._arena.page(cursor, limit)
+        return [Substrate.from_record(r) for r in records], next_cursor
+
+    def iter_substrates(self) -> Iterator[Substrate]:
+        """Every substrate, in storage order, fetched a page at a time."""
+        position: int | None = 0
+        while position is not None:
+            records, position = self._arena.scan(position, _SCAN_PAGE)
+            for r in records:
+                yield Substrate.from_record(r)
+
+    def iter_relationships(self) -> Iterator[Relationship]:
+        position: int | None = 0
+        while position is not None:
+            records, position = self._arena.scan_edges(position, _SCAN_PAGE)
+            for r in records:
+                yield Relationship.from_record(r)
+
+    # ------------------------------------------------------------ invocation
+
+    def compiled(self, substrate_id: int | str) -> Compiled:
+        """The compiled expression of a substrate (from the cache, or compiled
+        again from its stored canonical code)."""
+        identity = parse_id(substrate_id)
+        compiled = self._cache.get(identity)
+        if compiled is None:
+            _, expression_type, _code, canonical, *_ = self._arena.get(identity)
+            compiled = compile_substrate(expression_type, canonical, self._limits)
+            self._cache.put(identity, compiled)
+        return compiled
+
+    def invoke(self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None) -> Invocation:
+        identity = parse_id(substrate_id)
+        compiled = self.compiled(identity)
+        start = time.perf_counter()
+        result = compiled.invoke(parameters)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        self._arena.record_invocations(identity)
+        return Invocation(identity, result, elapsed)
+
+    def invoke_many(
+        self, invocations: Iterable[tuple[int | str, Mapping[str, Any] | None]]
+    ) -> list[Invocation | errors.BfxError]:
+        results: list[Invocation | errors.BfxError] = []
+        counts: dict[int, int] = {}
+        perf = time.perf_counter
+        for substrate_id, parameters in invocations:
+            try:
+                identity = parse_id(substrate_id)
+                compiled = self.compiled(identity)
+                start = perf()
+                result = compiled.invoke(parameters)
+                results.append(Invocation(identity, result, (perf() - start) * 1000.0))
+                counts[identity] = counts.get(identity, 0) + 1
+            except errors.BfxError as exc:
+                results.append(exc)
+        for identity, count in counts.items():
+            # A substrate deleted meanwhile simply has no counter to bump.
+            try:
+                self._arena.record_invocations(identity, count)
+            except errors.NotFoundError:
+                pass
+        return results
+
+    def value(self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None) -> int | float:
+        """The substrate's value for the operators: its result, which must be a number."""
+        result = self.invoke(substrate_id, parameters).result
+        operators.require_number(result, "value of the substrate")
+        return result
+
+    # ------------------------------------------------------------ operators
+
+    def divide(self, substrate_id: int | str) -> list[dict[str, Any]]:
+        self._arena.get(substrate_id)  # 404 for an unknown id
+        return operators.divide()
+
+    def multiply(self, values: Sequence[Any]) -> dict[str, Any]:
+        unity_value, unity_hex = operators.multiply(values)
+        return {
+            "unity_value": unity_value,
+            "unity_hex": unity_hex,
+            "dimensions_collapsed": len(values),
+        }
+
+    def add(self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        operators.require_number(value, "value")
+        original = self.value(substrate_id, parameters)
+        return {"original_value": original, "value": value, "new_value": operators.add(original, value)}
+
+    def subtract(
+        self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        operators.require_number(value, "value")
+        original = self.value(substrate_id, parameters)
+        return {
+            "original_value": original,
+            "value": value,
+            "new_value": operators.subtract(original, value),
+        }
+
+    def modulus(
+        self, substrate_id: int | str, modulus: Any, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        operators.require_number(modulus, "modulus")
+        original = self.value(substrate_id, parameters)
+        expressed, residue = operators.modulus(original, modulus)
+        return {"value": original, "modulus": modulus, "expressed": expressed, "residue": residue}
+
+    def power(
+        self, substrate_id: int | str, exponent: Any, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        operators.require_number(exponent, "exponent")
+        original = self.value(substrate_id, parameters)
+        return {"original_value": original, "result_value": operators.power(original, exponent)}
+
+    def root(
+        self, substrate_id: int | str, degree: Any, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        operators.require_number(degree, "degree")
+        original = self.value(substrate_id, parameters)
+        return {"original_value": original, "result_value": operators.root(original, degree)}
+
+    # ------------------------------------------------------------ search
+
+    def search(
+        self, name: str | None = None, expression_type: str | None = None, limit: int = 100
+    ) -> list[Substrate]:
+        """Substrates whose ``metadata["name"]`` contains ``name`` (ignoring
+        case) and whose type is ``expression_type`` (each optional), in
+        storage order, at most ``limit``."""
+        _check_page(limit)
+        needle = name.casefold() if name else None
+        out: list[Substrate] = []
+        for s in self.iter_substrates():
+            if expression_type is not None and s.expression_type != expression_type:
+                continue
+            if needle is not None:
+                candidate = s.metadata.get("name")
+                if not isinstance(candidate, str) or needle not in candidate.casefold():
+                    continue
+            out.append(s)
+            if len(out) >= limit:
+                break
+        return out
+
+    def query(
+        self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", limit: int = 100
+    ) -> list[Substrate]:
+        """Filters: ``expression_type``, ``metadata.<key>`` (equality),
+        ``created_after`` / ``created_before`` (strict; datetime or RFC 3339);
+        sort ``created_at`` or ``-created_at`` (ties by id)."""
+        _check_page(limit)
+        if sort not in ("created_at", "-created_at"):
+            raise errors.ValidationError("sort must be created_at or -created_at", {"field": "sort"})
+        filters = dict(filters or {})
+        expression_type = filters.pop("expression_type", None)
+        after = _time_filter(filters.pop("created_after", None), "created_after")
+        before = _time_filter(filters.pop("created_before", None), "created_before")
+        meta: list[tuple[str, Any]] = []
+        for key, value in filters.items():
+            if not key.startswith("metadata.") or len(key) == len("metadata."):
+                raise errors.ValidationError(
+                    f"unknown filter {key!r}; expected expression_type, metadata.<key>, "
+                    "created_after or created_before",
+                    {"field": f"filters.{key}"},
+                )
+            meta.append((key[len("metadata.") :], value))
+        matched = []
+        missing = object()
+        for s in self.iter_substrates():
+            if expression_type is not None and s.expression_type != expression_type:
+                continue
+            created = to_micros(s.created_at)
+            if after is not None and not created > after:
+                continue
+            if before is not None and not created < before:
+                continue
+            if any(s.metadata.get(k, missing) != v for k, v in meta):
+                continue
+            matched.append(s)
+        matched.sort(key=lambda s: (s.created_at, s.identity), reverse=sort.startswith("-"))
+        return matched[:limit]
+
+    # ------------------------------------------------------------ relationships
+
+    def _edge_row(self, item: Mapping[str, Any], created: int) -> tuple:
+        rel_type = item.get("rel_type")
+        if not isinstance(rel_type, str):
+            raise errors.InvalidRelationshipTypeError("rel_type must be a string", {"field": "rel_type"})
+        bidirectional = item.get("bidirectional", False)
+        if not isinstance(bidirectional, bool):
+            raise errors.ValidationError("bidirectional must be a boolean", {"field": "bidirectional"})
+        source = _body_id(item.get("source_id"), "source_id")
+        target = _body_id(item.get("target_id"), "target_id")
+        constraints = _json_object_bytes(item.get("constraints"), "constraints")
+        return (normalize_rel_type(rel_type), source, target, bidirectional, constraints, created)
+
+    def relate(
+        self,
+        rel_type: str,
+        source_id: int | str,
+        target_id: int | str,
+        bidirectional: bool = False,
+        constraints: Mapping[str, Any] | None = None,
+    ) -> Relationship:
+        created = now_us()
+        row = self._edge_row(
+            {
+                "rel_type": rel_type,
+                "source_id": source_id,
+                "target_id": target_id,
+                "bidirectional": bidirectional,
+                "constraints": constraints,
+            },
+            created,
+        )
+        rid = self._arena.link(*row)
+        return Relationship(
+            rid, row[0], row[1], row[2], bidirectional, dict(constraints or {}), from_micros(created)
+        )
+
+    def relate_many(
+        self, items: Sequence[Mapping[str, Any]], atomic: bool = False
+    ) -> list[Relationship | errors.BfxError]:
+        created = now_us()
+        prepared: list[tuple | errors.BfxError] = []
+        for item in items:
+            try:
+                if not isinstance(item, Mapping):
+                    raise errors.ValidationError("each item must be an object", {})
+                prepared.append((item, self._edge_row(item, created)))
+            except errors.BfxError as exc:
+                prepared.append(exc)
+        rows = [p[1] for p in prepared if not isinstance(p, errors.BfxError)]
+        dry_run = atomic and len(rows) != len(prepared)
+        answers, _ = self._arena.link_many(rows, atomic=atomic, dry_run=dry_run)
+        answer_iter = iter(answers)
+        results: list[Relationship | errors.BfxError] = []
+        for p in prepared:
+            if isinstance(p, errors.BfxError):
+                results.append(p)
+                continue
+            answer = next(answer_iter)
+            if isinstance(answer, errors.BfxError):
+                results.append(answer)
+                continue
+            item, row = p
+            results.append(
+                Relationship(
+                    answer, row[0], row[1], row[2], row[3], dict(item.get("constraints") or {}),
+                    from_micros(created),
+                )
+            )
+        if atomic:
+            failures = [_item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)]
+            if failures:
+                raise errors.BatchError(
+                    f"{len(failures)} of {len(results)} items failed; nothing was written",
+                    {"failures": failures},
+                )
+        return results
+
+    def get_relationship(self, relationship_id: int | str) -> Relationship:
+        return Relationship.from_record(self._arena.edge(relationship_id))
+
+    def delete_relationship(self, relationship_id: int | str) -> None:
+        self._arena.unlink(relationship_id)
+
+    def outgoing(
+        self, substrate_id: int | str, rel_type: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[Relationship]]:
+        """(total, page): relationships leaving a substrate, bidirectional ones
+        from either end, newest first."""
+        _check_page(limit, offset)
+        total, records = self._arena.outgoing(substrate_id, rel_type, offset, limit)
+        return total, [Relationship.from_record(r) for r in records]
+
+    def incoming(
+        self, substrate_id: int | str, rel_type: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[Relationship]]:
+        _check_page(limit, offset)
+        total, records = self._arena.incoming(substrate_id, rel_type, offset, limit)
+        return total, [Relationship.from_record(r) for r in records]
+
+    def relationships(
+        self,
+        rel_type: str | None = None,
+        source_id: int | str | None = None,
+        target_id: int | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Relationship]]:
+        """(total, page) of relationships by type and stored source/target."""
+        _check_page(limit, offset)
+        total, records = self._arena.edges(rel_type, source_id, target_id, offset, limit)
+        return total, [Relationship.from_record(r) for r in records]
+
+    # ------------------------------------------------------------ export / import
+
+    def export_records(self) -> Iterator[dict[str, Any]]:
+        """Every substrate, then every relationship, as JSON-ready dicts with a
+        ``kind`` field; lazily, a page at a time."""
+        for s in self.iter_substrates():
+            yield {
+                "kind": "substrate",
+                "substrate_id": s.substrate_id,
+                "identity": s.identity,
+                "expression_type": s.expression_type,
+                "expression_code": s.expression_code,
+                "canonical_code": s.canonical_code,
+                "metadata": s.metadata,
+                "created_at": format_time(s.created_at),
+            }
+        for r in self.iter_relationships():
+            yield {
+                "kind": "relationship",
+                "relationship_id": r.relationship_id,
+                "rel_type": r.rel_type,
+                "source_id": r.source_id,
+                "target_id": r.target_id,
+                "bidirectional": r.bidirectional,
+                "constraints": r.constraints,
+                "created_at": format_time(r.created_at),
+            }
+
+    def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """Imports exported records (substrates must come before the
+        relationships that use them). Code goes through the sandbox again and
+        each id is checked against the content; ids that exist are skipped and
+        counted. The first invalid record raises (with its index) — records
+        before it stay imported."""
+        counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
+        for index, record in enumerate(records):
+            try:
+                self._import_one(record, counts)
+            except errors.BfxError as exc:
+                exc.details.setdefault("index", index)
+                raise
+        return counts
+
+    def _import_one(self, record: Mapping[str, Any], counts: dict[str, int]) -> None:
+        if not isinstance(record, Mapping):
+            raise errors.ValidationError("each record must be an object", {})
+        kind = record.get("kind", "substrate" if "expression_code" in record else "relationship")
+        created = _time_filter(record.get("created_at"), "created_at") or now_us()
+        if kind == "substrate":
+            expected = record.get("substrate_id", record.get("identity"))
+            expected_id = _body_id(expected, "substrate_id") if expected is not None else None
+            compiled, meta = self._prepare(
+                record.get("expression_type"), record.get("expression_code"), record.get("metadata")
+            )
+            try:
+                identity = self._arena.insert(
+                    record["expression_type"],
+                    record["expression_code"],
+                    compiled.canonical,
+                    meta,
+                    created,
+                    expected_id,
+                )
+            except errors.DuplicateError:
+                counts["skipped"] += 1
+                return
+            self._cache.put(identity, compiled)
+            counts["imported_substrates"] += 1
+        elif kind == "relationship":
+            row = self._edge_row(record, created)
+            try:
+                self._arena.link(*row)
+            except errors.DuplicateError:
+                counts["skipped"] += 1
+                return
+            counts["imported_relationships"] += 1
+        else:
+            raise errors.ValidationError(
+                "kind must be substrate or relationship", {"field": "kind"}
+            )
+
+    # ------------------------------------------------------------ statistics
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "total_substrates": len(self._arena),
+            "total_relationships": self._arena.relationship_count,
+        }
+
+    def top_invoked(self, k: int = 5) -> list[tuple[int, int]]:
+        return self._arena.top_invoked(k)
+
+
+def _body_id(value: Any, field: str) -> int:
+    """An id from a request body: invalid ones are 422 naming the field."""
+    try:
+        return parse_id(value)
+    except errors.InvalidIdError as exc:
+        raise errors.InvalidIdError(exc.message, {**exc.details, "field": field}) from None
+
+
+def _time_filter(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, str):
+        try:
+            return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise errors.ValidationError(f"{field} must be an RFC 3339 timestamp", {"field": field})
+
+
+# Re-exported for callers that format ids next to records.
+__all__ += ["format_id"]
