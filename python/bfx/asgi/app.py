@@ -1,0 +1,312 @@
+"""The ASGI application: lifespan, routing, body handling, errors, CORS, metrics.
+
+Handlers are plain functions ``(Request) -> Response``. Cheap ones (get, create, invoke
+take microseconds) run on the event loop: a thread hop would cost more than the call.
+Routes flagged ``offload`` (batches, search, export, import, stats) run in a worker
+thread so one big request does not stall every other connection.
+
+Granian imports :func:`create_app` as a factory in every worker process; settings come
+from the environment (:class:`~bfx.asgi.config.Settings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import msgspec
+
+from bfx.asgi import (
+    records,
+    routes_relationships,
+    routes_substrates,
+    routes_system,
+    routes_transfer,
+)
+from bfx.asgi.base import JSON, Request, Response, encode
+from bfx.asgi.config import Settings
+from bfx.asgi.cors import Cors
+from bfx.asgi.errors import (
+    BodyTooLargeError,
+    MalformedJsonError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    UnsupportedMediaTypeError,
+    error_body,
+    field_error,
+)
+from bfx.asgi.metrics import RequestMetrics
+from bfx.asgi.router import Route, Router, allowed
+
+__all__ = ["App", "create_app", "open_registry", "storage_description"]
+
+log = logging.getLogger("bfx.asgi")
+
+#: Each module contributes ``routes()``; the graph routes will be one more module here.
+ROUTE_MODULES = (routes_system, routes_substrates, routes_relationships, routes_transfer)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+
+def open_registry(settings: Settings) -> Any:
+    """The registry the service runs on: the one place where storage gets chosen."""
+    from bfx import Registry
+
+    return Registry()
+
+
+def storage_description(settings: Settings) -> str:
+    if settings.data_dir:
+        return (f"storage: in-memory (data dir {settings.data_dir} is accepted but not used "
+                "yet: everything is lost when the server stops)")
+    return "storage: in-memory (everything is lost when the server stops)"
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was read: nobody to answer."""
+
+
+def _decoders(routes: list[Route]) -> dict[int, msgspec.json.Decoder[Any]]:
+    # One decoder per request type, built once: decoding is schema-driven and cached.
+    by_type: dict[Any, msgspec.json.Decoder[Any]] = {}
+    out = {}
+    for r in routes:
+        if r.body is not None and r.body is not bytes:
+            dec = by_type.get(r.body)
+            if dec is None:
+                dec = by_type[r.body] = msgspec.json.Decoder(r.body)
+            out[id(r)] = dec
+    return out
+
+
+_JSON_SUFFIX = b"+json"
+
+
+def _media_type(value: bytes) -> bytes:
+    return value.split(b";", 1)[0].strip().lower()
+
+
+class App:
+    def __init__(self, settings: Settings | None = None,
+                 registry_factory: Callable[[Settings], Any] | None = None) -> None:
+        self.settings = settings or Settings()
+        self._registry_factory = registry_factory or open_registry
+        self.registry: Any = None
+        self.router = Router(r for m in ROUTE_MODULES for r in m.routes())
+        self._decoder = _decoders(self.router.routes)
+        self.cors = Cors(self.settings.cors_origins)
+        self.metrics = RequestMetrics()
+        self.openapi_bytes: bytes | None = None
+        self.static_cache: dict[str, bytes] = {}
+        self._limits = {"body_limit": self.settings.body_limit,
+                        "import_body_limit": self.settings.import_body_limit}
+
+    # -- lifespan ------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        if self.registry is None:
+            self.registry = self._registry_factory(self.settings)
+
+    def shutdown(self) -> None:
+        reg, self.registry = self.registry, None
+        if reg is not None:
+            reg.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            kind = msg["type"]
+            if kind == "lifespan.startup":
+                try:
+                    self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                try:
+                    self.shutdown()
+                except Exception as exc:
+                    log.exception("shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # No websocket routes: refuse the handshake.
+            await receive()
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = perf_counter()
+        metrics = self.metrics
+        metrics.active += 1
+        status = 500
+        try:
+            status = await self._respond(scope, receive, send)
+        except _ClientGone:
+            status = 499  # nginx's "client closed request": counted, never sent
+        finally:
+            metrics.active -= 1
+            end = perf_counter()
+            metrics.record(status, end - start, end)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> int:
+        method: str = scope["method"]
+        origin = None
+        if self.cors.enabled:
+            origin = _header(scope, b"origin")
+        extra: list[tuple[bytes, bytes]] | None = None
+        try:
+            if method == "OPTIONS":
+                return await self._options(scope, origin, send)
+            route, params = self.router.match(method, scope["path"])
+            if self.registry is None:  # a server that skipped lifespan
+                self.startup()
+            body = b""
+            data = None
+            ctype = None
+            if route.body is not None:
+                ctype, body = await self._read_body(scope, receive, route)
+                if route.body is not bytes:
+                    try:
+                        data = self._decoder[id(route)].decode(body or b"{}")
+                    except msgspec.ValidationError as exc:
+                        raise field_error(exc) from None
+                    except msgspec.DecodeError as exc:
+                        raise MalformedJsonError(f"request body is not valid JSON: {exc}",
+                                                 {}) from None
+            req = Request(self, self.registry, params, scope.get("query_string", b""),
+                          body, data, ctype)
+            if route.offload:
+                resp = await asyncio.to_thread(route.handler, req)
+            else:
+                resp = route.handler(req)
+            first = None
+            if resp.stream is not None:
+                # Pull the first chunk before the status goes out, so that a failure
+                # there is still answered as an error rather than a cut stream.
+                first = await asyncio.to_thread(next, resp.stream, b"")
+        except _ClientGone:
+            raise
+        except Exception as exc:
+            status, err = error_body(exc)
+            if isinstance(err, MethodNotAllowedError):
+                extra = [(b"allow", ", ".join(err.allow).encode())]
+            resp = Response(status, encode(records.error(err)), headers=extra)
+        if resp.stream is not None:
+            return await self._send_stream(resp, first, origin, method, send)
+        headers = [(b"content-length", str(len(resp.body)).encode())]
+        if resp.content_type is not None:
+            headers.append((b"content-type", resp.content_type))
+        if resp.headers:
+            headers += resp.headers
+        if origin is not None:
+            headers += self.cors.simple(origin)
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body",
+                    "body": b"" if method == "HEAD" else resp.body})
+        return resp.status
+
+    async def _options(self, scope: Scope, origin: bytes | None, send: Send) -> int:
+        found = self.router.methods_for(scope["path"])
+        if found is None:
+            raise RouteNotFoundError(f"no route for {scope['path']}", {"path": scope["path"]})
+        allow = allowed(found[0])
+        headers = [(b"allow", ", ".join(allow).encode()), (b"content-length", b"0")]
+        if origin is not None:
+            headers += self.cors.preflight(
+                origin, _header(scope, b"access-control-request-method"),
+                _header(scope, b"access-control-request-headers"), allow)
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return 204
+
+    async def _read_body(self, scope: Scope, receive: Receive,
+                         route: Route) -> tuple[bytes | None, bytes]:
+        limit = self._limits[route.body_limit]
+        ctype = None
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                ctype = _media_type(value)
+            elif name == b"content-length":
+                declared = value
+        # Refuse what will not fit before reading a byte of it.
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLargeError(limit)
+        if ctype is not None and ctype != JSON and not ctype.endswith(_JSON_SUFFIX) and not (
+                route.body is bytes and ctype.startswith(b"application/")) and declared != b"0":
+            raise UnsupportedMediaTypeError(
+                f"expected application/json, got {ctype.decode('latin-1')}",
+                {"content_type": ctype.decode("latin-1")})
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise _ClientGone
+        body = msg.get("body", b"")
+        if not msg.get("more_body"):
+            if len(body) > limit:
+                raise BodyTooLargeError(limit)
+            return ctype, body
+        chunks = [body]
+        size = len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError(limit)
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return ctype, b"".join(chunks)
+
+    async def _send_stream(self, resp: Response, first: bytes | None, origin: bytes | None,
+                           method: str, send: Send) -> int:
+        stream = resp.stream
+        assert stream is not None
+        headers = [(b"content-type", resp.content_type or JSON)]
+        if resp.headers:
+            headers += resp.headers
+        if origin is not None:
+            headers += self.cors.simple(origin)
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        try:
+            chunk = first
+            while chunk and method != "HEAD":
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                chunk = await asyncio.to_thread(next, stream, b"")
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        await send({"type": "http.response.body", "body": b""})
+        return resp.status
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def create_app(settings: Settings | None = None) -> App:
+    """The factory Granian calls in each worker: settings from ``BFX_*`` env vars."""
+    return App(settings or Settings.from_env())

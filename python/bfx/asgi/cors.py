@@ -1,0 +1,63 @@
+"""CORS: no cross-origin access unless origins are configured.
+
+With no origins configured no ``Access-Control-*`` header is ever sent, so browsers keep
+other sites out. A configured origin (or ``*``) gets the header on every answer and a
+preflight answer naming the route's methods. No credentials: the API has no cookies or
+auth for a browser to carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["Cors"]
+
+Headers = list[tuple[bytes, bytes]]
+
+_MAX_AGE = b"600"
+
+
+class Cors:
+    def __init__(self, origins: Iterable[str]) -> None:
+        origins = tuple(origins)
+        self.any = "*" in origins
+        self.origins = frozenset(o.encode("latin-1") for o in origins if o != "*")
+        self.enabled = self.any or bool(self.origins)
+
+    def allow_origin(self, origin: bytes | None) -> bytes | None:
+        """The ``Access-Control-Allow-Origin`` value for this request, or None."""
+        if origin is None or not self.enabled:
+            return None
+        if self.any:
+            return b"*"
+        return origin if origin in self.origins else None
+
+    def simple(self, origin: bytes | None) -> Headers:
+        """Headers for an ordinary (non-preflight) answer."""
+        allowed = self.allow_origin(origin)
+        if allowed is None:
+            return []
+        headers = [(b"access-control-allow-origin", allowed),
+                   (b"access-control-expose-headers", b"allow, content-length")]
+        if allowed != b"*":
+            headers.append((b"vary", b"origin"))
+        return headers
+
+    def preflight(self, origin: bytes | None, method: bytes | None,
+                  request_headers: bytes | None, allow: tuple[str, ...]) -> Headers:
+        """Headers for an ``OPTIONS`` preflight; empty when the browser must refuse."""
+        allowed = self.allow_origin(origin)
+        if allowed is None or method is None or method.decode("latin-1") not in allow:
+            return []
+        headers = [
+            (b"access-control-allow-origin", allowed),
+            (b"access-control-allow-methods", ", ".join(allow).encode()),
+            (b"access-control-max-age", _MAX_AGE),
+        ]
+        if request_headers:
+            # Nothing in the API depends on request headers beyond content-type, so any
+            # header the browser asks about may be sent.
+            headers.append((b"access-control-allow-headers", request_headers))
+        if allowed != b"*":
+            headers.append((b"vary", b"origin"))
+        return headers

@@ -1,0 +1,112 @@
+"""The OpenAPI 3.1 document, generated from the route table and its msgspec types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from bfx.asgi import schemas as s
+from bfx.asgi.router import Route
+
+__all__ = ["build"]
+
+_REF = "#/components/schemas/{name}"
+_ID_PATTERN = "^(0[xX])?[0-9a-fA-F]{1,16}$"
+_ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
+
+_STATUS_TEXT = {
+    200: "OK", 201: "Created", 204: "No Content", 400: "Malformed JSON or id",
+    404: "Unknown id or route", 405: "Method not allowed", 409: "Duplicate or collision",
+    413: "Body over the limit", 415: "Body is not JSON", 422: "Validation failed",
+    500: "A bug",
+}
+_IMPORT_BODY = s.ImportDocument
+
+
+def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
+    routes = list(routes)
+    models: list[Any] = [s.ErrorBody, _IMPORT_BODY]
+    for r in routes:
+        for t in (r.body, r.response):
+            if t is not None and t is not bytes and t not in models:
+                models.append(t)
+    refs, components = msgspec.json.schema_components(models, ref_template=_REF)
+    ref_of = dict(zip(models, refs, strict=True))
+    error = {"content": {"application/json": {"schema": ref_of[s.ErrorBody]}}}
+
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {
+            "operationId": f"{r.handler.__module__.rsplit('.', 1)[-1]}_{r.handler.__name__}",
+            "summary": r.summary, "tags": [r.tag]}
+        params = [{"name": n, "in": "path", "required": True,
+                   "schema": ({"type": "string", "pattern": _ID_PATTERN} if n in _ID_PARAMS
+                              else {"type": "string"})}
+                  for n in r.param_names]
+        if r.query is not None:
+            params += _query_params(r.query)
+        if params:
+            op["parameters"] = params
+        responses: dict[str, Any] = {}
+        if r.status == 204:
+            responses["204"] = {"description": _STATUS_TEXT[204]}
+        else:
+            content = {ct: {"schema": ref_of[r.response]} if ct == "application/json"
+                       else {"schema": {"type": "string"}}
+                       for ct in r.content_types}
+            responses[str(r.status)] = {"description": _STATUS_TEXT[r.status],
+                                        "content": content}
+        codes = set(r.errors)
+        if r.body is not None:
+            op["requestBody"] = _request_body(r, ref_of)
+            codes |= {400, 413, 415, 422}
+        if r.query is not None:
+            codes.add(422)
+        for code in sorted(codes):
+            responses[str(code)] = {"description": _STATUS_TEXT[code], **error}
+        op["responses"] = responses
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bfx",
+            "version": version,
+            "description": (
+                "A registry of small mathematical expressions (substrates) with stable "
+                "64-bit ids, a typed relationship graph and arithmetic operators. Every "
+                "error answer is `{error, message, details}`."),
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
+    if r.body is bytes:
+        content = {"application/json": {"schema": ref_of[_IMPORT_BODY]},
+                   "application/x-ndjson": {"schema": {
+                       "type": "string",
+                       "description": "one exported record per line, with `kind`"}}}
+        return {"required": True, "content": content}
+    # A body whose every field is optional may be left out (read as {}).
+    required = any(f.required for f in msgspec.structs.fields(r.body))
+    return {"required": required,
+            "content": {"application/json": {"schema": ref_of[r.body]}}}
+
+
+def _query_params(kind: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    _, defs = msgspec.json.schema_components([kind], ref_template=_REF)
+    schema = defs[kind.__name__]
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        param["schema"] = prop
+        out.append(param)
+    return out

@@ -1,0 +1,134 @@
+"""A small router: a dict for fixed paths, a segment trie for paths with parameters.
+
+A fixed segment always beats a parameter at the same position, and a path that exists
+for some method answers 405 (with the allowed methods) rather than falling through to a
+parameter route: ``GET /substrates/batch`` is a 405, not a lookup of id "batch".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
+
+__all__ = ["Route", "Router"]
+
+
+class Route:
+    """One operation: method + path template + handler, and what OpenAPI needs to know."""
+
+    __slots__ = ("body", "body_limit", "content_types", "errors", "handler", "method",
+                 "offload", "param_names", "path", "query", "response", "status", "summary",
+                 "tag")
+
+    def __init__(self, method: str, path: str, handler: Callable[..., Any], *,
+                 summary: str, tag: str, body: Any = None, query: Any = None,
+                 response: Any = None, status: int = 200, errors: Iterable[int] = (),
+                 offload: bool = False, body_limit: str = "body_limit",
+                 content_types: tuple[str, ...] = ("application/json",)) -> None:
+        self.method = method
+        self.path = path
+        self.handler = handler
+        self.summary = summary
+        self.tag = tag
+        #: msgspec type of the JSON body, or None when the route reads no body.
+        self.body = body
+        #: msgspec Struct the query string is converted to, or None.
+        self.query = query
+        #: msgspec type of a 2xx JSON answer (None: no body, or not JSON).
+        self.response = response
+        self.status = status
+        self.errors = tuple(errors)
+        #: Run the handler in a worker thread: only for calls that can take long.
+        self.offload = offload
+        #: Which Settings attribute caps this route's body.
+        self.body_limit = body_limit
+        self.content_types = content_types
+        self.param_names = tuple(s[1:-1] for s in path.split("/") if s.startswith("{"))
+
+
+class _Node:
+    __slots__ = ("methods", "param", "static")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.methods: dict[str, Route] = {}
+
+
+class Router:
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self.routes: list[Route] = []
+        self._fixed: dict[str, dict[str, Route]] = {}
+        self._root = _Node()
+        for route in routes:
+            self.add(route)
+
+    def add(self, route: Route) -> None:
+        node = self._root
+        for seg in route.path.split("/")[1:]:
+            if seg.startswith("{"):
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+            else:
+                node = node.static.setdefault(seg, _Node())
+        if route.method in node.methods:
+            raise ValueError(f"duplicate route {route.method} {route.path}")
+        node.methods[route.method] = route
+        if not route.param_names:
+            self._fixed[route.path] = node.methods
+        self.routes.append(route)
+
+    def methods_for(self, path: str) -> tuple[dict[str, Route], list[str]] | None:
+        """The routes of ``path`` by method and the parameter values, or None (no path)."""
+        fixed = self._fixed.get(path)
+        if fixed is not None:
+            return fixed, []
+        segs = path.split("/")
+        if segs[0] != "":
+            return None
+        values: list[str] = []
+        node = _walk(self._root, segs, 1, values)
+        return None if node is None else (node.methods, values)
+
+    def match(self, method: str, path: str) -> tuple[Route, list[str]]:
+        """The route and its positional parameter values; 404 or 405 errors otherwise."""
+        found = self.methods_for(path)
+        if found is None:
+            raise RouteNotFoundError(f"no route for {path}", {"path": path})
+        methods, values = found
+        route = methods.get(method)
+        if route is None and method == "HEAD":
+            route = methods.get("GET")
+        if route is None:
+            raise MethodNotAllowedError(method, allowed(methods))
+        return route, values
+
+
+def allowed(methods: dict[str, Route]) -> tuple[str, ...]:
+    names = set(methods)
+    if "GET" in names:
+        names.add("HEAD")
+    names.add("OPTIONS")
+    return tuple(sorted(names))
+
+
+def _walk(node: _Node, segs: list[str], i: int, values: list[str]) -> _Node | None:
+    # Depth-first, fixed segments before the parameter, so the most specific path wins.
+    if i == len(segs):
+        return node if node.methods else None
+    seg = segs[i]
+    child = node.static.get(seg)
+    if child is not None:
+        found = _walk(child, segs, i + 1, values)
+        if found is not None:
+            return found
+    if node.param is not None and seg:
+        values.append(seg)
+        found = _walk(node.param, segs, i + 1, values)
+        if found is not None:
+            return found
+        values.pop()
+    return None

@@ -1,0 +1,370 @@
+"""Request and response types of the v1 API, as msgspec Structs.
+
+These types are the contract: the decoders validate with them, the encoders render them,
+and the OpenAPI document is generated from them. Request types forbid unknown fields so
+that a misspelt field is a 422 naming it rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+# Page sizes: one bound for every list route, so no request can ask for the whole registry.
+MAX_PAGE = 1000
+Limit = Annotated[int, Meta(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}")]
+Offset = Annotated[int, Meta(ge=0, description="how many matches to skip")]
+HexId = Annotated[str, Meta(
+    description="1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case",
+    examples=["0x000000000000002A"])]
+Number = int | float
+JsonObject = dict[str, Any]
+ExpressionType = Literal["lambda", "constant", "expression"]
+
+
+class _Request(Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Response(Struct, kw_only=True):
+    pass
+
+
+# --- errors and system -------------------------------------------------------------
+
+
+class ErrorBody(_Response):
+    """Every error answer: a stable code, a human message, and details (always an object)."""
+
+    error: str
+    message: str
+    details: JsonObject = {}
+
+
+class Health(_Response):
+    status: str
+    timestamp: datetime
+    version: str
+
+
+class TopInvoked(_Response):
+    substrate_id: str
+    invocations: int
+
+
+class Metrics(_Response):
+    """Counters of this worker process (each Granian worker keeps its own) plus the
+    registry's totals."""
+
+    total_substrates: int
+    total_relationships: int
+    uptime_seconds: float
+    version: str
+    worker_pid: int
+    total_requests: int
+    requests_per_second: float
+    requests_per_second_1m: float
+    avg_response_time_ms: float
+    p50_response_time_ms: float
+    p95_response_time_ms: float
+    p99_response_time_ms: float
+    total_errors: int
+    error_rate: float
+    errors_by_status_class: dict[str, int]
+    error_rate_by_status_class: dict[str, float]
+    responses_by_status: dict[str, int]
+    total_invocations: int
+    failed_invocations: int
+    avg_invocation_time_ms: float
+    total_creations: int
+    total_divisions: int
+    memory_usage_mb: float
+    cpu_usage_percent: float
+    active_requests: int
+    most_invoked_substrates: list[TopInvoked]
+
+
+# --- substrates -----------------------------------------------------------------------
+
+
+class CreateSubstrate(_Request):
+    expression_type: ExpressionType
+    expression_code: str
+    metadata: JsonObject | None = None
+
+
+class SubstrateRecord(_Response):
+    substrate_id: HexId
+    identity: Annotated[int, Meta(description="the 64-bit id as an unsigned integer")]
+    created_at: datetime
+    expression_type: str
+    expression_code: str
+    canonical_code: str
+    metadata: JsonObject
+    invocations: int
+
+
+class SubstratePage(_Response):
+    substrates: list[SubstrateRecord]
+    next_cursor: HexId | None
+
+
+class SubstrateList(_Response):
+    substrates: list[SubstrateRecord]
+    count: int
+
+
+class ListQuery(_Request):
+    limit: Limit = 100
+    cursor: HexId | None = None
+
+
+class SearchQuery(_Request):
+    name: str | None = None
+    type: str | None = None
+    limit: Limit = 100
+
+
+class QueryRequest(_Request):
+    filters: JsonObject = {}
+    sort: Literal["created_at", "-created_at"] = "created_at"
+    limit: Limit = 100
+
+
+class InvokeRequest(_Request):
+    parameters: JsonObject | None = None
+
+
+class InvokeResponse(_Response):
+    substrate_id: HexId
+    result: Any
+    invocation_time_ms: float
+
+
+class Dimension(_Response):
+    level: int
+    name: str
+    description: str
+
+
+class DivideResponse(_Response):
+    substrate_id: HexId
+    dimensions: list[Dimension]
+    fibonacci_sequence: list[int]
+
+
+class MultiplyRequest(_Request):
+    dimension_values: list[Number]
+
+
+class MultiplyResponse(_Response):
+    operation: str
+    unity_value: Number
+    unity_hex: str | None
+    dimensions_collapsed: int
+
+
+class ValueRequest(_Request):
+    value: Number
+    parameters: JsonObject | None = None
+
+
+class ArithmeticResponse(_Response):
+    substrate_id: HexId
+    operation: str
+    original_value: Number
+    value: Number
+    new_value: Number
+
+
+class ModulusRequest(_Request):
+    modulus: Number
+    parameters: JsonObject | None = None
+
+
+class ModulusResponse(_Response):
+    substrate_id: HexId
+    value: Number
+    modulus: Number
+    expressed: Number
+    residue: Number
+
+
+class PowerRequest(_Request):
+    exponent: Annotated[Number, Meta(description="0 .. 2^64-1 (floats for float values)")]
+    parameters: JsonObject | None = None
+
+
+class RootRequest(_Request):
+    degree: Annotated[Number, Meta(description="the root's degree, >= 1")]
+    parameters: JsonObject | None = None
+
+
+class PowerResponse(_Response):
+    substrate_id: HexId
+    operation: str
+    original_value: Number
+    result_value: Number
+
+
+# --- batches ---------------------------------------------------------------------------
+
+
+class BatchCreate(_Request):
+    substrates: list[CreateSubstrate]
+    atomic: bool = False
+
+
+class BatchItem(_Response, omit_defaults=True):
+    """One item of a batch answer; ``status`` is the HTTP status the item alone would get."""
+
+    index: int
+    status: int
+    substrate_id: HexId | UnsetType = UNSET
+    relationship_id: HexId | UnsetType = UNSET
+    error: ErrorBody | UnsetType = UNSET
+
+
+class BatchResult(_Response):
+    results: list[BatchItem]
+
+
+class InvocationItem(_Request):
+    substrate_id: HexId
+    parameters: JsonObject | None = None
+
+
+class BatchInvoke(_Request):
+    invocations: list[InvocationItem]
+
+
+class BatchInvokeItem(_Response, omit_defaults=True):
+    index: int
+    status: int
+    substrate_id: HexId | UnsetType = UNSET
+    result: Any | UnsetType = UNSET
+    invocation_time_ms: float | UnsetType = UNSET
+    error: ErrorBody | UnsetType = UNSET
+
+
+class BatchInvokeResult(_Response):
+    results: list[BatchInvokeItem]
+
+
+# --- relationships --------------------------------------------------------------------
+
+
+class CreateRelationship(_Request):
+    rel_type: Annotated[str, Meta(description="one of the 17 types, any case")]
+    source_id: HexId
+    target_id: HexId
+    bidirectional: bool = False
+    constraints: JsonObject | None = None
+
+
+class RelationshipRecord(_Response):
+    relationship_id: HexId
+    rel_type: str
+    source_id: HexId
+    target_id: HexId
+    bidirectional: bool
+    constraints: JsonObject
+    created_at: datetime
+
+
+class RelationshipPage(_Response):
+    relationships: list[RelationshipRecord]
+    count: Annotated[int, Meta(description="total matches, not the page length")]
+
+
+class BatchRelate(_Request):
+    relationships: list[CreateRelationship]
+    atomic: bool = False
+
+
+class EdgeQuery(_Request):
+    rel_type: str | None = None
+    type: Annotated[str | None, Meta(description="alias of rel_type")] = None
+    limit: Limit = 100
+    offset: Offset = 0
+
+
+class RelationshipQuery(_Request):
+    type: str | None = None
+    rel_type: Annotated[str | None, Meta(description="alias of type")] = None
+    source_id: HexId | None = None
+    target_id: HexId | None = None
+    limit: Limit = 100
+    offset: Offset = 0
+
+
+class RelationshipStats(_Response):
+    total_relationships: int
+    total_substrates: int
+    by_type: dict[str, int]
+    avg_connections_per_substrate: float
+    max_connections: int
+    isolated_substrates: int
+
+
+# --- export / import ------------------------------------------------------------------
+
+
+class ExportQuery(_Request):
+    format: Literal["json", "ndjson"] = "json"
+
+
+class ExportDocument(_Response):
+    substrates: list[SubstrateRecord]
+    relationships: list[RelationshipRecord]
+
+
+class ImportSubstrate(Struct, kw_only=True):
+    """An exported substrate record; fields a record may carry but import recomputes
+    (``identity``, ``canonical_code``, ``invocations``) are accepted and checked by the
+    registry."""
+
+    expression_type: str
+    expression_code: str
+    substrate_id: HexId | UnsetType = UNSET
+    identity: int | UnsetType = UNSET
+    canonical_code: str | UnsetType = UNSET
+    metadata: JsonObject | None = None
+    created_at: datetime | UnsetType = UNSET
+    invocations: int | UnsetType = UNSET
+
+
+class ImportRelationship(Struct, kw_only=True):
+    rel_type: str
+    source_id: HexId
+    target_id: HexId
+    relationship_id: HexId | UnsetType = UNSET
+    bidirectional: bool = False
+    constraints: JsonObject | None = None
+    created_at: datetime | UnsetType = UNSET
+
+
+class ImportDocument(_Request):
+    substrates: list[ImportSubstrate] = []
+    relationships: list[ImportRelationship] = []
+
+
+class ImportSubstrateLine(ImportSubstrate, tag_field="kind", tag="substrate"):
+    """NDJSON import: each line is an exported record with ``kind``."""
+    pass
+
+
+class ImportRelationshipLine(ImportRelationship, tag_field="kind", tag="relationship"):
+    pass
+
+
+ImportLine = ImportSubstrateLine | ImportRelationshipLine
+
+
+class ImportResult(_Response):
+    imported_substrates: int
+    imported_relationships: int
+    skipped: int
+
