@@ -1,0 +1,375 @@
+//! Behaviour of the arena through its public API, and the identity vectors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bfx_core::dump;
+use bfx_core::{
+    format_id, parse_id, relationship_id, substrate_id, Arena, CoreError, ExprType, NewEdge,
+    NewSubstrate, RelType,
+};
+
+fn sub<'a>(code: &'a str, meta: &'a [u8]) -> NewSubstrate<'a> {
+    NewSubstrate {
+        expr_type: ExprType::Expression,
+        code,
+        canonical: code,
+        metadata: meta,
+        created_at: 1_700_000_000_000_000,
+        expected_id: None,
+    }
+}
+
+fn edge(rel: RelType, source: u64, target: u64, bidirectional: bool) -> NewEdge<'static> {
+    NewEdge {
+        rel,
+        source,
+        target,
+        bidirectional,
+        constraints: b"",
+        created_at: 5,
+    }
+}
+
+#[test]
+fn identity_vectors_match_the_published_file() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/identity_vectors.json"
+    ))
+    .expect("vectors file");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let subs = v["substrates"].as_array().unwrap();
+    assert!(subs.len() >= 5);
+    for s in subs {
+        let t = ExprType::parse(s["expression_type"].as_str().unwrap()).unwrap();
+        let id = substrate_id(t, s["canonical_code"].as_str().unwrap());
+        assert_eq!(format_id(id), s["id"].as_str().unwrap(), "{s}");
+    }
+    for r in v["relationships"].as_array().unwrap() {
+        let id = relationship_id(
+            parse_id(r["source_id"].as_str().unwrap()).unwrap(),
+            parse_id(r["target_id"].as_str().unwrap()).unwrap(),
+            RelType::parse(r["rel_type"].as_str().unwrap()).unwrap(),
+        );
+        assert_eq!(format_id(id), r["id"].as_str().unwrap(), "{r}");
+    }
+}
+
+#[test]
+fn insert_get_duplicate_collision_and_remove() {
+    let mut a = Arena::new();
+    let id = a.insert(&sub("x + 1", b"{\"name\":\"inc\"}")).unwrap();
+    assert_eq!(id, substrate_id(ExprType::Expression, "x + 1"));
+    let got = a.get(id).unwrap();
+    assert_eq!(
+        (got.code, got.canonical, got.metadata),
+        ("x + 1", "x + 1", &b"{\"name\":\"inc\"}"[..])
+    );
+    assert_eq!(
+        a.insert(&sub("x + 1", b"")),
+        Err(CoreError::Duplicate {
+            kind: bfx_core::error::Kind::Substrate,
+            id
+        })
+    );
+    // A different code with the same canonical form is the same substrate.
+    let spaced = NewSubstrate {
+        code: "x+1",
+        ..sub("x + 1", b"")
+    };
+    assert!(matches!(
+        a.insert(&spaced),
+        Err(CoreError::Duplicate { .. })
+    ));
+    // The code as submitted is kept beside the canonical form.
+    let other = NewSubstrate {
+        code: "y  *2",
+        canonical: "y * 2",
+        ..sub("", b"")
+    };
+    let oid = a.insert(&other).unwrap();
+    assert_eq!(a.get(oid).unwrap().code, "y  *2");
+    assert_eq!(a.get(oid).unwrap().canonical, "y * 2");
+    // An id handed in that does not match the content is refused.
+    let forged = NewSubstrate {
+        expected_id: Some(id),
+        ..sub("x + 2", b"")
+    };
+    assert!(matches!(
+        a.insert(&forged),
+        Err(CoreError::IdMismatch { .. })
+    ));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a.remove(id), Ok(0));
+    assert!(a.get(id).is_none());
+    assert!(matches!(a.remove(id), Err(CoreError::NotFound { .. })));
+    // The freed slot is reused and the record is whole.
+    let again = a.insert(&sub("z", b"m")).unwrap();
+    assert_eq!(a.get(again).unwrap().metadata, b"m");
+    assert_eq!(a.len(), 2);
+}
+
+#[test]
+fn bidirectional_edges_are_listed_both_ways_and_self_loops_once() {
+    let mut a = Arena::new();
+    let x = a.insert(&sub("x", b"")).unwrap();
+    let y = a.insert(&sub("y", b"")).unwrap();
+    let z = a.insert(&sub("z", b"")).unwrap();
+    let xy = a.link(&edge(RelType::Dependency, x, y, false)).unwrap();
+    let yz = a.link(&edge(RelType::Sibling, y, z, true)).unwrap();
+    let zz = a.link(&edge(RelType::Recursion, z, z, true)).unwrap();
+    let ids = |r: (usize, Vec<bfx_core::EdgeView<'_>>)| -> BTreeSet<u64> {
+        assert_eq!(r.0, r.1.len());
+        r.1.iter().map(|e| e.id).collect()
+    };
+    assert_eq!(
+        ids(a.outgoing(x, None, 0, usize::MAX).unwrap()),
+        BTreeSet::from([xy])
+    );
+    assert_eq!(
+        ids(a.incoming(x, None, 0, usize::MAX).unwrap()),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        ids(a.outgoing(y, None, 0, usize::MAX).unwrap()),
+        BTreeSet::from([yz])
+    );
+    assert_eq!(
+        ids(a.incoming(y, None, 0, usize::MAX).unwrap()),
+        BTreeSet::from([xy, yz])
+    );
+    assert_eq!(
+        ids(a.outgoing(z, None, 0, usize::MAX).unwrap()),
+        BTreeSet::from([yz, zz])
+    );
+    assert_eq!(
+        ids(a.incoming(z, None, 0, usize::MAX).unwrap()),
+        BTreeSet::from([yz, zz])
+    );
+    assert_eq!(
+        ids(a
+            .outgoing(z, Some(RelType::Sibling), 0, usize::MAX)
+            .unwrap()),
+        BTreeSet::from([yz])
+    );
+    // Pages: the total counts every match, the page only what was asked.
+    let (total, page) = a.incoming(y, None, 1, 1).unwrap();
+    assert_eq!((total, page.len()), (2, 1));
+    assert!(matches!(
+        a.link(&edge(RelType::Dependency, x, y, true)),
+        Err(CoreError::Duplicate { .. })
+    ));
+    // The same pair with another type is another edge.
+    a.link(&edge(RelType::Lineage, x, y, false)).unwrap();
+    assert!(matches!(
+        a.link(&edge(RelType::Lineage, x, 12345, false)),
+        Err(CoreError::NotFound { id: 12345, .. })
+    ));
+    assert_eq!(a.edges_matching(None, Some(x), Some(y), 0, 10).0, 2);
+    assert_eq!(
+        a.edges_matching(Some(RelType::Lineage), None, None, 0, 10)
+            .0,
+        1
+    );
+    assert_eq!(a.edges_matching(None, Some(999), None, 0, 10).0, 0);
+    // Deleting z takes its two edges and leaves the rest intact.
+    assert_eq!(a.remove(z), Ok(2));
+    assert!(a.edge(yz).is_none() && a.edge(zz).is_none());
+    assert_eq!(a.edge_count(), 2);
+    assert_eq!(
+        ids(a.outgoing(y, None, 0, usize::MAX).unwrap()),
+        BTreeSet::new()
+    );
+    a.unlink(xy).unwrap();
+    assert!(matches!(a.unlink(xy), Err(CoreError::NotFound { .. })));
+    assert_eq!(a.outgoing(x, None, 0, 10).unwrap().0, 1);
+}
+
+#[test]
+fn pages_walk_every_id_in_order_once() {
+    let mut a = Arena::new();
+    let codes: Vec<String> = (0..1000).map(|i| format!("x + {i}")).collect();
+    let mut all: Vec<u64> = codes
+        .iter()
+        .map(|c| a.insert(&sub(c, b"")).unwrap())
+        .collect();
+    all.sort_unstable();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (ids, next) = a.page(cursor, 128);
+        seen.extend(ids);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all);
+    // scan visits the same set in storage order.
+    let (scanned, next) = a.scan(0, 10_000);
+    assert!(next.is_none());
+    assert_eq!(scanned.len(), 1000);
+}
+
+#[test]
+fn dump_round_trips_and_rejects_damage() {
+    let mut a = Arena::new();
+    let x = a.insert(&sub("x", b"{\"k\":1}")).unwrap();
+    let y = a
+        .insert(&NewSubstrate {
+            code: "y   ",
+            canonical: "y",
+            ..sub("", b"")
+        })
+        .unwrap();
+    a.record_invocations(x, 7).unwrap();
+    let e = a
+        .link(&NewEdge {
+            constraints: b"{\"w\":2}",
+            ..edge(RelType::Composition, x, y, true)
+        })
+        .unwrap();
+    let bytes = dump::dump(&a);
+    let b = dump::load(&bytes).unwrap();
+    assert_eq!(b.get(x), a.get(x));
+    assert_eq!(b.get(y), a.get(y));
+    assert_eq!(b.edge(e), a.edge(e));
+    assert_eq!(b.top_invoked(5), vec![(x, 7)]);
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(matches!(
+            dump::load(&bytes[..cut]),
+            Err(CoreError::CorruptDump(_))
+        ));
+    }
+    let mut flipped = bytes.clone();
+    flipped[40] ^= 1;
+    assert!(matches!(
+        dump::load(&flipped),
+        Err(CoreError::CorruptDump(_))
+    ));
+}
+
+#[test]
+fn atomic_batches_write_all_or_nothing() {
+    let mut a = Arena::new();
+    let items = [sub("a", b""), sub("b", b""), sub("a", b"")];
+    let (results, written) = a.insert_many(&items, true);
+    assert!(!written);
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(results[2], Err(CoreError::Duplicate { .. })));
+    assert_eq!(a.len(), 0);
+    let (results, written) = a.insert_many(&items, false);
+    assert!(written);
+    assert!(matches!(results[2], Err(CoreError::Duplicate { .. })));
+    assert_eq!(a.len(), 2);
+}
+
+/// A small deterministic generator, so the model test needs no dependency.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn random_operations_agree_with_a_plain_model() {
+    let mut rng = Lcg(42);
+    let mut a = Arena::new();
+    let mut nodes: BTreeMap<u64, String> = BTreeMap::new();
+    // rid -> (source, target, rel, bidirectional)
+    let mut edges: BTreeMap<u64, (u64, u64, RelType, bool)> = BTreeMap::new();
+    let codes: Vec<String> = (0..60).map(|i| format!("n{i}")).collect();
+    for step in 0..20_000 {
+        match rng.next(10) {
+            0..=2 => {
+                let code = &codes[rng.next(60) as usize];
+                let r = a.insert(&sub(code, code.as_bytes()));
+                let id = substrate_id(ExprType::Expression, code);
+                if nodes.contains_key(&id) {
+                    assert!(matches!(r, Err(CoreError::Duplicate { .. })), "step {step}");
+                } else {
+                    assert_eq!(r, Ok(id));
+                    nodes.insert(id, code.clone());
+                }
+            }
+            3 => {
+                let code = &codes[rng.next(60) as usize];
+                let id = substrate_id(ExprType::Expression, code);
+                let r = a.remove(id);
+                if nodes.remove(&id).is_some() {
+                    let before = edges.len();
+                    edges.retain(|_, (s, t, _, _)| *s != id && *t != id);
+                    assert_eq!(r, Ok(before - edges.len()), "step {step}");
+                } else {
+                    assert!(r.is_err());
+                }
+            }
+            4..=6 => {
+                let s = substrate_id(ExprType::Expression, &codes[rng.next(60) as usize]);
+                let t = substrate_id(ExprType::Expression, &codes[rng.next(60) as usize]);
+                let rel = RelType::ALL[rng.next(3) as usize];
+                let bidi = rng.next(2) == 0;
+                let r = a.link(&edge(rel, s, t, bidi));
+                let rid = relationship_id(s, t, rel);
+                if !nodes.contains_key(&s) || !nodes.contains_key(&t) {
+                    assert!(matches!(r, Err(CoreError::NotFound { .. })));
+                } else if edges.contains_key(&rid) {
+                    assert!(matches!(r, Err(CoreError::Duplicate { .. })));
+                } else {
+                    assert_eq!(r, Ok(rid));
+                    edges.insert(rid, (s, t, rel, bidi));
+                }
+            }
+            7 => {
+                if let Some((&rid, _)) = edges
+                    .iter()
+                    .nth(rng.next(edges.len().max(1) as u64) as usize)
+                {
+                    a.unlink(rid).unwrap();
+                    edges.remove(&rid);
+                }
+            }
+            _ => {
+                let id = substrate_id(ExprType::Expression, &codes[rng.next(60) as usize]);
+                match a.outgoing(id, None, 0, usize::MAX) {
+                    Err(_) => assert!(!nodes.contains_key(&id)),
+                    Ok((_, page)) => {
+                        let got: BTreeSet<u64> = page.iter().map(|e| e.id).collect();
+                        let want: BTreeSet<u64> = edges
+                            .iter()
+                            .filter(|(_, (s, t, _, b))| *s == id || (*b && *t == id))
+                            .map(|(r, _)| *r)
+                            .collect();
+                        assert_eq!(got, want, "outgoing at step {step}");
+                        let got_in: BTreeSet<u64> = a
+                            .incoming(id, None, 0, usize::MAX)
+                            .unwrap()
+                            .1
+                            .iter()
+                            .map(|e| e.id)
+                            .collect();
+                        let want_in: BTreeSet<u64> = edges
+                            .iter()
+                            .filter(|(_, (s, t, _, b))| *t == id || (*b && *s == id))
+                            .map(|(r, _)| *r)
+                            .collect();
+                        assert_eq!(got_in, want_in, "incoming at step {step}");
+                    }
+                }
+            }
+        }
+        assert_eq!(a.len(), nodes.len());
+        assert_eq!(a.edge_count(), edges.len());
+    }
+    for (id, code) in &nodes {
+        assert_eq!(a.get(*id).unwrap().metadata, code.as_bytes());
+    }
+    let reloaded = dump::load(&dump::dump(&a)).unwrap();
+    assert_eq!(reloaded.len(), nodes.len());
+    assert_eq!(reloaded.edge_count(), edges.len());
+}
