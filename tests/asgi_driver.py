@@ -8,6 +8,7 @@ as Granian drives them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -69,6 +70,11 @@ class Driver:
         return msg
 
     def close(self) -> None:
+        task = self._lifespan_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                self.loop.run_until_complete(task)
         self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
 
@@ -148,3 +154,20 @@ class Driver:
 
     def delete(self, path: str, **kw: Any) -> Result:
         return self.request("DELETE", path, **kw)
+
+
+def started(settings: Any = None, **kw: Any) -> Driver:
+    """A driver over a fresh app whose lifespan has started (in-memory registry)."""
+    from bfx.asgi import App, Settings
+
+    driver = Driver(App(settings or Settings(**kw)))
+    msg = driver.startup()
+    assert msg["type"] == "lifespan.startup.complete", msg
+    return driver
+
+
+def finish(driver: Driver) -> None:
+    try:
+        driver.shutdown()
+    finally:
+        driver.close()

@@ -184,13 +184,7 @@ class App:
             if route.body is not None:
                 ctype, body = await self._read_body(scope, receive, route)
                 if route.body is not bytes:
-                    try:
-                        data = self._decoder[id(route)].decode(body or b"{}")
-                    except msgspec.ValidationError as exc:
-                        raise field_error(exc) from None
-                    except msgspec.DecodeError as exc:
-                        raise MalformedJsonError(f"request body is not valid JSON: {exc}",
-                                                 {}) from None
+                    data = _decode(self._decoder[id(route)], body or b"{}")
             req = Request(self, self.registry, params, scope.get("query_string", b""),
                           body, data, ctype)
             if route.offload:
@@ -298,6 +292,23 @@ class App:
                 close()
         await send({"type": "http.response.body", "body": b""})
         return resp.status
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        # A typed decode stops at the first shape error, before it would notice trailing
+        # garbage; re-read untyped so that malformed JSON is always the 400.
+        try:
+            msgspec.json.decode(body)
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as syntax:
+            raise MalformedJsonError(f"request body is not valid JSON: {syntax}") from None
+        raise field_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -23,7 +23,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Largest request body accepted (bytes); larger ones are a 413.
     body_limit: int = MIB
     #: ``POST /substrates/import`` carries whole exports, so it has its own, larger cap.
-    import_body_limit: int = 256 * MIB
+    import_body_limit: int = 64 * MIB
     #: Origins allowed to call the API from a browser; empty means no cross-origin access.
     #: ``"*"`` allows every origin.
     cors_origins: tuple[str, ...] = ()

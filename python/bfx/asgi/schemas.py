@@ -28,6 +28,10 @@ class _Request(Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class _Query(Struct, kw_only=True):
+    """Query strings ignore unknown keys (cache busters, tracking parameters)."""
+
+
 class _Response(Struct, kw_only=True):
     pass
 
@@ -116,12 +120,12 @@ class SubstrateList(_Response):
     count: int
 
 
-class ListQuery(_Request):
+class ListQuery(_Query):
     limit: Limit = 100
     cursor: HexId | None = None
 
 
-class SearchQuery(_Request):
+class SearchQuery(_Query):
     name: str | None = None
     type: str | None = None
     limit: Limit = 100
@@ -284,14 +288,14 @@ class BatchRelate(_Request):
     atomic: bool = False
 
 
-class EdgeQuery(_Request):
+class EdgeQuery(_Query):
     rel_type: str | None = None
     type: Annotated[str | None, Meta(description="alias of rel_type")] = None
     limit: Limit = 100
     offset: Offset = 0
 
 
-class RelationshipQuery(_Request):
+class RelationshipQuery(_Query):
     type: str | None = None
     rel_type: Annotated[str | None, Meta(description="alias of type")] = None
     source_id: HexId | None = None
@@ -312,7 +316,7 @@ class RelationshipStats(_Response):
 # --- export / import ------------------------------------------------------------------
 
 
-class ExportQuery(_Request):
+class ExportQuery(_Query):
     format: Literal["json", "ndjson"] = "json"
 
 
