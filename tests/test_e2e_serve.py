@@ -1,0 +1,235 @@
+"""End to end: the real ``bfx serve`` (Granian) on a free loopback port, over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bfx import errors
+from bfx.client import Client, ClientError
+
+pytestmark = pytest.mark.e2e
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.log = tmp / f"serve-{self.port}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
+        self._out = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bfx.cli", "serve", "--host", HOST, "--port",
+             str(self.port), "--log-level", "warning", *args],
+            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bfx serve exited {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(OSError):
+                status, _, _ = self.call("GET", "/api/v1/health")
+                if status == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"bfx serve did not answer in {START_TIMEOUT}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, payload: object = None) -> tuple[int, object]:
+        body = None if payload is None else msgspec.json.encode(payload)
+        headers = {"content-type": "application/json"} if body is not None else {}
+        status, _, data = self.call(method, path, body, headers)
+        return status, (msgspec.json.decode(data) if data else None)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("e2e"), "--cors-origin", "http://app.example")
+    yield srv
+    srv.stop()
+
+
+def test_serve_prints_what_it_runs(server):
+    out = server.output()
+    assert f"http://{HOST}:{server.port}/api/v1" in out
+    assert "storage:" in out
+
+
+def test_health_over_http(server):
+    status, headers, body = server.call("GET", "/api/v1/health")
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert msgspec.json.decode(body)["status"] == "healthy"
+
+
+def test_create_invoke_relate_delete(server):
+    status, a = server.json("POST", "/api/v1/substrates",
+                            {"expression_type": "lambda",
+                             "expression_code": "lambda x, y=2: x * y",
+                             "metadata": {"name": "e2e-mul"}})
+    assert status == 201, a
+    status, b = server.json("POST", "/api/v1/substrates",
+                            {"expression_type": "constant", "expression_code": "1234"})
+    assert status == 201, b
+    sa, sb = a["substrate_id"], b["substrate_id"]
+
+    status, inv = server.json("POST", f"/api/v1/substrates/{sa}/invoke",
+                              {"parameters": {"x": 21}})
+    assert (status, inv["result"]) == (200, 42)
+    status, dup = server.json("POST", "/api/v1/substrates",
+                              {"expression_type": "lambda",
+                               "expression_code": "lambda x, y=2: x * y"})
+    assert (status, dup["details"]["substrate_id"]) == (409, sa)
+
+    status, rel = server.json("POST", "/api/v1/relationships",
+                              {"rel_type": "dependency", "source_id": sa, "target_id": sb})
+    assert status == 201, rel
+    assert rel["rel_type"] == "DEPENDENCY"
+    status, out = server.json("GET", f"/api/v1/relationships/outgoing/{sa}")
+    assert status == 200
+    assert out["count"] == 1
+    assert out["relationships"][0]["relationship_id"] == rel["relationship_id"]
+    status, inc = server.json("GET", f"/api/v1/relationships/incoming/{sb}")
+    assert inc["count"] == 1
+
+    status, _ = server.json("DELETE", f"/api/v1/substrates/{sa}")
+    assert status == 204
+    status, err = server.json("GET", f"/api/v1/relationships/{rel['relationship_id']}")
+    assert (status, err["error"]) == (404, "not_found")
+    status, err = server.json("GET", f"/api/v1/substrates/{sa}")
+    assert status == 404
+    status, m = server.json("GET", "/api/v1/metrics")
+    assert status == 200
+    assert m["total_invocations"] >= 1
+
+
+def test_errors_over_the_wire(server):
+    status, headers, body = server.call("GET", "/api/v1/substrates/batch")
+    assert status == 405
+    assert headers["allow"] == "OPTIONS, POST"
+    status, _, body = server.call("POST", "/api/v1/substrates", b"{", {
+        "content-type": "application/json"})
+    assert (status, msgspec.json.decode(body)["error"]) == (400, "malformed_json")
+    status, _, body = server.call("POST", "/api/v1/substrates", b"a=1", {
+        "content-type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    big = b'{"expression_type": "constant", "expression_code": "' + b"1" * (2 << 20) + b'"}'
+    status, _, body = server.call("POST", "/api/v1/substrates", big, {
+        "content-type": "application/json"})
+    assert (status, msgspec.json.decode(body)["error"]) == (413, "body_too_large")
+    status, _, body = server.call("GET", "/api/v1/substrates/not-hex")
+    assert (status, msgspec.json.decode(body)["error"]) == (400, "invalid_id")
+    status, _, _ = server.call("GET", "/nowhere")
+    assert status == 404
+
+
+def test_cors_flag(server):
+    _, headers, _ = server.call("GET", "/api/v1/health", headers={"origin": "http://app.example"})
+    assert headers["access-control-allow-origin"] == "http://app.example"
+    _, headers, _ = server.call("GET", "/api/v1/health", headers={"origin": "http://x.example"})
+    assert "access-control-allow-origin" not in headers
+
+
+def test_docs_are_served(server):
+    for path in ("/api/v1/docs", "/api/v1/redoc", "/api/v1/static/redoc.standalone.js",
+                 "/api/v1/openapi.json"):
+        status, _, body = server.call("GET", path)
+        assert status == 200, path
+        assert body
+
+
+def test_client_sdk(server):
+    with Client(f"http://{HOST}:{server.port}") as api:
+        assert api.health()["status"] == "healthy"
+        s = api.create("expression", "x * 3 + 1", {"name": "sdk"})
+        assert api.get(s["identity"]) == s
+        assert api.invoke(s["substrate_id"], {"x": 2})["result"] == 7
+        assert api.add(s["substrate_id"], 10, {"x": 1})["new_value"] == 14
+        assert api.modulus(s["substrate_id"], 3, {"x": 3})["expressed"] == 1
+        assert api.divide(s["substrate_id"])["fibonacci_sequence"][-1] == 21
+        assert api.multiply([2, 3])["unity_value"] == 6
+        c = api.create("constant", "99")
+        rel = api.relate("SIBLING", s["substrate_id"], c["identity"], bidirectional=True)
+        assert api.get_relationship(rel["relationship_id"]) == rel
+        assert api.outgoing(c["substrate_id"])["count"] == 1
+        assert api.relationships(rel_type="sibling")["count"] >= 1
+        assert [r["status"] for r in api.create_many([
+            {"expression_type": "constant", "expression_code": "99"},
+            {"expression_type": "constant", "expression_code": "100"}])] == [409, 201]
+        assert [r["status"] for r in api.invoke_many([(c["substrate_id"], None)])] == [200]
+        assert any(x["substrate_id"] == s["substrate_id"] for x in api.search("SDK"))
+        assert {x["substrate_id"] for x in api.iter_substrates(page=2)} >= {
+            s["substrate_id"], c["substrate_id"]}
+        assert b'"substrates"' in api.export()
+        with pytest.raises(errors.DuplicateError) as dup:
+            api.create("constant", "99")
+        assert dup.value.status == 409
+        assert dup.value.details["substrate_id"] == c["substrate_id"]
+        with pytest.raises(errors.NotFoundError):
+            api.get(1)
+        with pytest.raises(errors.InvalidIdError) as bad:
+            api.get("zz")
+        assert bad.value.status == 400
+        with pytest.raises(ClientError) as wrong:
+            api.request("PUT", "/health")
+        assert (wrong.value.status, wrong.value.code) == (405, "method_not_allowed")
+        api.delete_relationship(rel["relationship_id"])
+        api.delete(c["substrate_id"])
+        with pytest.raises(errors.NotFoundError):
+            api.get(c["substrate_id"])
+
+
+def test_several_workers_start_and_stop(tmp_path):
+    srv = Server(tmp_path, "--workers", "2")
+    try:
+        status, _, _ = srv.call("GET", "/api/v1/health")
+        assert status == 200
+    finally:
+        srv.stop()
+    assert srv.proc.returncode is not None
