@@ -1,3 +1,4 @@
+#![allow(clippy::map_entry)] // the model checks read clearer as contains/insert
 //! Behaviour of the arena through its public API, and the identity vectors.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,59 @@
+# bfx — run `make help` for the targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+CARGO ?= cargo
+# Rebuild the native module only when the Rust sources changed.
+CORE_SO := python/bfx/_core.abi3.so
+RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml
+STAMP := .make-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help dev build test test-rust test-py bench bench-rust bench-py serve lint fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PIP) install -e '.[test]'
+	@touch $(STAMP) $(CORE_SO)
+
+$(CORE_SO): $(RUST_SOURCES) | $(STAMP)
+	$(PIP) install --no-deps --no-build-isolation -e .
+	@touch $(CORE_SO)
+
+dev: ## install bfx editable with test, bench and lint tools
+	$(PIP) install -e '.[dev]'
+	@touch $(STAMP) $(CORE_SO)
+
+build: $(STAMP) $(CORE_SO) ## build the native module (release) into the package
+
+test: test-rust test-py ## run the whole test suite (Rust, then Python)
+
+test-rust: ## Rust unit and integration tests
+	$(CARGO) test --manifest-path rust/Cargo.toml
+
+test-py: build ## Python tests (unit, property, HTTP, end-to-end)
+	$(PYTHON) -m pytest
+
+bench: build ## benchmarks: criterion (Rust) and pytest-benchmark (Python); prints figures
+	$(PIP) install -q -e '.[bench]'
+	$(CARGO) bench --manifest-path rust/Cargo.toml -- --noplot
+	$(PYTHON) -m pytest benches/python --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:randomly
+	$(PYTHON) benches/python/memory.py
+
+serve: build ## start the service on 127.0.0.1:8000 with the embedded default store
+	bfx serve
+
+lint: ## ruff, cargo fmt --check, clippy
+	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m ruff format --check python tests benches
+	$(CARGO) fmt --manifest-path rust/Cargo.toml --check
+	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
+
+fmt: ## format Rust and Python sources
+	$(PYTHON) -m ruff format python tests benches
+	$(CARGO) fmt --manifest-path rust/Cargo.toml
+
+clean: ## remove build products
+	$(CARGO) clean
+	rm -f $(CORE_SO) $(STAMP)

@@ -1,0 +1,1 @@
+"""Benchmarks run only with `make bench` (pytest benches/python --benchmark-only)."""
