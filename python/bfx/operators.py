@@ -273,8 +273,10 @@ def root(value: Number, degree: int) -> Number:
         return iroot(value, degree) & MASK
     if degree == 1:
         return value
-    if degree == 2:
-        return math.sqrt(value)
-    if degree == 3:
-        return math.cbrt(value)
-    return _float_op("root", pow, value, 1.0 / degree)
+    result = math.sqrt(value) if degree == 2 else _float_op("root", pow, value, 1.0 / degree)
+    # x ** (1 / k) can miss an exact root by an ulp (27.0 ** (1 / 3) on some libms): prefer
+    # the nearest integer when it is exact.
+    nearest = round(result)
+    if nearest**degree == value:
+        return float(nearest)
+    return result
