@@ -3,6 +3,7 @@ model test against a plain-Python registry."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -77,30 +78,35 @@ def test_batches_report_each_item_and_atomic_writes_nothing():
         ("expression", "c", "c", b"", 5, None),
     ]
     results, written = a.insert_many(items, atomic=True)
-    assert not written and len(a) == 0
+    assert not written
+    assert len(a) == 0
     assert isinstance(results[0], int)
     assert isinstance(results[1], errors.DuplicateError)
     assert isinstance(results[2], errors.ValidationError)
     results, written = a.insert_many(items)
-    assert written and len(a) == 2
+    assert written
+    assert len(a) == 2
     assert a.get(results[3])[5] == 5
     got = a.get_many([results[0], 1, results[3]])
-    assert got[1] is None and got[0][0] == results[0]
+    assert got[1] is None
+    assert got[0][0] == results[0]
     links, written = a.link_many(
         [("dependency", results[0], results[3], False, b"", None), ("bad", 1, 2, False, b"", None)]
     )
-    assert isinstance(links[0], int) and isinstance(links[1], errors.InvalidRelationshipTypeError)
+    assert isinstance(links[0], int)
+    assert isinstance(links[1], errors.InvalidRelationshipTypeError)
 
 
 def test_dump_and_load_round_trip_and_corruption():
     a = Arena()
     ids = [make(a, f"x + {i}", b'{"i":%d}' % i) for i in range(100)]
-    for s, t in zip(ids, ids[1:], strict=False):
+    for s, t in itertools.pairwise(ids):
         a.link("lineage", s, t)
     a.record_invocations(ids[0], 3)
     data = a.dump()
     b = Arena.from_dump(data)
-    assert len(b) == 100 and b.relationship_count == 99
+    assert len(b) == 100
+    assert b.relationship_count == 99
     assert all(b.get(i) == a.get(i) for i in ids)
     assert b.top_invoked(1) == [(ids[0], 3)]
     with pytest.raises(errors.StorageError):
@@ -239,7 +245,8 @@ class ArenaMachine(RuleBasedStateMachine):
             for r, (s, t, kind, b) in self.edges.items()
             if (s == sid or (b and t == sid)) and rel in (None, kind)
         }
-        assert total == len(page) and {e[0] for e in page} == want
+        assert total == len(page)
+        assert {e[0] for e in page} == want
         total, page = self.arena.incoming(sid, rel)
         want = {
             r

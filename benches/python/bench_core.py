@@ -11,7 +11,6 @@ import itertools
 
 import pytest
 
-
 from bfx._core import Arena
 
 N = 100_000
@@ -28,7 +27,9 @@ def filled():
     ids, _ = arena.insert_many(rows)
     for i, s in enumerate(ids):
         for k in (1, 2, 3):
-            arena.link(("SIBLING", "DEPENDENCY", "ADJACENCY")[k - 1], s, ids[(i * 31 + k * 7919) % N])
+            arena.link(
+                ("SIBLING", "DEPENDENCY", "ADJACENCY")[k - 1], s, ids[(i * 31 + k * 7919) % N]
+            )
     return arena, ids
 
 

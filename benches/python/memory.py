@@ -47,8 +47,10 @@ def main() -> None:
     args = parser.parse_args()
     n, k = args.substrates, args.per_substrate
 
-    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}"
+    )
     base = rss()
     arena = Arena()
     payload = 0
@@ -70,10 +72,14 @@ def main() -> None:
     ids_bytes = ids.buffer_info()[1] * ids.itemsize
     after_nodes = rss()
     per_substrate = (after_nodes - base - ids_bytes - payload) / n
-    print(f"substrates: {n:,}  batch insert (in {CHUNK:,}-row calls): {insert_seconds:.3f} s "
-          f"= {n / insert_seconds:,.0f}/s")
-    print(f"  RSS growth {(after_nodes - base) / 2**20:.1f} MiB; code+metadata bytes "
-          f"{payload / 2**20:.1f} MiB; overhead per substrate: {per_substrate:.1f} bytes")
+    print(
+        f"substrates: {n:,}  batch insert (in {CHUNK:,}-row calls): {insert_seconds:.3f} s "
+        f"= {n / insert_seconds:,.0f}/s"
+    )
+    print(
+        f"  RSS growth {(after_nodes - base) / 2**20:.1f} MiB; code+metadata bytes "
+        f"{payload / 2**20:.1f} MiB; overhead per substrate: {per_substrate:.1f} bytes"
+    )
 
     m = n * k
     link_seconds = 0.0
@@ -82,30 +88,49 @@ def main() -> None:
         rows = []
         for j in range(start, min(m, start + CHUNK)):
             i, r = divmod(j, k)
-            rows.append((types[r % len(types)], ids[i], ids[(i * 7919 + r * 104729 + 1) % n],
-                         r == 0, b"", None))
+            rows.append(
+                (
+                    types[r % len(types)],
+                    ids[i],
+                    ids[(i * 7919 + r * 104729 + 1) % n],
+                    r == 0,
+                    b"",
+                    None,
+                )
+            )
         t0 = time.perf_counter()
         arena.link_many(rows)
         link_seconds += time.perf_counter() - t0
         del rows
     after_edges = rss()
     edges = arena.relationship_count
-    print(f"relationships: {edges:,}  batch link: {link_seconds:.3f} s = {edges / link_seconds:,.0f}/s")
-    print(f"  RSS growth {(after_edges - after_nodes) / 2**20:.1f} MiB; overhead per relationship "
-          f"(both adjacency directions included): {(after_edges - after_nodes) / edges:.1f} bytes")
+    print(
+        f"relationships: {edges:,}  batch link: {link_seconds:.3f} s = {edges / link_seconds:,.0f}/s"
+    )
+    print(
+        f"  RSS growth {(after_edges - after_nodes) / 2**20:.1f} MiB; overhead per relationship "
+        f"(both adjacency directions included): {(after_edges - after_nodes) / edges:.1f} bytes"
+    )
     mem = arena.memory()
     print("arena accounting (capacity bytes / record):")
-    print(f"  substrate records {mem['substrate_records'] / n:.1f} + index "
-          f"{mem['substrate_index'] / n:.1f} + payload slab {mem['substrate_bytes'] / n:.1f}")
-    print(f"  relationship records {mem['relationship_records'] / edges:.1f} + index "
-          f"{mem['relationship_index'] / edges:.1f}")
+    print(
+        f"  substrate records {mem['substrate_records'] / n:.1f} + index "
+        f"{mem['substrate_index'] / n:.1f} + payload slab {mem['substrate_bytes'] / n:.1f}"
+    )
+    print(
+        f"  relationship records {mem['relationship_records'] / edges:.1f} + index "
+        f"{mem['relationship_index'] / edges:.1f}"
+    )
     t0 = time.perf_counter()
     blob = arena.dump()
     t1 = time.perf_counter()
     again = Arena.from_dump(blob)
     t2 = time.perf_counter()
-    assert len(again) == n and again.relationship_count == edges
-    print(f"dump {len(blob) / 2**20:.0f} MiB in {t1 - t0:.2f} s; load (ids re-verified) in {t2 - t1:.2f} s")
+    assert len(again) == n
+    assert again.relationship_count == edges
+    print(
+        f"dump {len(blob) / 2**20:.0f} MiB in {t1 - t0:.2f} s; load (ids re-verified) in {t2 - t1:.2f} s"
+    )
 
 
 if __name__ == "__main__":

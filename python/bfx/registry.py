@@ -8,6 +8,7 @@ cache takes a small lock of its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -48,7 +49,9 @@ def _json_object_bytes(value: Any, field: str) -> bytes:
     try:
         raw = _encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise errors.ValidationError(f"{field} is not JSON-serialisable: {exc}", {"field": field}) from None
+        raise errors.ValidationError(
+            f"{field} is not JSON-serialisable: {exc}", {"field": field}
+        ) from None
     if len(raw) > MAX_METADATA_BYTES:
         raise errors.LimitExceededError(
             f"{field} is {len(raw)} bytes encoded; the limit is {MAX_METADATA_BYTES}",
@@ -59,7 +62,9 @@ def _json_object_bytes(value: Any, field: str) -> bytes:
 
 def _check_page(limit: int, offset: int = 0) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-        raise errors.ValidationError(f"limit must be an integer from 1 to {MAX_PAGE}", {"field": "limit"})
+        raise errors.ValidationError(
+            f"limit must be an integer from 1 to {MAX_PAGE}", {"field": "limit"}
+        )
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise errors.ValidationError("offset must be a non-negative integer", {"field": "offset"})
 
@@ -143,7 +148,9 @@ class Registry:
                 {"field": "expression_type", "allowed": list(EXPRESSION_TYPES)},
             )
         if not isinstance(expression_code, str):
-            raise errors.ValidationError("expression_code must be a string", {"field": "expression_code"})
+            raise errors.ValidationError(
+                "expression_code must be a string", {"field": "expression_code"}
+            )
         compiled = compile_substrate(expression_type, expression_code, self._limits)
         meta = _json_object_bytes(metadata, "metadata")
         return compiled, meta
@@ -242,7 +249,8 @@ class Registry:
 
     def get_many(self, substrate_ids: Iterable[int | str]) -> list[Substrate | None]:
         return [
-            None if r is None else Substrate.from_record(r) for r in self._arena.get_many(substrate_ids)
+            None if r is None else Substrate.from_record(r)
+            for r in self._arena.get_many(substrate_ids)
         ]
 
     def delete(self, substrate_id: int | str) -> int:
@@ -253,7 +261,9 @@ class Registry:
         self._cache.discard(identity)
         return removed
 
-    def list(self, limit: int = 100, cursor: int | str | None = None) -> tuple[list[Substrate], int | None]:
+    def list(
+        self, limit: int = 100, cursor: int | str | None = None
+    ) -> tuple[list[Substrate], int | None]:
         """A page of substrates ordered by id, and the cursor of the next page.
 
         The cursor is the last id of the page; a page holds the ids above it,
@@ -291,7 +301,9 @@ class Registry:
             self._cache.put(identity, compiled)
         return compiled
 
-    def invoke(self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None) -> Invocation:
+    def invoke(
+        self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
+    ) -> Invocation:
         identity = parse_id(substrate_id)
         compiled = self.compiled(identity)
         start = time.perf_counter()
@@ -318,13 +330,13 @@ class Registry:
                 results.append(exc)
         for identity, count in counts.items():
             # A substrate deleted meanwhile simply has no counter to bump.
-            try:
+            with contextlib.suppress(errors.NotFoundError):
                 self._arena.record_invocations(identity, count)
-            except errors.NotFoundError:
-                pass
         return results
 
-    def value(self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None) -> int | float:
+    def value(
+        self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
+    ) -> int | float:
         """The substrate's value for the operators: its result, which must be a number."""
         result = self.invoke(substrate_id, parameters).result
         operators.require_number(result, "value of the substrate")
@@ -344,10 +356,16 @@ class Registry:
             "dimensions_collapsed": len(values),
         }
 
-    def add(self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def add(
+        self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         operators.require_number(value, "value")
         original = self.value(substrate_id, parameters)
-        return {"original_value": original, "value": value, "new_value": operators.add(original, value)}
+        return {
+            "original_value": original,
+            "value": value,
+            "new_value": operators.add(original, value),
+        }
 
     def subtract(
         self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
@@ -413,7 +431,9 @@ class Registry:
         sort ``created_at`` or ``-created_at`` (ties by id)."""
         _check_page(limit)
         if sort not in ("created_at", "-created_at"):
-            raise errors.ValidationError("sort must be created_at or -created_at", {"field": "sort"})
+            raise errors.ValidationError(
+                "sort must be created_at or -created_at", {"field": "sort"}
+            )
         filters = dict(filters or {})
         expression_type = filters.pop("expression_type", None)
         after = _time_filter(filters.pop("created_after", None), "created_after")
@@ -448,10 +468,14 @@ class Registry:
     def _edge_row(self, item: Mapping[str, Any], created: int) -> tuple:
         rel_type = item.get("rel_type")
         if not isinstance(rel_type, str):
-            raise errors.InvalidRelationshipTypeError("rel_type must be a string", {"field": "rel_type"})
+            raise errors.InvalidRelationshipTypeError(
+                "rel_type must be a string", {"field": "rel_type"}
+            )
         bidirectional = item.get("bidirectional", False)
         if not isinstance(bidirectional, bool):
-            raise errors.ValidationError("bidirectional must be a boolean", {"field": "bidirectional"})
+            raise errors.ValidationError(
+                "bidirectional must be a boolean", {"field": "bidirectional"}
+            )
         source = _body_id(item.get("source_id"), "source_id")
         target = _body_id(item.get("target_id"), "target_id")
         constraints = _json_object_bytes(item.get("constraints"), "constraints")
@@ -478,7 +502,13 @@ class Registry:
         )
         rid = self._arena.link(*row)
         return Relationship(
-            rid, row[0], row[1], row[2], bidirectional, dict(constraints or {}), from_micros(created)
+            rid,
+            row[0],
+            row[1],
+            row[2],
+            bidirectional,
+            dict(constraints or {}),
+            from_micros(created),
         )
 
     def relate_many(
@@ -509,12 +539,19 @@ class Registry:
             item, row = p
             results.append(
                 Relationship(
-                    answer, row[0], row[1], row[2], row[3], dict(item.get("constraints") or {}),
+                    answer,
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    dict(item.get("constraints") or {}),
                     from_micros(created),
                 )
             )
         if atomic:
-            failures = [_item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)]
+            failures = [
+                _item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)
+            ]
             if failures:
                 raise errors.BatchError(
                     f"{len(failures)} of {len(results)} items failed; nothing was written",
@@ -529,7 +566,11 @@ class Registry:
         self._arena.unlink(relationship_id)
 
     def outgoing(
-        self, substrate_id: int | str, rel_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        substrate_id: int | str,
+        rel_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> tuple[int, list[Relationship]]:
         """(total, page): relationships leaving a substrate, bidirectional ones
         from either end, newest first."""
@@ -538,7 +579,11 @@ class Registry:
         return total, [Relationship.from_record(r) for r in records]
 
     def incoming(
-        self, substrate_id: int | str, rel_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        substrate_id: int | str,
+        rel_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> tuple[int, list[Relationship]]:
         _check_page(limit, offset)
         total, records = self._arena.incoming(substrate_id, rel_type, offset, limit)
