@@ -164,12 +164,13 @@ class Compiled:
             return start  # guards read a per-call deadline: take the general loop
         lo = self._lo
         hi = self._hi
+        max_items = self.limits.max_sequence_length
         append = out.append
         base = len(out) - start  # index of the next item is len(out) - base
         by_dict = analysis.kwarg_only or analysis.expression_type == "expression"
         try:
             for params in islice(batch, start, None):
-                if type(params) is not dict:
+                if type(params) is not dict or len(params) > max_items:
                     return len(out) - base
                 for key, value in params.items():
                     t = type(value)

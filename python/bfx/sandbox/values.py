@@ -78,13 +78,6 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
                             "bad_key",
                             path,
                         )
-                    if len(key) > max_str:
-                        raise _bad(
-                            f"a parameter key is longer than {max_str} characters",
-                            "string_too_long",
-                            path,
-                            limit=max_str,
-                        )
                     size += len(key) + 3
                     stack.append((child, f"{path}.{key}" if path else key, depth + 1))
             else:
@@ -135,7 +128,13 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
 
 
 def scan_parameters(params: dict[str, Any], lo: int, hi: int, limits: Limits) -> bool:
-    """Fast path of :func:`validate_parameters` for the common flat numeric dict."""
+    """Fast path of :func:`validate_parameters` for the common flat numeric dict.
+
+    Checks what the slow path checks for such a dict except the byte estimate, which only
+    the keys could push over (keys are never copied or grown by the sandbox).
+    """
+    if len(params) > limits.max_sequence_length:
+        return validate_parameters(params, limits)
     for key, value in params.items():
         t = type(value)
         if t is int:
