@@ -19,8 +19,9 @@ _MISSING: Any = object()
 
 
 class Result:
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 chunks: int) -> None:
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, chunks: int
+    ) -> None:
         self.status = status
         self.raw_headers = headers
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
@@ -50,10 +51,10 @@ class Driver:
 
     async def _startup(self) -> dict[str, Any]:
         self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
-                 "state": {}}
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
         self._lifespan_task = asyncio.ensure_future(
-            self.app(scope, self._to_app.get, self._from_app.put))
+            self.app(scope, self._to_app.get, self._from_app.put)
+        )
         await self._to_app.put({"type": "lifespan.startup"})
         return await asyncio.wait_for(self._from_app.get(), 10)
 
@@ -80,11 +81,18 @@ class Driver:
 
     # -- requests ------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, json: Any = _MISSING, body: bytes | None = None,
-                chunks: Sequence[bytes] | None = None,
-                headers: Iterable[tuple[str, str]] = (),
-                query: dict[str, Any] | str | None = None,
-                content_type: str | None = _MISSING) -> Result:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = _MISSING,
+        body: bytes | None = None,
+        chunks: Sequence[bytes] | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        query: dict[str, Any] | str | None = None,
+        content_type: str | None = _MISSING,
+    ) -> Result:
         """One request. ``json`` is encoded (content-type application/json unless
         ``content_type`` says otherwise; ``None`` sends no content-type); ``chunks``
         sends the body in several messages (no content-length)."""
@@ -104,18 +112,26 @@ class Driver:
         qs = query if isinstance(query, str) else urlencode(query or {}, doseq=True)
         raw_path, _, inline_qs = path.partition("?")
         scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "method": method, "scheme": "http",
-            "path": raw_path, "raw_path": raw_path.encode(),
-            "query_string": (inline_qs or qs).encode(), "root_path": "",
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": raw_path,
+            "raw_path": raw_path.encode(),
+            "query_string": (inline_qs or qs).encode(),
+            "root_path": "",
             "headers": [(b"host", b"testserver"), *hdrs],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
         }
         return self.loop.run_until_complete(self._run(scope, parts))
 
     async def _run(self, scope: dict[str, Any], parts: list[bytes]) -> Result:
-        queue = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
-                 for i, p in enumerate(parts)]
+        queue = [
+            {"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+            for i, p in enumerate(parts)
+        ]
         done = asyncio.Event()
 
         async def receive() -> dict[str, Any]:

@@ -37,9 +37,24 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
         self._out = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bfx.cli", "serve", "--host", HOST, "--port",
-             str(self.port), "--log-level", "warning", *args],
-            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            [
+                sys.executable,
+                "-m",
+                "bfx.cli",
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         try:
             self._wait_ready()
         except BaseException:
@@ -61,8 +76,13 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def call(self, method: str, path: str, body: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -109,26 +129,36 @@ def test_health_over_http(server):
 
 
 def test_create_invoke_relate_delete(server):
-    status, a = server.json("POST", "/api/v1/substrates",
-                            {"expression_type": "lambda",
-                             "expression_code": "lambda x, y=2: x * y",
-                             "metadata": {"name": "e2e-mul"}})
+    status, a = server.json(
+        "POST",
+        "/api/v1/substrates",
+        {
+            "expression_type": "lambda",
+            "expression_code": "lambda x, y=2: x * y",
+            "metadata": {"name": "e2e-mul"},
+        },
+    )
     assert status == 201, a
-    status, b = server.json("POST", "/api/v1/substrates",
-                            {"expression_type": "constant", "expression_code": "1234"})
+    status, b = server.json(
+        "POST", "/api/v1/substrates", {"expression_type": "constant", "expression_code": "1234"}
+    )
     assert status == 201, b
     sa, sb = a["substrate_id"], b["substrate_id"]
 
-    status, inv = server.json("POST", f"/api/v1/substrates/{sa}/invoke",
-                              {"parameters": {"x": 21}})
+    status, inv = server.json("POST", f"/api/v1/substrates/{sa}/invoke", {"parameters": {"x": 21}})
     assert (status, inv["result"]) == (200, 42)
-    status, dup = server.json("POST", "/api/v1/substrates",
-                              {"expression_type": "lambda",
-                               "expression_code": "lambda x, y=2: x * y"})
+    status, dup = server.json(
+        "POST",
+        "/api/v1/substrates",
+        {"expression_type": "lambda", "expression_code": "lambda x, y=2: x * y"},
+    )
     assert (status, dup["details"]["substrate_id"]) == (409, sa)
 
-    status, rel = server.json("POST", "/api/v1/relationships",
-                              {"rel_type": "dependency", "source_id": sa, "target_id": sb})
+    status, rel = server.json(
+        "POST",
+        "/api/v1/relationships",
+        {"rel_type": "dependency", "source_id": sa, "target_id": sb},
+    )
     assert status == 201, rel
     assert rel["rel_type"] == "DEPENDENCY"
     status, out = server.json("GET", f"/api/v1/relationships/outgoing/{sa}")
@@ -153,15 +183,18 @@ def test_errors_over_the_wire(server):
     status, headers, body = server.call("GET", "/api/v1/substrates/batch")
     assert status == 405
     assert headers["allow"] == "OPTIONS, POST"
-    status, _, body = server.call("POST", "/api/v1/substrates", b"{", {
-        "content-type": "application/json"})
+    status, _, body = server.call(
+        "POST", "/api/v1/substrates", b"{", {"content-type": "application/json"}
+    )
     assert (status, msgspec.json.decode(body)["error"]) == (400, "malformed_json")
-    status, _, body = server.call("POST", "/api/v1/substrates", b"a=1", {
-        "content-type": "application/x-www-form-urlencoded"})
+    status, _, body = server.call(
+        "POST", "/api/v1/substrates", b"a=1", {"content-type": "application/x-www-form-urlencoded"}
+    )
     assert status == 415
     big = b'{"expression_type": "constant", "expression_code": "' + b"1" * (2 << 20) + b'"}'
-    status, _, body = server.call("POST", "/api/v1/substrates", big, {
-        "content-type": "application/json"})
+    status, _, body = server.call(
+        "POST", "/api/v1/substrates", big, {"content-type": "application/json"}
+    )
     assert (status, msgspec.json.decode(body)["error"]) == (413, "body_too_large")
     status, _, body = server.call("GET", "/api/v1/substrates/not-hex")
     assert (status, msgspec.json.decode(body)["error"]) == (400, "invalid_id")
@@ -177,8 +210,12 @@ def test_cors_flag(server):
 
 
 def test_docs_are_served(server):
-    for path in ("/api/v1/docs", "/api/v1/redoc", "/api/v1/static/redoc.standalone.js",
-                 "/api/v1/openapi.json"):
+    for path in (
+        "/api/v1/docs",
+        "/api/v1/redoc",
+        "/api/v1/static/redoc.standalone.js",
+        "/api/v1/openapi.json",
+    ):
         status, _, body = server.call("GET", path)
         assert status == 200, path
         assert body
@@ -199,13 +236,21 @@ def test_client_sdk(server):
         assert api.get_relationship(rel["relationship_id"]) == rel
         assert api.outgoing(c["substrate_id"])["count"] == 1
         assert api.relationships(rel_type="sibling")["count"] >= 1
-        assert [r["status"] for r in api.create_many([
-            {"expression_type": "constant", "expression_code": "99"},
-            {"expression_type": "constant", "expression_code": "100"}])] == [409, 201]
+        assert [
+            r["status"]
+            for r in api.create_many(
+                [
+                    {"expression_type": "constant", "expression_code": "99"},
+                    {"expression_type": "constant", "expression_code": "100"},
+                ]
+            )
+        ] == [409, 201]
         assert [r["status"] for r in api.invoke_many([(c["substrate_id"], None)])] == [200]
         assert any(x["substrate_id"] == s["substrate_id"] for x in api.search("SDK"))
         assert {x["substrate_id"] for x in api.iter_substrates(page=2)} >= {
-            s["substrate_id"], c["substrate_id"]}
+            s["substrate_id"],
+            c["substrate_id"],
+        }
         assert b'"substrates"' in api.export()
         with pytest.raises(errors.DuplicateError) as dup:
             api.create("constant", "99")

@@ -45,12 +45,14 @@ def _h(req):
 
 
 def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
-    router = Router([
-        Route("GET", "/s/{id}", _h, summary="", tag=""),
-        Route("POST", "/s/batch", _h, summary="", tag=""),
-        Route("POST", "/s/batch/invoke", _h, summary="", tag=""),
-        Route("POST", "/s/{id}/invoke", _h, summary="", tag=""),
-    ])
+    router = Router(
+        [
+            Route("GET", "/s/{id}", _h, summary="", tag=""),
+            Route("POST", "/s/batch", _h, summary="", tag=""),
+            Route("POST", "/s/batch/invoke", _h, summary="", tag=""),
+            Route("POST", "/s/{id}/invoke", _h, summary="", tag=""),
+        ]
+    )
     route, values = router.match("GET", "/s/abc")
     assert (route.path, values) == ("/s/{id}", ["abc"])
     assert router.match("POST", "/s/batch")[0].path == "/s/batch"
@@ -69,32 +71,45 @@ def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
 
 def test_router_rejects_duplicate_routes():
     with pytest.raises(ValueError, match="duplicate"):
-        Router([Route("GET", "/a", _h, summary="", tag=""),
-                Route("GET", "/a", _h, summary="", tag="")])
+        Router(
+            [Route("GET", "/a", _h, summary="", tag=""), Route("GET", "/a", _h, summary="", tag="")]
+        )
 
 
 # --- routing errors -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/v1", "/api/v1/nothing", "/api/v2/health",
-                                  "/api/v1/health/", "/api/v1/substrates/0x1/nothing"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/api/v1",
+        "/api/v1/nothing",
+        "/api/v2/health",
+        "/api/v1/health/",
+        "/api/v1/substrates/0x1/nothing",
+    ],
+)
 def test_unknown_routes_are_404(api, path):
     body = assert_error(api.get(path), 404, "not_found")
     assert body["details"]["path"] == path
 
 
-@pytest.mark.parametrize(("method", "path", "allow"), [
-    ("DELETE", "/api/v1/health", "GET, HEAD, OPTIONS"),
-    ("GET", "/api/v1/substrates/batch", "OPTIONS, POST"),
-    ("GET", "/api/v1/substrates/batch/invoke", "OPTIONS, POST"),
-    ("GET", "/api/v1/substrates/multiply", "OPTIONS, POST"),
-    ("PUT", "/api/v1/substrates/0x1", "DELETE, GET, HEAD, OPTIONS"),
-    ("GET", "/api/v1/substrates/0x1/invoke", "OPTIONS, POST"),
-    ("POST", "/api/v1/relationships/stats", "GET, HEAD, OPTIONS"),
-    ("PATCH", "/api/v1/relationships", "GET, HEAD, OPTIONS, POST"),
-    ("POST", "/api/v1/substrates/export", "GET, HEAD, OPTIONS"),
-    ("GET", "/api/v1/substrates/import", "OPTIONS, POST"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/api/v1/health", "GET, HEAD, OPTIONS"),
+        ("GET", "/api/v1/substrates/batch", "OPTIONS, POST"),
+        ("GET", "/api/v1/substrates/batch/invoke", "OPTIONS, POST"),
+        ("GET", "/api/v1/substrates/multiply", "OPTIONS, POST"),
+        ("PUT", "/api/v1/substrates/0x1", "DELETE, GET, HEAD, OPTIONS"),
+        ("GET", "/api/v1/substrates/0x1/invoke", "OPTIONS, POST"),
+        ("POST", "/api/v1/relationships/stats", "GET, HEAD, OPTIONS"),
+        ("PATCH", "/api/v1/relationships", "GET, HEAD, OPTIONS, POST"),
+        ("POST", "/api/v1/substrates/export", "GET, HEAD, OPTIONS"),
+        ("GET", "/api/v1/substrates/import", "OPTIONS, POST"),
+    ],
+)
 def test_wrong_method_is_405_with_allow(api, method, path, allow):
     res = api.request(method, path)
     body = assert_error(res, 405, "method_not_allowed")
@@ -117,14 +132,22 @@ def test_head_has_headers_and_no_body(api):
     assert int(res.headers["content-length"]) > 0
 
 
-@pytest.mark.parametrize("bad", ["xyz", "0x", "0x0x1", "11111111111111111", "-1", "+1",
-                                 "1_0", "%20", "0xG", "\uff11\uff12"])
-@pytest.mark.parametrize(("method", "template"), [
-    ("GET", "/api/v1/substrates/{}"), ("DELETE", "/api/v1/substrates/{}"),
-    ("POST", "/api/v1/substrates/{}/invoke"), ("POST", "/api/v1/substrates/{}/divide"),
-    ("GET", "/api/v1/relationships/{}"), ("GET", "/api/v1/relationships/outgoing/{}"),
-    ("GET", "/api/v1/relationships/incoming/{}"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    ["xyz", "0x", "0x0x1", "11111111111111111", "-1", "+1", "1_0", "%20", "0xG", "\uff11\uff12"],
+)
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("GET", "/api/v1/substrates/{}"),
+        ("DELETE", "/api/v1/substrates/{}"),
+        ("POST", "/api/v1/substrates/{}/invoke"),
+        ("POST", "/api/v1/substrates/{}/divide"),
+        ("GET", "/api/v1/relationships/{}"),
+        ("GET", "/api/v1/relationships/outgoing/{}"),
+        ("GET", "/api/v1/relationships/incoming/{}"),
+    ],
+)
 def test_malformed_path_ids_are_400(api, method, template, bad):
     from urllib.parse import unquote
 
@@ -141,23 +164,39 @@ def test_path_ids_accept_any_case_and_prefix(api, good):
 # --- bodies ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [b"{", b"{'a': 1}", b"nope", b"{}}", b"\xff\xfe", b"[1,]",
-                                 b'{"expression_type": NaN}'])
+@pytest.mark.parametrize(
+    "raw", [b"{", b"{'a': 1}", b"nope", b"{}}", b"\xff\xfe", b"[1,]", b'{"expression_type": NaN}']
+)
 def test_malformed_json_is_400(api, raw):
     res = api.post(f"{API}/substrates", body=raw, content_type="application/json")
     assert_error(res, 400, "malformed_json")
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded",
-                                   "multipart/form-data; boundary=x", "application/xml"])
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+    ],
+)
 def test_non_json_content_type_is_415(api, ctype):
     res = api.post(f"{API}/substrates", body=b'{"a": 1}', content_type=ctype)
     body = assert_error(res, 415, "unsupported_media_type")
     assert body["details"]["content_type"] == ctype.split(";")[0]
 
 
-@pytest.mark.parametrize("ctype", [None, "application/json", "application/json; charset=utf-8",
-                                   "APPLICATION/JSON", "application/vnd.bfx+json"])
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "application/vnd.bfx+json",
+    ],
+)
 def test_json_and_missing_content_types_are_read_as_json(api, ctype):
     res = api.post(f"{API}/substrates", json=LAMBDA, content_type=ctype)
     assert res.status == 201, res
@@ -167,18 +206,25 @@ def test_body_over_limit_is_413_by_content_length_before_reading():
     driver = started(body_limit=64)
     try:
         payload = {**LAMBDA, "metadata": {"pad": "x" * 100}}
-        body = assert_error(driver.post(f"{API}/substrates", json=payload), 413,
-                            "body_too_large")
+        body = assert_error(driver.post(f"{API}/substrates", json=payload), 413, "body_too_large")
         assert body["details"]["limit"] == 64
         # A lying Content-Length is caught while reading.
         raw = msgspec.json.encode(payload)
-        res = driver.request("POST", f"{API}/substrates", body=raw,
-                             headers=[("content-length", "10")],
-                             content_type="application/json")
+        res = driver.request(
+            "POST",
+            f"{API}/substrates",
+            body=raw,
+            headers=[("content-length", "10")],
+            content_type="application/json",
+        )
         assert_error(res, 413, "body_too_large")
         # A streamed body without Content-Length is counted as it arrives.
-        res = driver.request("POST", f"{API}/substrates", chunks=[raw[:40], raw[40:]],
-                             content_type="application/json")
+        res = driver.request(
+            "POST",
+            f"{API}/substrates",
+            chunks=[raw[:40], raw[40:]],
+            content_type="application/json",
+        )
         assert_error(res, 413, "body_too_large")
         # At the limit is fine.
         small = msgspec.json.encode({"expression_type": "constant", "expression_code": "1"})
@@ -199,14 +245,17 @@ def test_streamed_body_within_limit_is_assembled(api):
     assert res.status == 201, res
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"expression_code": "1"}, "expression_type"),
-    ({"expression_type": "constant"}, "expression_code"),
-    ({"expression_type": "constant", "expression_code": 1}, "expression_code"),
-    ({"expression_type": "nope", "expression_code": "1"}, "expression_type"),
-    ({"expression_type": "constant", "expression_code": "1", "metadata": []}, "metadata"),
-    ({"expression_type": "constant", "expression_code": "1", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"expression_code": "1"}, "expression_type"),
+        ({"expression_type": "constant"}, "expression_code"),
+        ({"expression_type": "constant", "expression_code": 1}, "expression_code"),
+        ({"expression_type": "nope", "expression_code": "1"}, "expression_type"),
+        ({"expression_type": "constant", "expression_code": "1", "metadata": []}, "metadata"),
+        ({"expression_type": "constant", "expression_code": "1", "colour": "red"}, "colour"),
+    ],
+)
 def test_validation_errors_are_422_naming_the_field(api, payload, field):
     body = assert_error(api.post(f"{API}/substrates", json=payload), 422, "validation_error")
     assert body["details"]["field"] == field
@@ -215,8 +264,7 @@ def test_validation_errors_are_422_naming_the_field(api, payload, field):
 
 def test_validation_error_paths_reach_into_lists(api):
     payload = {"substrates": [LAMBDA, {"expression_type": "lambda", "expression_code": 5}]}
-    body = assert_error(api.post(f"{API}/substrates/batch", json=payload), 422,
-                        "validation_error")
+    body = assert_error(api.post(f"{API}/substrates/batch", json=payload), 422, "validation_error")
     assert body["details"]["field"] == "substrates[1].expression_code"
 
 
@@ -226,8 +274,9 @@ def test_a_json_body_must_be_an_object(api):
 
 
 def test_query_parameters_are_validated(api):
-    body = assert_error(api.get(f"{API}/substrates", query={"limit": "many"}), 422,
-                        "validation_error")
+    body = assert_error(
+        api.get(f"{API}/substrates", query={"limit": "many"}), 422, "validation_error"
+    )
     assert body["details"]["location"] == "query"
     assert body["details"]["field"] == "limit"
     assert_error(api.get(f"{API}/substrates", query={"limit": 0}), 422, "validation_error")
@@ -253,8 +302,9 @@ def test_health(api):
 def test_metrics_count_requests_errors_and_invocations(api):
     sid = api.post(f"{API}/substrates", json=LAMBDA).json()["substrate_id"]
     for x in range(3):
-        assert api.post(f"{API}/substrates/{sid}/invoke", json={"parameters": {"x": x}}).status \
-            == 200
+        assert (
+            api.post(f"{API}/substrates/{sid}/invoke", json={"parameters": {"x": x}}).status == 200
+        )
     assert api.post(f"{API}/substrates/{sid}/invoke", json={}).status == 422
     assert api.get(f"{API}/nowhere").status == 404
     m = api.get(f"{API}/metrics").json()
@@ -289,8 +339,15 @@ def test_openapi_lists_every_route_with_schemas(api):
         op = spec["paths"][route.path][route.method.lower()]
         assert op["responses"], route.path
     schemas = spec["components"]["schemas"]
-    for name in ("CreateSubstrate", "SubstrateRecord", "ErrorBody", "InvokeResponse",
-                 "RelationshipRecord", "BatchResult", "Metrics"):
+    for name in (
+        "CreateSubstrate",
+        "SubstrateRecord",
+        "ErrorBody",
+        "InvokeResponse",
+        "RelationshipRecord",
+        "BatchResult",
+        "Metrics",
+    ):
         assert name in schemas
     create = spec["paths"]["/api/v1/substrates"]["post"]
     assert create["requestBody"]["required"] is True
@@ -307,8 +364,9 @@ def test_openapi_lists_every_route_with_schemas(api):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 
 
-@pytest.mark.parametrize(("page", "needle"), [("docs", b"swagger-ui-bundle.js"),
-                                              ("redoc", b"redoc.standalone.js")])
+@pytest.mark.parametrize(
+    ("page", "needle"), [("docs", b"swagger-ui-bundle.js"), ("redoc", b"redoc.standalone.js")]
+)
 def test_docs_pages_load_only_local_files(api, page, needle):
     res = api.get(f"{API}/{page}")
     assert res.status == 200
@@ -316,8 +374,9 @@ def test_docs_pages_load_only_local_files(api, page, needle):
     assert needle in res.body
     assert b"http://" not in res.body
     assert b"https://" not in res.body
-    for src in [p.split(b'"')[0] for p in res.body.split(b'src="')[1:]] + \
-               [p.split(b'"')[0] for p in res.body.split(b'href="')[1:]]:
+    for src in [p.split(b'"')[0] for p in res.body.split(b'src="')[1:]] + [
+        p.split(b'"')[0] for p in res.body.split(b'href="')[1:]
+    ]:
         asset = api.get(f"{API}/{src.decode()}")
         assert asset.status == 200, src
         assert len(asset.body) > 100
@@ -338,8 +397,11 @@ def test_no_cors_headers_unless_configured(api):
     res = api.get(f"{API}/health", headers=[("origin", "http://evil.example")])
     assert res.status == 200
     assert not any(k.startswith("access-control") for k in res.headers)
-    pre = api.request("OPTIONS", f"{API}/substrates", headers=[
-        ("origin", "http://evil.example"), ("access-control-request-method", "POST")])
+    pre = api.request(
+        "OPTIONS",
+        f"{API}/substrates",
+        headers=[("origin", "http://evil.example"), ("access-control-request-method", "POST")],
+    )
     assert pre.status == 204
     assert not any(k.startswith("access-control") for k in pre.headers)
 
@@ -355,15 +417,24 @@ def test_cors_for_configured_origins():
         # Errors carry the header too, so the browser can read them.
         err = driver.get(f"{API}/nowhere", headers=[("origin", "http://app.example")])
         assert err.headers["access-control-allow-origin"] == "http://app.example"
-        pre = driver.request("OPTIONS", f"{API}/substrates", headers=[
-            ("origin", "http://app.example"), ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "content-type")])
+        pre = driver.request(
+            "OPTIONS",
+            f"{API}/substrates",
+            headers=[
+                ("origin", "http://app.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+        )
         assert pre.status == 204
         assert pre.headers["access-control-allow-origin"] == "http://app.example"
         assert "POST" in pre.headers["access-control-allow-methods"]
         assert pre.headers["access-control-allow-headers"] == "content-type"
-        wrong = driver.request("OPTIONS", f"{API}/substrates", headers=[
-            ("origin", "http://app.example"), ("access-control-request-method", "DELETE")])
+        wrong = driver.request(
+            "OPTIONS",
+            f"{API}/substrates",
+            headers=[("origin", "http://app.example"), ("access-control-request-method", "DELETE")],
+        )
         assert "access-control-allow-origin" not in wrong.headers
     finally:
         finish(driver)
@@ -452,9 +523,15 @@ def test_a_bug_is_a_500_without_internals(caplog):
 
 
 def test_settings_from_env():
-    s = Settings.from_env({"BFX_BODY_LIMIT": "2M", "BFX_CORS_ORIGINS": "http://a, http://b/",
-                           "BFX_DATA_DIR": "/tmp/x", "BFX_LOG_LEVEL": "DEBUG",
-                           "BFX_IMPORT_BODY_LIMIT": "512k"})
+    s = Settings.from_env(
+        {
+            "BFX_BODY_LIMIT": "2M",
+            "BFX_CORS_ORIGINS": "http://a, http://b/",
+            "BFX_DATA_DIR": "/tmp/x",
+            "BFX_LOG_LEVEL": "DEBUG",
+            "BFX_IMPORT_BODY_LIMIT": "512k",
+        }
+    )
     assert s.body_limit == 2 * 1024 * 1024
     assert s.import_body_limit == 512 * 1024
     assert s.cors_origins == ("http://a", "http://b")
@@ -464,8 +541,10 @@ def test_settings_from_env():
     assert Settings.from_env({}) == Settings()
 
 
-@pytest.mark.parametrize(("text", "size"), [("10", 10), ("1K", 1024), ("1 MiB", 1 << 20),
-                                            ("3mb", 3 << 20), ("1G", 1 << 30)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("10", 10), ("1K", 1024), ("1 MiB", 1 << 20), ("3mb", 3 << 20), ("1G", 1 << 30)],
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 

@@ -9,8 +9,15 @@ import pytest
 from asgi_driver import finish, started
 
 API = "/api/v1"
-REL_FIELDS = {"relationship_id", "rel_type", "source_id", "target_id", "bidirectional",
-              "constraints", "created_at"}
+REL_FIELDS = {
+    "relationship_id",
+    "rel_type",
+    "source_id",
+    "target_id",
+    "bidirectional",
+    "constraints",
+    "created_at",
+}
 
 
 @pytest.fixture
@@ -23,16 +30,19 @@ def api():
 def make(api, n: int) -> list[str]:
     out = []
     for i in range(n):
-        res = api.post(f"{API}/substrates", json={"expression_type": "constant",
-                                                  "expression_code": str(i)})
+        res = api.post(
+            f"{API}/substrates", json={"expression_type": "constant", "expression_code": str(i)}
+        )
         assert res.status == 201, res
         out.append(res.json()["substrate_id"])
     return out
 
 
 def relate(api, rel_type, src, dst, **extra) -> dict:
-    res = api.post(f"{API}/relationships", json={"rel_type": rel_type, "source_id": src,
-                                                 "target_id": dst, **extra})
+    res = api.post(
+        f"{API}/relationships",
+        json={"rel_type": rel_type, "source_id": src, "target_id": dst, **extra},
+    )
     assert res.status == 201, res
     return res.json()
 
@@ -74,9 +84,13 @@ def test_omitted_constraints_come_back_empty(api):
 def test_duplicate_edge_is_409(api):
     a, b = make(api, 2)
     rel = relate(api, "SIBLING", a, b)
-    body = error(api.post(f"{API}/relationships", json={"rel_type": "sibling",
-                                                        "source_id": a, "target_id": b}),
-                 409, "duplicate")
+    body = error(
+        api.post(
+            f"{API}/relationships", json={"rel_type": "sibling", "source_id": a, "target_id": b}
+        ),
+        409,
+        "duplicate",
+    )
     assert rel["relationship_id"] in str(body)
     # Another type between the same ends is a different edge.
     relate(api, "LINEAGE", a, b)
@@ -84,22 +98,39 @@ def test_duplicate_edge_is_409(api):
 
 def test_unknown_endpoint_is_404(api):
     (a,) = make(api, 1)
-    error(api.post(f"{API}/relationships", json={"rel_type": "SIBLING", "source_id": a,
-                                                 "target_id": "0x1"}), 404, "not_found")
+    error(
+        api.post(
+            f"{API}/relationships", json={"rel_type": "SIBLING", "source_id": a, "target_id": "0x1"}
+        ),
+        404,
+        "not_found",
+    )
 
 
 def test_invalid_type_and_body_ids_are_422(api):
     a, b = make(api, 2)
-    error(api.post(f"{API}/relationships", json={"rel_type": "FRIEND", "source_id": a,
-                                                 "target_id": b}),
-          422, "invalid_relationship_type")
-    body = error(api.post(f"{API}/relationships", json={"rel_type": "SIBLING",
-                                                        "source_id": "zz", "target_id": b}),
-                 422, "invalid_id")
+    error(
+        api.post(
+            f"{API}/relationships", json={"rel_type": "FRIEND", "source_id": a, "target_id": b}
+        ),
+        422,
+        "invalid_relationship_type",
+    )
+    body = error(
+        api.post(
+            f"{API}/relationships", json={"rel_type": "SIBLING", "source_id": "zz", "target_id": b}
+        ),
+        422,
+        "invalid_id",
+    )
     assert body["details"]["field"] == "source_id"
-    body = error(api.post(f"{API}/relationships", json={"rel_type": "SIBLING",
-                                                        "source_id": a, "target_id": 5}),
-                 422, "validation_error")
+    body = error(
+        api.post(
+            f"{API}/relationships", json={"rel_type": "SIBLING", "source_id": a, "target_id": 5}
+        ),
+        422,
+        "validation_error",
+    )
     assert body["details"]["field"] == "target_id"
 
 
@@ -120,16 +151,19 @@ def test_outgoing_and_incoming(api):
     assert set(body) == {"relationships", "count"}
     assert body["count"] == 2
     assert {r["relationship_id"] for r in body["relationships"]} == {
-        ab["relationship_id"], ac["relationship_id"]}
+        ab["relationship_id"],
+        ac["relationship_id"],
+    }
     # A bidirectional edge is outgoing and incoming of both ends.
     c_out = api.get(f"{API}/relationships/outgoing/{c}").json()
     assert [r["relationship_id"] for r in c_out["relationships"]] == [bc["relationship_id"]]
     b_in = api.get(f"{API}/relationships/incoming/{b}").json()
     assert {r["relationship_id"] for r in b_in["relationships"]} == {
-        ab["relationship_id"], bc["relationship_id"]}
+        ab["relationship_id"],
+        bc["relationship_id"],
+    }
     typed = api.get(f"{API}/relationships/outgoing/{a}", query={"rel_type": "dependency"})
-    assert [r["relationship_id"] for r in typed.json()["relationships"]] == [
-        ab["relationship_id"]]
+    assert [r["relationship_id"] for r in typed.json()["relationships"]] == [ab["relationship_id"]]
     aliased = api.get(f"{API}/relationships/outgoing/{a}", query={"type": "DEPENDENCY"})
     assert aliased.json() == typed.json()
 
@@ -141,8 +175,9 @@ def test_outgoing_pages_with_total_count(api):
         relate(api, "AGGREGATION", hub, other)
     seen = []
     for offset in (0, 2, 4):
-        body = api.get(f"{API}/relationships/outgoing/{hub}",
-                       query={"limit": 2, "offset": offset}).json()
+        body = api.get(
+            f"{API}/relationships/outgoing/{hub}", query={"limit": 2, "offset": offset}
+        ).json()
         assert body["count"] == 5
         seen += [r["relationship_id"] for r in body["relationships"]]
     assert len(set(seen)) == 5
@@ -155,10 +190,16 @@ def test_outgoing_of_unknown_substrate_is_404(api):
 
 def test_edge_query_validation(api):
     (a,) = make(api, 1)
-    error(api.get(f"{API}/relationships/outgoing/{a}", query={"offset": -1}), 422,
-          "validation_error")
-    error(api.get(f"{API}/relationships/outgoing/{a}",
-                  query={"rel_type": "SIBLING", "type": "LINEAGE"}), 422, "validation_error")
+    error(
+        api.get(f"{API}/relationships/outgoing/{a}", query={"offset": -1}), 422, "validation_error"
+    )
+    error(
+        api.get(
+            f"{API}/relationships/outgoing/{a}", query={"rel_type": "SIBLING", "type": "LINEAGE"}
+        ),
+        422,
+        "validation_error",
+    )
 
 
 def test_filtered_list(api):
@@ -199,8 +240,7 @@ def test_deleting_a_substrate_cascades(api):
     rel = relate(api, "DEPENDENCY", a, b)
     assert api.delete(f"{API}/substrates/{b}").status == 204
     error(api.get(f"{API}/relationships/{rel['relationship_id']}"), 404, "not_found")
-    assert api.get(f"{API}/relationships/outgoing/{a}").json() == {"relationships": [],
-                                                                   "count": 0}
+    assert api.get(f"{API}/relationships/outgoing/{a}").json() == {"relationships": [], "count": 0}
 
 
 def test_batch(api):
@@ -225,10 +265,15 @@ def test_batch(api):
 
 def test_atomic_batch_writes_nothing(api):
     a, b = make(api, 2)
-    items = [{"rel_type": "DEPENDENCY", "source_id": a, "target_id": b},
-             {"rel_type": "DEPENDENCY", "source_id": a, "target_id": "0x5"}]
-    body = error(api.post(f"{API}/relationships/batch",
-                          json={"relationships": items, "atomic": True}), 422, "batch_failed")
+    items = [
+        {"rel_type": "DEPENDENCY", "source_id": a, "target_id": b},
+        {"rel_type": "DEPENDENCY", "source_id": a, "target_id": "0x5"},
+    ]
+    body = error(
+        api.post(f"{API}/relationships/batch", json={"relationships": items, "atomic": True}),
+        422,
+        "batch_failed",
+    )
     assert [f["index"] for f in body["details"]["failures"]] == [1]
     assert body["details"]["failures"][0]["status"] == 404
     assert api.get(f"{API}/relationships").json()["count"] == 0

@@ -10,8 +10,16 @@ from asgi_driver import finish, started
 
 API = "/api/v1/substrates"
 MUL = {"expression_type": "lambda", "expression_code": "lambda x, y=2: x * y"}
-RECORD_FIELDS = {"substrate_id", "identity", "created_at", "expression_type", "expression_code",
-                 "canonical_code", "metadata", "invocations"}
+RECORD_FIELDS = {
+    "substrate_id",
+    "identity",
+    "created_at",
+    "expression_type",
+    "expression_code",
+    "canonical_code",
+    "metadata",
+    "invocations",
+}
 
 
 @pytest.fixture
@@ -22,8 +30,7 @@ def api():
 
 
 def create(api, expression_type="lambda", code="lambda x, y=2: x * y", **extra) -> dict:
-    res = api.post(API, json={"expression_type": expression_type, "expression_code": code,
-                              **extra})
+    res = api.post(API, json={"expression_type": expression_type, "expression_code": code, **extra})
     assert res.status == 201, res
     return res.json()
 
@@ -79,16 +86,18 @@ def test_get_unknown_is_404(api):
 
 def test_duplicate_is_409_naming_the_existing_id(api):
     rec = create(api)
-    res = api.post(API, json={"expression_type": "lambda",
-                              "expression_code": "lambda   x, y=2:   x*y"})
+    res = api.post(
+        API, json={"expression_type": "lambda", "expression_code": "lambda   x, y=2:   x*y"}
+    )
     body = error(res, 409, "duplicate")
     assert body["details"]["substrate_id"] == rec["substrate_id"]
     assert rec["substrate_id"] in body["message"]
 
 
 def test_sandbox_rejection_is_422(api):
-    res = api.post(API, json={"expression_type": "lambda",
-                              "expression_code": "lambda: __import__('os')"})
+    res = api.post(
+        API, json={"expression_type": "lambda", "expression_code": "lambda: __import__('os')"}
+    )
     assert res.status == 422
     assert res.json()["error"] in ("sandbox_rejected", "validation_error")
 
@@ -183,8 +192,7 @@ def test_invoke_unknown_is_404(api):
 
 def test_invoke_parameters_must_be_an_object(api):
     sid = create(api)["substrate_id"]
-    body = error(api.post(f"{API}/{sid}/invoke", json={"parameters": [1]}), 422,
-                 "validation_error")
+    body = error(api.post(f"{API}/{sid}/invoke", json={"parameters": [1]}), 422, "validation_error")
     assert body["details"]["field"] == "parameters"
 
 
@@ -207,17 +215,28 @@ def test_divide(api):
 def test_multiply(api):
     res = api.post(f"{API}/multiply", json={"dimension_values": [1, 1, 2, 3, 5, 8, 13, 21, 34]})
     assert res.status == 200
-    assert res.json() == {"operation": "multiply", "unity_value": 2227680,
-                          "unity_hex": "0x000000000021FDE0", "dimensions_collapsed": 9}
+    assert res.json() == {
+        "operation": "multiply",
+        "unity_value": 2227680,
+        "unity_hex": "0x000000000021FDE0",
+        "dimensions_collapsed": 9,
+    }
 
 
-@pytest.mark.parametrize(("values", "field"), [
-    ([], None), (["3"], "dimension_values[0]"), ([1, True], "dimension_values[1]"),
-    ([None], "dimension_values[0]"), ("12", "dimension_values"),
-])
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ([], None),
+        (["3"], "dimension_values[0]"),
+        ([1, True], "dimension_values[1]"),
+        ([None], "dimension_values[0]"),
+        ("12", "dimension_values"),
+    ],
+)
 def test_multiply_rejects(api, values, field):
-    body = error(api.post(f"{API}/multiply", json={"dimension_values": values}), 422,
-                 "validation_error")
+    body = error(
+        api.post(f"{API}/multiply", json={"dimension_values": values}), 422, "validation_error"
+    )
     if field:
         assert body["details"]["field"] == field
 
@@ -226,8 +245,13 @@ def test_add_and_subtract(api):
     sid = create(api, "constant", "-7")["substrate_id"]
     res = api.post(f"{API}/{sid}/add", json={"value": 100})
     assert res.status == 200
-    assert res.json() == {"substrate_id": sid, "operation": "add", "original_value": -7,
-                          "value": 100, "new_value": 93}
+    assert res.json() == {
+        "substrate_id": sid,
+        "operation": "add",
+        "original_value": -7,
+        "value": 100,
+        "new_value": 93,
+    }
     res = api.post(f"{API}/{sid}/subtract", json={"value": 3})
     assert res.json()["operation"] == "subtract"
     assert res.json()["original_value"] == -7
@@ -252,8 +276,13 @@ def test_modulus(api):
     sid = create(api, "constant", "100")["substrate_id"]
     res = api.post(f"{API}/{sid}/modulus", json={"modulus": 7})
     assert res.status == 200
-    assert res.json() == {"substrate_id": sid, "value": 100, "modulus": 7, "expressed": 2,
-                          "residue": 98}
+    assert res.json() == {
+        "substrate_id": sid,
+        "value": 100,
+        "modulus": 7,
+        "expressed": 2,
+        "residue": 98,
+    }
     neg = create(api, "constant", "-7")["substrate_id"]
     assert api.post(f"{API}/{neg}/modulus", json={"modulus": 3}).json()["expressed"] == 2
     for bad in (0, -3):
@@ -264,8 +293,12 @@ def test_power_and_root(api):
     sid = create(api, "constant", "3")["substrate_id"]
     res = api.post(f"{API}/{sid}/power", json={"exponent": 4})
     assert res.status == 200
-    assert res.json() == {"substrate_id": sid, "operation": "power", "original_value": 3,
-                          "result_value": 81}
+    assert res.json() == {
+        "substrate_id": sid,
+        "operation": "power",
+        "original_value": 3,
+        "result_value": 81,
+    }
     big = api.post(f"{API}/{sid}/power", json={"exponent": 2**64 - 1})
     assert big.status == 200, big
     assert big.json()["result_value"] == pow(3, 2**64 - 1, 2**64)
@@ -273,8 +306,12 @@ def test_power_and_root(api):
     assert api.post(f"{API}/{sid}/power", json={"exponent": -1}).status == 422
     sq = create(api, "constant", "81")["substrate_id"]
     res = api.post(f"{API}/{sq}/root", json={"degree": 2})
-    assert res.json() == {"substrate_id": sq, "operation": "root", "original_value": 81,
-                          "result_value": 9}
+    assert res.json() == {
+        "substrate_id": sq,
+        "operation": "root",
+        "original_value": 81,
+        "result_value": 9,
+    }
     neg = create(api, "constant", "-8")["substrate_id"]
     assert api.post(f"{API}/{neg}/root", json={"degree": 3}).status == 422
     assert api.post(f"{API}/{sq}/root", json={"degree": 0}).status == 422
@@ -323,8 +360,10 @@ def test_batch_create_reports_each_item_in_order(api):
 
 
 def test_atomic_batch_failure_writes_nothing(api):
-    items = [{"expression_type": "constant", "expression_code": "5"},
-             {"expression_type": "lambda", "expression_code": "lambda: __import__('os')"}]
+    items = [
+        {"expression_type": "constant", "expression_code": "5"},
+        {"expression_type": "lambda", "expression_code": "lambda: __import__('os')"},
+    ]
     res = api.post(f"{API}/batch", json={"substrates": items, "atomic": True})
     body = error(res, 422, "batch_failed")
     failures = body["details"]["failures"]
@@ -339,11 +378,13 @@ def test_atomic_batch_failure_writes_nothing(api):
 def test_batch_invoke(api):
     mul = create(api)["substrate_id"]
     const = create(api, "constant", "42")["substrate_id"]
-    calls = [{"substrate_id": mul, "parameters": {"x": 4}},
-             {"substrate_id": const},
-             {"substrate_id": "not-an-id"},
-             {"substrate_id": "0x1"},
-             {"substrate_id": mul, "parameters": {}}]
+    calls = [
+        {"substrate_id": mul, "parameters": {"x": 4}},
+        {"substrate_id": const},
+        {"substrate_id": "not-an-id"},
+        {"substrate_id": "0x1"},
+        {"substrate_id": mul, "parameters": {}},
+    ]
     res = api.post(f"{API}/batch/invoke", json={"invocations": calls})
     assert res.status == 200
     results = res.json()["results"]
@@ -362,8 +403,14 @@ def test_batch_invoke_keeps_null_results(api):
     sid = create(api, "expression", "None")["substrate_id"]
     res = api.post(f"{API}/batch/invoke", json={"invocations": [{"substrate_id": sid}]})
     assert res.json()["results"] == [
-        {"index": 0, "status": 200, "substrate_id": sid, "result": None,
-         "invocation_time_ms": res.json()["results"][0]["invocation_time_ms"]}]
+        {
+            "index": 0,
+            "status": 200,
+            "substrate_id": sid,
+            "result": None,
+            "invocation_time_ms": res.json()["results"][0]["invocation_time_ms"],
+        }
+    ]
 
 
 def test_empty_batches(api):
@@ -382,8 +429,7 @@ def test_search_by_name_and_type(api):
     assert res.status == 200
     body = res.json()
     assert set(body) == {"substrates", "count"}
-    assert {r["substrate_id"] for r in body["substrates"]} == {a["substrate_id"],
-                                                              b["substrate_id"]}
+    assert {r["substrate_id"] for r in body["substrates"]} == {a["substrate_id"], b["substrate_id"]}
     assert body["count"] == 2
     typed = api.get(f"{API}/search", query={"name": "two", "type": "constant"}).json()
     assert [r["substrate_id"] for r in typed["substrates"]] == [b["substrate_id"]]
@@ -398,22 +444,34 @@ def test_query_filters_and_sort(api):
     assert res.status == 200
     body = res.json()
     assert body["count"] == 2
-    assert [r["substrate_id"] for r in body["substrates"]] == [first["substrate_id"],
-                                                              second["substrate_id"]]
-    desc = api.post(f"{API}/query", json={"filters": {"expression_type": "constant"},
-                                          "sort": "-created_at", "limit": 1}).json()
+    assert [r["substrate_id"] for r in body["substrates"]] == [
+        first["substrate_id"],
+        second["substrate_id"],
+    ]
+    desc = api.post(
+        f"{API}/query",
+        json={"filters": {"expression_type": "constant"}, "sort": "-created_at", "limit": 1},
+    ).json()
     assert [r["substrate_id"] for r in desc["substrates"]] == [second["substrate_id"]]
-    after = api.post(f"{API}/query", json={
-        "filters": {"created_after": first["created_at"]}}).json()
+    after = api.post(
+        f"{API}/query", json={"filters": {"created_after": first["created_at"]}}
+    ).json()
     assert first["substrate_id"] not in {r["substrate_id"] for r in after["substrates"]}
-    before = api.post(f"{API}/query", json={
-        "filters": {"created_before": "2000-01-01T00:00:00Z"}}).json()
+    before = api.post(
+        f"{API}/query", json={"filters": {"created_before": "2000-01-01T00:00:00Z"}}
+    ).json()
     assert before == {"substrates": [], "count": 0}
 
 
-@pytest.mark.parametrize("payload", [
-    {"filters": {"colour": "red"}}, {"sort": "name"}, {"limit": 0},
-    {"filters": {"created_after": "yesterday"}}, {"filters": []},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"filters": {"colour": "red"}},
+        {"sort": "name"},
+        {"limit": 0},
+        {"filters": {"created_after": "yesterday"}},
+        {"filters": []},
+    ],
+)
 def test_query_rejects(api, payload):
     assert error(api.post(f"{API}/query", json=payload), 422, "validation_error")

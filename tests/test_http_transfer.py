@@ -26,18 +26,27 @@ def other():
 
 def populate(api) -> tuple[list[dict], list[dict]]:
     subs = []
-    for i, (t, code) in enumerate([("constant", "42"), ("lambda", "lambda x: x + 1"),
-                                   ("expression", "x * y")]):
-        res = api.post(f"{API}/substrates", json={"expression_type": t, "expression_code": code,
-                                                  "metadata": {"name": f"n{i}"}})
+    for i, (t, code) in enumerate(
+        [("constant", "42"), ("lambda", "lambda x: x + 1"), ("expression", "x * y")]
+    ):
+        res = api.post(
+            f"{API}/substrates",
+            json={"expression_type": t, "expression_code": code, "metadata": {"name": f"n{i}"}},
+        )
         assert res.status == 201
         subs.append(res.json())
     rels = []
     for src, dst, kind in [(0, 1, "DEPENDENCY"), (1, 2, "SIBLING")]:
-        res = api.post(f"{API}/relationships", json={
-            "rel_type": kind, "source_id": subs[src]["substrate_id"],
-            "target_id": subs[dst]["substrate_id"], "bidirectional": kind == "SIBLING",
-            "constraints": {"w": src}})
+        res = api.post(
+            f"{API}/relationships",
+            json={
+                "rel_type": kind,
+                "source_id": subs[src]["substrate_id"],
+                "target_id": subs[dst]["substrate_id"],
+                "bidirectional": kind == "SIBLING",
+                "constraints": {"w": src},
+            },
+        )
         assert res.status == 201
         rels.append(res.json())
     return subs, rels
@@ -57,7 +66,8 @@ def test_export_json(api):
     by_id = {s["substrate_id"]: _key(s) for s in subs}
     assert {s["substrate_id"]: _key(s) for s in doc["substrates"]} == by_id
     assert sorted(doc["relationships"], key=lambda r: r["relationship_id"]) == sorted(
-        rels, key=lambda r: r["relationship_id"])
+        rels, key=lambda r: r["relationship_id"]
+    )
 
 
 def test_export_ndjson(api):
@@ -71,8 +81,7 @@ def test_export_ndjson(api):
 
 
 def test_export_of_an_empty_registry(api):
-    assert api.get(f"{API}/substrates/export").json() == {"substrates": [],
-                                                          "relationships": []}
+    assert api.get(f"{API}/substrates/export").json() == {"substrates": [], "relationships": []}
     assert api.get(f"{API}/substrates/export", query={"format": "ndjson"}).body == b""
 
 
@@ -83,8 +92,10 @@ def test_export_rejects_unknown_format(api):
 
 
 def test_large_export_streams_in_chunks(api):
-    items = [{"expression_type": "constant", "expression_code": str(i),
-              "metadata": {"pad": "x" * 200}} for i in range(600)]
+    items = [
+        {"expression_type": "constant", "expression_code": str(i), "metadata": {"pad": "x" * 200}}
+        for i in range(600)
+    ]
     assert api.post(f"{API}/substrates/batch", json={"substrates": items}).status == 200
     res = api.get(f"{API}/substrates/export")
     assert res.chunks > 2
@@ -98,8 +109,10 @@ def _records(body: bytes, fmt: str) -> list[str]:
     if fmt == "ndjson":
         return sorted(body.splitlines())
     doc = msgspec.json.decode(body)
-    return sorted(msgspec.json.encode(r, order="sorted").decode()
-                  for r in doc["substrates"] + doc["relationships"])
+    return sorted(
+        msgspec.json.encode(r, order="sorted").decode()
+        for r in doc["substrates"] + doc["relationships"]
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])
@@ -122,20 +135,28 @@ def test_import_validates_records_naming_the_field(api):
     res = api.post(f"{API}/substrates/import", json=body)
     assert res.status == 422
     assert res.json()["details"]["field"] == "substrates[0].expression_code"
-    lines = b'{"kind": "substrate", "expression_type": "constant", "expression_code": "1"}\n' \
-            b'{"kind": "thing"}\n'
+    lines = (
+        b'{"kind": "substrate", "expression_type": "constant", "expression_code": "1"}\n'
+        b'{"kind": "thing"}\n'
+    )
     res = api.post(f"{API}/substrates/import", body=lines, content_type="application/x-ndjson")
     assert res.status == 422
     assert "line 2" in res.json()["message"]
-    res = api.post(f"{API}/substrates/import", body=b'{"kind": "substrate"\n',
-                   content_type="application/x-ndjson")
+    res = api.post(
+        f"{API}/substrates/import",
+        body=b'{"kind": "substrate"\n',
+        content_type="application/x-ndjson",
+    )
     assert res.status == 400
     assert res.json()["details"]["line"] == 1
 
 
 def test_import_rejects_a_substrate_whose_id_does_not_match(api):
-    rec = {"expression_type": "constant", "expression_code": "1",
-           "substrate_id": "0x0000000000000001"}
+    rec = {
+        "expression_type": "constant",
+        "expression_code": "1",
+        "substrate_id": "0x0000000000000001",
+    }
     res = api.post(f"{API}/substrates/import", json={"substrates": [rec]})
     assert res.status in (409, 422)
 
@@ -152,12 +173,18 @@ def test_import_content_types(api):
 def test_import_has_its_own_body_limit():
     driver = started(body_limit=100, import_body_limit=10_000)
     try:
-        recs = {"substrates": [{"expression_type": "constant", "expression_code": str(i)}
-                               for i in range(20)]}
+        recs = {
+            "substrates": [
+                {"expression_type": "constant", "expression_code": str(i)} for i in range(20)
+            ]
+        }
         res = driver.post(f"{API}/substrates/import", json=recs)
         assert res.status == 200, res
-        big = {"substrates": [{"expression_type": "constant", "expression_code": str(i)}
-                              for i in range(1000)]}
+        big = {
+            "substrates": [
+                {"expression_type": "constant", "expression_code": str(i)} for i in range(1000)
+            ]
+        }
         assert driver.post(f"{API}/substrates/import", json=big).status == 413
     finally:
         finish(driver)

@@ -70,13 +70,26 @@ def _loopback(url: str) -> tuple[str, int]:
 class Process:
     """A server subprocess, always stopped (SIGINT, then kill) and bounded in start-up."""
 
-    def __init__(self, argv: list[str], port: int, health: str, log: Path,
-                 cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        health: str,
+        log: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.log = log
         self._out = log.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -100,8 +113,7 @@ class Process:
         self._out.close()
 
 
-def call(host: str, port: int, method: str, path: str, body: object = None
-         ) -> tuple[int, object]:
+def call(host: str, port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         payload = None if body is None else json.dumps(body).encode()
@@ -116,23 +128,43 @@ def call(host: str, port: int, method: str, path: str, body: object = None
 
 def seed(host: str, port: int) -> dict[str, object]:
     """Substrates to read and invoke, a hub with edges, and many ids for new edges."""
-    status, mul = call(host, port, "POST", f"{API}/substrates",
-                       {"expression_type": "lambda", "expression_code": "lambda x, y=2: x * y",
-                        "metadata": {"name": "bench-mul"}})
+    status, mul = call(
+        host,
+        port,
+        "POST",
+        f"{API}/substrates",
+        {
+            "expression_type": "lambda",
+            "expression_code": "lambda x, y=2: x * y",
+            "metadata": {"name": "bench-mul"},
+        },
+    )
     if status == 409:
         mul = {"substrate_id": mul["details"]["substrate_id"]}  # type: ignore[index]
     nonce = time.time_ns()
-    items = [{"expression_type": "expression", "expression_code": f"x + {nonce + i}"}
-             for i in range(SEED_SUBSTRATES)]
+    items = [
+        {"expression_type": "expression", "expression_code": f"x + {nonce + i}"}
+        for i in range(SEED_SUBSTRATES)
+    ]
     ids: list[str] = []
     for start in range(0, len(items), 500):
-        _, res = call(host, port, "POST", f"{API}/substrates/batch",
-                      {"substrates": items[start:start + 500]})
+        _, res = call(
+            host,
+            port,
+            "POST",
+            f"{API}/substrates/batch",
+            {"substrates": items[start : start + 500]},
+        )
         ids += [r["substrate_id"] for r in res["results"]]  # type: ignore[index]
     hub = ids[0]
     for other in ids[1:11]:
-        call(host, port, "POST", f"{API}/relationships",
-             {"rel_type": "DEPENDENCY", "source_id": hub, "target_id": other})
+        call(
+            host,
+            port,
+            "POST",
+            f"{API}/relationships",
+            {"rel_type": "DEPENDENCY", "source_id": hub, "target_id": other},
+        )
     return {"mul": mul["substrate_id"], "hub": hub, "ids": ids}  # type: ignore[index]
 
 
@@ -195,29 +227,49 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(name: str, url: str, script: str | None, args: argparse.Namespace,
-        tmp: Path, duration: float | None = None) -> Figures:
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections),
-           "-d", f"{max(1, round(duration or args.duration))}s", "--latency", "--timeout", "5s"]
+def wrk(
+    name: str,
+    url: str,
+    script: str | None,
+    args: argparse.Namespace,
+    tmp: Path,
+    duration: float | None = None,
+) -> Figures:
+    cmd = [
+        "wrk",
+        "-t",
+        str(args.threads),
+        "-c",
+        str(args.connections),
+        "-d",
+        f"{max(1, round(duration or args.duration))}s",
+        "--latency",
+        "--timeout",
+        "5s",
+    ]
     if script:
         path = tmp / f"{name}.lua"
         path.write_text(script)
         cmd += ["-s", str(path)]
     cmd.append(url)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         timeout=(duration or args.duration) + 30).stdout
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, timeout=(duration or args.duration) + 30
+    ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = re.search(r"Socket errors: (.*)", out)
-    return Figures(name, float(rps.group(1)) if rps else 0.0,
-                   _ms(p50.group(1)) if p50 else float("nan"),
-                   _ms(p99.group(1)) if p99 else float("nan"),
-                   int(total.group(1)) if total else 0,
-                   int(non2xx.group(1)) if non2xx else 0,
-                   errs.group(1) if errs else "")
+    return Figures(
+        name,
+        float(rps.group(1)) if rps else 0.0,
+        _ms(p50.group(1)) if p50 else float("nan"),
+        _ms(p99.group(1)) if p99 else float("nan"),
+        int(total.group(1)) if total else 0,
+        int(non2xx.group(1)) if non2xx else 0,
+        errs.group(1) if errs else "",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,11 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="a running bfx serve (loopback); default: start one")
     p.add_argument("--duration", type=int, default=5, help="seconds per route (5)")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1, help="wrk threads (1: leave a core "
-                   "to the server on a 2-core machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="wrk threads (1: leave a core to the server on a 2-core machine)",
+    )
     p.add_argument("--routes", default=",".join(ROUTES))
-    p.add_argument("--repeat", type=int, default=1, help="runs per route; the median is "
-                   "reported (1)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per route; the median is reported (1)"
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60:
@@ -248,20 +305,53 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         try:
             bare_port = _free_port()
-            bare = Process([sys.executable, "-m", "granian", "--interface", "asgi", "--host",
-                            "127.0.0.1", "--port", str(bare_port), "--workers", "1",
-                            "--no-ws", "--log-level", "warning", "bare_app:app"],
-                           bare_port, "/", tmp / "bare.log", cwd=HERE)
+            bare = Process(
+                [
+                    sys.executable,
+                    "-m",
+                    "granian",
+                    "--interface",
+                    "asgi",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(bare_port),
+                    "--workers",
+                    "1",
+                    "--no-ws",
+                    "--log-level",
+                    "warning",
+                    "bare_app:app",
+                ],
+                bare_port,
+                "/",
+                tmp / "bare.log",
+                cwd=HERE,
+            )
             started.append(bare)
             if args.url:
                 host, port = _loopback(args.url)
             else:
                 host, port = "127.0.0.1", _free_port()
                 env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
-                started.append(Process(
-                    [sys.executable, "-m", "bfx.cli", "serve", "--port", str(port),
-                     "--log-level", "warning"], port, f"{API}/health", tmp / "bfx.log",
-                    env=env))
+                started.append(
+                    Process(
+                        [
+                            sys.executable,
+                            "-m",
+                            "bfx.cli",
+                            "serve",
+                            "--port",
+                            str(port),
+                            "--log-level",
+                            "warning",
+                        ],
+                        port,
+                        f"{API}/health",
+                        tmp / "bfx.log",
+                        env=env,
+                    )
+                )
             seeded = seed(host, port)
             plan = scenarios(seeded)
             base = f"http://{host}:{port}"
@@ -284,15 +374,19 @@ def main(argv: list[str] | None = None) -> int:
 
     bare_get = results[0].rps or float("nan")
     bare_post = results[1].rps or float("nan")
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
-          f"{args.repeat}, 1 Granian worker each, {os.cpu_count()} CPUs\n")
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
+        f"{args.repeat}, 1 Granian worker each, {os.cpu_count()} CPUs\n"
+    )
     print("| route | req/s | p50 ms | p99 ms | vs bare, same method | vs bare GET | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for f in results:
         same = bare_post if f.name in POST_ROUTES or f.name == "bare POST" else bare_get
-        print(f"| {f.name} | {f.rps:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
-              f"{f.rps / same:.0%} | {f.rps / bare_get:.0%} | "
-              f"{f.non_2xx}{' ' + f.errors if f.errors else ''} |")
+        print(
+            f"| {f.name} | {f.rps:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
+            f"{f.rps / same:.0%} | {f.rps / bare_get:.0%} | "
+            f"{f.non_2xx}{' ' + f.errors if f.errors else ''} |"
+        )
     if args.json:
         args.json.write_text(json.dumps([f.__dict__ for f in results], indent=2))
     return 0

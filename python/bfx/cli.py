@@ -41,21 +41,39 @@ def _size(text: str) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the HTTP API (Granian)",
-                       description="Serve the v1 HTTP API under /api/v1.")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP API (Granian)",
+        description="Serve the v1 HTTP API under /api/v1.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes (default 1)")
-    p.add_argument("--data-dir", default=os.environ.get("BFX_DATA_DIR"),
-                   help="directory of the embedded storage (env BFX_DATA_DIR)")
-    p.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
-                   help="allow browser calls from this origin; repeat for more, '*' for any "
-                        "(env BFX_CORS_ORIGINS, comma separated); default: none")
-    p.add_argument("--body-limit", type=_size, default=None,
-                   help="largest request body, e.g. 1048576, 512K, 4M (default 1M)")
-    p.add_argument("--import-limit", type=_size, default=None,
-                   help="largest body for POST /substrates/import (default 64M)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("BFX_DATA_DIR"),
+        help="directory of the embedded storage (env BFX_DATA_DIR)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="allow browser calls from this origin; repeat for more, '*' for any "
+        "(env BFX_CORS_ORIGINS, comma separated); default: none",
+    )
+    p.add_argument(
+        "--body-limit",
+        type=_size,
+        default=None,
+        help="largest request body, e.g. 1048576, 512K, 4M (default 1M)",
+    )
+    p.add_argument(
+        "--import-limit",
+        type=_size,
+        default=None,
+        help="largest body for POST /substrates/import (default 64M)",
+    )
     p.add_argument("--log-level", choices=_LOG_LEVELS, default="info")
     p.set_defaults(func=_serve)
 
@@ -85,8 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.update(settings.to_env())
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"bfx {bfx.__version__}: serving http://{host}:{args.port}/api/v1 "
-          f"({args.workers} worker{'s' if args.workers != 1 else ''})", flush=True)
+    print(
+        f"bfx {bfx.__version__}: serving http://{host}:{args.port}/api/v1 "
+        f"({args.workers} worker{'s' if args.workers != 1 else ''})",
+        flush=True,
+    )
     print(f"bfx: {storage_description(settings)}", flush=True)
     origins = ", ".join(settings.cors_origins) or "none"
     print(f"bfx: body limit {settings.body_limit} bytes, CORS origins: {origins}", flush=True)
@@ -107,7 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bfx", description="bfx: a registry of small math expressions.")
+        prog="bfx", description="bfx: a registry of small math expressions."
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)

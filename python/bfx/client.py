@@ -80,9 +80,16 @@ class Client:
             self._conn = cls(self._host, self._port, timeout=self._timeout)
         return self._conn
 
-    def request(self, method: str, path: str, body: Any = None, *,
-                query: Mapping[str, Any] | None = None, raw: bytes | None = None,
-                content_type: str = "application/json") -> tuple[int, bytes, str]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, bytes, str]:
         """One request; returns (status, body, content type) or raises on an error answer."""
         url = self._prefix + path
         params = {k: v for k, v in (query or {}).items() if v is not None}
@@ -105,8 +112,9 @@ class Client:
             raise self._error(status, data)
         return status, data, ctype
 
-    def _send(self, method: str, url: str, payload: bytes | None,
-              headers: dict[str, str]) -> tuple[int, bytes, str]:
+    def _send(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes, str]:
         conn = self._connection()
         conn.request(method, url, body=payload, headers=headers)
         resp = conn.getresponse()
@@ -143,10 +151,13 @@ class Client:
 
     # -- substrates -------------------------------------------------------------------------
 
-    def create(self, expression_type: str, expression_code: str,
-               metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"expression_type": expression_type,
-                                "expression_code": expression_code}
+    def create(
+        self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "expression_type": expression_type,
+            "expression_code": expression_code,
+        }
         if metadata is not None:
             body["metadata"] = dict(metadata)
         return self._json("POST", "/substrates", body)
@@ -158,8 +169,11 @@ class Client:
         self.request("DELETE", f"/substrates/{_id(substrate_id)}")
 
     def list(self, limit: int = 100, cursor: Id | None = None) -> dict[str, Any]:
-        return self._json("GET", "/substrates", query={
-            "limit": limit, "cursor": None if cursor is None else _id(cursor)})
+        return self._json(
+            "GET",
+            "/substrates",
+            query={"limit": limit, "cursor": None if cursor is None else _id(cursor)},
+        )
 
     def iter_substrates(self, page: int = 1000) -> Iterator[dict[str, Any]]:
         cursor = None
@@ -170,30 +184,44 @@ class Client:
             if cursor is None:
                 return
 
-    def invoke(self, substrate_id: Id, parameters: Mapping[str, Any] | None = None
-               ) -> dict[str, Any]:
-        return self._json("POST", f"/substrates/{_id(substrate_id)}/invoke",
-                          {"parameters": None if parameters is None else dict(parameters)})
+    def invoke(
+        self, substrate_id: Id, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            f"/substrates/{_id(substrate_id)}/invoke",
+            {"parameters": None if parameters is None else dict(parameters)},
+        )
 
-    def create_many(self, items: Iterable[Mapping[str, Any]], atomic: bool = False
-                    ) -> list[dict[str, Any]]:
+    def create_many(
+        self, items: Iterable[Mapping[str, Any]], atomic: bool = False
+    ) -> list[dict[str, Any]]:
         body = {"substrates": [dict(x) for x in items], "atomic": atomic}
         return self._json("POST", "/substrates/batch", body)["results"]
 
-    def invoke_many(self, calls: Iterable[tuple[Id, Mapping[str, Any] | None]]
-                    ) -> list[dict[str, Any]]:
+    def invoke_many(
+        self, calls: Iterable[tuple[Id, Mapping[str, Any] | None]]
+    ) -> list[dict[str, Any]]:
         body = {"invocations": [{"substrate_id": _id(i), "parameters": p} for i, p in calls]}
         return self._json("POST", "/substrates/batch/invoke", body)["results"]
 
-    def search(self, name: str | None = None, expression_type: str | None = None,
-               limit: int = 100) -> list[dict[str, Any]]:
-        return self._json("GET", "/substrates/search", query={
-            "name": name, "type": expression_type, "limit": limit})["substrates"]
+    def search(
+        self, name: str | None = None, expression_type: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return self._json(
+            "GET",
+            "/substrates/search",
+            query={"name": name, "type": expression_type, "limit": limit},
+        )["substrates"]
 
-    def query(self, filters: Mapping[str, Any] | None = None, sort: str = "created_at",
-              limit: int = 100) -> list[dict[str, Any]]:
-        return self._json("POST", "/substrates/query", {
-            "filters": dict(filters or {}), "sort": sort, "limit": limit})["substrates"]
+    def query(
+        self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return self._json(
+            "POST",
+            "/substrates/query",
+            {"filters": dict(filters or {}), "sort": sort, "limit": limit},
+        )["substrates"]
 
     def export(self, format: str = "json") -> bytes:
         """The raw export document (``json``) or lines (``ndjson``)."""
@@ -211,46 +239,68 @@ class Client:
     def multiply(self, values: Iterable[int | float]) -> dict[str, Any]:
         return self._json("POST", "/substrates/multiply", {"dimension_values": list(values)})
 
-    def _op(self, op: str, substrate_id: Id, field: str, arg: Any,
-            parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _op(
+        self, op: str, substrate_id: Id, field: str, arg: Any, parameters: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         body = {field: arg, "parameters": None if parameters is None else dict(parameters)}
         return self._json("POST", f"/substrates/{_id(substrate_id)}/{op}", body)
 
-    def add(self, substrate_id: Id, value: int | float,
-            parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def add(
+        self, substrate_id: Id, value: int | float, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._op("add", substrate_id, "value", value, parameters)
 
-    def subtract(self, substrate_id: Id, value: int | float,
-                 parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def subtract(
+        self, substrate_id: Id, value: int | float, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._op("subtract", substrate_id, "value", value, parameters)
 
-    def modulus(self, substrate_id: Id, modulus: int | float,
-                parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def modulus(
+        self, substrate_id: Id, modulus: int | float, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._op("modulus", substrate_id, "modulus", modulus, parameters)
 
-    def power(self, substrate_id: Id, exponent: int | float,
-              parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def power(
+        self, substrate_id: Id, exponent: int | float, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._op("power", substrate_id, "exponent", exponent, parameters)
 
-    def root(self, substrate_id: Id, degree: int,
-             parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def root(
+        self, substrate_id: Id, degree: int, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         return self._op("root", substrate_id, "degree", degree, parameters)
 
     # -- relationships ----------------------------------------------------------------------
 
-    def relate(self, rel_type: str, source_id: Id, target_id: Id, bidirectional: bool = False,
-               constraints: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return self._json("POST", "/relationships", {
-            "rel_type": rel_type, "source_id": _id(source_id), "target_id": _id(target_id),
-            "bidirectional": bidirectional,
-            "constraints": None if constraints is None else dict(constraints)})
+    def relate(
+        self,
+        rel_type: str,
+        source_id: Id,
+        target_id: Id,
+        bidirectional: bool = False,
+        constraints: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._json(
+            "POST",
+            "/relationships",
+            {
+                "rel_type": rel_type,
+                "source_id": _id(source_id),
+                "target_id": _id(target_id),
+                "bidirectional": bidirectional,
+                "constraints": None if constraints is None else dict(constraints),
+            },
+        )
 
-    def relate_many(self, items: Iterable[Mapping[str, Any]], atomic: bool = False
-                    ) -> list[dict[str, Any]]:
-        rels = [{**x, "source_id": _id(x["source_id"]), "target_id": _id(x["target_id"])}
-                for x in items]
-        return self._json("POST", "/relationships/batch",
-                          {"relationships": rels, "atomic": atomic})["results"]
+    def relate_many(
+        self, items: Iterable[Mapping[str, Any]], atomic: bool = False
+    ) -> list[dict[str, Any]]:
+        rels = [
+            {**x, "source_id": _id(x["source_id"]), "target_id": _id(x["target_id"])} for x in items
+        ]
+        return self._json(
+            "POST", "/relationships/batch", {"relationships": rels, "atomic": atomic}
+        )["results"]
 
     def get_relationship(self, relationship_id: Id) -> dict[str, Any]:
         return self._json("GET", f"/relationships/{_id(relationship_id)}")
@@ -258,23 +308,43 @@ class Client:
     def delete_relationship(self, relationship_id: Id) -> None:
         self.request("DELETE", f"/relationships/{_id(relationship_id)}")
 
-    def outgoing(self, substrate_id: Id, rel_type: str | None = None, limit: int = 100,
-                 offset: int = 0) -> dict[str, Any]:
-        return self._json("GET", f"/relationships/outgoing/{_id(substrate_id)}", query={
-            "rel_type": rel_type, "limit": limit, "offset": offset})
+    def outgoing(
+        self, substrate_id: Id, rel_type: str | None = None, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        return self._json(
+            "GET",
+            f"/relationships/outgoing/{_id(substrate_id)}",
+            query={"rel_type": rel_type, "limit": limit, "offset": offset},
+        )
 
-    def incoming(self, substrate_id: Id, rel_type: str | None = None, limit: int = 100,
-                 offset: int = 0) -> dict[str, Any]:
-        return self._json("GET", f"/relationships/incoming/{_id(substrate_id)}", query={
-            "rel_type": rel_type, "limit": limit, "offset": offset})
+    def incoming(
+        self, substrate_id: Id, rel_type: str | None = None, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        return self._json(
+            "GET",
+            f"/relationships/incoming/{_id(substrate_id)}",
+            query={"rel_type": rel_type, "limit": limit, "offset": offset},
+        )
 
-    def relationships(self, rel_type: str | None = None, source_id: Id | None = None,
-                      target_id: Id | None = None, limit: int = 100,
-                      offset: int = 0) -> dict[str, Any]:
-        return self._json("GET", "/relationships", query={
-            "type": rel_type, "source_id": None if source_id is None else _id(source_id),
-            "target_id": None if target_id is None else _id(target_id),
-            "limit": limit, "offset": offset})
+    def relationships(
+        self,
+        rel_type: str | None = None,
+        source_id: Id | None = None,
+        target_id: Id | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        return self._json(
+            "GET",
+            "/relationships",
+            query={
+                "type": rel_type,
+                "source_id": None if source_id is None else _id(source_id),
+                "target_id": None if target_id is None else _id(target_id),
+                "limit": limit,
+                "offset": offset,
+            },
+        )
 
     def relationship_stats(self) -> dict[str, Any]:
         return self._json("GET", "/relationships/stats")

@@ -62,8 +62,10 @@ def open_registry(settings: Settings) -> Any:
 
 def storage_description(settings: Settings) -> str:
     if settings.data_dir:
-        return (f"storage: in-memory (data dir {settings.data_dir} is accepted but not used "
-                "yet: everything is lost when the server stops)")
+        return (
+            f"storage: in-memory (data dir {settings.data_dir} is accepted but not used "
+            "yet: everything is lost when the server stops)"
+        )
     return "storage: in-memory (everything is lost when the server stops)"
 
 
@@ -92,8 +94,11 @@ def _media_type(value: bytes) -> bytes:
 
 
 class App:
-    def __init__(self, settings: Settings | None = None,
-                 registry_factory: Callable[[Settings], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        registry_factory: Callable[[Settings], Any] | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self._registry_factory = registry_factory or open_registry
         self.registry: Any = None
@@ -103,8 +108,10 @@ class App:
         self.metrics = RequestMetrics()
         self.openapi_bytes: bytes | None = None
         self.static_cache: dict[str, bytes] = {}
-        self._limits = {"body_limit": self.settings.body_limit,
-                        "import_body_limit": self.settings.import_body_limit}
+        self._limits = {
+            "body_limit": self.settings.body_limit,
+            "import_body_limit": self.settings.import_body_limit,
+        }
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -185,8 +192,9 @@ class App:
                 ctype, body = await self._read_body(scope, receive, route)
                 if route.body is not bytes:
                     data = _decode(self._decoder[id(route)], body or b"{}")
-            req = Request(self, self.registry, params, scope.get("query_string", b""),
-                          body, data, ctype)
+            req = Request(
+                self, self.registry, params, scope.get("query_string", b""), body, data, ctype
+            )
             if route.offload:
                 resp = await asyncio.to_thread(route.handler, req)
             else:
@@ -213,8 +221,7 @@ class App:
         if origin is not None:
             headers += self.cors.simple(origin)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-        await send({"type": "http.response.body",
-                    "body": b"" if method == "HEAD" else resp.body})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else resp.body})
         return resp.status
 
     async def _options(self, scope: Scope, origin: bytes | None, send: Send) -> int:
@@ -225,14 +232,18 @@ class App:
         headers = [(b"allow", ", ".join(allow).encode()), (b"content-length", b"0")]
         if origin is not None:
             headers += self.cors.preflight(
-                origin, _header(scope, b"access-control-request-method"),
-                _header(scope, b"access-control-request-headers"), allow)
+                origin,
+                _header(scope, b"access-control-request-method"),
+                _header(scope, b"access-control-request-headers"),
+                allow,
+            )
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return 204
 
-    async def _read_body(self, scope: Scope, receive: Receive,
-                         route: Route) -> tuple[bytes | None, bytes]:
+    async def _read_body(
+        self, scope: Scope, receive: Receive, route: Route
+    ) -> tuple[bytes | None, bytes]:
         limit = self._limits[route.body_limit]
         ctype = None
         declared = None
@@ -244,11 +255,17 @@ class App:
         # Refuse what will not fit before reading a byte of it.
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLargeError(limit)
-        if ctype is not None and ctype != JSON and not ctype.endswith(_JSON_SUFFIX) and not (
-                route.body is bytes and ctype.startswith(b"application/")) and declared != b"0":
+        if (
+            ctype is not None
+            and ctype != JSON
+            and not ctype.endswith(_JSON_SUFFIX)
+            and not (route.body is bytes and ctype.startswith(b"application/"))
+            and declared != b"0"
+        ):
             raise UnsupportedMediaTypeError(
                 f"expected application/json, got {ctype.decode('latin-1')}",
-                {"content_type": ctype.decode("latin-1")})
+                {"content_type": ctype.decode("latin-1")},
+            )
         msg = await receive()
         if msg["type"] == "http.disconnect":
             raise _ClientGone
@@ -271,8 +288,9 @@ class App:
             if not msg.get("more_body"):
                 return ctype, b"".join(chunks)
 
-    async def _send_stream(self, resp: Response, first: bytes | None, origin: bytes | None,
-                           method: str, send: Send) -> int:
+    async def _send_stream(
+        self, resp: Response, first: bytes | None, origin: bytes | None, method: str, send: Send
+    ) -> int:
         stream = resp.stream
         assert stream is not None
         headers = [(b"content-type", resp.content_type or JSON)]

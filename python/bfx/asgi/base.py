@@ -32,8 +32,16 @@ class Request:
 
     __slots__ = ("app", "body", "content_type", "data", "params", "query_string", "registry")
 
-    def __init__(self, app: App, registry: Registry, params: list[str], query_string: bytes,
-                 body: bytes, data: Any, content_type: bytes | None) -> None:
+    def __init__(
+        self,
+        app: App,
+        registry: Registry,
+        params: list[str],
+        query_string: bytes,
+        body: bytes,
+        data: Any,
+        content_type: bytes | None,
+    ) -> None:
         self.app = app
         self.registry = registry
         #: Path parameter values, in the order of the route's template.
@@ -71,9 +79,14 @@ class Response:
 
     __slots__ = ("body", "content_type", "headers", "status", "stream")
 
-    def __init__(self, status: int, body: bytes = b"", content_type: bytes | None = JSON,
-                 headers: list[tuple[bytes, bytes]] | None = None,
-                 stream: Iterator[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: bytes | None = JSON,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        stream: Iterator[bytes] | None = None,
+    ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
@@ -113,4 +126,5 @@ def body_id(text: str, field: str) -> int:
     except errors.InvalidIdError as exc:
         raise errors.InvalidIdError(
             f"{field}: {exc.message}",
-            {**exc.details, "field": field, "location": "body", "value": text}) from None
+            {**exc.details, "field": field, "location": "body", "value": text},
+        ) from None

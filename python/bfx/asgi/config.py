@@ -62,15 +62,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return env
 
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": MIB, "MB": MIB, "MIB": MIB,
-          "G": 1024 * MIB, "GB": 1024 * MIB, "GIB": 1024 * MIB}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1024,
+    "KIB": 1024,
+    "M": MIB,
+    "MB": MIB,
+    "MIB": MIB,
+    "G": 1024 * MIB,
+    "GB": 1024 * MIB,
+    "GIB": 1024 * MIB,
+}
 
 
 def parse_size(text: str) -> int:
     """``"1048576"``, ``"512K"``, ``"1MiB"``, ``"2 MB"`` -> bytes (binary units)."""
     raw = text.strip().upper().replace(" ", "")
     digits = raw.rstrip("BKMGI")
-    unit = raw[len(digits):]
+    unit = raw[len(digits) :]
     if not digits.isdigit() or unit not in _UNITS:
         raise ValueError(f"not a size: {text!r} (use bytes or K/M/G suffixes)")
     size = int(digits) * _UNITS[unit]

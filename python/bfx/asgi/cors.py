@@ -37,14 +37,21 @@ class Cors:
         allowed = self.allow_origin(origin)
         if allowed is None:
             return []
-        headers = [(b"access-control-allow-origin", allowed),
-                   (b"access-control-expose-headers", b"allow, content-length")]
+        headers = [
+            (b"access-control-allow-origin", allowed),
+            (b"access-control-expose-headers", b"allow, content-length"),
+        ]
         if allowed != b"*":
             headers.append((b"vary", b"origin"))
         return headers
 
-    def preflight(self, origin: bytes | None, method: bytes | None,
-                  request_headers: bytes | None, allow: tuple[str, ...]) -> Headers:
+    def preflight(
+        self,
+        origin: bytes | None,
+        method: bytes | None,
+        request_headers: bytes | None,
+        allow: tuple[str, ...],
+    ) -> Headers:
         """Headers for an ``OPTIONS`` preflight; empty when the browser must refuse."""
         allowed = self.allow_origin(origin)
         if allowed is None or method is None or method.decode("latin-1") not in allow:

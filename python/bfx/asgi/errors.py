@@ -40,8 +40,9 @@ class MethodNotAllowedError(errors.BfxError):
     status = 405
 
     def __init__(self, method: str, allow: tuple[str, ...]) -> None:
-        super().__init__(f"method {method} is not allowed here",
-                         {"method": method, "allow": list(allow)})
+        super().__init__(
+            f"method {method} is not allowed here", {"method": method, "allow": list(allow)}
+        )
         self.allow = allow
 
 
@@ -77,8 +78,9 @@ _AT = re.compile(r" - at `\$([^`]*)`$")
 _NAMED = re.compile(r"field `([^`]*)`")
 
 
-def field_error(exc: msgspec.ValidationError, location: str = "body",
-                prefix: str = "") -> errors.ValidationError:
+def field_error(
+    exc: msgspec.ValidationError, location: str = "body", prefix: str = ""
+) -> errors.ValidationError:
     """A msgspec validation failure as a 422 whose ``details.field`` names the input.
 
     msgspec says ``Expected `int`, got `str` - at `$.items[0].value```; missing and unknown

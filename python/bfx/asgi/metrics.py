@@ -118,12 +118,14 @@ class RequestMetrics:
             "error_rate": round(errors / total, 6) if total else 0.0,
             "errors_by_status_class": classes,
             "error_rate_by_status_class": {
-                k: (round(v / total, 6) if total else 0.0) for k, v in classes.items()},
+                k: (round(v / total, 6) if total else 0.0) for k, v in classes.items()
+            },
             "responses_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "total_invocations": self.invocations,
             "failed_invocations": self.failed_invocations,
             "avg_invocation_time_ms": (
-                round(self.invocation_ms / self.invocations, 4) if self.invocations else 0.0),
+                round(self.invocation_ms / self.invocations, 4) if self.invocations else 0.0
+            ),
             "total_creations": self.creations,
             "total_divisions": self.divisions,
             "memory_usage_mb": round(mem, 2),

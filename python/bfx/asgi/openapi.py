@@ -17,9 +17,16 @@ _ID_PATTERN = "^(0[xX])?[0-9a-fA-F]{1,16}$"
 _ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
 
 _STATUS_TEXT = {
-    200: "OK", 201: "Created", 204: "No Content", 400: "Malformed JSON or id",
-    404: "Unknown id or route", 405: "Method not allowed", 409: "Duplicate or collision",
-    413: "Body over the limit", 415: "Body is not JSON", 422: "Validation failed",
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Malformed JSON or id",
+    404: "Unknown id or route",
+    405: "Method not allowed",
+    409: "Duplicate or collision",
+    413: "Body over the limit",
+    415: "Body is not JSON",
+    422: "Validation failed",
     500: "A bug",
 }
 _IMPORT_BODY = s.ImportDocument
@@ -40,11 +47,22 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
     for r in routes:
         op: dict[str, Any] = {
             "operationId": f"{r.handler.__module__.rsplit('.', 1)[-1]}_{r.handler.__name__}",
-            "summary": r.summary, "tags": [r.tag]}
-        params = [{"name": n, "in": "path", "required": True,
-                   "schema": ({"type": "string", "pattern": _ID_PATTERN} if n in _ID_PARAMS
-                              else {"type": "string"})}
-                  for n in r.param_names]
+            "summary": r.summary,
+            "tags": [r.tag],
+        }
+        params = [
+            {
+                "name": n,
+                "in": "path",
+                "required": True,
+                "schema": (
+                    {"type": "string", "pattern": _ID_PATTERN}
+                    if n in _ID_PARAMS
+                    else {"type": "string"}
+                ),
+            }
+            for n in r.param_names
+        ]
         if r.query is not None:
             params += _query_params(r.query)
         if params:
@@ -53,11 +71,13 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
         if r.status == 204:
             responses["204"] = {"description": _STATUS_TEXT[204]}
         else:
-            content = {ct: {"schema": ref_of[r.response]} if ct == "application/json"
-                       else {"schema": {"type": "string"}}
-                       for ct in r.content_types}
-            responses[str(r.status)] = {"description": _STATUS_TEXT[r.status],
-                                        "content": content}
+            content = {
+                ct: {"schema": ref_of[r.response]}
+                if ct == "application/json"
+                else {"schema": {"type": "string"}}
+                for ct in r.content_types
+            }
+            responses[str(r.status)] = {"description": _STATUS_TEXT[r.status], "content": content}
         codes = set(r.errors)
         if r.body is not None:
             op["requestBody"] = _request_body(r, ref_of)
@@ -77,7 +97,8 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
             "description": (
                 "A registry of small mathematical expressions (substrates) with stable "
                 "64-bit ids, a typed relationship graph and arithmetic operators. Every "
-                "error answer is `{error, message, details}`."),
+                "error answer is `{error, message, details}`."
+            ),
         },
         "paths": paths,
         "components": {"schemas": components},
@@ -86,15 +107,19 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
 
 def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
     if r.body is bytes:
-        content = {"application/json": {"schema": ref_of[_IMPORT_BODY]},
-                   "application/x-ndjson": {"schema": {
-                       "type": "string",
-                       "description": "one exported record per line, with `kind`"}}}
+        content = {
+            "application/json": {"schema": ref_of[_IMPORT_BODY]},
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": "one exported record per line, with `kind`",
+                }
+            },
+        }
         return {"required": True, "content": content}
     # A body whose every field is optional may be left out (read as {}).
     required = any(f.required for f in msgspec.structs.fields(r.body))
-    return {"required": required,
-            "content": {"application/json": {"schema": ref_of[r.body]}}}
+    return {"required": required, "content": {"application/json": {"schema": ref_of[r.body]}}}
 
 
 def _query_params(kind: type[msgspec.Struct]) -> list[dict[str, Any]]:

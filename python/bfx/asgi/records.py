@@ -12,18 +12,27 @@ from bfx.models import Relationship, Substrate
 
 def substrate(sub: Substrate) -> s.SubstrateRecord:
     return s.SubstrateRecord(
-        substrate_id=format_id(sub.identity), identity=sub.identity,
-        created_at=sub.created_at, expression_type=sub.expression_type,
-        expression_code=sub.expression_code, canonical_code=sub.canonical_code,
-        metadata=sub.metadata, invocations=sub.invocations)
+        substrate_id=format_id(sub.identity),
+        identity=sub.identity,
+        created_at=sub.created_at,
+        expression_type=sub.expression_type,
+        expression_code=sub.expression_code,
+        canonical_code=sub.canonical_code,
+        metadata=sub.metadata,
+        invocations=sub.invocations,
+    )
 
 
 def relationship(rel: Relationship) -> s.RelationshipRecord:
     return s.RelationshipRecord(
-        relationship_id=format_id(rel.identity), rel_type=rel.rel_type,
-        source_id=format_id(rel.source), target_id=format_id(rel.target),
-        bidirectional=rel.bidirectional, constraints=rel.constraints,
-        created_at=rel.created_at)
+        relationship_id=format_id(rel.identity),
+        rel_type=rel.rel_type,
+        source_id=format_id(rel.source),
+        target_id=format_id(rel.target),
+        bidirectional=rel.bidirectional,
+        constraints=rel.constraints,
+        created_at=rel.created_at,
+    )
 
 
 def error(exc: errors.BfxError) -> s.ErrorBody:

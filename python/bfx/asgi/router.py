@@ -18,15 +18,40 @@ __all__ = ["Route", "Router"]
 class Route:
     """One operation: method + path template + handler, and what OpenAPI needs to know."""
 
-    __slots__ = ("body", "body_limit", "content_types", "errors", "handler", "method",
-                 "offload", "param_names", "path", "query", "response", "status", "summary",
-                 "tag")
+    __slots__ = (
+        "body",
+        "body_limit",
+        "content_types",
+        "errors",
+        "handler",
+        "method",
+        "offload",
+        "param_names",
+        "path",
+        "query",
+        "response",
+        "status",
+        "summary",
+        "tag",
+    )
 
-    def __init__(self, method: str, path: str, handler: Callable[..., Any], *,
-                 summary: str, tag: str, body: Any = None, query: Any = None,
-                 response: Any = None, status: int = 200, errors: Iterable[int] = (),
-                 offload: bool = False, body_limit: str = "body_limit",
-                 content_types: tuple[str, ...] = ("application/json",)) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        handler: Callable[..., Any],
+        *,
+        summary: str,
+        tag: str,
+        body: Any = None,
+        query: Any = None,
+        response: Any = None,
+        status: int = 200,
+        errors: Iterable[int] = (),
+        offload: bool = False,
+        body_limit: str = "body_limit",
+        content_types: tuple[str, ...] = ("application/json",),
+    ) -> None:
         self.method = method
         self.path = path
         self.handler = handler

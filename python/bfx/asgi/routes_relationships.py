@@ -21,12 +21,17 @@ BASE = f"{PREFIX}/relationships"
 
 def create(req: Request) -> Response:
     d: s.CreateRelationship = req.data
-    rel = req.registry.relate(d.rel_type, body_id(d.source_id, "source_id"),
-                              body_id(d.target_id, "target_id"),
-                              bidirectional=d.bidirectional, constraints=d.constraints)
+    rel = req.registry.relate(
+        d.rel_type,
+        body_id(d.source_id, "source_id"),
+        body_id(d.target_id, "target_id"),
+        bidirectional=d.bidirectional,
+        constraints=d.constraints,
+    )
     rec = records.relationship(rel)
-    return Response(201, encode(rec),
-                    headers=[(b"location", f"{BASE}/{rec.relationship_id}".encode())])
+    return Response(
+        201, encode(rec), headers=[(b"location", f"{BASE}/{rec.relationship_id}".encode())]
+    )
 
 
 def get(req: Request) -> Response:
@@ -43,45 +48,58 @@ def batch(req: Request) -> Response:
     d: s.BatchRelate = req.data
     # Ids go to the registry as text: it parses them per item, so a bad id fails that
     # item (or, atomic, the batch) like any other invalid item.
-    items = [{"rel_type": x.rel_type, "source_id": x.source_id, "target_id": x.target_id,
-              "bidirectional": x.bidirectional, "constraints": x.constraints}
-             for x in d.relationships]
+    items = [
+        {
+            "rel_type": x.rel_type,
+            "source_id": x.source_id,
+            "target_id": x.target_id,
+            "bidirectional": x.bidirectional,
+            "constraints": x.constraints,
+        }
+        for x in d.relationships
+    ]
     results = []
     for i, r in enumerate(req.registry.relate_many(items, atomic=d.atomic)):
         if isinstance(r, errors.BfxError):
             results.append(s.BatchItem(index=i, status=r.status, error=records.error(r)))
         else:
-            results.append(s.BatchItem(index=i, status=201,
-                                       relationship_id=format_id(r.identity)))
+            results.append(s.BatchItem(index=i, status=201, relationship_id=format_id(r.identity)))
     return Response(200, encode(s.BatchResult(results=results)))
 
 
 def _page(total: int, rels: list[Any]) -> Response:
-    return Response(200, encode(s.RelationshipPage(
-        relationships=[records.relationship(r) for r in rels], count=total)))
+    return Response(
+        200,
+        encode(
+            s.RelationshipPage(relationships=[records.relationship(r) for r in rels], count=total)
+        ),
+    )
 
 
 def _one_type(a: str | None, b: str | None, names: tuple[str, str]) -> str | None:
     if a is not None and b is not None and a.upper() != b.upper():
         raise errors.ValidationError(
             f"{names[0]} and {names[1]} disagree; give one",
-            {"field": names[0], "location": "query"})
+            {"field": names[0], "location": "query"},
+        )
     return a if a is not None else b
 
 
 def outgoing(req: Request) -> Response:
     q: s.EdgeQuery = req.query(s.EdgeQuery)
     rel_type = _one_type(q.rel_type, q.type, ("rel_type", "type"))
-    total, rels = req.registry.outgoing(path_id(req.params[0]), rel_type=rel_type,
-                                        limit=q.limit, offset=q.offset)
+    total, rels = req.registry.outgoing(
+        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=q.offset
+    )
     return _page(total, rels)
 
 
 def incoming(req: Request) -> Response:
     q: s.EdgeQuery = req.query(s.EdgeQuery)
     rel_type = _one_type(q.rel_type, q.type, ("rel_type", "type"))
-    total, rels = req.registry.incoming(path_id(req.params[0]), rel_type=rel_type,
-                                        limit=q.limit, offset=q.offset)
+    total, rels = req.registry.incoming(
+        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=q.offset
+    )
     return _page(total, rels)
 
 
@@ -90,7 +108,10 @@ def list_filtered(req: Request) -> Response:
     total, rels = req.registry.relationships(
         rel_type=_one_type(q.type, q.rel_type, ("type", "rel_type")),
         source_id=query_id(q.source_id, "source_id"),
-        target_id=query_id(q.target_id, "target_id"), limit=q.limit, offset=q.offset)
+        target_id=query_id(q.target_id, "target_id"),
+        limit=q.limit,
+        offset=q.offset,
+    )
     return _page(total, rels)
 
 
@@ -117,33 +138,101 @@ def stats(req: Request) -> Response:
             break
     counts = reg.stats()
     n = counts["total_substrates"]
-    return Response(200, encode(s.RelationshipStats(
-        total_relationships=counts["total_relationships"], total_substrates=n,
-        by_type=dict(sorted(by_type.items())),
-        avg_connections_per_substrate=round(sum(degree.values()) / n, 6) if n else 0.0,
-        max_connections=max(degree.values(), default=0),
-        isolated_substrates=max(n - len(degree), 0))))
+    return Response(
+        200,
+        encode(
+            s.RelationshipStats(
+                total_relationships=counts["total_relationships"],
+                total_substrates=n,
+                by_type=dict(sorted(by_type.items())),
+                avg_connections_per_substrate=round(sum(degree.values()) / n, 6) if n else 0.0,
+                max_connections=max(degree.values(), default=0),
+                isolated_substrates=max(n - len(degree), 0),
+            )
+        ),
+    )
 
 
 def routes() -> list[Route]:
     t = "relationships"
     return [
-        Route("POST", BASE, create, summary="Create a typed edge", tag=t,
-              body=s.CreateRelationship, response=s.RelationshipRecord, status=201,
-              errors=(404, 409, 422)),
-        Route("GET", BASE, list_filtered, summary="Edges filtered by type, source, target",
-              tag=t, query=s.RelationshipQuery, response=s.RelationshipPage,
-              errors=(400, 422)),
-        Route("POST", f"{BASE}/batch", batch, summary="Create many edges", tag=t,
-              body=s.BatchRelate, response=s.BatchResult, errors=(422,), offload=True),
-        Route("GET", f"{BASE}/stats", stats, summary="Edge counts, degrees, isolated nodes",
-              tag=t, response=s.RelationshipStats, offload=True),
-        Route("GET", f"{BASE}/outgoing/{{id}}", outgoing, summary="Edges out of a substrate",
-              tag=t, query=s.EdgeQuery, response=s.RelationshipPage, errors=(400, 404, 422)),
-        Route("GET", f"{BASE}/incoming/{{id}}", incoming, summary="Edges into a substrate",
-              tag=t, query=s.EdgeQuery, response=s.RelationshipPage, errors=(400, 404, 422)),
-        Route("GET", f"{BASE}/{{rid}}", get, summary="Get an edge", tag=t,
-              response=s.RelationshipRecord, errors=(400, 404)),
-        Route("DELETE", f"{BASE}/{{rid}}", delete, summary="Delete an edge", tag=t,
-              status=204, errors=(400, 404)),
+        Route(
+            "POST",
+            BASE,
+            create,
+            summary="Create a typed edge",
+            tag=t,
+            body=s.CreateRelationship,
+            response=s.RelationshipRecord,
+            status=201,
+            errors=(404, 409, 422),
+        ),
+        Route(
+            "GET",
+            BASE,
+            list_filtered,
+            summary="Edges filtered by type, source, target",
+            tag=t,
+            query=s.RelationshipQuery,
+            response=s.RelationshipPage,
+            errors=(400, 422),
+        ),
+        Route(
+            "POST",
+            f"{BASE}/batch",
+            batch,
+            summary="Create many edges",
+            tag=t,
+            body=s.BatchRelate,
+            response=s.BatchResult,
+            errors=(422,),
+            offload=True,
+        ),
+        Route(
+            "GET",
+            f"{BASE}/stats",
+            stats,
+            summary="Edge counts, degrees, isolated nodes",
+            tag=t,
+            response=s.RelationshipStats,
+            offload=True,
+        ),
+        Route(
+            "GET",
+            f"{BASE}/outgoing/{{id}}",
+            outgoing,
+            summary="Edges out of a substrate",
+            tag=t,
+            query=s.EdgeQuery,
+            response=s.RelationshipPage,
+            errors=(400, 404, 422),
+        ),
+        Route(
+            "GET",
+            f"{BASE}/incoming/{{id}}",
+            incoming,
+            summary="Edges into a substrate",
+            tag=t,
+            query=s.EdgeQuery,
+            response=s.RelationshipPage,
+            errors=(400, 404, 422),
+        ),
+        Route(
+            "GET",
+            f"{BASE}/{{rid}}",
+            get,
+            summary="Get an edge",
+            tag=t,
+            response=s.RelationshipRecord,
+            errors=(400, 404),
+        ),
+        Route(
+            "DELETE",
+            f"{BASE}/{{rid}}",
+            delete,
+            summary="Delete an edge",
+            tag=t,
+            status=204,
+            errors=(400, 404),
+        ),
     ]

@@ -38,8 +38,9 @@ def delete(req: Request) -> Response:
 def list_page(req: Request) -> Response:
     q: s.ListQuery = req.query(s.ListQuery)
     items, nxt = req.registry.list(limit=q.limit, cursor=query_id(q.cursor, "cursor"))
-    page = s.SubstratePage(substrates=[records.substrate(x) for x in items],
-                           next_cursor=records.optional_hex(nxt))
+    page = s.SubstratePage(
+        substrates=[records.substrate(x) for x in items], next_cursor=records.optional_hex(nxt)
+    )
     return Response(200, encode(page))
 
 
@@ -52,36 +53,68 @@ def invoke(req: Request) -> Response:
         metrics.count_invocations(0, 1, 0.0)
         raise
     metrics.count_invocations(1, 0, inv.elapsed_ms)
-    return Response(200, encode(s.InvokeResponse(
-        substrate_id=format_id(inv.substrate), result=inv.result,
-        invocation_time_ms=inv.elapsed_ms)))
+    return Response(
+        200,
+        encode(
+            s.InvokeResponse(
+                substrate_id=format_id(inv.substrate),
+                result=inv.result,
+                invocation_time_ms=inv.elapsed_ms,
+            )
+        ),
+    )
 
 
 def divide(req: Request) -> Response:
     sid = path_id(req.params[0])
     dims = req.registry.divide(sid)
     req.app.metrics.divisions += 1
-    return Response(200, encode(s.DivideResponse(
-        substrate_id=format_id(sid),
-        dimensions=[s.Dimension(level=d["level"], name=d["name"], description=d["description"])
-                    for d in dims],
-        fibonacci_sequence=[d["level"] for d in dims])))
+    return Response(
+        200,
+        encode(
+            s.DivideResponse(
+                substrate_id=format_id(sid),
+                dimensions=[
+                    s.Dimension(level=d["level"], name=d["name"], description=d["description"])
+                    for d in dims
+                ],
+                fibonacci_sequence=[d["level"] for d in dims],
+            )
+        ),
+    )
 
 
 def multiply(req: Request) -> Response:
     r = req.registry.multiply(req.data.dimension_values)
-    return Response(200, encode(s.MultiplyResponse(
-        operation="multiply", unity_value=r["unity_value"], unity_hex=r.get("unity_hex"),
-        dimensions_collapsed=r["dimensions_collapsed"])))
+    return Response(
+        200,
+        encode(
+            s.MultiplyResponse(
+                operation="multiply",
+                unity_value=r["unity_value"],
+                unity_hex=r.get("unity_hex"),
+                dimensions_collapsed=r["dimensions_collapsed"],
+            )
+        ),
+    )
 
 
 def _arith(req: Request, op: str) -> Response:
     sid = path_id(req.params[0])
     d: s.ValueRequest = req.data
     r = getattr(req.registry, op)(sid, d.value, d.parameters)
-    return Response(200, encode(s.ArithmeticResponse(
-        substrate_id=format_id(sid), operation=op, original_value=r["original_value"],
-        value=r["value"], new_value=r["new_value"])))
+    return Response(
+        200,
+        encode(
+            s.ArithmeticResponse(
+                substrate_id=format_id(sid),
+                operation=op,
+                original_value=r["original_value"],
+                value=r["value"],
+                new_value=r["new_value"],
+            )
+        ),
+    )
 
 
 def add(req: Request) -> Response:
@@ -96,17 +129,34 @@ def modulus(req: Request) -> Response:
     sid = path_id(req.params[0])
     d: s.ModulusRequest = req.data
     r = req.registry.modulus(sid, d.modulus, d.parameters)
-    return Response(200, encode(s.ModulusResponse(
-        substrate_id=format_id(sid), value=r["value"], modulus=r["modulus"],
-        expressed=r["expressed"], residue=r["residue"])))
+    return Response(
+        200,
+        encode(
+            s.ModulusResponse(
+                substrate_id=format_id(sid),
+                value=r["value"],
+                modulus=r["modulus"],
+                expressed=r["expressed"],
+                residue=r["residue"],
+            )
+        ),
+    )
 
 
 def _power_like(req: Request, op: str, arg: Any) -> Response:
     sid = path_id(req.params[0])
     r = getattr(req.registry, op)(sid, arg, req.data.parameters)
-    return Response(200, encode(s.PowerResponse(
-        substrate_id=format_id(sid), operation=op, original_value=r["original_value"],
-        result_value=r["result_value"])))
+    return Response(
+        200,
+        encode(
+            s.PowerResponse(
+                substrate_id=format_id(sid),
+                operation=op,
+                original_value=r["original_value"],
+                result_value=r["result_value"],
+            )
+        ),
+    )
 
 
 def power(req: Request) -> Response:
@@ -122,8 +172,14 @@ def root(req: Request) -> Response:
 
 def batch_create(req: Request) -> Response:
     d: s.BatchCreate = req.data
-    items = [{"expression_type": x.expression_type, "expression_code": x.expression_code,
-              "metadata": x.metadata} for x in d.substrates]
+    items = [
+        {
+            "expression_type": x.expression_type,
+            "expression_code": x.expression_code,
+            "metadata": x.metadata,
+        }
+        for x in d.substrates
+    ]
     outcome = req.registry.create_many(items, atomic=d.atomic)
     results = []
     created = 0
@@ -144,8 +200,9 @@ def batch_invoke(req: Request) -> Response:
     where: list[int] = []
     for i, item in enumerate(d.invocations):
         try:
-            calls.append((body_id(item.substrate_id, f"invocations[{i}].substrate_id"),
-                          item.parameters))
+            calls.append(
+                (body_id(item.substrate_id, f"invocations[{i}].substrate_id"), item.parameters)
+            )
             where.append(i)
         except errors.InvalidIdError as exc:
             results[i] = s.BatchInvokeItem(index=i, status=exc.status, error=records.error(exc))
@@ -159,8 +216,12 @@ def batch_invoke(req: Request) -> Response:
             ok += 1
             elapsed += r.elapsed_ms
             results[i] = s.BatchInvokeItem(
-                index=i, status=200, substrate_id=format_id(r.substrate), result=r.result,
-                invocation_time_ms=r.elapsed_ms)
+                index=i,
+                status=200,
+                substrate_id=format_id(r.substrate),
+                result=r.result,
+                invocation_time_ms=r.elapsed_ms,
+            )
     req.app.metrics.count_invocations(ok, failed, elapsed)
     return Response(200, encode(s.BatchInvokeResult(results=results)))  # type: ignore[arg-type]
 
@@ -171,15 +232,19 @@ def batch_invoke(req: Request) -> Response:
 def search(req: Request) -> Response:
     q: s.SearchQuery = req.query(s.SearchQuery)
     found = req.registry.search(name=q.name, expression_type=q.type, limit=q.limit)
-    return Response(200, encode(s.SubstrateList(
-        substrates=[records.substrate(x) for x in found], count=len(found))))
+    return Response(
+        200,
+        encode(s.SubstrateList(substrates=[records.substrate(x) for x in found], count=len(found))),
+    )
 
 
 def query(req: Request) -> Response:
     d: s.QueryRequest = req.data
     found = req.registry.query(d.filters, sort=d.sort, limit=d.limit)
-    return Response(200, encode(s.SubstrateList(
-        substrates=[records.substrate(x) for x in found], count=len(found))))
+    return Response(
+        200,
+        encode(s.SubstrateList(substrates=[records.substrate(x) for x in found], count=len(found))),
+    )
 
 
 _E422 = (400, 404, 422)
@@ -189,42 +254,168 @@ def routes() -> list[Route]:
     t = "substrates"
     ops = "operators"
     return [
-        Route("POST", BASE, create, summary="Create a substrate", tag=t,
-              body=s.CreateSubstrate, response=s.SubstrateRecord, status=201,
-              errors=(409, 422)),
-        Route("GET", BASE, list_page, summary="List substrates by id, a page at a time", tag=t,
-              query=s.ListQuery, response=s.SubstratePage, errors=(400, 422)),
-        Route("GET", f"{BASE}/{{id}}", get, summary="Get a substrate", tag=t,
-              response=s.SubstrateRecord, errors=(400, 404)),
-        Route("DELETE", f"{BASE}/{{id}}", delete, summary="Delete a substrate and its edges",
-              tag=t, status=204, errors=(400, 404)),
-        Route("POST", f"{BASE}/{{id}}/invoke", invoke, summary="Invoke a substrate", tag=t,
-              body=s.InvokeRequest, response=s.InvokeResponse, errors=_E422),
-        Route("POST", f"{BASE}/{{id}}/divide", divide, summary="The 9 Fibonacci dimensions",
-              tag=ops, response=s.DivideResponse, errors=(400, 404)),
-        Route("POST", f"{BASE}/multiply", multiply, summary="Multiply dimension values",
-              tag=ops, body=s.MultiplyRequest, response=s.MultiplyResponse, errors=(422,)),
-        Route("POST", f"{BASE}/{{id}}/add", add, summary="Add to a substrate's value", tag=ops,
-              body=s.ValueRequest, response=s.ArithmeticResponse, errors=_E422),
-        Route("POST", f"{BASE}/{{id}}/subtract", subtract,
-              summary="Subtract from a substrate's value", tag=ops, body=s.ValueRequest,
-              response=s.ArithmeticResponse, errors=_E422),
-        Route("POST", f"{BASE}/{{id}}/modulus", modulus, summary="Value modulo m", tag=ops,
-              body=s.ModulusRequest, response=s.ModulusResponse, errors=_E422),
-        Route("POST", f"{BASE}/{{id}}/power", power, summary="Value to a power", tag=ops,
-              body=s.PowerRequest, response=s.PowerResponse, errors=_E422),
-        Route("POST", f"{BASE}/{{id}}/root", root, summary="Root of the value", tag=ops,
-              body=s.RootRequest, response=s.PowerResponse, errors=_E422),
+        Route(
+            "POST",
+            BASE,
+            create,
+            summary="Create a substrate",
+            tag=t,
+            body=s.CreateSubstrate,
+            response=s.SubstrateRecord,
+            status=201,
+            errors=(409, 422),
+        ),
+        Route(
+            "GET",
+            BASE,
+            list_page,
+            summary="List substrates by id, a page at a time",
+            tag=t,
+            query=s.ListQuery,
+            response=s.SubstratePage,
+            errors=(400, 422),
+        ),
+        Route(
+            "GET",
+            f"{BASE}/{{id}}",
+            get,
+            summary="Get a substrate",
+            tag=t,
+            response=s.SubstrateRecord,
+            errors=(400, 404),
+        ),
+        Route(
+            "DELETE",
+            f"{BASE}/{{id}}",
+            delete,
+            summary="Delete a substrate and its edges",
+            tag=t,
+            status=204,
+            errors=(400, 404),
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/invoke",
+            invoke,
+            summary="Invoke a substrate",
+            tag=t,
+            body=s.InvokeRequest,
+            response=s.InvokeResponse,
+            errors=_E422,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/divide",
+            divide,
+            summary="The 9 Fibonacci dimensions",
+            tag=ops,
+            response=s.DivideResponse,
+            errors=(400, 404),
+        ),
+        Route(
+            "POST",
+            f"{BASE}/multiply",
+            multiply,
+            summary="Multiply dimension values",
+            tag=ops,
+            body=s.MultiplyRequest,
+            response=s.MultiplyResponse,
+            errors=(422,),
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/add",
+            add,
+            summary="Add to a substrate's value",
+            tag=ops,
+            body=s.ValueRequest,
+            response=s.ArithmeticResponse,
+            errors=_E422,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/subtract",
+            subtract,
+            summary="Subtract from a substrate's value",
+            tag=ops,
+            body=s.ValueRequest,
+            response=s.ArithmeticResponse,
+            errors=_E422,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/modulus",
+            modulus,
+            summary="Value modulo m",
+            tag=ops,
+            body=s.ModulusRequest,
+            response=s.ModulusResponse,
+            errors=_E422,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/power",
+            power,
+            summary="Value to a power",
+            tag=ops,
+            body=s.PowerRequest,
+            response=s.PowerResponse,
+            errors=_E422,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/{{id}}/root",
+            root,
+            summary="Root of the value",
+            tag=ops,
+            body=s.RootRequest,
+            response=s.PowerResponse,
+            errors=_E422,
+        ),
         # Batches can hold thousands of items: run them off the event loop.
-        Route("POST", f"{BASE}/batch", batch_create, summary="Create many substrates", tag=t,
-              body=s.BatchCreate, response=s.BatchResult, errors=(422,), offload=True),
-        Route("POST", f"{BASE}/batch/invoke", batch_invoke, summary="Invoke many substrates",
-              tag=t, body=s.BatchInvoke, response=s.BatchInvokeResult, errors=(422,),
-              offload=True),
+        Route(
+            "POST",
+            f"{BASE}/batch",
+            batch_create,
+            summary="Create many substrates",
+            tag=t,
+            body=s.BatchCreate,
+            response=s.BatchResult,
+            errors=(422,),
+            offload=True,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/batch/invoke",
+            batch_invoke,
+            summary="Invoke many substrates",
+            tag=t,
+            body=s.BatchInvoke,
+            response=s.BatchInvokeResult,
+            errors=(422,),
+            offload=True,
+        ),
         # Search and query may scan every substrate: off the event loop too.
-        Route("GET", f"{BASE}/search", search, summary="Search by metadata name and type",
-              tag=t, query=s.SearchQuery, response=s.SubstrateList, errors=(422,),
-              offload=True),
-        Route("POST", f"{BASE}/query", query, summary="Filter and sort substrates", tag=t,
-              body=s.QueryRequest, response=s.SubstrateList, errors=(422,), offload=True),
+        Route(
+            "GET",
+            f"{BASE}/search",
+            search,
+            summary="Search by metadata name and type",
+            tag=t,
+            query=s.SearchQuery,
+            response=s.SubstrateList,
+            errors=(422,),
+            offload=True,
+        ),
+        Route(
+            "POST",
+            f"{BASE}/query",
+            query,
+            summary="Filter and sort substrates",
+            tag=t,
+            body=s.QueryRequest,
+            response=s.SubstrateList,
+            errors=(422,),
+            offload=True,
+        ),
     ]

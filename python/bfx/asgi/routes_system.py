@@ -29,20 +29,29 @@ def _asset(name: str) -> bytes:
 
 
 def health(req: Request) -> Response:
-    return Response(200, encode(s.Health(status="healthy", timestamp=datetime.now(UTC),
-                                         version=bfx.__version__)))
+    return Response(
+        200,
+        encode(s.Health(status="healthy", timestamp=datetime.now(UTC), version=bfx.__version__)),
+    )
 
 
 def metrics(req: Request) -> Response:
     reg = req.registry
     counts = reg.stats()
     snap = req.app.metrics.snapshot()
-    top = [s.TopInvoked(substrate_id=format_id(i), invocations=n)
-           for i, n in reg.top_invoked(5)]
-    return Response(200, encode(s.Metrics(
-        total_substrates=counts["total_substrates"],
-        total_relationships=counts["total_relationships"],
-        version=bfx.__version__, most_invoked_substrates=top, **snap)))  # type: ignore[arg-type]
+    top = [s.TopInvoked(substrate_id=format_id(i), invocations=n) for i, n in reg.top_invoked(5)]
+    return Response(
+        200,
+        encode(
+            s.Metrics(
+                total_substrates=counts["total_substrates"],
+                total_relationships=counts["total_relationships"],
+                version=bfx.__version__,
+                most_invoked_substrates=top,
+                **snap,
+            )
+        ),
+    )  # type: ignore[arg-type]
 
 
 def openapi_json(req: Request) -> Response:
@@ -79,17 +88,49 @@ def static(req: Request) -> Response:
 def routes() -> list[Route]:
     t = "system"
     return [
-        Route("GET", f"{PREFIX}/health", health, summary="Liveness", tag=t,
-              response=s.Health),
-        Route("GET", f"{PREFIX}/metrics", metrics, summary="Counters of this worker", tag=t,
-              response=s.Metrics),
-        Route("GET", f"{PREFIX}/openapi.json", openapi_json, summary="This document", tag=t,
-              response=dict),
-        Route("GET", f"{PREFIX}/docs", docs, summary="Swagger UI", tag=t, response=str,
-              content_types=("text/html",)),
-        Route("GET", f"{PREFIX}/redoc", redoc, summary="ReDoc", tag=t, response=str,
-              content_types=("text/html",)),
-        Route("GET", f"{PREFIX}/static/{{name}}", static, summary="Files of the docs pages",
-              tag=t, response=str, errors=(404,),
-              content_types=("text/javascript", "text/css")),
+        Route("GET", f"{PREFIX}/health", health, summary="Liveness", tag=t, response=s.Health),
+        Route(
+            "GET",
+            f"{PREFIX}/metrics",
+            metrics,
+            summary="Counters of this worker",
+            tag=t,
+            response=s.Metrics,
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/openapi.json",
+            openapi_json,
+            summary="This document",
+            tag=t,
+            response=dict,
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/docs",
+            docs,
+            summary="Swagger UI",
+            tag=t,
+            response=str,
+            content_types=("text/html",),
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/redoc",
+            redoc,
+            summary="ReDoc",
+            tag=t,
+            response=str,
+            content_types=("text/html",),
+        ),
+        Route(
+            "GET",
+            f"{PREFIX}/static/{{name}}",
+            static,
+            summary="Files of the docs pages",
+            tag=t,
+            response=str,
+            errors=(404,),
+            content_types=("text/javascript", "text/css"),
+        ),
     ]

@@ -20,8 +20,14 @@ from bfx.asgi.router import Route
 
 BASE = f"{PREFIX}/substrates"
 _CHUNK = 64 * 1024
-NDJSON_TYPES = frozenset({b"application/x-ndjson", b"application/ndjson",
-                          b"application/jsonl", b"application/x-jsonlines"})
+NDJSON_TYPES = frozenset(
+    {
+        b"application/x-ndjson",
+        b"application/ndjson",
+        b"application/jsonl",
+        b"application/x-jsonlines",
+    }
+)
 
 
 def _ndjson(recs: Iterable[dict[str, Any]]) -> Iterator[bytes]:
@@ -89,8 +95,9 @@ def _from_document(body: bytes) -> list[dict[str, Any]]:
         doc = _doc_decoder.decode(body or b"{}")
     except msgspec.ValidationError as exc:
         raise field_error(exc) from None
-    return ([_plain(x, "substrate") for x in doc.substrates]
-            + [_plain(x, "relationship") for x in doc.relationships])
+    return [_plain(x, "substrate") for x in doc.substrates] + [
+        _plain(x, "relationship") for x in doc.relationships
+    ]
 
 
 def _from_lines(body: bytes) -> list[dict[str, Any]]:
@@ -118,21 +125,47 @@ def import_(req: Request) -> Response:
     else:
         raise UnsupportedMediaTypeError(
             "import takes application/json or application/x-ndjson",
-            {"content_type": ctype.decode("latin-1")})
+            {"content_type": ctype.decode("latin-1")},
+        )
     r = req.registry.import_records(recs)
-    return Response(200, encode(s.ImportResult(
-        imported_substrates=r["imported_substrates"],
-        imported_relationships=r["imported_relationships"], skipped=r["skipped"])))
+    return Response(
+        200,
+        encode(
+            s.ImportResult(
+                imported_substrates=r["imported_substrates"],
+                imported_relationships=r["imported_relationships"],
+                skipped=r["skipped"],
+            )
+        ),
+    )
 
 
 def routes() -> list[Route]:
     t = "transfer"
     return [
-        Route("GET", f"{BASE}/export", export, summary="Export everything (json or ndjson)",
-              tag=t, query=s.ExportQuery, response=s.ExportDocument, errors=(422,),
-              offload=True, content_types=("application/json", "application/x-ndjson")),
-        Route("POST", f"{BASE}/import", import_, summary="Import an export (json or ndjson)",
-              tag=t, body=bytes, response=s.ImportResult, errors=(400, 404, 409, 415, 422),
-              offload=True, body_limit="import_body_limit",
-              content_types=("application/json", "application/x-ndjson")),
+        Route(
+            "GET",
+            f"{BASE}/export",
+            export,
+            summary="Export everything (json or ndjson)",
+            tag=t,
+            query=s.ExportQuery,
+            response=s.ExportDocument,
+            errors=(422,),
+            offload=True,
+            content_types=("application/json", "application/x-ndjson"),
+        ),
+        Route(
+            "POST",
+            f"{BASE}/import",
+            import_,
+            summary="Import an export (json or ndjson)",
+            tag=t,
+            body=bytes,
+            response=s.ImportResult,
+            errors=(400, 404, 409, 415, 422),
+            offload=True,
+            body_limit="import_body_limit",
+            content_types=("application/json", "application/x-ndjson"),
+        ),
     ]

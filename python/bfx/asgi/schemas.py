@@ -16,9 +16,13 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 MAX_PAGE = 1000
 Limit = Annotated[int, Meta(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}")]
 Offset = Annotated[int, Meta(ge=0, description="how many matches to skip")]
-HexId = Annotated[str, Meta(
-    description="1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case",
-    examples=["0x000000000000002A"])]
+HexId = Annotated[
+    str,
+    Meta(
+        description="1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case",
+        examples=["0x000000000000002A"],
+    ),
+]
 Number = int | float
 JsonObject = dict[str, Any]
 ExpressionType = Literal["lambda", "constant", "expression"]
@@ -357,6 +361,7 @@ class ImportDocument(_Request):
 
 class ImportSubstrateLine(ImportSubstrate, tag_field="kind", tag="substrate"):
     """NDJSON import: each line is an exported record with ``kind``."""
+
     pass
 
 
@@ -371,4 +376,3 @@ class ImportResult(_Response):
     imported_substrates: int
     imported_relationships: int
     skipped: int
-
