@@ -958,3 +958,106 @@ impl Iterator for ListIter<'_> {
         Some(e)
     }
 }
+
+// ---- read-only accessors for the graph algorithms (`crate::graph`) ----
+
+/// One entry of an adjacency list as the graph algorithms see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Adj {
+    /// The edge slot.
+    pub edge: u32,
+    /// The node slot at the other end of the list entry (the stored target
+    /// for an outgoing list, the stored source for an incoming list).
+    pub other: u32,
+    pub rel: RelType,
+    pub bidirectional: bool,
+}
+
+/// A live edge by slots: `(source slot, target slot, type, bidirectional)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotEdge {
+    pub src: u32,
+    pub dst: u32,
+    pub rel: RelType,
+    pub bidirectional: bool,
+}
+
+impl Arena {
+    /// One past the highest node slot ever used (live or free).
+    pub(crate) fn node_slot_bound(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Live nodes as `(slot, id)`, in slot order.
+    pub(crate) fn live_node_ids(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.data != FREE_NODE)
+            .map(|(i, n)| (i as u32, n.id))
+    }
+
+    /// The slot of a live substrate.
+    pub(crate) fn node_slot(&self, id: u64) -> Option<u32> {
+        self.slot_of(id)
+    }
+
+    /// The id of the substrate in a live slot.
+    pub(crate) fn node_id_at(&self, slot: u32) -> u64 {
+        self.nodes.get(slot as usize).id
+    }
+
+    /// Every live edge by slots, in storage order.
+    pub(crate) fn live_slot_edges(&self) -> impl Iterator<Item = SlotEdge> + '_ {
+        self.edges
+            .iter()
+            .filter(|e| e.src != NIL)
+            .map(|e| SlotEdge {
+                src: e.src,
+                dst: e.dst,
+                rel: e.rel(),
+                bidirectional: e.bidirectional(),
+            })
+    }
+
+    /// The stored outgoing list of a node slot (edges whose source it is).
+    pub(crate) fn raw_out(&self, slot: u32) -> impl Iterator<Item = Adj> + '_ {
+        ListIter {
+            arena: self,
+            next: self.nodes.get(slot as usize).head_out,
+            outgoing: true,
+        }
+        .map(move |e| {
+            let edge = self.edges.get(e as usize);
+            Adj {
+                edge: e,
+                other: edge.dst,
+                rel: edge.rel(),
+                bidirectional: edge.bidirectional(),
+            }
+        })
+    }
+
+    /// The stored incoming list of a node slot (edges whose target it is).
+    pub(crate) fn raw_in(&self, slot: u32) -> impl Iterator<Item = Adj> + '_ {
+        ListIter {
+            arena: self,
+            next: self.nodes.get(slot as usize).head_in,
+            outgoing: false,
+        }
+        .map(move |e| {
+            let edge = self.edges.get(e as usize);
+            Adj {
+                edge: e,
+                other: edge.src,
+                rel: edge.rel(),
+                bidirectional: edge.bidirectional(),
+            }
+        })
+    }
+
+    /// The relationship in a live edge slot.
+    pub(crate) fn edge_at(&self, e: u32) -> EdgeView<'_> {
+        self.edge_view(e)
+    }
+}

@@ -7,6 +7,7 @@
 pub mod arena;
 pub mod dump;
 pub mod error;
+pub mod graph;
 pub mod identity;
 pub mod kinds;
 mod segvec;

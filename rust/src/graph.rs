@@ -1,0 +1,1000 @@
+//! Graph algorithms over the relationship store.
+//!
+//! Two kinds of algorithm, two representations:
+//!
+//! * Local walks (traverse, shortest path) run directly on the arena's
+//!   intrusive adjacency lists, so their cost is what they explore, not the
+//!   size of the graph. Visited sets are hash maps keyed by node slot.
+//! * Whole-graph algorithms (strongly connected components, cycles, PageRank)
+//!   first take a [`Csr`] snapshot: dense node indices and compressed sparse
+//!   rows in both directions, O(V + E) to build.
+//!
+//! Semantics shared by all of them (see `docs/graph.md`):
+//!
+//! * A bidirectional relationship `a <-> b` is stored once and counts as both
+//!   `a -> b` and `b -> a`.
+//! * The snapshot is a *simple* directed graph: several relationships between
+//!   the same ordered pair (different types, or a bidirectional edge next to a
+//!   plain one) collapse into one link, as in a NetworkX `DiGraph` built from
+//!   the unique `(u, v)` pairs. Self-loops are kept (one per node at most).
+//! * Traverse and shortest path walk relationships, not links: traverse
+//!   reports every relationship it crossed, once, by id.
+//! * An optional relationship-type filter restricts every algorithm to the
+//!   relationships of those types.
+
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::arena::{Adj, Arena};
+use crate::error::{CoreError, CoreResult, Kind};
+use crate::kinds::RelType;
+
+const NONE: u32 = u32::MAX;
+
+// ---------------------------------------------------------------- hashing
+
+/// A multiplicative hasher for small integer keys (node and edge slots):
+/// the keys are not attacker-chosen hashes but dense slot numbers, and the
+/// maps live for one call.
+#[derive(Clone, Copy, Default)]
+pub struct SlotHash;
+
+pub struct SlotHasher(u64);
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for SlotHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(K);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(K);
+    }
+}
+
+impl BuildHasher for SlotHash {
+    type Hasher = SlotHasher;
+    #[inline]
+    fn build_hasher(&self) -> SlotHasher {
+        SlotHasher(0)
+    }
+}
+
+type SlotMap<V> = HashMap<u32, V, SlotHash>;
+type SlotSet = HashSet<u32, SlotHash>;
+
+// ---------------------------------------------------------------- arguments
+
+/// Which way a walk follows relationships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From source to target (and both ways along a bidirectional edge).
+    Outgoing,
+    /// From target to source (and both ways along a bidirectional edge).
+    Incoming,
+    /// Either way: the relationships as an undirected graph.
+    Both,
+}
+
+impl Direction {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "outgoing" | "out" => Some(Direction::Outgoing),
+            "incoming" | "in" => Some(Direction::Incoming),
+            "both" | "any" => Some(Direction::Both),
+            _ => None,
+        }
+    }
+}
+
+/// A set of relationship types (all when built from `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeMask(u32);
+
+impl TypeMask {
+    pub const ALL: TypeMask = TypeMask(u32::MAX);
+
+    pub fn new(types: Option<&[RelType]>) -> Self {
+        match types {
+            None => Self::ALL,
+            Some(ts) => TypeMask(ts.iter().fold(0, |m, t| m | 1 << t.index())),
+        }
+    }
+
+    #[inline]
+    pub fn contains(self, rel: RelType) -> bool {
+        self.0 & (1 << rel.index()) != 0
+    }
+}
+
+/// Calls `f(adj, neighbour)` for each relationship a walk may follow from
+/// `slot`. In the `Both` direction a self-loop comes once.
+#[inline]
+fn for_each_step(
+    arena: &Arena,
+    slot: u32,
+    dir: Direction,
+    mask: TypeMask,
+    mut f: impl FnMut(Adj) -> bool,
+) {
+    // `f` answers false to stop early.
+    match dir {
+        Direction::Outgoing => {
+            for a in arena.raw_out(slot) {
+                if mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+            for a in arena.raw_in(slot) {
+                if a.bidirectional && a.other != slot && mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+        }
+        Direction::Incoming => {
+            for a in arena.raw_in(slot) {
+                if mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+            for a in arena.raw_out(slot) {
+                if a.bidirectional && a.other != slot && mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+        }
+        Direction::Both => {
+            for a in arena.raw_out(slot) {
+                if mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+            for a in arena.raw_in(slot) {
+                if a.other != slot && mask.contains(a.rel) && !f(a) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn required(arena: &Arena, id: u64) -> CoreResult<u32> {
+    arena.node_slot(id).ok_or(CoreError::NotFound {
+        kind: Kind::Substrate,
+        id,
+    })
+}
+
+// ---------------------------------------------------------------- traverse
+
+/// A node reached by a traversal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub id: u64,
+    pub depth: u32,
+    /// Index in [`Traversal::nodes`] of the node it was reached from
+    /// (`u32::MAX` for the start).
+    pub parent: u32,
+    /// The relationship it was first reached by (0 for the start).
+    pub via: u64,
+}
+
+/// A relationship a traversal crossed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossed {
+    pub id: u64,
+    pub rel: RelType,
+    /// As stored (not as walked).
+    pub source: u64,
+    pub target: u64,
+    pub bidirectional: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Traversal {
+    /// Breadth-first order; `nodes[0]` is the start at depth 0.
+    pub nodes: Vec<Reached>,
+    /// Each relationship crossed from a node at depth < `max_depth` to a node
+    /// in `nodes`, once, in the order first crossed.
+    pub edges: Vec<Crossed>,
+    /// True when `max_nodes` stopped the walk before it reached every node
+    /// within `max_depth`.
+    pub truncated: bool,
+}
+
+impl Traversal {
+    /// The node ids from the start to `nodes[index]`.
+    pub fn path(&self, index: usize) -> Vec<u64> {
+        let mut out = Vec::with_capacity(self.nodes[index].depth as usize + 1);
+        let mut i = index as u32;
+        while i != NONE {
+            let n = &self.nodes[i as usize];
+            out.push(n.id);
+            i = n.parent;
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// Breadth-first walk from `start` to at most `max_depth` steps, keeping at
+/// most `max_nodes` nodes (the start included; at least 1).
+pub fn traverse(
+    arena: &Arena,
+    start: u64,
+    dir: Direction,
+    max_depth: u32,
+    types: TypeMask,
+    max_nodes: usize,
+) -> CoreResult<Traversal> {
+    let root = required(arena, start)?;
+    let max_nodes = max_nodes.max(1);
+    let mut index: SlotMap<u32> = SlotMap::default();
+    let mut slots: Vec<u32> = vec![root];
+    let mut out = Traversal::default();
+    index.insert(root, 0);
+    out.nodes.push(Reached {
+        id: start,
+        depth: 0,
+        parent: NONE,
+        via: 0,
+    });
+    let mut seen_edges: SlotSet = SlotSet::default();
+    let mut head = 0;
+    while head < slots.len() {
+        let (slot, depth) = (slots[head], out.nodes[head].depth);
+        if depth >= max_depth {
+            // Breadth-first: every node after this one is as deep.
+            break;
+        }
+        let from = head as u32;
+        head += 1;
+        for_each_step(arena, slot, dir, types, |a| {
+            if !index.contains_key(&a.other) {
+                if out.nodes.len() >= max_nodes {
+                    out.truncated = true;
+                    return true;
+                }
+                index.insert(a.other, out.nodes.len() as u32);
+                slots.push(a.other);
+                out.nodes.push(Reached {
+                    id: arena.node_id_at(a.other),
+                    depth: depth + 1,
+                    parent: from,
+                    via: arena.edge_at(a.edge).id,
+                });
+            }
+            if seen_edges.insert(a.edge) {
+                let e = arena.edge_at(a.edge);
+                out.edges.push(Crossed {
+                    id: e.id,
+                    rel: e.rel,
+                    source: e.source,
+                    target: e.target,
+                    bidirectional: e.bidirectional,
+                });
+            }
+            true
+        });
+    }
+    Ok(out)
+}
+
+/// Node ids at distance at most `max_depth` from `start` and their depths,
+/// breadth-first, without paths or edges: the lean form of [`traverse`].
+pub fn bfs_depths(
+    arena: &Arena,
+    start: u64,
+    dir: Direction,
+    max_depth: u32,
+    types: TypeMask,
+) -> CoreResult<Vec<(u64, u32)>> {
+    let root = required(arena, start)?;
+    let mut seen: SlotSet = SlotSet::default();
+    seen.insert(root);
+    let mut frontier = vec![root];
+    let mut out = vec![(start, 0)];
+    for depth in 1..=max_depth {
+        let mut next = Vec::new();
+        for &slot in &frontier {
+            for_each_step(arena, slot, dir, types, |a| {
+                if seen.insert(a.other) {
+                    next.push(a.other);
+                    out.push((arena.node_id_at(a.other), depth));
+                }
+                true
+            });
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- shortest path
+
+/// The fewest-steps path from `src` to `dst` as node ids (both included), or
+/// None when there is none. `src == dst` is the one-node path.
+pub fn shortest_path(
+    arena: &Arena,
+    src: u64,
+    dst: u64,
+    dir: Direction,
+    types: TypeMask,
+) -> CoreResult<Option<Vec<u64>>> {
+    let from = required(arena, src)?;
+    let to = required(arena, dst)?;
+    if from == to {
+        return Ok(Some(vec![src]));
+    }
+    let mut parent: SlotMap<u32> = SlotMap::default();
+    parent.insert(from, NONE);
+    let mut queue = std::collections::VecDeque::from([from]);
+    let mut found = false;
+    while let Some(slot) = queue.pop_front() {
+        for_each_step(arena, slot, dir, types, |a| {
+            if let hashbrown::hash_map::Entry::Vacant(v) = parent.entry(a.other) {
+                v.insert(slot);
+                if a.other == to {
+                    found = true;
+                    return false;
+                }
+                queue.push_back(a.other);
+            }
+            true
+        });
+        if found {
+            break;
+        }
+    }
+    if !found {
+        return Ok(None);
+    }
+    let mut path = vec![dst];
+    let mut at = parent[&to];
+    while at != NONE {
+        path.push(arena.node_id_at(at));
+        at = parent[&at];
+    }
+    path.reverse();
+    Ok(Some(path))
+}
+
+// ---------------------------------------------------------------- snapshot
+
+/// A compressed-sparse-row snapshot of the relationship graph as a simple
+/// directed graph over dense node indices `0..n` (slot order).
+#[derive(Debug, Clone, Default)]
+pub struct Csr {
+    /// Dense index -> substrate id.
+    pub ids: Vec<u64>,
+    /// Row `u` of the out-links is `out_adj[out_off[u]..out_off[u + 1]]`,
+    /// sorted and without repeats.
+    pub out_off: Vec<usize>,
+    pub out_adj: Vec<u32>,
+    pub in_off: Vec<usize>,
+    pub in_adj: Vec<u32>,
+}
+
+impl Csr {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Number of distinct links (self-loops included).
+    pub fn link_count(&self) -> usize {
+        self.out_adj.len()
+    }
+
+    #[inline]
+    pub fn out(&self, u: u32) -> &[u32] {
+        &self.out_adj[self.out_off[u as usize]..self.out_off[u as usize + 1]]
+    }
+
+    #[inline]
+    pub fn inn(&self, v: u32) -> &[u32] {
+        &self.in_adj[self.in_off[v as usize]..self.in_off[v as usize + 1]]
+    }
+
+    /// Builds the snapshot: O(V + E) plus sorting each row.
+    pub fn build(arena: &Arena, types: TypeMask) -> Csr {
+        let bound = arena.node_slot_bound();
+        let mut dense = vec![NONE; bound];
+        let mut ids = Vec::with_capacity(arena.len());
+        for (slot, id) in arena.live_node_ids() {
+            dense[slot as usize] = ids.len() as u32;
+            ids.push(id);
+        }
+        let n = ids.len();
+        // Count, then fill, the out-rows with every direction a relationship
+        // counts in; repeats go afterwards.
+        let mut deg = vec![0usize; n + 1];
+        for e in arena.live_slot_edges() {
+            if !types.contains(e.rel) {
+                continue;
+            }
+            deg[dense[e.src as usize] as usize] += 1;
+            if e.bidirectional && e.src != e.dst {
+                deg[dense[e.dst as usize] as usize] += 1;
+            }
+        }
+        let mut off = vec![0usize; n + 1];
+        for u in 0..n {
+            off[u + 1] = off[u] + deg[u];
+        }
+        let mut fill = off.clone();
+        let mut adj = vec![0u32; off[n]];
+        for e in arena.live_slot_edges() {
+            if !types.contains(e.rel) {
+                continue;
+            }
+            let (u, v) = (dense[e.src as usize], dense[e.dst as usize]);
+            adj[fill[u as usize]] = v;
+            fill[u as usize] += 1;
+            if e.bidirectional && u != v {
+                adj[fill[v as usize]] = u;
+                fill[v as usize] += 1;
+            }
+        }
+        drop(fill);
+        drop(dense);
+        // Sort each row and drop repeats, compacting in place.
+        let mut out_off = vec![0usize; n + 1];
+        let mut w = 0;
+        for u in 0..n {
+            let (a, b) = (off[u], off[u + 1]);
+            adj[a..b].sort_unstable();
+            let mut last = NONE;
+            for i in a..b {
+                let v = adj[i];
+                if v != last {
+                    adj[w] = v;
+                    w += 1;
+                    last = v;
+                }
+            }
+            out_off[u + 1] = w;
+        }
+        adj.truncate(w);
+        adj.shrink_to_fit();
+        // The in-rows by transposition: scanning u in order keeps them sorted.
+        let mut in_off = vec![0usize; n + 1];
+        for &v in &adj {
+            in_off[v as usize + 1] += 1;
+        }
+        for v in 0..n {
+            in_off[v + 1] += in_off[v];
+        }
+        let mut fill = in_off.clone();
+        let mut in_adj = vec![0u32; adj.len()];
+        for u in 0..n {
+            for &v in &adj[out_off[u]..out_off[u + 1]] {
+                in_adj[fill[v as usize]] = u as u32;
+                fill[v as usize] += 1;
+            }
+        }
+        Csr {
+            ids,
+            out_off,
+            out_adj: adj,
+            in_off,
+            in_adj,
+        }
+    }
+
+    /// Builds a snapshot from explicit links over nodes `0..n` (for tests
+    /// and benchmarks); `ids[i]` names node `i`.
+    pub fn from_links(ids: Vec<u64>, links: &[(u32, u32)]) -> Csr {
+        let n = ids.len();
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for &(u, v) in links {
+            rows[u as usize].push(v);
+        }
+        let mut out_off = vec![0usize; n + 1];
+        let mut out_adj = Vec::new();
+        for (u, row) in rows.iter_mut().enumerate() {
+            row.sort_unstable();
+            row.dedup();
+            out_adj.extend_from_slice(row);
+            out_off[u + 1] = out_adj.len();
+        }
+        let mut in_rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (u, row) in rows.iter().enumerate() {
+            for &v in row {
+                in_rows[v as usize].push(u as u32);
+            }
+        }
+        let mut in_off = vec![0usize; n + 1];
+        let mut in_adj = Vec::new();
+        for (v, row) in in_rows.iter().enumerate() {
+            in_adj.extend_from_slice(row);
+            in_off[v + 1] = in_adj.len();
+        }
+        Csr {
+            ids,
+            out_off,
+            out_adj,
+            in_off,
+            in_adj,
+        }
+    }
+}
+
+impl Arena {
+    /// The [`Csr`] snapshot of the relationships of the given types (all
+    /// when None).
+    pub fn graph_snapshot(&self, rel_filter: Option<&[RelType]>) -> Csr {
+        Csr::build(self, TypeMask::new(rel_filter))
+    }
+}
+
+// ---------------------------------------------------------------- SCC
+
+/// Strongly connected components (iterative Tarjan): the component number of
+/// each node and how many there are. Components are numbered in reverse
+/// topological order of the condensation; every node is in one (singletons
+/// included).
+pub fn strongly_connected(g: &Csr) -> (Vec<u32>, usize) {
+    let n = g.len();
+    let mut comp = vec![NONE; n];
+    let mut index = vec![NONE; n];
+    let mut low = vec![0u32; n];
+    let mut on_stack = vec![false; n];
+    let mut stack: Vec<u32> = Vec::new();
+    let mut calls: Vec<(u32, usize)> = Vec::new();
+    let mut counter = 0u32;
+    let mut count = 0usize;
+    for root in 0..n as u32 {
+        if index[root as usize] != NONE {
+            continue;
+        }
+        index[root as usize] = counter;
+        low[root as usize] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root as usize] = true;
+        calls.push((root, g.out_off[root as usize]));
+        while let Some(&mut (v, ref mut pos)) = calls.last_mut() {
+            let end = g.out_off[v as usize + 1];
+            if *pos < end {
+                let w = g.out_adj[*pos];
+                *pos += 1;
+                if index[w as usize] == NONE {
+                    index[w as usize] = counter;
+                    low[w as usize] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w as usize] = true;
+                    calls.push((w, g.out_off[w as usize]));
+                } else if on_stack[w as usize] {
+                    low[v as usize] = low[v as usize].min(index[w as usize]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(u, _)) = calls.last() {
+                low[u as usize] = low[u as usize].min(low[v as usize]);
+            }
+            if low[v as usize] == index[v as usize] {
+                loop {
+                    let w = stack.pop().expect("tarjan stack holds the root");
+                    on_stack[w as usize] = false;
+                    comp[w as usize] = count as u32;
+                    if w == v {
+                        break;
+                    }
+                }
+                count += 1;
+            }
+        }
+    }
+    (comp, count)
+}
+
+/// Components as lists of dense node indices (each sorted), in the order:
+/// largest first, then by smallest substrate id.
+pub fn components(g: &Csr) -> Vec<Vec<u32>> {
+    let (comp, count) = strongly_connected(g);
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); count];
+    for (v, &c) in comp.iter().enumerate() {
+        groups[c as usize].push(v as u32);
+    }
+    for grp in &mut groups {
+        grp.sort_unstable_by_key(|&v| g.ids[v as usize]);
+    }
+    groups.sort_unstable_by(|a, b| {
+        b.len()
+            .cmp(&a.len())
+            .then_with(|| g.ids[a[0] as usize].cmp(&g.ids[b[0] as usize]))
+    });
+    groups
+}
+
+// ---------------------------------------------------------------- cycles
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cycles {
+    /// Whether the graph has any cycle (exact, whatever the limits).
+    pub has_cycle: bool,
+    /// Simple cycles as dense node indices, each starting at its smallest
+    /// index; a self-loop is a one-node cycle.
+    pub cycles: Vec<Vec<u32>>,
+    /// True when more cycles may exist than were reported (the limit or the
+    /// work bound was reached).
+    pub truncated: bool,
+}
+
+/// Whether there is a cycle and up to `limit` simple cycles, spending at most
+/// about `max_work` edge inspections on the enumeration.
+///
+/// Johnson's algorithm: for each start `s` in index order, the cycles whose
+/// smallest node is `s` lie in the strongly connected component of `s` in
+/// the subgraph of nodes `>= s` (found as forward ∩ backward reachability,
+/// the two searches interleaved so that a dead end costs little); a
+/// backtracking search with Johnson's blocking then finds each of them once,
+/// at a cost linear in the region per cycle.
+pub fn cycles(g: &Csr, limit: usize, max_work: u64) -> Cycles {
+    let n = g.len();
+    let (comp, count) = strongly_connected(g);
+    let mut size = vec![0u32; count];
+    for &c in &comp {
+        size[c as usize] += 1;
+    }
+    let self_loop = |u: u32| g.out(u).binary_search(&u).is_ok();
+    let cyclic = |u: u32| size[comp[u as usize] as usize] > 1 || self_loop(u);
+    let has_cycle = (0..n as u32).any(cyclic);
+    let mut out = Cycles {
+        has_cycle,
+        ..Cycles::default()
+    };
+    if !has_cycle {
+        return out;
+    }
+    let mut j = Johnson {
+        g,
+        comp: &comp,
+        work: 0,
+        max_work,
+        fwd: vec![NONE; n],
+        bwd: vec![NONE; n],
+        blocked: vec![false; n],
+        b: vec![Vec::new(); n],
+        region: Vec::new(),
+    };
+    for s in 0..n as u32 {
+        if !cyclic(s) {
+            continue;
+        }
+        let done = j.region_of(s) && j.circuits(s, limit, &mut out);
+        if j.work > j.max_work {
+            out.truncated = true;
+        }
+        if out.truncated || done {
+            break;
+        }
+    }
+    out
+}
+
+struct Johnson<'a> {
+    g: &'a Csr,
+    comp: &'a [u32],
+    work: u64,
+    max_work: u64,
+    /// `fwd[v] == s`: reached from `s` forwards in this start's search.
+    fwd: Vec<u32>,
+    bwd: Vec<u32>,
+    blocked: Vec<bool>,
+    b: Vec<Vec<u32>>,
+    /// Nodes of the current region (forward and backward reached).
+    region: Vec<u32>,
+}
+
+impl Johnson<'_> {
+    #[inline]
+    fn member(&self, s: u32, v: u32) -> bool {
+        self.fwd[v as usize] == s && self.bwd[v as usize] == s
+    }
+
+    /// Finds the strongly connected component of `s` among the nodes `>= s`
+    /// of its component, into `region`. False when the work bound ran out.
+    fn region_of(&mut self, s: u32) -> bool {
+        let (g, comp) = (self.g, self.comp);
+        let c = comp[s as usize];
+        let ok = |w: u32| w >= s && comp[w as usize] == c;
+        self.fwd[s as usize] = s;
+        self.bwd[s as usize] = s;
+        let mut fq = vec![s];
+        let mut bq = vec![s];
+        let mut freached = vec![s];
+        let mut breached = vec![s];
+        // Interleave the two searches a node at a time; if either runs dry
+        // having reached only `s`, the region is `s` alone.
+        loop {
+            if let Some(u) = fq.pop() {
+                for &w in g.out(u) {
+                    self.work += 1;
+                    if ok(w) && self.fwd[w as usize] != s {
+                        self.fwd[w as usize] = s;
+                        fq.push(w);
+                        freached.push(w);
+                    }
+                }
+            } else if freached.len() == 1 {
+                break;
+            }
+            if let Some(u) = bq.pop() {
+                for &w in g.inn(u) {
+                    self.work += 1;
+                    if ok(w) && self.bwd[w as usize] != s {
+                        self.bwd[w as usize] = s;
+                        bq.push(w);
+                        breached.push(w);
+                    }
+                }
+            } else if breached.len() == 1 {
+                break;
+            }
+            if fq.is_empty() && bq.is_empty() {
+                break;
+            }
+            if self.work > self.max_work {
+                return false;
+            }
+        }
+        self.region.clear();
+        let (small, _) = if freached.len() <= breached.len() {
+            (&freached, &breached)
+        } else {
+            (&breached, &freached)
+        };
+        for &v in small {
+            if self.member(s, v) {
+                self.region.push(v);
+            }
+        }
+        true
+    }
+
+    /// Johnson's circuit search from `s` in `region`; true once `out` is full
+    /// (then `truncated` is set if another cycle was found).
+    fn circuits(&mut self, s: u32, limit: usize, out: &mut Cycles) -> bool {
+        for i in 0..self.region.len() {
+            let v = self.region[i] as usize;
+            self.blocked[v] = false;
+            self.b[v].clear();
+        }
+        let g = self.g;
+        let mut path: Vec<u32> = vec![s];
+        // Frames: (node, next out position, found a cycle below).
+        let mut frames: Vec<(u32, usize, bool)> = vec![(s, g.out_off[s as usize], false)];
+        self.blocked[s as usize] = true;
+        let mut full = false;
+        while let Some(&mut (v, ref mut pos, ref mut found)) = frames.last_mut() {
+            if *pos < g.out_off[v as usize + 1] {
+                let w = g.out_adj[*pos];
+                *pos += 1;
+                self.work += 1;
+                if self.work > self.max_work {
+                    full = false;
+                    break;
+                }
+                if w == s {
+                    if out.cycles.len() == limit {
+                        out.truncated = true;
+                        full = true;
+                        break;
+                    }
+                    out.cycles.push(path.clone());
+                    *found = true;
+                } else if self.member(s, w) && !self.blocked[w as usize] {
+                    self.blocked[w as usize] = true;
+                    path.push(w);
+                    frames.push((w, g.out_off[w as usize], false));
+                }
+                continue;
+            }
+            let found = *found;
+            frames.pop();
+            path.pop();
+            if found {
+                self.unblock(v);
+            } else {
+                for &w in g.out(v) {
+                    self.work += 1;
+                    if w != s && self.member(s, w) && !self.b[w as usize].contains(&v) {
+                        self.b[w as usize].push(v);
+                    }
+                }
+            }
+            if let Some(parent) = frames.last_mut() {
+                parent.2 |= found;
+            }
+        }
+        full
+    }
+
+    fn unblock(&mut self, u: u32) {
+        let mut stack = vec![u];
+        while let Some(x) = stack.pop() {
+            self.blocked[x as usize] = false;
+            let waiting = std::mem::take(&mut self.b[x as usize]);
+            self.work += waiting.len() as u64;
+            for w in waiting {
+                if self.blocked[w as usize] {
+                    stack.push(w);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- PageRank
+
+#[derive(Debug, Clone, Default)]
+pub struct PageRank {
+    /// Score of each dense node index; sums to 1.
+    pub scores: Vec<f64>,
+    pub iterations: u32,
+    pub converged: bool,
+}
+
+/// PageRank by power iteration, as NetworkX's `pagerank` on the simple
+/// digraph: uniform start and teleport, dangling nodes' rank spread
+/// uniformly, stop when the L1 change is below `n * tol`. When `max_iter`
+/// runs out first, the last iterate comes back with `converged: false`.
+pub fn pagerank(g: &Csr, damping: f64, tol: f64, max_iter: u32) -> PageRank {
+    let n = g.len();
+    if n == 0 {
+        return PageRank {
+            scores: Vec::new(),
+            iterations: 0,
+            converged: true,
+        };
+    }
+    let nf = n as f64;
+    let inv_deg: Vec<f64> = (0..n)
+        .map(|u| {
+            let d = g.out_off[u + 1] - g.out_off[u];
+            if d == 0 {
+                0.0
+            } else {
+                1.0 / d as f64
+            }
+        })
+        .collect();
+    let dangling: Vec<u32> = (0..n as u32)
+        .filter(|&u| inv_deg[u as usize] == 0.0)
+        .collect();
+    let mut x = vec![1.0 / nf; n];
+    let mut next = vec![0.0f64; n];
+    let mut contrib = vec![0.0f64; n];
+    let mut iterations = 0;
+    while iterations < max_iter {
+        iterations += 1;
+        let dangle: f64 = dangling.iter().map(|&u| x[u as usize]).sum();
+        for u in 0..n {
+            contrib[u] = x[u] * inv_deg[u];
+        }
+        let base = (damping * dangle + (1.0 - damping)) / nf;
+        let mut err = 0.0;
+        for v in 0..n {
+            let s: f64 = g.in_adj[g.in_off[v]..g.in_off[v + 1]]
+                .iter()
+                .map(|&u| contrib[u as usize])
+                .sum();
+            let value = damping * s + base;
+            err += (value - x[v]).abs();
+            next[v] = value;
+        }
+        std::mem::swap(&mut x, &mut next);
+        if err < nf * tol {
+            return PageRank {
+                scores: x,
+                iterations,
+                converged: true,
+            };
+        }
+    }
+    PageRank {
+        scores: x,
+        iterations,
+        converged: false,
+    }
+}
+
+/// Indices of the scores ranked `offset..offset + limit` (highest first,
+/// ties by smaller id), without sorting the whole list.
+pub fn top_ranked(g: &Csr, scores: &[f64], offset: usize, limit: usize) -> Vec<u32> {
+    let n = scores.len();
+    let want = offset.saturating_add(limit).min(n);
+    if want == 0 || offset >= n {
+        return Vec::new();
+    }
+    let better = |a: &u32, b: &u32| {
+        scores[*b as usize]
+            .total_cmp(&scores[*a as usize])
+            .then_with(|| g.ids[*a as usize].cmp(&g.ids[*b as usize]))
+    };
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    if want < n {
+        idx.select_nth_unstable_by(want - 1, better);
+        idx.truncate(want);
+    }
+    idx.sort_unstable_by(better);
+    idx.drain(..offset);
+    idx
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelationshipStats {
+    pub total_relationships: usize,
+    pub total_substrates: usize,
+    /// Counts of the types in use, in type order.
+    pub by_type: Vec<(RelType, usize)>,
+    /// Relationship ends per substrate: each relationship adds one to the
+    /// degree of its source and one to that of its target (a self-loop two),
+    /// bidirectional or not.
+    pub avg_degree: f64,
+    pub max_degree: usize,
+    /// Substrates with no relationship at all.
+    pub isolated_substrates: usize,
+}
+
+pub fn relationship_stats(arena: &Arena) -> RelationshipStats {
+    let mut degree = vec![0u32; arena.node_slot_bound()];
+    let mut by_type = [0usize; 32];
+    let mut total = 0usize;
+    for e in arena.live_slot_edges() {
+        total += 1;
+        by_type[e.rel.index() as usize] += 1;
+        degree[e.src as usize] += 1;
+        degree[e.dst as usize] += 1;
+    }
+    let n = arena.len();
+    let (mut max_degree, mut isolated) = (0usize, 0usize);
+    for (slot, _) in arena.live_node_ids() {
+        let d = degree[slot as usize] as usize;
+        max_degree = max_degree.max(d);
+        if d == 0 {
+            isolated += 1;
+        }
+    }
+    RelationshipStats {
+        total_relationships: total,
+        total_substrates: n,
+        by_type: RelType::ALL
+            .iter()
+            .filter(|t| by_type[t.index() as usize] > 0)
+            .map(|&t| (t, by_type[t.index() as usize]))
+            .collect(),
+        avg_degree: if n == 0 {
+            0.0
+        } else {
+            2.0 * total as f64 / n as f64
+        },
+        max_degree,
+        isolated_substrates: isolated,
+    }
+}
