@@ -134,6 +134,8 @@ def _parse(code: str, limits: Limits) -> ast.Expression:
             f"{limits.max_code_length}",
             {"reason": "code_too_long", "length": len(code), "limit": limits.max_code_length},
         )
+    # Leading whitespace would be an "unexpected indent"; eval() strips it too.
+    code = code.lstrip()
     if not code.isascii():
         _check_identifiers_ascii(code)
     try:
@@ -657,6 +659,14 @@ def analyze(expression_type: str, code: str, limits: Limits = DEFAULT_LIMITS) ->
             },
         )
     tree = _parse(code, limits)
+    try:
+        return _analyze_tree(expression_type, tree, limits)
+    except RecursionError:
+        # Only reachable with a max_ast_depth configured near the interpreter's own limit.
+        raise SandboxError("expression is nested too deeply", {"reason": "too_deep"}) from None
+
+
+def _analyze_tree(expression_type: str, tree: ast.Expression, limits: Limits) -> Analysis:
     walker = _Walker(expression_type, limits)
     body = tree.body
     if expression_type == "constant":
