@@ -90,3 +90,48 @@ class Arena:
         limit: int | None = None,
     ) -> tuple[int, list[EdgeRecord]]: ...
     def memory(self) -> dict[str, int]: ...
+
+# ---- graph algorithms (rust/src/py_graph.rs; semantics in docs/graph.md) ----
+
+def graph_traverse(
+    arena: Arena,
+    start: IdLike,
+    direction: str = "outgoing",
+    max_depth: int = 3,
+    rel_types: list[str] | None = None,
+    max_nodes: int = 10_000,
+) -> tuple[list[tuple[int, int, int, int | None]], list[tuple[int, str, int, int, bool]], bool]: ...
+def graph_bfs(
+    arena: Arena,
+    start: IdLike,
+    direction: str = "outgoing",
+    max_depth: int = 3,
+    rel_types: list[str] | None = None,
+) -> list[tuple[int, int]]: ...
+def graph_shortest_path(
+    arena: Arena,
+    source: IdLike,
+    target: IdLike,
+    direction: str = "outgoing",
+    rel_types: list[str] | None = None,
+) -> list[int] | None: ...
+def graph_cycles(
+    arena: Arena, limit: int = 100, max_work: int = 20_000_000, rel_types: list[str] | None = None
+) -> tuple[bool, list[list[int]], bool]: ...
+def graph_components(
+    arena: Arena,
+    offset: int = 0,
+    limit: int = 100,
+    member_limit: int = 1000,
+    rel_types: list[str] | None = None,
+) -> tuple[int, list[tuple[int, list[int]]]]: ...
+def graph_pagerank(
+    arena: Arena,
+    damping: float = 0.85,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+    offset: int = 0,
+    limit: int | None = None,
+    rel_types: list[str] | None = None,
+) -> tuple[int, list[tuple[int, float]], int, bool]: ...
+def graph_stats(arena: Arena) -> dict[str, object]: ...

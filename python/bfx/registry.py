@@ -20,6 +20,7 @@ import msgspec
 
 from bfx import errors, operators
 from bfx._core import EXPRESSION_TYPES, Arena, format_id, normalize_rel_type, now_us, parse_id
+from bfx.graph import GraphMixin
 from bfx.models import (
     Invocation,
     Relationship,
@@ -109,7 +110,7 @@ class _CompiledCache:
         return len(self._items)
 
 
-class Registry:
+class Registry(GraphMixin):
     """Substrates, relationships and operators, in process.
 
     ``cache_size`` bounds how many compiled expressions are kept (LRU);

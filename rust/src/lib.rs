@@ -15,6 +15,8 @@ mod slab;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_graph;
 
 pub use arena::{Arena, EdgeView, NewEdge, NewSubstrate, SubstrateView};
 pub use error::{CoreError, CoreResult};

@@ -73,7 +73,7 @@ fn error_instance<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'py, 
     class.call1((err.to_string(), error_details(py, err)?))
 }
 
-fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
+pub(crate) fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
     match error_instance(py, &err) {
         Ok(instance) => PyErr::from_value(instance),
         Err(failure) => failure,
@@ -93,7 +93,7 @@ impl<T> IntoPy<T> for Result<T, CoreError> {
 // ---------------------------------------------------------------- arguments
 
 /// An id given as an int in u64 range, or as text in the documented form.
-fn id_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub(crate) fn id_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     let py = obj.py();
     if obj.is_instance_of::<PyBool>() {
         return Err(to_pyerr(py, CoreError::InvalidId(obj.repr()?.to_string())));
@@ -273,7 +273,7 @@ fn results_into_py<'py>(
 /// share a lock, writes take it alone.
 #[pyclass(frozen, module = "bfx._core")]
 pub struct Arena {
-    inner: RwLock<CoreArena>,
+    pub(crate) inner: RwLock<CoreArena>,
 }
 
 #[pymethods]
@@ -825,6 +825,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_parse_id, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
     m.add_function(wrap_pyfunction!(now_us, m)?)?;
+    crate::py_graph::register(m)?;
     let rel_types: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
     m.add("REL_TYPES", PyTuple::new(m.py(), rel_types)?)?;
     let expr_types: Vec<&str> = ExprType::ALL.iter().map(|t| t.name()).collect();
