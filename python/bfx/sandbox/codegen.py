@@ -83,6 +83,7 @@ class _Rewriter:
         self.kwarg = analysis.kwarg
         self.free = frozenset(analysis.names) if analysis.expression_type == "expression" else None
         self.used: set[str] = set()
+        self.defaults: dict[str, ast.expr] = {}
 
     def guard(self, name: str, *args: ast.expr) -> ast.Call:
         self.used.add(name)
@@ -111,11 +112,17 @@ class _Rewriter:
         ident = node.id
         if ident in self.params:
             return node, self.param_bits
-        if ident in CONSTANTS:
+        if self.free is None or ident not in self.free:
+            # Parameters (free names) shadow constants: lambda e: e * 2.
+            assert ident in CONSTANTS, ident
             return ast.Constant(CONSTANTS[ident]), _FLOAT_BITS
-        assert self.free is not None
-        assert ident in self.free, ident
-        return ast.Subscript(_name(KW_NAME), ast.Constant(ident), ast.Load()), self.param_bits
+        default = self.defaults.get(ident)
+        if default is None:
+            return ast.Subscript(_name(KW_NAME), ast.Constant(ident), ast.Load()), self.param_bits
+        getter = ast.Attribute(_name(KW_NAME), "get", ast.Load())
+        _, bits = self.rw(default)
+        call = ast.Call(getter, [ast.Constant(ident), default], [])
+        return call, max(self.param_bits, bits)
 
     def rw_Attribute(self, node: ast.Attribute) -> tuple[ast.expr, int]:
         return ast.Constant(CONSTANTS[node.attr]), _FLOAT_BITS  # math.<constant>
@@ -254,23 +261,42 @@ class _Rewriter:
         analysis = self.analysis
         tree = analysis.tree
         assert tree is not None
+        dict_args = ast.arguments([], [ast.arg(KW_NAME)], None, [], [], None, [])
         if analysis.expression_type == "expression":
-            self.params = frozenset()
-            body, _ = self.rw(tree.body)
-            args = ast.arguments([], [ast.arg(KW_NAME)], None, [], [], None, [])
-            return ast.Lambda(args, body)
+            return ast.Lambda(dict_args, self.root(tree.body))
         source = tree.body
         assert type(source) is ast.Lambda
-        self.params = frozenset(analysis.names) | (
-            {analysis.kwarg} if analysis.kwarg else frozenset()
-        )
-        body, _ = self.rw(source.body)
+        if analysis.kwarg is None:
+            # Named parameters become reads of the parameter dict (kw['x'], or
+            # kw.get('y', default)): calling f(params) is much cheaper than f(**params).
+            args = source.args
+            defaults = dict(
+                zip(
+                    [a.arg for a in args.args[len(args.args) - len(args.defaults) :]],
+                    args.defaults,
+                    strict=True,
+                )
+            )
+            defaults.update(
+                (a.arg, d)
+                for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                if d is not None
+            )
+            self.free = frozenset(analysis.names)
+            self.defaults = defaults
+            return ast.Lambda(dict_args, self.root(source.body))
+        self.params = frozenset(analysis.names) | {analysis.kwarg}
+        body = self.root(source.body)
         if analysis.kwarg_only:
             # Called with the parameter dict itself: no copy into a fresh **kw dict.
             args = ast.arguments([], [ast.arg(analysis.kwarg)], None, [], [], None, [])
         else:
             args = source.args
         return ast.Lambda(args, body)
+
+    def root(self, node: ast.expr) -> ast.expr:
+        # The result check caps the returned value, so the root needs no cap of its own.
+        return getattr(self, "rw_" + type(node).__name__)(node)[0]
 
 
 def _literal_tree(node: ast.expr) -> bool:

@@ -39,7 +39,9 @@ class Compiled:
     """One validated expression. Immutable and safe to share between threads."""
 
     __slots__ = (
+        "_allowed",
         "_analysis",
+        "_by_dict",
         "_fast",
         "_fast_deadline",
         "_general",
@@ -70,6 +72,11 @@ class Compiled:
         self._general_deadline = False
         self._hi = 1 << limits.max_int_bits
         self._lo = -self._hi
+        # Every kind but a lambda mixing named and ** parameters is called with the
+        # parameter dict itself (see codegen); named lambdas then check names up front.
+        self._by_dict = analysis.kwarg is None or analysis.kwarg_only
+        named = analysis.expression_type == "lambda" and analysis.kwarg is None
+        self._allowed = frozenset(analysis.names) if named else None
 
     def __repr__(self) -> str:
         return f"Compiled({self.expression_type!r}, {self.canonical!r})"
@@ -107,14 +114,15 @@ class Compiled:
         analysis = self._analysis
         if analysis.expression_type == "constant":
             return analysis.value
+        if self._allowed is not None and not parameters.keys() <= self._allowed:
+            raise self._signature_problem(parameters) or InvocationError(
+                "unexpected parameters", {"reason": "unexpected_parameter"}
+            )
         fn, deadline = self._variant(numeric)
         if deadline:
             set_deadline(self.limits)
         try:
-            if analysis.kwarg_only or analysis.expression_type == "expression":
-                result = fn(parameters)
-            else:
-                result = fn(**parameters)
+            result = fn(parameters) if self._by_dict else fn(**parameters)
         except BfxError:
             raise
         except Exception as exc:
@@ -167,7 +175,8 @@ class Compiled:
         max_items = self.limits.max_sequence_length
         append = out.append
         base = len(out) - start  # index of the next item is len(out) - base
-        by_dict = analysis.kwarg_only or analysis.expression_type == "expression"
+        by_dict = self._by_dict
+        allowed = self._allowed
         try:
             for params in islice(batch, start, None):
                 if type(params) is not dict or len(params) > max_items:
@@ -179,6 +188,8 @@ class Compiled:
                             continue
                     elif (t is float or t is bool or value is None) and type(key) is str:
                         continue
+                    return len(out) - base
+                if allowed is not None and not params.keys() <= allowed:
                     return len(out) - base
                 result = fn(params) if by_dict else fn(**params)
                 t = type(result)
@@ -214,7 +225,7 @@ class Compiled:
         if (
             analysis.expression_type == "lambda"
             and not analysis.kwarg_only
-            and isinstance(exc, TypeError)
+            and isinstance(exc, (TypeError, KeyError))
         ):
             problem = self._signature_problem(parameters)
             if problem is not None:
