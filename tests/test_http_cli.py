@@ -1,0 +1,96 @@
+"""``bfx serve``: flags -> settings -> environment -> Granian, without starting a server."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+import granian
+import pytest
+
+import bfx
+from bfx import cli
+from bfx.asgi import Settings
+
+
+class FakeGranian:
+    made: ClassVar[list[FakeGranian]] = []
+
+    def __init__(self, target, **kw):
+        self.target = target
+        self.kw = kw
+        self.served = False
+        FakeGranian.made.append(self)
+
+    def serve(self):
+        self.served = True
+
+
+@pytest.fixture
+def fake_granian(monkeypatch):
+    FakeGranian.made = []
+    monkeypatch.setattr(granian, "Granian", FakeGranian)
+    for key in list(os.environ):
+        if key.startswith("BFX_"):
+            monkeypatch.delenv(key)
+    # _serve writes the settings into os.environ for the workers; undo that afterwards.
+    saved = dict(os.environ)
+    yield FakeGranian
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_serve_defaults(fake_granian, capsys):
+    assert cli.main(["serve"]) == 0
+    (server,) = fake_granian.made
+    assert server.served
+    assert server.target == "bfx.asgi:create_app"
+    assert server.kw["factory"] is True
+    assert server.kw["interface"].value == "asgi"
+    assert (server.kw["address"], server.kw["port"], server.kw["workers"]) == (
+        "127.0.0.1",
+        8000,
+        1,
+    )
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8000/api/v1" in out
+    assert "storage: in-memory" in out
+    assert Settings.from_env() == Settings()
+
+
+def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp_path, capsys):
+    argv = ["serve", "--host", "::1", "--port", "9001", "--workers", "3",
+            "--cors-origin", "http://a.example", "--cors-origin", "http://b.example",
+            "--body-limit", "2M", "--import-limit", "8M", "--log-level", "debug",
+            "--data-dir", str(tmp_path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    (server,) = fake_granian.made
+    assert (server.kw["address"], server.kw["port"], server.kw["workers"]) == ("::1", 9001, 3)
+    assert server.kw["log_level"].value == "debug"
+    settings = Settings.from_env()
+    assert settings.cors_origins == ("http://a.example", "http://b.example")
+    assert settings.body_limit == 2 << 20
+    assert settings.import_body_limit == 8 << 20
+    assert settings.data_dir == str(tmp_path)
+    out = capsys.readouterr().out
+    assert "http://[::1]:9001/api/v1 (3 workers)" in out
+    assert str(tmp_path) in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--port", "70000"], ["serve", "--workers", "0"], ["serve", "--body-limit", "x"],
+     ["serve", "--log-level", "loud"], ["nope"]],
+)  # fmt: skip
+def test_bad_flags_exit_2(fake_granian, argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert not fake_granian.made
+
+
+def test_version_and_help(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == bfx.__version__
+    assert cli.main([]) == 2
+    assert "serve" in capsys.readouterr().err
