@@ -261,3 +261,10 @@ def test_custom_limits() -> None:
         Limits(max_int_bits=0)
     with pytest.raises(ValueError, match="time_budget_ms"):
         Limits(time_budget_ms=0)
+
+
+def test_any_mapping_is_accepted_as_parameters() -> None:
+    from types import MappingProxyType
+
+    compiled = compile_substrate(E, "x + 1")
+    assert compiled.invoke(MappingProxyType({"x": 1})) == 2

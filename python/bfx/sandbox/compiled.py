@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -109,7 +109,9 @@ class Compiled:
         if parameters is None:
             parameters = _EMPTY
         elif type(parameters) is not dict:
-            validate_parameters(parameters, self.limits)  # raises
+            if not isinstance(parameters, Mapping):
+                validate_parameters(parameters, self.limits)  # raises
+            parameters = dict(parameters)
         numeric = scan_parameters(parameters, self._lo, self._hi, self.limits)
         analysis = self._analysis
         if analysis.expression_type == "constant":
