@@ -69,6 +69,19 @@ def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
     assert router.match("HEAD", "/s/1")[0].method == "GET"
 
 
+def test_router_remembers_recent_matches_within_a_bound():
+    from bfx.asgi import router as router_module
+
+    router = Router([Route("GET", "/s/{id}", _h, summary="", tag="")])
+    for n in range(router_module._RECENT + 10):
+        assert router.match("GET", f"/s/{n}")[1] == [str(n)]
+        assert len(router._recent) <= router_module._RECENT
+    assert router.match("GET", "/s/7")[1] == ["7"]
+    with pytest.raises(RouteNotFoundError):
+        router.match("GET", "/nothing/here")
+    assert "/nothing/here" not in router._recent
+
+
 def test_router_rejects_duplicate_routes():
     with pytest.raises(ValueError, match="duplicate"):
         Router(

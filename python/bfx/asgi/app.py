@@ -21,6 +21,7 @@ import msgspec
 
 from bfx.asgi import (
     records,
+    routes_graph,
     routes_relationships,
     routes_substrates,
     routes_system,
@@ -45,8 +46,14 @@ __all__ = ["App", "create_app", "open_registry", "storage_description"]
 
 log = logging.getLogger("bfx.asgi")
 
-#: Each module contributes ``routes()``; the graph routes will be one more module here.
-ROUTE_MODULES = (routes_system, routes_substrates, routes_relationships, routes_transfer)
+#: Each module contributes ``routes()``.
+ROUTE_MODULES = (
+    routes_system,
+    routes_substrates,
+    routes_relationships,
+    routes_transfer,
+    routes_graph,
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -90,6 +97,8 @@ _JSON_SUFFIX = b"+json"
 
 
 def _media_type(value: bytes) -> bytes:
+    if value == JSON:  # by far the most common: skip the parsing
+        return JSON
     return value.split(b";", 1)[0].strip().lower()
 
 

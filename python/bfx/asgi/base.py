@@ -44,7 +44,8 @@ class Request:
     ) -> None:
         self.app = app
         self.registry = registry
-        #: Path parameter values, in the order of the route's template.
+        #: Path parameter values, in the order of the route's template (shared with the
+        #: router's cache of recent matches: read, never modify).
         self.params = params
         self.query_string = query_string
         #: The raw body (empty for routes that read none).

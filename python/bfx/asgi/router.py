@@ -15,6 +15,9 @@ from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
 __all__ = ["Route", "Router"]
 
 
+_RECENT = 4096
+
+
 class Route:
     """One operation: method + path template + handler, and what OpenAPI needs to know."""
 
@@ -87,6 +90,7 @@ class Router:
         self.routes: list[Route] = []
         self._fixed: dict[str, dict[str, Route]] = {}
         self._root = _Node()
+        self._recent: dict[str, tuple[dict[str, Route], list[str]]] = {}
         for route in routes:
             self.add(route)
 
@@ -111,12 +115,23 @@ class Router:
         fixed = self._fixed.get(path)
         if fixed is not None:
             return fixed, []
+        hit = self._recent.get(path)
+        if hit is not None:
+            return hit
         segs = path.split("/")
         if segs[0] != "":
             return None
         values: list[str] = []
         node = _walk(self._root, segs, 1, values)
-        return None if node is None else (node.methods, values)
+        if node is None:
+            return None
+        found = (node.methods, values)
+        # Hot paths repeat (the same substrate read or invoked again): remember the last
+        # few thousand matches. Only matches are kept, so unknown paths cannot churn it.
+        if len(self._recent) >= _RECENT:
+            self._recent.clear()
+        self._recent[path] = found
+        return found
 
     def match(self, method: str, path: str) -> tuple[Route, list[str]]:
         """The route and its positional parameter values; 404 or 405 errors otherwise."""
