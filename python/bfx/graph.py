@@ -83,7 +83,9 @@ def _cursor(value: Any) -> int:
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
-    raise errors.ValidationError("cursor must be a value returned as next_cursor", {"field": "cursor"})
+    raise errors.ValidationError(
+        "cursor must be a value returned as next_cursor", {"field": "cursor"}
+    )
 
 
 def _next_cursor(offset: int, page: int, total: int) -> str | None:
@@ -180,8 +182,11 @@ class GraphMixin:
         if path is None:
             raise errors.NoPathError(
                 "no path between the substrates",
-                {"source_id": _core.format_id(src), "target_id": _core.format_id(dst),
-                 "direction": direction},
+                {
+                    "source_id": _core.format_id(src),
+                    "target_id": _core.format_id(dst),
+                    "direction": direction,
+                },
             )
         return path
 
