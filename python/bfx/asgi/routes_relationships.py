@@ -1,12 +1,11 @@
 """Routes under ``/relationships``: typed edges, their lists and statistics.
 
-The graph algorithms (traverse, path, cycles, components, pagerank) belong in a module
-of their own next to this one, added to ``app.ROUTE_MODULES``.
+The graph algorithms (traverse, path, cycles, components, pagerank) are in
+``routes_graph``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from bfx import errors
@@ -115,42 +114,9 @@ def list_filtered(req: Request) -> Response:
     return _page(total, rels)
 
 
-_SCAN = 10_000
-
-
 def stats(req: Request) -> Response:
-    reg = req.registry
-    native = getattr(reg, "relationship_stats", None)
-    if native is not None:
-        return Response(200, encode(s.RelationshipStats(**native())))
-    # Until the core computes these, one pass over every edge: O(E), off the event loop.
-    by_type: Counter[str] = Counter()
-    degree: Counter[int] = Counter()
-    offset = 0
-    while True:
-        total, rels = reg.relationships(limit=_SCAN, offset=offset)
-        for r in rels:
-            by_type[r.rel_type] += 1
-            degree[r.source] += 1
-            degree[r.target] += 1
-        offset += len(rels)
-        if not rels or offset >= total:
-            break
-    counts = reg.stats()
-    n = counts["total_substrates"]
-    return Response(
-        200,
-        encode(
-            s.RelationshipStats(
-                total_relationships=counts["total_relationships"],
-                total_substrates=n,
-                by_type=dict(sorted(by_type.items())),
-                avg_connections_per_substrate=round(sum(degree.values()) / n, 6) if n else 0.0,
-                max_connections=max(degree.values(), default=0),
-                isolated_substrates=max(n - len(degree), 0),
-            )
-        ),
-    )
+    # One O(V + E) pass in the core; off the event loop (offload) for large graphs.
+    return Response(200, encode(s.RelationshipStats(**req.registry.relationship_stats())))
 
 
 def routes() -> list[Route]:
