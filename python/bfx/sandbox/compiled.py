@@ -183,12 +183,12 @@ class Compiled:
             for params in islice(batch, start, None):
                 if type(params) is not dict or len(params) > max_items:
                     return len(out) - base
-                for key, value in params.items():
+                for value in params.values():
                     t = type(value)
                     if t is int:
-                        if lo < value < hi and type(key) is str:
+                        if lo < value < hi:
                             continue
-                    elif (t is float or t is bool or value is None) and type(key) is str:
+                    elif t is float or t is bool or value is None:
                         continue
                     return len(out) - base
                 if allowed is not None and not params.keys() <= allowed:

@@ -130,17 +130,18 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
 def scan_parameters(params: dict[str, Any], lo: int, hi: int, limits: Limits) -> bool:
     """Fast path of :func:`validate_parameters` for the common flat numeric dict.
 
-    Checks what the slow path checks for such a dict except the byte estimate, which only
-    the keys could push over (keys are never copied or grown by the sandbox).
+    Checks the values as the slow path does, but neither the byte estimate nor the type of
+    the keys: only the keys could fail those, and the sandbox never copies, grows or
+    computes with keys (JSON keys are strings anyway; a returned dict's keys are checked).
     """
     if len(params) > limits.max_sequence_length:
         return validate_parameters(params, limits)
-    for key, value in params.items():
+    for value in params.values():
         t = type(value)
         if t is int:
-            if lo < value < hi and type(key) is str:
+            if lo < value < hi:
                 continue
-        elif (t is float or t is bool or value is None) and type(key) is str:
+        elif t is float or t is bool or value is None:
             continue
         return validate_parameters(params, limits)
     return True
