@@ -18,18 +18,31 @@ from bfx.sandbox import Limits, canonicalize, compile_substrate
 pytestmark = pytest.mark.timeout(120)
 
 SAME: list[tuple[str, list[str]]] = [
-    ("lambda", [
-        "lambda **kw: kw.get('x', 0) * kw.get('y', 0)",
-        "lambda **kw:kw.get('x',0)*kw.get('y',0)",
-        'lambda **kw: kw.get("x", 0) * kw.get("y", 0)',
-        "lambda **kw: (kw.get('x', 0)) * (kw.get('y', 0))  # product",
-        "lambda **kw: (kw.get('x', 0) *\n    kw.get('y', 0))",
-        "(lambda **kw: kw.get('x', 0) * kw.get('y', 0))",
-        "lambda **kw: kw.get(u'x', 0) * kw.get('y', 0)",
-    ]),
+    (
+        "lambda",
+        [
+            "lambda **kw: kw.get('x', 0) * kw.get('y', 0)",
+            "lambda **kw:kw.get('x',0)*kw.get('y',0)",
+            'lambda **kw: kw.get("x", 0) * kw.get("y", 0)',
+            "lambda **kw: (kw.get('x', 0)) * (kw.get('y', 0))  # product",
+            "lambda **kw: (kw.get('x', 0) *\n    kw.get('y', 0))",
+            "(lambda **kw: kw.get('x', 0) * kw.get('y', 0))",
+            "lambda **kw: kw.get(u'x', 0) * kw.get('y', 0)",
+        ],
+    ),
     ("lambda", ["lambda x, y=2: x * y", "lambda x,y=2:x*y", "lambda x, y = 0x2 : (x) * (y)"]),
-    ("expression", ["x * y + 1", "x*y+1", "(x * y) + 1", "((x*y)+(1))", "x * y + 0x1",
-                    "x * y + 1  # comment", "\tx * y +\\\n 1"]),
+    (
+        "expression",
+        [
+            "x * y + 1",
+            "x*y+1",
+            "(x * y) + 1",
+            "((x*y)+(1))",
+            "x * y + 0x1",
+            "x * y + 1  # comment",
+            "\tx * y +\\\n 1",
+        ],
+    ),
     ("expression", ["x + 1000", "x + 1_000", "x + 0x3E8", "x + 0o1750", "x + 0b1111101000"]),
     ("expression", ["x * 1000.0", "x * 1e3", "x * 1E3", "x * 1_000.0", "x * 10e2"]),
     ("expression", ["'a' + s", '"a" + s', "'''a''' + s", "'a' \\\n + s"]),
@@ -45,15 +58,26 @@ SAME: list[tuple[str, list[str]]] = [
 ]
 
 DIFFERENT: list[tuple[str, str]] = [
-    ("constant", "42"), ("constant", "42.0"),
-    ("expression", "x * y + 1"), ("expression", "x * y + 2"), ("expression", "y * x + 1"),
-    ("expression", "(x + y) * 2"), ("expression", "x + y * 2"),
-    ("expression", "x ** y ** z"), ("expression", "(x ** y) ** z"),
-    ("expression", "x - y - z"), ("expression", "x - (y - z)"),
-    ("expression", "sqrt(x)"), ("expression", "math.sqrt(x)"),
-    ("expression", "'a'"), ("expression", "'b'"),
-    ("lambda", "lambda x: x"), ("lambda", "lambda y: y"), ("lambda", "lambda x=1: x"),
-    ("lambda", "lambda **kw: kw.get('x', 0)"), ("lambda", "lambda **p: p.get('x', 0)"),
+    ("constant", "42"),
+    ("constant", "42.0"),
+    ("expression", "x * y + 1"),
+    ("expression", "x * y + 2"),
+    ("expression", "y * x + 1"),
+    ("expression", "(x + y) * 2"),
+    ("expression", "x + y * 2"),
+    ("expression", "x ** y ** z"),
+    ("expression", "(x ** y) ** z"),
+    ("expression", "x - y - z"),
+    ("expression", "x - (y - z)"),
+    ("expression", "sqrt(x)"),
+    ("expression", "math.sqrt(x)"),
+    ("expression", "'a'"),
+    ("expression", "'b'"),
+    ("lambda", "lambda x: x"),
+    ("lambda", "lambda y: y"),
+    ("lambda", "lambda x=1: x"),
+    ("lambda", "lambda **kw: kw.get('x', 0)"),
+    ("lambda", "lambda **p: p.get('x', 0)"),
 ]
 
 
@@ -68,38 +92,56 @@ def test_different_formulas_differ() -> None:
     assert len(set(forms)) == len(forms)
 
 
-@pytest.mark.parametrize(("code", "canonical"), [
-    ("1e3", "1000.0"), ("0x2A", "42"), ("+42", "42"), ("1_000", "1000"), ("-7", "-7"),
-    ("42", "42"), ("42.0", "42.0"), ("-0.0", "-0.0"), ("0.1", "0.1"), ("1e-7", "1e-07"),
-    ("1e22", "1e+22"), ("-1.5e300", "-1.5e+300"), ("123456789012345678901234567890",
-                                                 "123456789012345678901234567890"),
-])
+@pytest.mark.parametrize(
+    ("code", "canonical"),
+    [
+        ("1e3", "1000.0"),
+        ("0x2A", "42"),
+        ("+42", "42"),
+        ("1_000", "1000"),
+        ("-7", "-7"),
+        ("42", "42"),
+        ("42.0", "42.0"),
+        ("-0.0", "-0.0"),
+        ("0.1", "0.1"),
+        ("1e-7", "1e-07"),
+        ("1e22", "1e+22"),
+        ("-1.5e300", "-1.5e+300"),
+        ("123456789012345678901234567890", "123456789012345678901234567890"),
+    ],
+)
 def test_constant_canonical_is_the_repr_of_the_value(code: str, canonical: str) -> None:
     assert canonicalize("constant", code) == canonical
 
 
-@pytest.mark.parametrize(("typ", "code", "canonical"), [
-    ("lambda", "lambda **kw:kw.get('x',0)*kw.get('y',0)",
-     "lambda **kw: kw.get('x', 0) * kw.get('y', 0)"),
-    ("lambda", "lambda x,*,y=-1,**kw:x", "lambda x, *, y=-1, **kw: x"),
-    ("lambda", "lambda:1", "lambda: 1"),
-    ("expression", "x*y+1", "x * y + 1"),
-    ("expression", "x+1e999", "x + 1e309"),
-    ("expression", "(-1)**x", "(-1) ** x"),
-    ("expression", "x**-1", "x ** (-1)"),
-    ("expression", "not(a)or(b)", "not a or b"),
-    ("expression", "a if(b)else(c if d else e)", "a if b else c if d else e"),
-    ("expression", "(a if b else c) if d else e", "(a if b else c) if d else e"),
-    ("expression", "x[1:2,::3]", "x[1:2, ::3]"),
-    ("expression", "x[(1,)]", "x[1,]"),
-    ("expression", "x[()]", "x[()]"),
-    ("expression", "{'a':(1,),'b':[]}", "{'a': (1,), 'b': []}"),
-    ("expression", "a<b<=c!=d", "a < b <= c != d"),
-    ("expression", "x not in y and x is not None", "x not in y and x is not None"),
-    ("expression", "'it\\'s'", '"it\'s"'),
-    ("expression", "'caf\\u00e9'", "'café'"),
-    ("expression", "round(x,ndigits=2)", "round(x, ndigits=2)"),
-])
+@pytest.mark.parametrize(
+    ("typ", "code", "canonical"),
+    [
+        (
+            "lambda",
+            "lambda **kw:kw.get('x',0)*kw.get('y',0)",
+            "lambda **kw: kw.get('x', 0) * kw.get('y', 0)",
+        ),
+        ("lambda", "lambda x,*,y=-1,**kw:x", "lambda x, *, y=-1, **kw: x"),
+        ("lambda", "lambda:1", "lambda: 1"),
+        ("expression", "x*y+1", "x * y + 1"),
+        ("expression", "x+1e999", "x + 1e309"),
+        ("expression", "(-1)**x", "(-1) ** x"),
+        ("expression", "x**-1", "x ** (-1)"),
+        ("expression", "not(a)or(b)", "not a or b"),
+        ("expression", "a if(b)else(c if d else e)", "a if b else c if d else e"),
+        ("expression", "(a if b else c) if d else e", "(a if b else c) if d else e"),
+        ("expression", "x[1:2,::3]", "x[1:2, ::3]"),
+        ("expression", "x[(1,)]", "x[1,]"),
+        ("expression", "x[()]", "x[()]"),
+        ("expression", "{'a':(1,),'b':[]}", "{'a': (1,), 'b': []}"),
+        ("expression", "a<b<=c!=d", "a < b <= c != d"),
+        ("expression", "x not in y and x is not None", "x not in y and x is not None"),
+        ("expression", "'it\\'s'", '"it\'s"'),
+        ("expression", "'caf\\u00e9'", "'café'"),
+        ("expression", "round(x,ndigits=2)", "round(x, ndigits=2)"),
+    ],
+)
 def test_canonical_examples(typ: str, code: str, canonical: str) -> None:
     assert canonicalize(typ, code) == canonical
     assert canonicalize(typ, canonical) == canonical  # idempotent
@@ -125,13 +167,34 @@ def test_canonical_longer_than_the_code_limit_is_rejected() -> None:
 
 _names = st.sampled_from(["x", "y", "kw", "pi"])
 _consts = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.floats(allow_nan=False).map(repr).map(lambda s: s.replace("inf", "1e999")),
     st.text(max_size=8).map(repr),
     st.sampled_from(["True", "False", "None", "0x1F", "1_0"]),
 )
-_ops = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<<", ">>", "&", "|", "^", "and",
-                        "or", "<", "==", "is not", "not in", "if x else"])
+_ops = st.sampled_from(
+    [
+        "+",
+        "-",
+        "*",
+        "/",
+        "//",
+        "%",
+        "**",
+        "<<",
+        ">>",
+        "&",
+        "|",
+        "^",
+        "and",
+        "or",
+        "<",
+        "==",
+        "is not",
+        "not in",
+        "if x else",
+    ]
+)
 
 
 def _grow(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -143,8 +206,9 @@ def _grow(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.lists(children, max_size=3).map(lambda xs: "(" + ", ".join(xs) + ",)"),
         st.tuples(children, children).map(lambda t: f"{{{t[0]}: {t[1]}}}"),
         st.tuples(children, children).map(lambda t: f"max({t[0]}, {t[1]})"),
-        st.tuples(children, children).map(lambda t: f"math.atan2({t[0]}, y={t[1]})"
-                                          if False else f"math.atan2({t[0]}, {t[1]})"),
+        st.tuples(children, children).map(
+            lambda t: f"math.atan2({t[0]}, y={t[1]})" if False else f"math.atan2({t[0]}, {t[1]})"
+        ),
         st.tuples(children, children).map(lambda t: f"{t[0]}[{t[1]}]"),
         st.tuples(children, children).map(lambda t: f"{t[0]}[{t[1]}:{t[1]}:, 1]"),
         st.tuples(children, children).map(lambda t: f"kw.get({t[0]}, {t[1]})"),
@@ -191,14 +255,16 @@ def test_canonical_is_stable_under_reformatting(body: str) -> None:
 
 # -- the canonical form does not depend on the Python version -------------------------------------
 
-CORPUS = [code for _, variants in SAME for code in variants if not variants[0].isdigit()] + [
-    code for _, code in DIFFERENT
-] + [
-    "lambda x, *, y=-1, **kw: (x, [y], {'k': kw.get('z', 1e999)})[0] if not x else -x ** 2",
-    "a if b else c if d else (e or f and not g)",
-    "x[1:2, ::3] + (-1) ** y - ~z << 2 >> 1 & 3 | 4 ^ 5",
-    "'it\\'s' + \"q\\\"\" + 'tab\\t' + 'caf\\u00e9' + '\\x00'",
-]
+CORPUS = (
+    [code for _, variants in SAME for code in variants if not variants[0].isdigit()]
+    + [code for _, code in DIFFERENT]
+    + [
+        "lambda x, *, y=-1, **kw: (x, [y], {'k': kw.get('z', 1e999)})[0] if not x else -x ** 2",
+        "a if b else c if d else (e or f and not g)",
+        "x[1:2, ::3] + (-1) ** y - ~z << 2 >> 1 & 3 | 4 ^ 5",
+        "'it\\'s' + \"q\\\"\" + 'tab\\t' + 'caf\\u00e9' + '\\x00'",
+    ]
+)
 
 _OTHER_PYTHONS = sorted(
     {
@@ -229,8 +295,12 @@ def test_canonical_matches_ast_unparse_of_other_pythons(python: str) -> None:
     codes = [c for c in CORPUS if _typ(c) != "constant"]
     try:
         proc = subprocess.run(
-            [python, "-c", script], input=json.dumps(codes), capture_output=True, text=True,
-            timeout=60, check=False,
+            [python, "-c", script],
+            input=json.dumps(codes),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except OSError:
         pytest.skip(f"{python} cannot run")

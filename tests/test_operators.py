@@ -37,18 +37,21 @@ def test_fibonacci_and_divide() -> None:
     assert op.divide()[0]["name"] == "Void"  # a fresh list each time
 
 
-@pytest.mark.parametrize(("values", "value", "hex_"), [
-    ([1, 1, 2, 3, 5, 8, 13, 21, 34], 2227680, "0x000000000021FDE0"),
-    ([7], 7, "0x0000000000000007"),
-    ([0, 5], 0, "0x0000000000000000"),
-    ([2**32, 2**32], 0, "0x0000000000000000"),
-    ([2**63, 2], 0, "0x0000000000000000"),
-    ([2**64 - 1, 2**64 - 1], 1, "0x0000000000000001"),
-    ([-1], 2**64 - 1, "0xFFFFFFFFFFFFFFFF"),
-    ([-2, 3], 2**64 - 6, "0xFFFFFFFFFFFFFFFA"),
-    ([2**100 + 3, 5], 15, "0x000000000000000F"),
-    ([3, 2**4095], 0, "0x0000000000000000"),
-])
+@pytest.mark.parametrize(
+    ("values", "value", "hex_"),
+    [
+        ([1, 1, 2, 3, 5, 8, 13, 21, 34], 2227680, "0x000000000021FDE0"),
+        ([7], 7, "0x0000000000000007"),
+        ([0, 5], 0, "0x0000000000000000"),
+        ([2**32, 2**32], 0, "0x0000000000000000"),
+        ([2**63, 2], 0, "0x0000000000000000"),
+        ([2**64 - 1, 2**64 - 1], 1, "0x0000000000000001"),
+        ([-1], 2**64 - 1, "0xFFFFFFFFFFFFFFFF"),
+        ([-2, 3], 2**64 - 6, "0xFFFFFFFFFFFFFFFA"),
+        ([2**100 + 3, 5], 15, "0x000000000000000F"),
+        ([3, 2**4095], 0, "0x0000000000000000"),
+    ],
+)
 def test_multiply_ints_wrap(values: list[int], value: int, hex_: str) -> None:
     assert op.multiply(values) == (value, hex_)
 
@@ -59,17 +62,20 @@ def test_multiply_floats_do_not_wrap() -> None:
     assert op.multiply((0.1, 3)) == (0.1 * 3, None)
 
 
-@pytest.mark.parametrize(("values", "field"), [
-    ([], "dimension_values"),
-    ("12", "dimension_values"),
-    (None, "dimension_values"),
-    (["3"], "dimension_values[0]"),
-    ([1, True], "dimension_values[1]"),
-    ([1, None], "dimension_values[1]"),
-    ([1, [2]], "dimension_values[1]"),
-    ([1, math.inf], "dimension_values[1]"),
-    ([1, math.nan], "dimension_values[1]"),
-])
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ([], "dimension_values"),
+        ("12", "dimension_values"),
+        (None, "dimension_values"),
+        (["3"], "dimension_values[0]"),
+        ([1, True], "dimension_values[1]"),
+        ([1, None], "dimension_values[1]"),
+        ([1, [2]], "dimension_values[1]"),
+        ([1, math.inf], "dimension_values[1]"),
+        ([1, math.nan], "dimension_values[1]"),
+    ],
+)
 def test_multiply_refusals(values: object, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         op.multiply(values)  # type: ignore[arg-type]
@@ -84,18 +90,21 @@ def test_multiply_float_overflow() -> None:
         op.multiply([2**4000, 1.5])
 
 
-@pytest.mark.parametrize(("a", "b", "added", "subtracted"), [
-    (2**64 - 1, 1, 0, 2**64 - 2),
-    (0, 1, 1, 2**64 - 1),
-    (-7, 100, 93, (-107) % M),
-    (-7, 3, (-4) % M, (-10) % M),
-    (5, 5, 10, 0),
-    (2**70, 0, 0, 0),
-    (2**64 - 1, 2**64 - 1, 2**64 - 2, 0),
-    (1.5, 2, 3.5, -0.5),
-    (0.1, 0.2, 0.1 + 0.2, 0.1 - 0.2),
-    (-7, 0.5, -6.5, -7.5),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "added", "subtracted"),
+    [
+        (2**64 - 1, 1, 0, 2**64 - 2),
+        (0, 1, 1, 2**64 - 1),
+        (-7, 100, 93, (-107) % M),
+        (-7, 3, (-4) % M, (-10) % M),
+        (5, 5, 10, 0),
+        (2**70, 0, 0, 0),
+        (2**64 - 1, 2**64 - 1, 2**64 - 2, 0),
+        (1.5, 2, 3.5, -0.5),
+        (0.1, 0.2, 0.1 + 0.2, 0.1 - 0.2),
+        (-7, 0.5, -6.5, -7.5),
+    ],
+)
 def test_add_subtract(a: float, b: float, added: float, subtracted: float) -> None:
     assert op.add(a, b) == added
     assert op.subtract(a, b) == subtracted
@@ -115,17 +124,20 @@ def test_add_float_overflow_and_refusals() -> None:
         assert info.value.details["field"] == "value"
 
 
-@pytest.mark.parametrize(("value", "m", "expressed", "residue"), [
-    (100, 7, 2, 98),
-    (-7, 3, 2, -9),
-    (7, 3, 1, 6),
-    (0, 5, 0, 0),
-    (2**70 + 5, 2**64, 5, 2**70),
-    (-(2**70), 3, (-(2**70)) % 3, -(2**70) - (-(2**70)) % 3),
-    (7.5, 2, 1.5, 6.0),
-    (-7.5, 2, 0.5, -8.0),
-    (10, 2.5, 0.0, 10.0),
-])
+@pytest.mark.parametrize(
+    ("value", "m", "expressed", "residue"),
+    [
+        (100, 7, 2, 98),
+        (-7, 3, 2, -9),
+        (7, 3, 1, 6),
+        (0, 5, 0, 0),
+        (2**70 + 5, 2**64, 5, 2**70),
+        (-(2**70), 3, (-(2**70)) % 3, -(2**70) - (-(2**70)) % 3),
+        (7.5, 2, 1.5, 6.0),
+        (-7.5, 2, 0.5, -8.0),
+        (10, 2.5, 0.0, 10.0),
+    ],
+)
 def test_modulus(value: float, m: float, expressed: float, residue: float) -> None:
     assert op.modulus(value, m) == (expressed, residue)
 
@@ -143,28 +155,39 @@ def test_modulus_refuses_non_numbers() -> None:
     assert info.value.details["field"] == "modulus"
 
 
-@pytest.mark.parametrize(("value", "exponent", "result"), [
-    (3, 4, 81),
-    (3, 0, 1),
-    (0, 0, 1),
-    (2, 64, 0),
-    (2, 63, 2**63),
-    (3, 2**64 - 1, pow(3, 2**64 - 1, M)),
-    (-2, 3, (-8) % M),
-    (-1, 2**64 - 1, M - 1),
-    (2**64 + 3, 2, 9),
-    (2.0, 10, 1024.0),
-    (2, 0.5, math.sqrt(2)),
-    (1.5, 2.0, 2.25),
-    (0.5, 2**64 - 1, 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "exponent", "result"),
+    [
+        (3, 4, 81),
+        (3, 0, 1),
+        (0, 0, 1),
+        (2, 64, 0),
+        (2, 63, 2**63),
+        (3, 2**64 - 1, pow(3, 2**64 - 1, M)),
+        (-2, 3, (-8) % M),
+        (-1, 2**64 - 1, M - 1),
+        (2**64 + 3, 2, 9),
+        (2.0, 10, 1024.0),
+        (2, 0.5, math.sqrt(2)),
+        (1.5, 2.0, 2.25),
+        (0.5, 2**64 - 1, 0.0),
+    ],
+)
 def test_power(value: float, exponent: float, result: float) -> None:
     assert op.power(value, exponent) == result
 
 
-@pytest.mark.parametrize(("value", "exponent"), [
-    (3, -1), (3, 2**64), (2.0, -0.5), (3, 2.0**65), (3, True), (3, "2"),
-])
+@pytest.mark.parametrize(
+    ("value", "exponent"),
+    [
+        (3, -1),
+        (3, 2**64),
+        (2.0, -0.5),
+        (3, 2.0**65),
+        (3, True),
+        (3, "2"),
+    ],
+)
 def test_power_refused_exponents(value: float, exponent: object) -> None:
     with pytest.raises(ValidationError) as info:
         op.power(value, exponent)  # type: ignore[arg-type]
@@ -178,39 +201,51 @@ def test_power_float_errors() -> None:
         op.power(-8.0, 0.5)
 
 
-@pytest.mark.parametrize(("value", "degree", "result"), [
-    (81, 2, 9),
-    (80, 2, 8),
-    (27, 3, 3),
-    (26, 3, 2),
-    (0, 5, 0),
-    (1, 100, 1),
-    (7, 1, 7),
-    (10**40, 3, 21544346900318),
-    (2**64, 2, 2**32),
-    (2**200, 1, 0),  # wrapped into [0, 2**64)
-    (2**4000, 4000, 2),
-    (2**4000 - 1, 4000, 1),
-    (3**500, 500, 3),
-    (3**500 - 1, 500, 2),
-    (12345, 2**64 - 1, 1),
-    (81.0, 2, 9.0),
-    (27.0, 3, 3.0),
-    (2.0, 2, math.sqrt(2)),
-    (1e300, 7, 1e300 ** (1 / 7)),
-    (0.0, 3, 0.0),
-    (5.5, 1, 5.5),
-])
+@pytest.mark.parametrize(
+    ("value", "degree", "result"),
+    [
+        (81, 2, 9),
+        (80, 2, 8),
+        (27, 3, 3),
+        (26, 3, 2),
+        (0, 5, 0),
+        (1, 100, 1),
+        (7, 1, 7),
+        (10**40, 3, 21544346900318),
+        (2**64, 2, 2**32),
+        (2**200, 1, 0),  # wrapped into [0, 2**64)
+        (2**4000, 4000, 2),
+        (2**4000 - 1, 4000, 1),
+        (3**500, 500, 3),
+        (3**500 - 1, 500, 2),
+        (12345, 2**64 - 1, 1),
+        (81.0, 2, 9.0),
+        (27.0, 3, 3.0),
+        (2.0, 2, math.sqrt(2)),
+        (1e300, 7, 1e300 ** (1 / 7)),
+        (0.0, 3, 0.0),
+        (5.5, 1, 5.5),
+    ],
+)
 def test_root(value: float, degree: int, result: float) -> None:
     got = op.root(value, degree)
     assert got == result
     assert type(got) is type(result)
 
 
-@pytest.mark.parametrize(("value", "degree", "field"), [
-    (-8, 3, "value"), (-1.0, 2, "value"), (81, 0, "degree"), (81, -2, "degree"),
-    (81, 2.0, "degree"), (81, True, "degree"), (81, "2", "degree"), ("81", 2, "value"),
-])
+@pytest.mark.parametrize(
+    ("value", "degree", "field"),
+    [
+        (-8, 3, "value"),
+        (-1.0, 2, "value"),
+        (81, 0, "degree"),
+        (81, -2, "degree"),
+        (81, 2.0, "degree"),
+        (81, True, "degree"),
+        (81, "2", "degree"),
+        ("81", 2, "value"),
+    ],
+)
 def test_root_refusals(value: object, degree: object, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         op.root(value, degree)  # type: ignore[arg-type]
@@ -239,10 +274,15 @@ def test_modulus_identity(value: int, m: int) -> None:
     assert residue % m == 0
 
 
-@pytest.mark.parametrize(("n", "text"), [
-    (0, "0x0000000000000000"), (2227680, "0x000000000021FDE0"),
-    (2**64 - 1, "0xFFFFFFFFFFFFFFFF"), (0xABC, "0x0000000000000ABC"),
-])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0x0000000000000000"),
+        (2227680, "0x000000000021FDE0"),
+        (2**64 - 1, "0xFFFFFFFFFFFFFFFF"),
+        (0xABC, "0x0000000000000ABC"),
+    ],
+)
 def test_to_hex(n: int, text: str) -> None:
     assert op.to_hex(n) == text
 
@@ -258,8 +298,9 @@ def test_require_number_accepts(value: float) -> None:
     op.require_number(value, "value")
 
 
-@pytest.mark.parametrize("value", ["5", "1.5", None, True, False, [1], {"v": 1}, math.inf,
-                                   math.nan, 1j])
+@pytest.mark.parametrize(
+    "value", ["5", "1.5", None, True, False, [1], {"v": 1}, math.inf, math.nan, 1j]
+)
 def test_require_number_refuses(value: object) -> None:
     with pytest.raises(ValidationError) as info:
         op.require_number(value, "the field")

@@ -40,31 +40,63 @@ CASES: list[tuple[str, str, dict | None, object]] = [
     (E, "m * g * h", {"m": 10, "g": 9.81, "h": 2}, 10 * 9.81 * 2),
     (E, "v0 * t + 0.5 * a * t ** 2", {"v0": 3, "a": 2, "t": 4}, 3 * 4 + 0.5 * 2 * 4**2),
     (E, "sqrt(2 * h / g)", {"h": 19.62, "g": 9.81}, math.sqrt(2 * 19.62 / 9.81)),
-    (E, "G * m1 * m2 / r ** 2", {"G": 6.674e-11, "m1": 5.972e24, "m2": 70, "r": 6.371e6},
-     6.674e-11 * 5.972e24 * 70 / 6.371e6**2),
+    (
+        E,
+        "G * m1 * m2 / r ** 2",
+        {"G": 6.674e-11, "m1": 5.972e24, "m2": 70, "r": 6.371e6},
+        6.674e-11 * 5.972e24 * 70 / 6.371e6**2,
+    ),
     (L, "lambda **kw: kw['q'] * kw['v'] * kw.get('B', 1.0)", {"q": 2, "v": 3}, 6.0),
     (E, "2 * pi * sqrt(l / g)", {"l": 1.0, "g": 9.81}, 2 * math.pi * math.sqrt(1.0 / 9.81)),
     (E, "v / f", {"v": 343, "f": 440}, 343 / 440),
-    (E, "p * V / (n * R)", {"p": 101325, "V": 0.0224, "n": 1, "R": 8.314},
-     101325 * 0.0224 / (1 * 8.314)),
+    (
+        E,
+        "p * V / (n * R)",
+        {"p": 101325, "V": 0.0224, "n": 1, "R": 8.314},
+        101325 * 0.0224 / (1 * 8.314),
+    ),
     (E, "1 / (1 / r1 + 1 / r2)", {"r1": 4, "r2": 4}, 2.0),
-    (E, "q1 * q2 * 8.9875e9 / r ** 2", {"q1": 1e-6, "q2": 2e-6, "r": 0.5},
-     1e-6 * 2e-6 * 8.9875e9 / 0.5**2),
+    (
+        E,
+        "q1 * q2 * 8.9875e9 / r ** 2",
+        {"q1": 1e-6, "q2": 2e-6, "r": 0.5},
+        1e-6 * 2e-6 * 8.9875e9 / 0.5**2,
+    ),
     (E, "math.exp(-lam * t)", {"lam": 0.1, "t": 10}, math.exp(-0.1 * 10)),
     # -- finance
-    (E, "P * (1 + r / n) ** (n * t)", {"P": 1000, "r": 0.05, "n": 12, "t": 10},
-     1000 * (1 + 0.05 / 12) ** (12 * 10)),
-    (L, "lambda P, r, n: P * r / (1 - (1 + r) ** -n)", {"P": 200000, "r": 0.004, "n": 360},
-     200000 * 0.004 / (1 - (1 + 0.004) ** -360)),
+    (
+        E,
+        "P * (1 + r / n) ** (n * t)",
+        {"P": 1000, "r": 0.05, "n": 12, "t": 10},
+        1000 * (1 + 0.05 / 12) ** (12 * 10),
+    ),
+    (
+        L,
+        "lambda P, r, n: P * r / (1 - (1 + r) ** -n)",
+        {"P": 200000, "r": 0.004, "n": 360},
+        200000 * 0.004 / (1 - (1 + 0.004) ** -360),
+    ),
     (E, "fv / (1 + r) ** n", {"fv": 1000, "r": 0.1, "n": 2}, 1000 / 1.1**2),
     (E, "P * math.exp(r * t)", {"P": 100, "r": 0.05, "t": 2}, 100 * math.exp(0.05 * 2)),
-    (E, "round(price * (1 - discount), 2)", {"price": 19.99, "discount": 0.15},
-     round(19.99 * (1 - 0.15), 2)),
+    (
+        E,
+        "round(price * (1 - discount), 2)",
+        {"price": 19.99, "discount": 0.15},
+        round(19.99 * (1 - 0.15), 2),
+    ),
     (E, "(end - start) / start * 100", {"start": 80, "end": 100}, 25.0),
-    (L, "lambda **kw: sum(kw.get('cashflows', [])) - kw.get('cost', 0)",
-     {"cashflows": [100, 200, 300], "cost": 500}, 100),
-    (E, "math.log(target / principal) / math.log(1 + rate)",
-     {"target": 2000, "principal": 1000, "rate": 0.07}, math.log(2) / math.log(1.07)),
+    (
+        L,
+        "lambda **kw: sum(kw.get('cashflows', [])) - kw.get('cost', 0)",
+        {"cashflows": [100, 200, 300], "cost": 500},
+        100,
+    ),
+    (
+        E,
+        "math.log(target / principal) / math.log(1 + rate)",
+        {"target": 2000, "principal": 1000, "rate": 0.07},
+        math.log(2) / math.log(1.07),
+    ),
     (E, "revenue - cost if revenue > cost else 0", {"revenue": 120, "cost": 150}, 0),
     (E, "max(0, spot - strike)", {"spot": 105.5, "strike": 100}, 5.5),
     # -- geometry
@@ -75,12 +107,20 @@ CASES: list[tuple[str, str, dict | None, object]] = [
     (E, "math.sqrt(a ** 2 + b ** 2)", {"a": 5, "b": 12}, 13.0),
     (E, "degrees(atan2(y, x))", {"y": 1, "x": 1}, 45.0),
     (E, "math.dist(p, q)", {"p": [0, 0], "q": [3, 4]}, 5.0),
-    (E, "0.5 * abs(x1 * (y2 - y3) + x2 * (y3 - y1) + x3 * (y1 - y2))",
-     {"x1": 0, "y1": 0, "x2": 4, "y2": 0, "x3": 0, "y3": 3}, 6.0),
+    (
+        E,
+        "0.5 * abs(x1 * (y2 - y3) + x2 * (y3 - y1) + x3 * (y1 - y2))",
+        {"x1": 0, "y1": 0, "x2": 4, "y2": 0, "x3": 0, "y3": 3},
+        6.0,
+    ),
     (E, "2 * (w + h)", {"w": 3, "h": 4.5}, 15.0),
     (E, "radians(180)", {}, math.pi),
-    (E, "math.sin(pi / 6) ** 2 + cos(pi / 6) ** 2", {}, math.sin(math.pi / 6) ** 2
-     + math.cos(math.pi / 6) ** 2),
+    (
+        E,
+        "math.sin(pi / 6) ** 2 + cos(pi / 6) ** 2",
+        {},
+        math.sin(math.pi / 6) ** 2 + math.cos(math.pi / 6) ** 2,
+    ),
     (E, "tau * r", {"r": 0.5}, math.tau * 0.5),
     # -- integers, number theory, big ints
     (E, "math.factorial(n)", {"n": 20}, 2432902008176640000),
@@ -113,8 +153,12 @@ CASES: list[tuple[str, str, dict | None, object]] = [
     (E, "min(items) + max(items)", {"items": [4, 1, 9]}, 10),
     (E, "max(a, b, c)", {"a": 1, "b": 7, "c": 3}, 7),
     (E, "sorted_ if False else [x, y]", {"x": 1, "y": 2, "sorted_": 0}, [1, 2]),
-    (E, "{'area': w * h, 'perimeter': 2 * (w + h)}", {"w": 2, "h": 3},
-     {"area": 6, "perimeter": 10}),
+    (
+        E,
+        "{'area': w * h, 'perimeter': 2 * (w + h)}",
+        {"w": 2, "h": 3},
+        {"area": 6, "perimeter": 10},
+    ),
     (E, "(1, (2, 3), [4])", {}, [1, [2, 3], [4]]),
     (E, "data['a'][1]", {"data": {"a": [10, 20]}}, 20),
     (E, "x is None", {"x": None}, True),
@@ -225,8 +269,14 @@ def test_runtime_errors_become_invocation_errors() -> None:
 
 def test_invoke_many_mixed_batch() -> None:
     compiled = compile_substrate(L, "lambda **kw: kw.get('x', 0) * kw.get('y', 0)")
-    batch = [{"x": 2, "y": 3}, {"x": "ab", "y": 2}, {"x": 1 << 4000, "y": 1 << 4000},
-             None, {"x": 1.5, "y": 2}, {"x": [1], "y": 2}]
+    batch = [
+        {"x": 2, "y": 3},
+        {"x": "ab", "y": 2},
+        {"x": 1 << 4000, "y": 1 << 4000},
+        None,
+        {"x": 1.5, "y": 2},
+        {"x": [1], "y": 2},
+    ]
     out = compiled.invoke_many(batch, return_exceptions=True)
     assert out[0] == 6
     assert out[1] == "abab"

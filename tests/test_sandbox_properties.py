@@ -40,24 +40,25 @@ def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(st.sampled_from(("-", "+", "~", "not ")), children).map(
             lambda t: f"({t[0]}{t[1]})"
         ),
-        st.tuples(children, st.sampled_from(_CMPOPS), children, st.sampled_from(_CMPOPS),
-                  children).map(lambda t: f"({t[0]} {t[1]} {t[2]} {t[3]} {t[4]})"),
+        st.tuples(
+            children, st.sampled_from(_CMPOPS), children, st.sampled_from(_CMPOPS), children
+        ).map(lambda t: f"({t[0]} {t[1]} {t[2]} {t[3]} {t[4]})"),
         st.tuples(children, st.sampled_from(("and", "or")), children).map(
             lambda t: f"({t[0]} {t[1]} {t[2]})"
         ),
-        st.tuples(children, children, children).map(
-            lambda t: f"({t[0]} if {t[1]} else {t[2]})"
-        ),
+        st.tuples(children, children, children).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
         st.tuples(st.sampled_from(_FUNCS1), children).map(lambda t: f"{t[0]}({t[1]})"),
-        st.tuples(st.sampled_from(("min", "max", "math.hypot", "atan2")), children,
-                  children).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(("min", "max", "math.hypot", "atan2")), children, children).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"
+        ),
         # containers and sequences (these take the general, fully guarded path)
         st.tuples(children, children, st.integers(-3, 2)).map(
             lambda t: f"[{t[0]}, {t[1]}][{t[2]}]"
         ),
         st.tuples(children, children).map(lambda t: f"({t[0]}, [{t[1]}])"),
-        st.tuples(st.sampled_from(("'ab'", "'xyz'", "[1, 2]", "(3,)")),
-                  st.integers(-1, 4)).map(lambda t: f"len({t[0]} * {t[1]})"),
+        st.tuples(st.sampled_from(("'ab'", "'xyz'", "[1, 2]", "(3,)")), st.integers(-1, 4)).map(
+            lambda t: f"len({t[0]} * {t[1]})"
+        ),
         st.tuples(children, children).map(lambda t: f"sum([{t[0]}, {t[1]}])"),
         st.tuples(children, children).map(lambda t: f"({t[0]} in [{t[1]}, 1])"),
     )
@@ -73,9 +74,20 @@ PARAMS = st.fixed_dictionaries({name: VALUES for name in NAMES})
 
 _ORACLE_GLOBALS = {
     "__builtins__": {},
-    "abs": abs, "round": round, "int": int, "float": float, "min": min, "max": max,
-    "len": len, "sum": sum, "ceil": math.ceil, "sqrt": math.sqrt, "exp": math.exp,
-    "atan2": math.atan2, "pi": math.pi, "math": math,
+    "abs": abs,
+    "round": round,
+    "int": int,
+    "float": float,
+    "min": min,
+    "max": max,
+    "len": len,
+    "sum": sum,
+    "ceil": math.ceil,
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "atan2": math.atan2,
+    "pi": math.pi,
+    "math": math,
 }
 
 
@@ -165,11 +177,67 @@ def test_kw_lambdas_match_plain_python(code: str, params: dict) -> None:
 # -- hostile input never escapes or hangs --------------------------------------------------------
 
 _TOKENS = (
-    "x", "kw", "math", "lambda", "**kw", ":", ".", "__class__", "__subclasses__", "__globals__",
-    "__import__", "__builtins__", "get", "pop", "sqrt", "format", "(", ")", "[", "]", "{", "}",
-    ",", "*", "**", "+", "-", "<<", "%", "'a'", "'%s'", "f'", "1", "10", "9" * 20, "0x1",
-    "for", "in", "if", "else", "not", "and", "=", ":=", "import", "os", "yield", " ", "\n",
-    "#", "\\", "'", '"', "\uff45", "\u1d62", "_", "pow", "factorial", "max", "range", "eval",
+    "x",
+    "kw",
+    "math",
+    "lambda",
+    "**kw",
+    ":",
+    ".",
+    "__class__",
+    "__subclasses__",
+    "__globals__",
+    "__import__",
+    "__builtins__",
+    "get",
+    "pop",
+    "sqrt",
+    "format",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "*",
+    "**",
+    "+",
+    "-",
+    "<<",
+    "%",
+    "'a'",
+    "'%s'",
+    "f'",
+    "1",
+    "10",
+    "9" * 20,
+    "0x1",
+    "for",
+    "in",
+    "if",
+    "else",
+    "not",
+    "and",
+    "=",
+    ":=",
+    "import",
+    "os",
+    "yield",
+    " ",
+    "\n",
+    "#",
+    "\\",
+    "'",
+    '"',
+    "\uff45",
+    "\u1d62",
+    "_",
+    "pow",
+    "factorial",
+    "max",
+    "range",
+    "eval",
 )
 _GARBAGE = st.one_of(
     st.text(max_size=200),
@@ -222,8 +290,9 @@ def _hostile(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     )
 
 
-_HOSTILE = st.recursive(st.sampled_from(("x", "kw", "1", "'a'", "math", "_y", "e")), _hostile,
-                        max_leaves=6)
+_HOSTILE = st.recursive(
+    st.sampled_from(("x", "kw", "1", "'a'", "math", "_y", "e")), _hostile, max_leaves=6
+)
 
 
 def _should_accept(tree: ast.Lambda) -> bool:
