@@ -316,24 +316,40 @@ class Registry(GraphMixin):
     def invoke_many(
         self, invocations: Iterable[tuple[int | str, Mapping[str, Any] | None]]
     ) -> list[Invocation | errors.BfxError]:
-        results: list[Invocation | errors.BfxError] = []
-        counts: dict[int, int] = {}
-        perf = time.perf_counter
-        for substrate_id, parameters in invocations:
+        """Invokes in input order; each answer is an Invocation or the error for
+        that item. Items for the same substrate run through the sandbox's batch
+        fast path together; ``elapsed_ms`` is then the group's mean."""
+        items = list(invocations)
+        results: list[Invocation | errors.BfxError | None] = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for index, (substrate_id, _parameters) in enumerate(items):
             try:
-                identity = parse_id(substrate_id)
-                compiled = self.compiled(identity)
-                start = perf()
-                result = compiled.invoke(parameters)
-                results.append(Invocation(identity, result, (perf() - start) * 1000.0))
-                counts[identity] = counts.get(identity, 0) + 1
+                groups.setdefault(parse_id(substrate_id), []).append(index)
             except errors.BfxError as exc:
-                results.append(exc)
-        for identity, count in counts.items():
-            # A substrate deleted meanwhile simply has no counter to bump.
-            with contextlib.suppress(errors.NotFoundError):
-                self._arena.record_invocations(identity, count)
-        return results
+                results[index] = exc
+        perf = time.perf_counter
+        for identity, indices in groups.items():
+            try:
+                compiled = self.compiled(identity)
+            except errors.BfxError as exc:
+                for index in indices:
+                    results[index] = exc
+                continue
+            start = perf()
+            answers = compiled.invoke_many([items[i][1] for i in indices], return_exceptions=True)
+            elapsed = (perf() - start) * 1000.0 / len(indices)
+            succeeded = 0
+            for index, answer in zip(indices, answers, strict=True):
+                if isinstance(answer, errors.BfxError):
+                    results[index] = answer
+                else:
+                    results[index] = Invocation(identity, answer, elapsed)
+                    succeeded += 1
+            if succeeded:
+                # A substrate deleted meanwhile simply has no counter to bump.
+                with contextlib.suppress(errors.NotFoundError):
+                    self._arena.record_invocations(identity, succeeded)
+        return results  # type: ignore[return-value]
 
     def value(
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
