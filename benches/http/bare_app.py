@@ -32,9 +32,14 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["method"] == "POST":
+        # Read the body as bfx does: stop once Content-Length bytes are in, rather than
+        # waiting for Granian's empty closing message.
+        length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), None)
+        got = 0
         more = True
-        while more:
+        while more and got != length:
             msg = await receive()
+            got += len(msg.get("body", b""))
             more = msg.get("more_body", False)
     body = _encode(_DOC)
     await send(
