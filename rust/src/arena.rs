@@ -969,7 +969,6 @@ pub(crate) struct Adj {
     /// The node slot at the other end of the list entry (the stored target
     /// for an outgoing list, the stored source for an incoming list).
     pub other: u32,
-    pub rel: RelType,
     pub bidirectional: bool,
 }
 
@@ -1020,44 +1019,31 @@ impl Arena {
             })
     }
 
-    /// The stored outgoing list of a node slot (edges whose source it is).
-    pub(crate) fn raw_out(&self, slot: u32) -> impl Iterator<Item = Adj> + '_ {
-        ListIter {
-            arena: self,
-            next: self.nodes.get(slot as usize).head_out,
-            outgoing: true,
-        }
-        .map(move |e| {
-            let edge = self.edges.get(e as usize);
-            Adj {
-                edge: e,
-                other: edge.dst,
-                rel: edge.rel(),
-                bidirectional: edge.bidirectional(),
-            }
-        })
-    }
-
-    /// The stored incoming list of a node slot (edges whose target it is).
-    pub(crate) fn raw_in(&self, slot: u32) -> impl Iterator<Item = Adj> + '_ {
-        ListIter {
-            arena: self,
-            next: self.nodes.get(slot as usize).head_in,
-            outgoing: false,
-        }
-        .map(move |e| {
-            let edge = self.edges.get(e as usize);
-            Adj {
-                edge: e,
-                other: edge.src,
-                rel: edge.rel(),
-                bidirectional: edge.bidirectional(),
-            }
-        })
-    }
-
     /// The relationship in a live edge slot.
     pub(crate) fn edge_at(&self, e: u32) -> EdgeView<'_> {
         self.edge_view(e)
+    }
+
+    /// The heads of a node slot's outgoing and incoming lists (`u32::MAX`
+    /// when empty): for walks that follow several lists at once.
+    #[inline]
+    pub(crate) fn list_heads(&self, slot: u32) -> (u32, u32) {
+        let node = self.nodes.get(slot as usize);
+        (node.head_out, node.head_in)
+    }
+
+    /// A live edge slot's links: `(src, dst, next_out, next_in, rel,
+    /// bidirectional)`, the `next_*` being `u32::MAX` at the end of a list.
+    #[inline]
+    pub(crate) fn edge_links(&self, e: u32) -> (u32, u32, u32, u32, RelType, bool) {
+        let edge = self.edges.get(e as usize);
+        (
+            edge.src,
+            edge.dst,
+            edge.next_out,
+            edge.next_in,
+            edge.rel(),
+            edge.bidirectional(),
+        )
     }
 }

@@ -76,6 +76,30 @@ impl BuildHasher for SlotHash {
 type SlotMap<V> = HashMap<u32, V, SlotHash>;
 type SlotSet = HashSet<u32, SlotHash>;
 
+/// A set of node slots as one bit each: a million slots are 128 KiB, cheaper
+/// to clear than a hash set is to probe on a large walk.
+struct SlotBits(Vec<u64>);
+
+impl SlotBits {
+    fn new(bound: usize) -> Self {
+        SlotBits(vec![0; bound.div_ceil(64)])
+    }
+
+    /// Adds `slot`; false if it was there already.
+    #[inline]
+    fn insert(&mut self, slot: u32) -> bool {
+        let (word, bit) = ((slot >> 6) as usize, 1u64 << (slot & 63));
+        let fresh = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        fresh
+    }
+
+    #[inline]
+    fn contains(&self, slot: u32) -> bool {
+        self.0[(slot >> 6) as usize] & (1u64 << (slot & 63)) != 0
+    }
+}
+
 // ---------------------------------------------------------------- arguments
 
 /// Which way a walk follows relationships.
@@ -117,57 +141,6 @@ impl TypeMask {
     #[inline]
     pub fn contains(self, rel: RelType) -> bool {
         self.0 & (1 << rel.index()) != 0
-    }
-}
-
-/// Calls `f(adj, neighbour)` for each relationship a walk may follow from
-/// `slot`. In the `Both` direction a self-loop comes once.
-#[inline]
-fn for_each_step(
-    arena: &Arena,
-    slot: u32,
-    dir: Direction,
-    mask: TypeMask,
-    mut f: impl FnMut(Adj) -> bool,
-) {
-    // `f` answers false to stop early.
-    match dir {
-        Direction::Outgoing => {
-            for a in arena.raw_out(slot) {
-                if mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-            for a in arena.raw_in(slot) {
-                if a.bidirectional && a.other != slot && mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-        }
-        Direction::Incoming => {
-            for a in arena.raw_in(slot) {
-                if mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-            for a in arena.raw_out(slot) {
-                if a.bidirectional && a.other != slot && mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-        }
-        Direction::Both => {
-            for a in arena.raw_out(slot) {
-                if mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-            for a in arena.raw_in(slot) {
-                if a.other != slot && mask.contains(a.rel) && !f(a) {
-                    return;
-                }
-            }
-        }
     }
 }
 
@@ -230,6 +203,100 @@ impl Traversal {
     }
 }
 
+/// How many adjacency lists a level of a walk follows at once. Each list is a
+/// chain of dependent loads through the edge records; walking independent
+/// chains side by side lets the memory system serve several misses at a time.
+const LANES: usize = 16;
+
+#[derive(Clone, Copy)]
+struct Lane {
+    edge: u32,
+    /// Index in the frontier of the node whose list this is.
+    node: u32,
+    outgoing: bool,
+}
+
+/// Calls `f(i, adj)` for each relationship a walk may follow from each node
+/// `frontier[i]`, walking up to
+/// [`LANES`] lists at once; the order within the level is unspecified. `f`
+/// answers false to stop; then so does this, answering false.
+fn expand_level(
+    arena: &Arena,
+    frontier: &[u32],
+    dir: Direction,
+    mask: TypeMask,
+    mut f: impl FnMut(usize, Adj) -> bool,
+) -> bool {
+    let total = frontier.len() * 2;
+    let mut job = 0usize;
+    let next_job = |job: &mut usize| -> Option<Lane> {
+        while *job < total {
+            let (i, outgoing) = (*job / 2, *job % 2 == 0);
+            *job += 1;
+            let (head_out, head_in) = arena.list_heads(frontier[i]);
+            let head = if outgoing { head_out } else { head_in };
+            if head != NONE {
+                return Some(Lane {
+                    edge: head,
+                    node: i as u32,
+                    outgoing,
+                });
+            }
+        }
+        None
+    };
+    let mut lanes: Vec<Lane> = Vec::with_capacity(LANES);
+    while lanes.len() < LANES {
+        match next_job(&mut job) {
+            Some(lane) => lanes.push(lane),
+            None => break,
+        }
+    }
+    while !lanes.is_empty() {
+        let mut k = 0;
+        while k < lanes.len() {
+            let lane = lanes[k];
+            let slot = frontier[lane.node as usize];
+            let (src, dst, next_out, next_in, rel, bidirectional) = arena.edge_links(lane.edge);
+            let (other, next, follow) = if lane.outgoing {
+                (
+                    dst,
+                    next_out,
+                    dir != Direction::Incoming || (bidirectional && dst != slot),
+                )
+            } else {
+                let follow = match dir {
+                    Direction::Incoming => true,
+                    Direction::Outgoing => bidirectional && src != slot,
+                    // A self-loop is in both lists: take it from the outgoing one.
+                    Direction::Both => src != slot,
+                };
+                (src, next_in, follow)
+            };
+            if follow && mask.contains(rel) {
+                let adj = Adj {
+                    edge: lane.edge,
+                    other,
+                    bidirectional,
+                };
+                if !f(lane.node as usize, adj) {
+                    return false;
+                }
+            }
+            if next != NONE {
+                lanes[k].edge = next;
+                k += 1;
+            } else if let Some(fresh) = next_job(&mut job) {
+                lanes[k] = fresh;
+                k += 1;
+            } else {
+                lanes.swap_remove(k);
+            }
+        }
+    }
+    true
+}
+
 /// Breadth-first walk from `start` to at most `max_depth` steps, keeping at
 /// most `max_nodes` nodes (the start included; at least 1).
 pub fn traverse(
@@ -242,55 +309,80 @@ pub fn traverse(
 ) -> CoreResult<Traversal> {
     let root = required(arena, start)?;
     let max_nodes = max_nodes.max(1);
-    let mut index: SlotMap<u32> = SlotMap::default();
+    let mut seen = SlotBits::new(arena.node_slot_bound());
+    seen.insert(root);
+    // Slots and edge slots during the walk; ids and relationship ids after
+    // it, as independent lookups rather than inside the list walks.
     let mut slots: Vec<u32> = vec![root];
-    let mut out = Traversal::default();
-    index.insert(root, 0);
-    out.nodes.push(Reached {
-        id: start,
-        depth: 0,
-        parent: NONE,
-        via: 0,
-    });
+    let mut depths: Vec<u32> = vec![0];
+    let mut parents: Vec<u32> = vec![NONE];
+    let mut vias: Vec<u32> = vec![NONE];
+    let mut crossed: Vec<u32> = Vec::new();
     let mut seen_edges: SlotSet = SlotSet::default();
-    let mut head = 0;
-    while head < slots.len() {
-        let (slot, depth) = (slots[head], out.nodes[head].depth);
-        if depth >= max_depth {
-            // Breadth-first: every node after this one is as deep.
+    let mut truncated = false;
+    let mut level_start = 0;
+    for depth in 1..=max_depth {
+        let level_end = slots.len();
+        if level_start == level_end {
             break;
         }
-        let from = head as u32;
-        head += 1;
-        for_each_step(arena, slot, dir, types, |a| {
-            if !index.contains_key(&a.other) {
-                if out.nodes.len() >= max_nodes {
-                    out.truncated = true;
+        let mut next: Vec<u32> = Vec::new();
+        let frontier = &slots[level_start..level_end];
+        expand_level(arena, frontier, dir, types, |i, a| {
+            if !seen.contains(a.other) {
+                if level_end + next.len() >= max_nodes {
+                    truncated = true;
                     return true;
                 }
-                index.insert(a.other, out.nodes.len() as u32);
-                slots.push(a.other);
-                out.nodes.push(Reached {
-                    id: arena.node_id_at(a.other),
-                    depth: depth + 1,
-                    parent: from,
-                    via: arena.edge_at(a.edge).id,
-                });
+                seen.insert(a.other);
+                next.push(a.other);
+                depths.push(depth);
+                parents.push((level_start + i) as u32);
+                // The edge that found a node is new to `crossed` (it was
+                // never crossed from the other end, which is only now
+                // reached), so it is the one pushed next.
+                vias.push(crossed.len() as u32);
             }
-            if seen_edges.insert(a.edge) {
-                let e = arena.edge_at(a.edge);
-                out.edges.push(Crossed {
-                    id: e.id,
-                    rel: e.rel,
-                    source: e.source,
-                    target: e.target,
-                    bidirectional: e.bidirectional,
-                });
+            // A relationship can come up twice only from its two ends: when
+            // it is bidirectional or the walk goes both ways.
+            if (!a.bidirectional && dir != Direction::Both) || seen_edges.insert(a.edge) {
+                crossed.push(a.edge);
             }
             true
         });
+        slots.extend_from_slice(&next);
+        level_start = level_end;
     }
-    Ok(out)
+    let edges: Vec<Crossed> = crossed
+        .iter()
+        .map(|&e| {
+            let e = arena.edge_at(e);
+            Crossed {
+                id: e.id,
+                rel: e.rel,
+                source: e.source,
+                target: e.target,
+                bidirectional: e.bidirectional,
+            }
+        })
+        .collect();
+    let nodes = (0..slots.len())
+        .map(|i| Reached {
+            id: arena.node_id_at(slots[i]),
+            depth: depths[i],
+            parent: parents[i],
+            via: if vias[i] == NONE {
+                0
+            } else {
+                edges[vias[i] as usize].id
+            },
+        })
+        .collect();
+    Ok(Traversal {
+        nodes,
+        edges,
+        truncated,
+    })
 }
 
 /// Node ids at distance at most `max_depth` from `start` and their depths,
@@ -303,27 +395,32 @@ pub fn bfs_depths(
     types: TypeMask,
 ) -> CoreResult<Vec<(u64, u32)>> {
     let root = required(arena, start)?;
-    let mut seen: SlotSet = SlotSet::default();
+    let mut seen = SlotBits::new(arena.node_slot_bound());
     seen.insert(root);
-    let mut frontier = vec![root];
-    let mut out = vec![(start, 0)];
+    let mut order: Vec<u32> = vec![root];
+    let mut depths: Vec<u32> = vec![0];
+    let mut level_start = 0;
     for depth in 1..=max_depth {
-        let mut next = Vec::new();
-        for &slot in &frontier {
-            for_each_step(arena, slot, dir, types, |a| {
-                if seen.insert(a.other) {
-                    next.push(a.other);
-                    out.push((arena.node_id_at(a.other), depth));
-                }
-                true
-            });
-        }
-        if next.is_empty() {
+        let level_end = order.len();
+        if level_start == level_end {
             break;
         }
-        frontier = next;
+        let mut next: Vec<u32> = Vec::new();
+        expand_level(arena, &order[level_start..level_end], dir, types, |_, a| {
+            if seen.insert(a.other) {
+                next.push(a.other);
+            }
+            true
+        });
+        depths.resize(depths.len() + next.len(), depth);
+        order.extend_from_slice(&next);
+        level_start = level_end;
     }
-    Ok(out)
+    Ok(order
+        .iter()
+        .zip(&depths)
+        .map(|(&slot, &d)| (arena.node_id_at(slot), d))
+        .collect())
 }
 
 // ---------------------------------------------------------------- shortest path
@@ -342,34 +439,34 @@ pub fn shortest_path(
     if from == to {
         return Ok(Some(vec![src]));
     }
+    let mut seen = SlotBits::new(arena.node_slot_bound());
+    seen.insert(from);
     let mut parent: SlotMap<u32> = SlotMap::default();
-    parent.insert(from, NONE);
-    let mut queue = std::collections::VecDeque::from([from]);
+    let mut frontier = vec![from];
     let mut found = false;
-    while let Some(slot) = queue.pop_front() {
-        for_each_step(arena, slot, dir, types, |a| {
-            if let hashbrown::hash_map::Entry::Vacant(v) = parent.entry(a.other) {
-                v.insert(slot);
+    while !frontier.is_empty() && !found {
+        let mut next = Vec::new();
+        expand_level(arena, &frontier, dir, types, |i, a| {
+            if seen.insert(a.other) {
+                parent.insert(a.other, frontier[i]);
                 if a.other == to {
                     found = true;
                     return false;
                 }
-                queue.push_back(a.other);
+                next.push(a.other);
             }
             true
         });
-        if found {
-            break;
-        }
+        frontier = next;
     }
     if !found {
         return Ok(None);
     }
     let mut path = vec![dst];
-    let mut at = parent[&to];
-    while at != NONE {
-        path.push(arena.node_id_at(at));
+    let mut at = to;
+    while at != from {
         at = parent[&at];
+        path.push(arena.node_id_at(at));
     }
     path.reverse();
     Ok(Some(path))
@@ -402,7 +499,7 @@ impl Csr {
 
     /// Number of distinct links (self-loops included).
     pub fn link_count(&self) -> usize {
-        self.out_adj.len()
+        self.out_adj.len().max(self.in_adj.len())
     }
 
     #[inline]
@@ -415,87 +512,50 @@ impl Csr {
         &self.in_adj[self.in_off[v as usize]..self.in_off[v as usize + 1]]
     }
 
-    /// Builds the snapshot: O(V + E) plus sorting each row.
+    /// Builds the snapshot with rows in both directions: O(V + E) plus
+    /// sorting each row.
     pub fn build(arena: &Arena, types: TypeMask) -> Csr {
+        Csr::build_rows(arena, types, Rows::Both)
+    }
+
+    /// Builds the snapshot with the rows an algorithm needs (the others are
+    /// left empty): each direction costs a pass of random writes over the
+    /// links, so a one-direction algorithm skips the other.
+    pub fn build_rows(arena: &Arena, types: TypeMask, rows: Rows) -> Csr {
         let bound = arena.node_slot_bound();
-        let mut dense = vec![NONE; bound];
         let mut ids = Vec::with_capacity(arena.len());
-        for (slot, id) in arena.live_node_ids() {
-            dense[slot as usize] = ids.len() as u32;
-            ids.push(id);
-        }
+        // Without free slots the slots are the dense indices already.
+        let dense: Option<Vec<u32>> = if arena.len() == bound {
+            ids.extend(arena.live_node_ids().map(|(_, id)| id));
+            None
+        } else {
+            let mut dense = vec![NONE; bound];
+            for (slot, id) in arena.live_node_ids() {
+                dense[slot as usize] = ids.len() as u32;
+                ids.push(id);
+            }
+            Some(dense)
+        };
         let n = ids.len();
-        // Count, then fill, the out-rows with every direction a relationship
-        // counts in; repeats go afterwards.
-        let mut deg = vec![0usize; n + 1];
-        for e in arena.live_slot_edges() {
-            if !types.contains(e.rel) {
-                continue;
+        let (out_off, out_adj, in_off, in_adj) = match rows {
+            Rows::Out => {
+                let (off, adj) = link_rows(arena, dense.as_deref(), n, types, false);
+                (off, adj, vec![0; n + 1], Vec::new())
             }
-            deg[dense[e.src as usize] as usize] += 1;
-            if e.bidirectional && e.src != e.dst {
-                deg[dense[e.dst as usize] as usize] += 1;
+            Rows::In => {
+                let (off, adj) = link_rows(arena, dense.as_deref(), n, types, true);
+                (vec![0; n + 1], Vec::new(), off, adj)
             }
-        }
-        let mut off = vec![0usize; n + 1];
-        for u in 0..n {
-            off[u + 1] = off[u] + deg[u];
-        }
-        let mut fill = off.clone();
-        let mut adj = vec![0u32; off[n]];
-        for e in arena.live_slot_edges() {
-            if !types.contains(e.rel) {
-                continue;
+            Rows::Both => {
+                let (off, adj) = link_rows(arena, dense.as_deref(), n, types, false);
+                let (in_off, in_adj) = transpose(n, &off, &adj);
+                (off, adj, in_off, in_adj)
             }
-            let (u, v) = (dense[e.src as usize], dense[e.dst as usize]);
-            adj[fill[u as usize]] = v;
-            fill[u as usize] += 1;
-            if e.bidirectional && u != v {
-                adj[fill[v as usize]] = u;
-                fill[v as usize] += 1;
-            }
-        }
-        drop(fill);
-        drop(dense);
-        // Sort each row and drop repeats, compacting in place.
-        let mut out_off = vec![0usize; n + 1];
-        let mut w = 0;
-        for u in 0..n {
-            let (a, b) = (off[u], off[u + 1]);
-            adj[a..b].sort_unstable();
-            let mut last = NONE;
-            for i in a..b {
-                let v = adj[i];
-                if v != last {
-                    adj[w] = v;
-                    w += 1;
-                    last = v;
-                }
-            }
-            out_off[u + 1] = w;
-        }
-        adj.truncate(w);
-        adj.shrink_to_fit();
-        // The in-rows by transposition: scanning u in order keeps them sorted.
-        let mut in_off = vec![0usize; n + 1];
-        for &v in &adj {
-            in_off[v as usize + 1] += 1;
-        }
-        for v in 0..n {
-            in_off[v + 1] += in_off[v];
-        }
-        let mut fill = in_off.clone();
-        let mut in_adj = vec![0u32; adj.len()];
-        for u in 0..n {
-            for &v in &adj[out_off[u]..out_off[u + 1]] {
-                in_adj[fill[v as usize]] = u as u32;
-                fill[v as usize] += 1;
-            }
-        }
+        };
         Csr {
             ids,
             out_off,
-            out_adj: adj,
+            out_adj,
             in_off,
             in_adj,
         }
@@ -539,6 +599,110 @@ impl Csr {
     }
 }
 
+/// Which rows of a [`Csr`] to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    Out,
+    In,
+    Both,
+}
+
+/// The rows of the distinct links by source (or by target with `reverse`),
+/// each sorted, as offsets and entries.
+fn link_rows(
+    arena: &Arena,
+    dense: Option<&[u32]>,
+    n: usize,
+    types: TypeMask,
+    reverse: bool,
+) -> (Vec<usize>, Vec<u32>) {
+    let at = |slot: u32| dense.map_or(slot, |d| d[slot as usize]);
+    // Count, then fill, every direction a relationship counts in; repeats go
+    // afterwards.
+    let mut off = vec![0usize; n + 1];
+    for e in arena.live_slot_edges() {
+        if !types.contains(e.rel) {
+            continue;
+        }
+        let (u, v) = (at(e.src), at(e.dst));
+        off[if reverse { v } else { u } as usize + 1] += 1;
+        if e.bidirectional && u != v {
+            off[if reverse { u } else { v } as usize + 1] += 1;
+        }
+    }
+    for u in 0..n {
+        off[u + 1] += off[u];
+    }
+    let mut fill = off.clone();
+    let mut adj = vec![0u32; off[n]];
+    let mut put = |row: u32, x: u32| {
+        adj[fill[row as usize]] = x;
+        fill[row as usize] += 1;
+    };
+    for e in arena.live_slot_edges() {
+        if !types.contains(e.rel) {
+            continue;
+        }
+        let (u, v) = (at(e.src), at(e.dst));
+        if reverse {
+            put(v, u);
+        } else {
+            put(u, v);
+        }
+        if e.bidirectional && u != v {
+            if reverse {
+                put(u, v);
+            } else {
+                put(v, u);
+            }
+        }
+    }
+    drop(fill);
+    // Sort each row and drop repeats, compacting in place.
+    let mut row_off = vec![0usize; n + 1];
+    let mut w = 0;
+    for u in 0..n {
+        let (a, b) = (off[u], off[u + 1]);
+        let row = &mut adj[a..b];
+        if row.len() > 1 {
+            row.sort_unstable();
+        }
+        let mut last = NONE;
+        for i in a..b {
+            let v = adj[i];
+            if v != last {
+                adj[w] = v;
+                w += 1;
+                last = v;
+            }
+        }
+        row_off[u + 1] = w;
+    }
+    adj.truncate(w);
+    adj.shrink_to_fit();
+    (row_off, adj)
+}
+
+/// The rows of the other direction: scanning rows in order keeps them sorted.
+fn transpose(n: usize, off: &[usize], adj: &[u32]) -> (Vec<usize>, Vec<u32>) {
+    let mut t_off = vec![0usize; n + 1];
+    for &v in adj {
+        t_off[v as usize + 1] += 1;
+    }
+    for v in 0..n {
+        t_off[v + 1] += t_off[v];
+    }
+    let mut fill = t_off.clone();
+    let mut t_adj = vec![0u32; adj.len()];
+    for u in 0..n {
+        for &v in &adj[off[u]..off[u + 1]] {
+            t_adj[fill[v as usize]] = u as u32;
+            fill[v as usize] += 1;
+        }
+    }
+    (t_off, t_adj)
+}
+
 impl Arena {
     /// The [`Csr`] snapshot of the relationships of the given types (all
     /// when None).
@@ -549,18 +713,22 @@ impl Arena {
 
 // ---------------------------------------------------------------- SCC
 
-/// Strongly connected components (iterative Tarjan): the component number of
+/// Strongly connected components (iterative Tarjan, on the out-rows): the
+/// component number of
 /// each node and how many there are. Components are numbered in reverse
 /// topological order of the condensation; every node is in one (singletons
 /// included).
 pub fn strongly_connected(g: &Csr) -> (Vec<u32>, usize) {
+    // One array read per edge: `index` is the visit number of a node on the
+    // Tarjan stack, NONE before its visit, DONE once in a component; `low`
+    // lives in the call frames, the only place it is used.
+    const DONE: u32 = u32::MAX - 1;
     let n = g.len();
     let mut comp = vec![NONE; n];
     let mut index = vec![NONE; n];
-    let mut low = vec![0u32; n];
-    let mut on_stack = vec![false; n];
     let mut stack: Vec<u32> = Vec::new();
-    let mut calls: Vec<(u32, usize)> = Vec::new();
+    // (node, next out position, low)
+    let mut calls: Vec<(u32, usize, u32)> = Vec::new();
     let mut counter = 0u32;
     let mut count = 0usize;
     for root in 0..n as u32 {
@@ -568,36 +736,33 @@ pub fn strongly_connected(g: &Csr) -> (Vec<u32>, usize) {
             continue;
         }
         index[root as usize] = counter;
-        low[root as usize] = counter;
-        counter += 1;
         stack.push(root);
-        on_stack[root as usize] = true;
-        calls.push((root, g.out_off[root as usize]));
-        while let Some(&mut (v, ref mut pos)) = calls.last_mut() {
-            let end = g.out_off[v as usize + 1];
-            if *pos < end {
+        calls.push((root, g.out_off[root as usize], counter));
+        counter += 1;
+        while let Some(&mut (v, ref mut pos, ref mut low)) = calls.last_mut() {
+            if *pos < g.out_off[v as usize + 1] {
                 let w = g.out_adj[*pos];
                 *pos += 1;
-                if index[w as usize] == NONE {
+                let iw = index[w as usize];
+                if iw == NONE {
                     index[w as usize] = counter;
-                    low[w as usize] = counter;
-                    counter += 1;
                     stack.push(w);
-                    on_stack[w as usize] = true;
-                    calls.push((w, g.out_off[w as usize]));
-                } else if on_stack[w as usize] {
-                    low[v as usize] = low[v as usize].min(index[w as usize]);
+                    calls.push((w, g.out_off[w as usize], counter));
+                    counter += 1;
+                } else if iw != DONE {
+                    *low = (*low).min(iw);
                 }
                 continue;
             }
+            let low_v = *low;
             calls.pop();
-            if let Some(&(u, _)) = calls.last() {
-                low[u as usize] = low[u as usize].min(low[v as usize]);
+            if let Some(parent) = calls.last_mut() {
+                parent.2 = parent.2.min(low_v);
             }
-            if low[v as usize] == index[v as usize] {
+            if low_v == index[v as usize] {
                 loop {
                     let w = stack.pop().expect("tarjan stack holds the root");
-                    on_stack[w as usize] = false;
+                    index[w as usize] = DONE;
                     comp[w as usize] = count as u32;
                     if w == v {
                         break;
@@ -862,6 +1027,7 @@ pub struct PageRank {
 /// digraph: uniform start and teleport, dangling nodes' rank spread
 /// uniformly, stop when the L1 change is below `n * tol`. When `max_iter`
 /// runs out first, the last iterate comes back with `converged: false`.
+/// Needs the in-rows only.
 pub fn pagerank(g: &Csr, damping: f64, tol: f64, max_iter: u32) -> PageRank {
     let n = g.len();
     if n == 0 {
@@ -872,16 +1038,16 @@ pub fn pagerank(g: &Csr, damping: f64, tol: f64, max_iter: u32) -> PageRank {
         };
     }
     let nf = n as f64;
-    let inv_deg: Vec<f64> = (0..n)
-        .map(|u| {
-            let d = g.out_off[u + 1] - g.out_off[u];
-            if d == 0 {
-                0.0
-            } else {
-                1.0 / d as f64
-            }
-        })
-        .collect();
+    // Out-degrees from the in-rows, so that only those need building.
+    let mut inv_deg = vec![0.0f64; n];
+    for &u in &g.in_adj {
+        inv_deg[u as usize] += 1.0;
+    }
+    for d in &mut inv_deg {
+        if *d > 0.0 {
+            *d = 1.0 / *d;
+        }
+    }
     let dangling: Vec<u32> = (0..n as u32)
         .filter(|&u| inv_deg[u as usize] == 0.0)
         .collect();

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::error::CoreError;
-use crate::graph::{self, Csr, Direction, TypeMask};
+use crate::graph::{self, Csr, Direction, Rows, TypeMask};
 use crate::kinds::RelType;
 use crate::py::{id_arg, to_pyerr, Arena};
 
@@ -142,9 +142,9 @@ type ComponentsPage = (usize, Vec<(usize, Vec<u64>)>);
 /// `(node_count, [(id, score)], iterations, converged)`.
 type PageRankPage = (usize, Vec<(u64, f64)>, u32, bool);
 
-fn snapshot(arena: &Arena, mask: TypeMask) -> Csr {
+fn snapshot(arena: &Arena, mask: TypeMask, rows: Rows) -> Csr {
     let a = arena.inner.read();
-    Csr::build(&a, mask)
+    Csr::build_rows(&a, mask, rows)
 }
 
 /// `(has_cycle, cycles, truncated)`: up to `limit` simple cycles as lists of
@@ -160,7 +160,7 @@ fn graph_cycles(
 ) -> PyResult<(bool, Vec<Vec<u64>>, bool)> {
     let mask = types_arg(py, rel_types)?;
     Ok(py.detach(|| {
-        let g = snapshot(arena, mask);
+        let g = snapshot(arena, mask, Rows::Both);
         let c = graph::cycles(&g, limit, max_work);
         let cycles = c
             .cycles
@@ -186,7 +186,7 @@ fn graph_components(
 ) -> PyResult<ComponentsPage> {
     let mask = types_arg(py, rel_types)?;
     Ok(py.detach(|| {
-        let g = snapshot(arena, mask);
+        let g = snapshot(arena, mask, Rows::Out);
         let groups = graph::components(&g);
         let page = groups
             .iter()
@@ -237,7 +237,7 @@ fn graph_pagerank(
         ));
     }
     Ok(py.detach(|| {
-        let g = snapshot(arena, mask);
+        let g = snapshot(arena, mask, Rows::In);
         let pr = graph::pagerank(&g, damping, tol, max_iter);
         let page = graph::top_ranked(&g, &pr.scores, offset, limit.unwrap_or(usize::MAX))
             .into_iter()
