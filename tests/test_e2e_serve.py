@@ -270,11 +270,15 @@ def test_client_sdk(server):
             api.get(c["substrate_id"])
 
 
-def test_several_workers_start_and_stop(tmp_path):
-    srv = Server(tmp_path, "--workers", "2")
-    try:
-        status, _, _ = srv.call("GET", "/api/v1/health")
-        assert status == 200
-    finally:
-        srv.stop()
-    assert srv.proc.returncode is not None
+def test_several_workers_are_refused_while_the_registry_is_in_memory(tmp_path):
+    """Each worker would hold a registry of its own; refuse instead of serving
+    answers that depend on which process took the request."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bfx.cli", "serve", "--port", str(_free_port()), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "--workers > 1 needs storage shared between processes" in proc.stderr

@@ -59,13 +59,13 @@ def test_serve_defaults(fake_granian, capsys):
 
 
 def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp_path, capsys):
-    argv = ["serve", "--host", "::1", "--port", "9001", "--workers", "3",
+    argv = ["serve", "--host", "::1", "--port", "9001", "--workers", "1",
             "--cors-origin", "http://a.example", "--cors-origin", "http://b.example",
             "--body-limit", "2M", "--import-limit", "8M", "--log-level", "debug",
             "--data-dir", str(tmp_path)]  # fmt: skip
     assert cli.main(argv) == 0
     (server,) = fake_granian.made
-    assert (server.kw["address"], server.kw["port"], server.kw["workers"]) == ("::1", 9001, 3)
+    assert (server.kw["address"], server.kw["port"], server.kw["workers"]) == ("::1", 9001, 1)
     assert server.kw["log_level"].value == "debug"
     settings = Settings.from_env()
     assert settings.cors_origins == ("http://a.example", "http://b.example")
@@ -73,8 +73,14 @@ def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp
     assert settings.import_body_limit == 8 << 20
     assert settings.data_dir == str(tmp_path)
     out = capsys.readouterr().out
-    assert "http://[::1]:9001/api/v1 (3 workers)" in out
+    assert "http://[::1]:9001/api/v1 (1 worker)" in out
     assert str(tmp_path) in out
+
+
+def test_several_workers_over_an_in_memory_registry_are_refused(fake_granian, capsys):
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert not fake_granian.made
+    assert "needs storage shared between processes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

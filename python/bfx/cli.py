@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
 
     import bfx
-    from bfx.asgi.app import storage_description
+    from bfx.asgi.app import shares_state_across_processes, storage_description
     from bfx.asgi.config import Settings, split_origins
 
     base = Settings.from_env()
@@ -99,6 +99,15 @@ def _serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         changes["data_dir"] = os.path.abspath(args.data_dir)
     settings = msgspec.structs.replace(base, **changes)
+    if args.workers > 1 and not shares_state_across_processes(settings):
+        # Each worker is its own process: with an in-memory registry every
+        # worker would answer from a different registry (the prototype's bug).
+        print(
+            "bfx: --workers > 1 needs storage shared between processes; the registry is "
+            "in-memory, so run one worker",
+            file=sys.stderr,
+        )
+        return 2
     # Workers are separate processes that build the app from the environment.
     os.environ.update(settings.to_env())
 

@@ -67,6 +67,12 @@ def open_registry(settings: Settings) -> Any:
     return Registry()
 
 
+def shares_state_across_processes(settings: Settings) -> bool:
+    """Whether several worker processes would see one registry: not while the
+    registry lives in each process's memory."""
+    return False
+
+
 def storage_description(settings: Settings) -> str:
     if settings.data_dir:
         return (
