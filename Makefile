@@ -8,7 +8,7 @@ RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml
 STAMP := .make-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help dev build test test-rust test-py bench bench-rust bench-py serve lint fmt clean
+.PHONY: help dev build test test-rust test-py bench bench-http serve lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,11 @@ bench: build ## benchmarks: criterion (Rust) and pytest-benchmark (Python); prin
 	$(CARGO) bench --manifest-path rust/Cargo.toml -- --noplot
 	$(PYTHON) -m pytest benches/python --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:randomly
 	$(PYTHON) benches/python/memory.py
+	@if command -v wrk >/dev/null; then $(MAKE) --no-print-directory bench-http; \
+	else echo "bench-http skipped: wrk is not installed (apt-get install -y wrk)"; fi
+
+bench-http: build ## HTTP load with wrk: each route against a bare Granian app, same run
+	$(PYTHON) benches/http/run_wrk.py --duration 5
 
 serve: build ## start the service on 127.0.0.1:8000 with the embedded default store
 	bfx serve
