@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -56,7 +57,10 @@ class Compiled:
     )
 
     def __init__(self, analysis: Analysis, limits: Limits = DEFAULT_LIMITS) -> None:
-        self._analysis = analysis
+        # The tree is dropped: a registry caches many Compiled objects, and an AST is
+        # hundreds of garbage-collected objects each (full collections then take 100s
+        # of ms). The canonical text is parsed again when a variant is first built.
+        self._analysis = replace(analysis, tree=None)
         self.expression_type = analysis.expression_type
         self.canonical = analysis.canonical
         self.limits = limits
@@ -86,11 +90,18 @@ class Compiled:
     def _variant(self, numeric: bool) -> tuple[Any, bool]:
         if numeric and self.numeric:
             if self._fast is None:
-                self._fast, self._fast_deadline = build(self._analysis, self.limits, True)
+                self._fast, self._fast_deadline = build(self._with_tree(), self.limits, True)
             return self._fast, self._fast_deadline
         if self._general is None:
-            self._general, self._general_deadline = build(self._analysis, self.limits, False)
+            self._general, self._general_deadline = build(self._with_tree(), self.limits, False)
         return self._general, self._general_deadline
+
+    def _with_tree(self) -> Analysis:
+        """The analysis with its tree, from the canonical text (validated again)."""
+        analysis = analyze(self.expression_type, self.canonical, self.limits)
+        if analysis.canonical != self.canonical:  # canonical forms are fixed points
+            raise AssertionError(f"canonical form is not stable: {self.canonical!r}")
+        return analysis
 
     def compile(self) -> Compiled:
         """Compile now rather than on first invocation (returns self)."""
@@ -243,7 +254,7 @@ class Compiled:
         return InvocationError(text, {"reason": "runtime_error", "exception": type(exc).__name__})
 
     def _signature_problem(self, parameters: dict[str, Any]) -> InvocationError | None:
-        analysis = self._analysis
+        analysis = self._with_tree()  # an error path: parsing again is fine here
         lam = analysis.tree.body  # type: ignore[union-attr]
         args = lam.args  # type: ignore[attr-defined]
         first_default = len(args.args) - len(args.defaults)
