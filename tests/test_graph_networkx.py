@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from networkx.algorithms.link_analysis.pagerank_alg import _pagerank_python
 
-from bfx import Registry, errors
+from bfx import Registry, _core, errors
 
 TYPES = ("DEPENDENCY", "SIBLING", "CYCLE")
 DIRS = ("outgoing", "incoming", "both")
@@ -191,6 +191,11 @@ def test_traverse_matches(spec, data):
     assert {n["substrate_id"]: n["depth"] for n in got["nodes"]} == want
     depths = [n["depth"] for n in got["nodes"]]
     assert depths == sorted(depths)
+    layers = _core.graph_bfs(reg.arena, start, direction, depth, types and sorted(types))
+    assert [sorted(layer) for layer in layers] == [
+        sorted(k for k, d in want.items() if d == level) for level in range(len(layers))
+    ]
+    assert sum(map(len, layers)) == len(want)
     for node, path in got["paths"].items():
         assert len(path) == want[node] + 1
         assert path[0] == start

@@ -107,7 +107,7 @@ def graph_bfs(
     direction: str = "outgoing",
     max_depth: int = 3,
     rel_types: list[str] | None = None,
-) -> list[tuple[int, int]]: ...
+) -> list[list[int]]: ...
 def graph_shortest_path(
     arena: Arena,
     source: IdLike,

@@ -233,6 +233,7 @@ fn expand_level(
         while *job < total {
             let (i, outgoing) = (*job / 2, *job % 2 == 0);
             *job += 1;
+
             let (head_out, head_in) = arena.list_heads(frontier[i]);
             let head = if outgoing { head_out } else { head_in };
             if head != NONE {
@@ -366,9 +367,10 @@ pub fn traverse(
             }
         })
         .collect();
+    let ids = ids_of(arena, &slots);
     let nodes = (0..slots.len())
         .map(|i| Reached {
-            id: arena.node_id_at(slots[i]),
+            id: ids[i],
             depth: depths[i],
             parent: parents[i],
             via: if vias[i] == NONE {
@@ -383,6 +385,11 @@ pub fn traverse(
         edges,
         truncated,
     })
+}
+
+/// The ids of node slots.
+fn ids_of(arena: &Arena, slots: &[u32]) -> Vec<u64> {
+    slots.iter().map(|&s| arena.node_id_at(s)).collect()
 }
 
 /// Node ids at distance at most `max_depth` from `start` and their depths,
@@ -416,11 +423,7 @@ pub fn bfs_depths(
         order.extend_from_slice(&next);
         level_start = level_end;
     }
-    Ok(order
-        .iter()
-        .zip(&depths)
-        .map(|(&slot, &d)| (arena.node_id_at(slot), d))
-        .collect())
+    Ok(ids_of(arena, &order).into_iter().zip(depths).collect())
 }
 
 // ---------------------------------------------------------------- shortest path

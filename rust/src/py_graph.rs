@@ -94,8 +94,9 @@ fn graph_traverse<'py>(
     ))
 }
 
-/// The lean traversal: `[(id, depth)]` of every node within `max_depth`, in
-/// breadth-first order, without paths, edges or a node bound.
+/// The lean traversal: the ids within `max_depth` as breadth-first layers
+/// (`layers[d]` holds the ids at depth `d`, `layers[0] == [start]`), without
+/// paths, edges or a node bound.
 #[pyfunction]
 #[pyo3(signature = (arena, start, direction = "outgoing", max_depth = 3, rel_types = None))]
 fn graph_bfs(
@@ -105,13 +106,21 @@ fn graph_bfs(
     direction: &str,
     max_depth: u32,
     rel_types: Option<Vec<String>>,
-) -> PyResult<Vec<(u64, u32)>> {
+) -> PyResult<Vec<Vec<u64>>> {
     let start = id_arg(start)?;
     let dir = direction_arg(py, direction)?;
     let mask = types_arg(py, rel_types)?;
     py.detach(|| {
         let a = arena.inner.read();
-        graph::bfs_depths(&a, start, dir, max_depth, mask)
+        let reached = graph::bfs_depths(&a, start, dir, max_depth, mask)?;
+        let mut layers: Vec<Vec<u64>> = Vec::new();
+        for (id, depth) in reached {
+            if depth as usize == layers.len() {
+                layers.push(Vec::new());
+            }
+            layers[depth as usize].push(id);
+        }
+        Ok(layers)
     })
     .map_err(|e| to_pyerr(py, e))
 }
