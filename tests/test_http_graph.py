@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asgi_driver import finish, started
 
@@ -219,3 +221,50 @@ def test_graph_routes_are_in_openapi(api):
         "/relationships/pagerank",
     ):
         assert any(k.endswith(p) for k in paths), p
+
+
+# --- whatever arrives, a graph route answers below 500 -----------------------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.text(max_size=12), max_size=3),
+)
+_keys = st.sampled_from([
+    "start_substrate_id", "direction", "max_depth", "relationship_types",
+    "include_substrates", "max_nodes", "limit", "cursor", "member_limit", "damping", "tol",
+    "max_iter", "extra",
+])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    driver = started()
+    ids = make(driver, 4)
+    relate(driver, "DEPENDENCY", ids[0], ids[1])
+    relate(driver, "SIBLING", ids[1], ids[2], bidirectional=True)
+    relate(driver, "CYCLE", ids[3], ids[3])
+    yield driver, ids
+    finish(driver)
+
+
+@given(st.dictionaries(_keys, _values, max_size=5), st.data())
+def test_graph_routes_never_fail_with_a_5xx(loaded, body, data):
+    api, ids = loaded
+    some_id = data.draw(st.sampled_from([*ids, "0x1", "zz", "", "0x" + "F" * 17]))
+    if "start_substrate_id" not in body and data.draw(st.booleans()):
+        body["start_substrate_id"] = some_id
+    res = api.post(f"{REL}/traverse", json=body)
+    assert res.status < 500, res
+    query = {k: str(v) for k, v in body.items() if v is not None}
+    for route in ("cycles", "components", "pagerank"):
+        res = api.get(f"{REL}/{route}", query=query)
+        assert res.status < 500, res
+        if res.status >= 400:
+            assert set(res.json()) == {"error", "message", "details"}
+    other = data.draw(st.sampled_from(ids))
+    res = api.get(f"{REL}/path/{some_id or 'x'}/{other}", query=query)
+    assert res.status < 500, res
