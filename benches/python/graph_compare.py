@@ -40,6 +40,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,12 +85,42 @@ def simple_pairs(n: int, src: Any, dst: Any, bidi: Any) -> tuple[Any, Any]:
     return u[first], v[first]
 
 
-def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+class RssSampler:
+    """Samples this process's RSS every 2 ms in a thread: the peak of each timed call
+    above the RSS it started from is the memory that call needed."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.extra: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, rss_mib())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+SAMPLER: RssSampler | None = None
+
+
+def best(fn: Callable[[], Any], repeat: int, name: str | None = None) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeat):
+        out = None
+        start = rss_mib()
+        if SAMPLER is not None:
+            SAMPLER.peak = start
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
+        if SAMPLER is not None and name is not None:
+            extra = max(SAMPLER.peak, rss_mib()) - start
+            SAMPLER.extra[name] = max(SAMPLER.extra.get(name, 0.0), extra)
     return min(times), out
 
 
@@ -105,6 +136,8 @@ def peak_mib() -> float:
 def worker(lib: str, n: int, e: int, seed: int, repeat: int) -> dict[str, Any]:
     import numpy as np
 
+    global SAMPLER
+    SAMPLER = RssSampler()
     src, dst, rel, bidi = generate(n, e, seed)
     hub = int(np.argmax(np.bincount(np.concatenate([src, dst[bidi]]), minlength=n)))
     out: dict[str, Any] = {"lib": lib, "nodes": n, "relationships": len(src), "hub": hub}
@@ -130,26 +163,33 @@ def worker(lib: str, n: int, e: int, seed: int, repeat: int) -> dict[str, Any]:
         del names, s_l, d_l, b_l, items, results
         out["build_s"] = time.perf_counter() - t
         out["graph_mib"] = rss_mib() - base
+        out["arena_mib"] = sum(arena.memory().values()) / 2**20
         hub_id = ids[hub]
         index = {i: k for k, i in enumerate(ids)}
-        out["bfs_s"], reached = best(lambda: _core.graph_bfs(arena, hub_id, "outgoing", 3), repeat)
+        out["bfs_s"], reached = best(
+            lambda: _core.graph_bfs(arena, hub_id, "outgoing", 3), repeat, "bfs"
+        )
         out["bfs_reached"] = sum(len(layer) for layer in reached)
         out["traverse_s"], tr = best(
-            lambda: _core.graph_traverse(arena, hub_id, "outgoing", 3, None, 100_000), repeat
+            lambda: _core.graph_traverse(arena, hub_id, "outgoing", 3, None, 100_000),
+            repeat,
+            "traverse",
         )
         out["traverse_nodes"] = len(tr[0])
         out["traverse_edges"] = len(tr[1])
         del tr
-        out["scc_s"], (count, _) = best(lambda: _core.graph_components(arena, 0, 1, 1), repeat)
+        out["scc_s"], (count, _) = best(
+            lambda: _core.graph_components(arena, 0, 1, 1), repeat, "scc"
+        )
         out["scc_count"] = count
         out["pagerank_s"], pr = best(
-            lambda: _core.graph_pagerank(arena, 0.85, 1e-6, 100, 0, 10), repeat
+            lambda: _core.graph_pagerank(arena, 0.85, 1e-6, 100, 0, 10), repeat, "pagerank"
         )
         out["pagerank_top"] = index[pr[1][0][0]]
         out["pagerank_top_score"] = pr[1][0][1]
         out["pagerank_iterations"] = pr[2]
         out["pagerank_tight_s"], pr = best(
-            lambda: _core.graph_pagerank(arena, 0.85, TIGHT, 100, 0, 10), repeat
+            lambda: _core.graph_pagerank(arena, 0.85, TIGHT, 100, 0, 10), repeat, "pagerank_tight"
         )
         out["pagerank_tight_iterations"] = pr[2]
         out["pagerank_tight_top"] = index[pr[1][0][0]]
@@ -167,7 +207,7 @@ def worker(lib: str, n: int, e: int, seed: int, repeat: int) -> dict[str, Any]:
         del u, v
         out["links"] = g.num_edges()
         out["graph_mib"] = rss_mib() - base
-        out["bfs_layers_s"], layers = best(lambda: rx.bfs_layers(g, [hub]), repeat)
+        out["bfs_layers_s"], layers = best(lambda: rx.bfs_layers(g, [hub]), repeat, "bfs_layers")
         out["bfs_layers_reached_depth3"] = sum(len(x) for x in layers[:4])
 
         def depth3() -> int:
@@ -183,17 +223,17 @@ def worker(lib: str, n: int, e: int, seed: int, repeat: int) -> dict[str, Any]:
                 frontier = nxt
             return len(seen)
 
-        out["bfs_s"], out["bfs_reached"] = best(depth3, repeat)
-        out["scc_s"], comps = best(lambda: rx.strongly_connected_components(g), repeat)
+        out["bfs_s"], out["bfs_reached"] = best(depth3, repeat, "bfs")
+        out["scc_s"], comps = best(lambda: rx.strongly_connected_components(g), repeat, "scc")
         out["scc_count"] = len(comps)
         del comps
         out["pagerank_s"], pr = best(
-            lambda: rx.pagerank(g, alpha=0.85, tol=1e-6, max_iter=100), repeat
+            lambda: rx.pagerank(g, alpha=0.85, tol=1e-6, max_iter=100), repeat, "pagerank"
         )
         top = max(pr.items(), key=lambda kv: kv[1])
         out["pagerank_top"], out["pagerank_top_score"] = top
         out["pagerank_tight_s"], pr = best(
-            lambda: rx.pagerank(g, alpha=0.85, tol=TIGHT, max_iter=100), repeat
+            lambda: rx.pagerank(g, alpha=0.85, tol=TIGHT, max_iter=100), repeat, "pagerank_tight"
         )
         top = max(pr.items(), key=lambda kv: kv[1])
         out["pagerank_tight_top"], out["pagerank_tight_top_score"] = top
@@ -211,23 +251,25 @@ def worker(lib: str, n: int, e: int, seed: int, repeat: int) -> dict[str, Any]:
         out["links"] = g.number_of_edges()
         out["graph_mib"] = rss_mib() - base
         out["bfs_s"], reached = best(
-            lambda: nx.single_source_shortest_path_length(g, hub, cutoff=3), repeat
+            lambda: nx.single_source_shortest_path_length(g, hub, cutoff=3), repeat, "bfs"
         )
         out["bfs_reached"] = len(reached)
         out["scc_s"], count = best(
-            lambda: sum(1 for _ in nx.strongly_connected_components(g)), repeat
+            lambda: sum(1 for _ in nx.strongly_connected_components(g)), repeat, "scc"
         )
         out["scc_count"] = count
         out["pagerank_s"], pr = best(
-            lambda: nx.pagerank(g, alpha=0.85, tol=1e-6, max_iter=100), repeat
+            lambda: nx.pagerank(g, alpha=0.85, tol=1e-6, max_iter=100), repeat, "pagerank"
         )
         top = max(pr.items(), key=lambda kv: kv[1])
         out["pagerank_top"], out["pagerank_top_score"] = top
         out["pagerank_tight_s"], pr = best(
-            lambda: nx.pagerank(g, alpha=0.85, tol=TIGHT, max_iter=100), repeat
+            lambda: nx.pagerank(g, alpha=0.85, tol=TIGHT, max_iter=100), repeat, "pagerank_tight"
         )
         top = max(pr.items(), key=lambda kv: kv[1])
         out["pagerank_tight_top"], out["pagerank_tight_top_score"] = top
+    out["call_extra_mib"] = {k: round(v, 1) for k, v in SAMPLER.extra.items()}
+    SAMPLER.stop()
     out["peak_rss_mib"] = peak_mib()
     out["base_rss_mib"] = base
     return out

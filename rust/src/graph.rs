@@ -797,6 +797,61 @@ pub fn components(g: &Csr) -> Vec<Vec<u32>> {
     groups
 }
 
+/// One page of [`components`] without building them all: the number of
+/// components, and for ranks `offset..offset + limit` each component's size
+/// and its `member_limit` smallest ids, ascending. O(V + E) plus sorting the
+/// component order and the returned ids only.
+pub fn components_page(
+    g: &Csr,
+    offset: usize,
+    limit: usize,
+    member_limit: usize,
+) -> (usize, Vec<(usize, Vec<u64>)>) {
+    let (comp, count) = strongly_connected(g);
+    let mut size = vec![0usize; count];
+    let mut min_id = vec![u64::MAX; count];
+    for (v, &c) in comp.iter().enumerate() {
+        size[c as usize] += 1;
+        min_id[c as usize] = min_id[c as usize].min(g.ids[v]);
+    }
+    let mut order: Vec<u32> = (0..count as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        size[b as usize]
+            .cmp(&size[a as usize])
+            .then(min_id[a as usize].cmp(&min_id[b as usize]))
+    });
+    let page: Vec<u32> = order.iter().skip(offset).take(limit).copied().collect();
+    // Position of each component on the page (NONE when not on it).
+    let mut slot_of = vec![NONE; count];
+    for (i, &c) in page.iter().enumerate() {
+        slot_of[c as usize] = i as u32;
+    }
+    let mut members: Vec<Vec<u64>> = vec![Vec::new(); page.len()];
+    for (v, &c) in comp.iter().enumerate() {
+        let at = slot_of[c as usize];
+        if at != NONE {
+            members[at as usize].push(g.ids[v]);
+        }
+    }
+    let out = page
+        .iter()
+        .zip(members)
+        .map(|(&c, mut ids)| {
+            if ids.len() > member_limit {
+                if member_limit == 0 {
+                    ids.clear();
+                } else {
+                    ids.select_nth_unstable(member_limit - 1);
+                    ids.truncate(member_limit);
+                }
+            }
+            ids.sort_unstable();
+            (size[c as usize], ids)
+        })
+        .collect();
+    (count, out)
+}
+
 // ---------------------------------------------------------------- cycles
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

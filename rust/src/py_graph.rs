@@ -196,21 +196,7 @@ fn graph_components(
     let mask = types_arg(py, rel_types)?;
     Ok(py.detach(|| {
         let g = snapshot(arena, mask, Rows::Out);
-        let groups = graph::components(&g);
-        let page = groups
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|grp| {
-                let ids = grp
-                    .iter()
-                    .take(member_limit)
-                    .map(|&v| g.ids[v as usize])
-                    .collect();
-                (grp.len(), ids)
-            })
-            .collect();
-        (groups.len(), page)
+        graph::components_page(&g, offset, limit, member_limit)
     }))
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use bfx_core::graph::{
-    bfs_depths, components, cycles, pagerank, relationship_stats, shortest_path,
+    bfs_depths, components, components_page, cycles, pagerank, relationship_stats, shortest_path,
     strongly_connected, top_ranked, traverse, Csr, Direction, Rows, TypeMask,
 };
 use bfx_core::{Arena, CoreError, ExprType, NewEdge, NewSubstrate, RelType};
@@ -374,6 +374,21 @@ fn random_graphs_match_brute_force() {
         }
         let groups = components(&g);
         assert_eq!(groups.len(), count);
+        // Pages agree with the full list, whatever the page and member bounds.
+        let full: Vec<(usize, Vec<u64>)> = groups
+            .iter()
+            .map(|grp| (grp.len(), grp.iter().map(|&v| g.ids[v as usize]).collect()))
+            .collect();
+        assert_eq!(
+            components_page(&g, 0, usize::MAX, usize::MAX),
+            (count, full.clone())
+        );
+        let (k, limit) = ((rng.below(3)) as usize, 1 + rng.below(3) as usize);
+        let (_, page) = components_page(&g, k, 2, limit);
+        for (got, want) in page.iter().zip(full.iter().skip(k)) {
+            assert_eq!(got.0, want.0);
+            assert_eq!(got.1[..], want.1[..limit.min(want.1.len())]);
+        }
         assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), n);
         // Shortest paths and traversals: lengths are BFS distances, and every
         // step is a link.
