@@ -92,13 +92,20 @@ class RssSampler:
     def __init__(self) -> None:
         self.peak = 0.0
         self.extra: dict[str, float] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, rss_mib())
+            with self._lock:
+                self.peak = max(self.peak, rss_mib())
+
+    def reset(self) -> float:
+        with self._lock:
+            self.peak = rss_mib()
+            return self.peak
 
     def stop(self) -> None:
         self._stop.set()
@@ -112,9 +119,7 @@ def best(fn: Callable[[], Any], repeat: int, name: str | None = None) -> tuple[f
     times, out = [], None
     for _ in range(repeat):
         out = None
-        start = rss_mib()
-        if SAMPLER is not None:
-            SAMPLER.peak = start
+        start = SAMPLER.reset() if SAMPLER is not None else 0.0
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
