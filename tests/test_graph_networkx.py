@@ -328,3 +328,52 @@ def test_a_big_path_graph_does_not_overflow_the_stack():
     assert len(cyc["cycles"][0]) == n
     assert not cyc["truncated"]
     assert len(reg.shortest_path(ids[0], ids[-1])) == n
+
+
+def test_graph_calls_run_alongside_writers():
+    """Algorithms hold the read lock only while computing: writers and readers
+    interleave without deadlock, and every answer is of one consistent graph."""
+    import random
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg = Registry()
+    rows = [("constant", str(i), str(i), b"", None, None) for i in range(2000)]
+    ids, _ = reg.arena.insert_many(rows)
+    stop = threading.Event()
+
+    def writer(seed: int) -> int:
+        # Each writer links distinct pairs with a type of its own, so no write
+        # fails: (bfx._core builds a failed write's error while still holding
+        # the write lock, which two writers can deadlock on; see the report.)
+        rnd = random.Random(seed)
+        rel = TYPES[seed]
+        made = 0
+        for i in itertools.count():
+            if stop.is_set() or i >= len(ids) * 50:
+                break
+            a, b = ids[i % len(ids)], ids[(i // len(ids) + 1 + i) % len(ids)]
+            rid = reg.arena.link(rel, a, b, rnd.random() < 0.2)
+            made += 1
+            if rnd.random() < 0.3:
+                reg.arena.unlink(rid)
+        return made
+
+    def reader() -> None:
+        for _ in range(15):
+            pr = reg.pagerank()
+            assert pr["count"] == len(ids)
+            assert sum(pr["scores"].values()) == pytest.approx(1.0, abs=1e-9)
+            comps = reg.components(limit=5)
+            assert sum(c["size"] for c in comps["components"]) <= len(ids)
+            reg.cycles(limit=5)
+            t = reg.traverse(ids[0], direction="both", max_depth=2)
+            assert t["nodes"][0]["substrate_id"] == ids[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        writers = [pool.submit(writer, s) for s in (1, 2)]
+        readers = [pool.submit(reader) for _ in range(2)]
+        for f in readers:
+            f.result(timeout=120)
+        stop.set()
+        assert all(f.result(timeout=30) > 0 for f in writers)
