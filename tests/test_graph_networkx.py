@@ -306,6 +306,7 @@ def test_include_substrates_and_relationship_filter_by_name_in_any_case():
     reg.relate("dependency", a, b)
     got = reg.traverse(a, include_substrates=True, relationship_types=["Dependency"])
     assert [n["substrate"].identity for n in got["nodes"]] == [a, b]
+    assert len(reg.traverse(a, relationship_types=[])["nodes"]) == 2
     assert reg.traverse(a, relationship_types="SIBLING")["nodes"] == [
         {"substrate_id": a, "depth": 0}
     ]

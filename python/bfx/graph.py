@@ -72,7 +72,8 @@ def _types(value: Iterable[str] | str | None) -> list[str] | None:
                 "relationship_types must be a list of type names", {"field": "relationship_types"}
             )
         out.append(normalize_rel_type(name))
-    return out
+    # An empty list is no filter, as an empty query parameter is.
+    return out or None
 
 
 def _cursor(value: Any) -> int:
