@@ -141,6 +141,9 @@ def test_cycles(api, chain):
     one = api.get(f"{REL}/cycles", query={"limit": 1}).json()
     assert len(one["cycles"]) == 1
     assert one["truncated"] is True
+    short = api.get(f"{REL}/cycles", query={"max_length": 2}).json()
+    assert [set(cy) for cy in short["cycles"]] == [{c, d}]
+    error(api.get(f"{REL}/cycles", query={"max_length": 0}), 422, "validation_error")
     none = api.get(f"{REL}/cycles", query={"relationship_types": "DEPENDENCY"}).json()
     assert none == {"has_cycle": False, "cycles": [], "truncated": False}
     error(api.get(f"{REL}/cycles", query={"limit": 10_001}), 422, "validation_error")

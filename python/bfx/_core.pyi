@@ -116,7 +116,12 @@ def graph_shortest_path(
     rel_types: list[str] | None = None,
 ) -> list[int] | None: ...
 def graph_cycles(
-    arena: Arena, limit: int = 100, max_work: int = 20_000_000, rel_types: list[str] | None = None
+    arena: Arena,
+    limit: int = 100,
+    max_work: int = 20_000_000,
+    rel_types: list[str] | None = None,
+    max_length: int | None = None,
+    max_ids: int | None = None,
 ) -> tuple[bool, list[list[int]], bool]: ...
 def graph_components(
     arena: Arena,

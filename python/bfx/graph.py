@@ -18,6 +18,8 @@ __all__ = [
     "DIRECTIONS",
     "MAX_COMPONENTS_PAGE",
     "MAX_CYCLES",
+    "MAX_CYCLE_IDS",
+    "MAX_CYCLE_LENGTH",
     "MAX_DEPTH",
     "MAX_MEMBERS",
     "MAX_NODES",
@@ -32,6 +34,9 @@ MAX_NODES = 100_000
 MAX_CYCLES = 10_000
 #: Edge inspections one cycle enumeration may spend (``truncated`` when it runs out).
 CYCLE_WORK = 20_000_000
+#: Ids listed over all cycles of one answer, and the largest ``max_length``.
+MAX_CYCLE_IDS = 100_000
+MAX_CYCLE_LENGTH = 1000
 MAX_COMPONENTS_PAGE = 10_000
 MAX_MEMBERS = 100_000
 MAX_PAGERANK_ITER = 10_000
@@ -192,14 +197,21 @@ class GraphMixin:
         return path
 
     def cycles(
-        self, limit: int = 100, relationship_types: Iterable[str] | None = None
+        self,
+        limit: int = 100,
+        relationship_types: Iterable[str] | None = None,
+        max_length: int | None = None,
     ) -> dict[str, Any]:
         """``has_cycle`` (exact), up to ``limit`` simple cycles (lists of ids; a
-        self-loop is a one-node cycle, a bidirectional edge a two-node cycle), and
-        ``truncated`` when more may exist than were listed."""
+        self-loop is a one-node cycle, a bidirectional edge a two-node cycle) of at
+        most ``max_length`` nodes each (any length when None), and ``truncated`` when
+        more may exist than were listed. At most ``MAX_CYCLE_IDS`` ids are listed in
+        all: on a large graph, pass ``max_length`` to get short cycles."""
         limit = _int(limit, "limit", 0, MAX_CYCLES)
+        if max_length is not None:
+            max_length = _int(max_length, "max_length", 1, MAX_CYCLE_LENGTH)
         has_cycle, cycles, truncated = _core.graph_cycles(
-            self._arena, limit, CYCLE_WORK, _types(relationship_types)
+            self._arena, limit, CYCLE_WORK, _types(relationship_types), max_length, MAX_CYCLE_IDS
         )
         return {"has_cycle": has_cycle, "cycles": cycles, "truncated": truncated}
 

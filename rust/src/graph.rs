@@ -876,6 +876,48 @@ pub struct Cycles {
 /// backtracking search with Johnson's blocking then finds each of them once,
 /// at a cost linear in the region per cycle.
 pub fn cycles(g: &Csr, limit: usize, max_work: u64) -> Cycles {
+    cycles_with(
+        g,
+        CycleLimits {
+            limit,
+            max_work,
+            ..CycleLimits::default()
+        },
+    )
+}
+
+/// The bounds of a cycle enumeration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CycleLimits {
+    /// Cycles to report at most.
+    pub limit: usize,
+    /// Edge inspections (and ids copied) to spend at most, roughly.
+    pub max_work: u64,
+    /// Only cycles of at most this many nodes (`usize::MAX`: any length).
+    /// Short cycles are what a big graph's answer is useful for: without a
+    /// bound, the first cycles found in a large component can be as long as
+    /// the component.
+    pub max_len: usize,
+    /// Node ids to report at most, over all cycles.
+    pub max_ids: usize,
+}
+
+impl Default for CycleLimits {
+    fn default() -> Self {
+        CycleLimits {
+            limit: 100,
+            max_work: 20_000_000,
+            max_len: usize::MAX,
+            max_ids: usize::MAX,
+        }
+    }
+}
+
+/// [`cycles`] with every bound. With `max_len` bounded the search from each
+/// start is a depth-limited backtracking search (Johnson's blocking is only
+/// sound without a length bound).
+pub fn cycles_with(g: &Csr, lim: CycleLimits) -> Cycles {
+    let limit = lim.limit;
     let n = g.len();
     let (comp, count) = strongly_connected(g);
     let mut size = vec![0u32; count];
@@ -896,7 +938,10 @@ pub fn cycles(g: &Csr, limit: usize, max_work: u64) -> Cycles {
         g,
         comp: &comp,
         work: 0,
-        max_work,
+        max_work: lim.max_work,
+        max_len: lim.max_len.max(1),
+        max_ids: lim.max_ids,
+        ids_out: 0,
         fwd: vec![NONE; n],
         bwd: vec![NONE; n],
         blocked: vec![false; n],
@@ -923,6 +968,9 @@ struct Johnson<'a> {
     comp: &'a [u32],
     work: u64,
     max_work: u64,
+    max_len: usize,
+    max_ids: usize,
+    ids_out: usize,
     /// `fwd[v] == s`: reached from `s` forwards in this start's search.
     fwd: Vec<u32>,
     bwd: Vec<u32>,
@@ -1022,14 +1070,19 @@ impl Johnson<'_> {
                     break;
                 }
                 if w == s {
-                    if out.cycles.len() == limit {
+                    if out.cycles.len() == limit || self.ids_out + path.len() > self.max_ids {
                         out.truncated = true;
                         full = true;
                         break;
                     }
+                    self.work += path.len() as u64;
+                    self.ids_out += path.len();
                     out.cycles.push(path.clone());
                     *found = true;
-                } else if self.member(s, w) && !self.blocked[w as usize] {
+                } else if path.len() < self.max_len
+                    && self.member(s, w)
+                    && !self.blocked[w as usize]
+                {
                     self.blocked[w as usize] = true;
                     path.push(w);
                     frames.push((w, g.out_off[w as usize], false));
@@ -1039,7 +1092,10 @@ impl Johnson<'_> {
             let found = *found;
             frames.pop();
             path.pop();
-            if found {
+            if self.max_len != usize::MAX {
+                // Depth-limited: a node blocks only while on the path.
+                self.blocked[v as usize] = false;
+            } else if found {
                 self.unblock(v);
             } else {
                 for &w in g.out(v) {

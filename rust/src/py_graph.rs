@@ -157,20 +157,29 @@ fn snapshot(arena: &Arena, mask: TypeMask, rows: Rows) -> Csr {
 }
 
 /// `(has_cycle, cycles, truncated)`: up to `limit` simple cycles as lists of
-/// ids, with at most about `max_work` steps of enumeration.
+/// ids, of at most `max_length` nodes each (any length when None), at most
+/// `max_ids` ids in all, with at most about `max_work` steps of enumeration.
 #[pyfunction]
-#[pyo3(signature = (arena, limit = 100, max_work = 20_000_000, rel_types = None))]
+#[pyo3(signature = (arena, limit = 100, max_work = 20_000_000, rel_types = None, max_length = None, max_ids = None))]
 fn graph_cycles(
     py: Python<'_>,
     arena: &Arena,
     limit: usize,
     max_work: u64,
     rel_types: Option<Vec<String>>,
+    max_length: Option<usize>,
+    max_ids: Option<usize>,
 ) -> PyResult<(bool, Vec<Vec<u64>>, bool)> {
     let mask = types_arg(py, rel_types)?;
+    let lim = graph::CycleLimits {
+        limit,
+        max_work,
+        max_len: max_length.unwrap_or(usize::MAX),
+        max_ids: max_ids.unwrap_or(usize::MAX),
+    };
     Ok(py.detach(|| {
         let g = snapshot(arena, mask, Rows::Both);
-        let c = graph::cycles(&g, limit, max_work);
+        let c = graph::cycles_with(&g, lim);
         let cycles = c
             .cycles
             .iter()

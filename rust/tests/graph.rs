@@ -4,8 +4,9 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use bfx_core::graph::{
-    bfs_depths, components, components_page, cycles, pagerank, relationship_stats, shortest_path,
-    strongly_connected, top_ranked, traverse, Csr, Direction, Rows, TypeMask,
+    bfs_depths, components, components_page, cycles, cycles_with, pagerank, relationship_stats,
+    shortest_path, strongly_connected, top_ranked, traverse, Csr, CycleLimits, Direction, Rows,
+    TypeMask,
 };
 use bfx_core::{Arena, CoreError, ExprType, NewEdge, NewSubstrate, RelType};
 
@@ -329,7 +330,12 @@ fn dist_from(m: &[Vec<bool>], s: usize) -> Vec<Option<usize>> {
 }
 
 fn count_cycles(m: &[Vec<bool>]) -> usize {
-    fn go(m: &[Vec<bool>], s: usize, u: usize, on: &mut Vec<bool>) -> usize {
+    count_cycles_upto(m, usize::MAX)
+}
+
+/// Simple cycles of at most `max_len` nodes, by brute force.
+fn count_cycles_upto(m: &[Vec<bool>], max_len: usize) -> usize {
+    fn go(m: &[Vec<bool>], s: usize, u: usize, len: usize, max: usize, on: &mut [bool]) -> usize {
         let mut c = 0;
         for v in 0..m.len() {
             if !m[u][v] {
@@ -337,9 +343,9 @@ fn count_cycles(m: &[Vec<bool>]) -> usize {
             }
             if v == s {
                 c += 1;
-            } else if v > s && !on[v] {
+            } else if v > s && !on[v] && len < max {
                 on[v] = true;
-                c += go(m, s, v, on);
+                c += go(m, s, v, len + 1, max, on);
                 on[v] = false;
             }
         }
@@ -349,7 +355,7 @@ fn count_cycles(m: &[Vec<bool>]) -> usize {
         .map(|s| {
             let mut on = vec![false; m.len()];
             on[s] = true;
-            go(m, s, s, &mut on)
+            go(m, s, s, 1, max_len, &mut on)
         })
         .sum()
 }
@@ -449,6 +455,29 @@ fn random_graphs_match_brute_force() {
         assert_eq!(c.has_cycle, total > 0);
         let uniq: HashSet<Vec<u32>> = c.cycles.iter().cloned().collect();
         assert_eq!(uniq.len(), total);
+        for max_len in 1..=4 {
+            let lim = CycleLimits {
+                limit: 10_000,
+                max_work: u64::MAX,
+                max_len,
+                max_ids: usize::MAX,
+            };
+            let short = cycles_with(&g, lim);
+            assert_eq!(short.cycles.len(), count_cycles_upto(&m, max_len));
+            assert!(short.cycles.iter().all(|c| c.len() <= max_len));
+            assert!(!short.truncated);
+        }
+        let budget = cycles_with(
+            &g,
+            CycleLimits {
+                limit: 10_000,
+                max_work: u64::MAX,
+                max_len: usize::MAX,
+                max_ids: 5,
+            },
+        );
+        assert!(budget.cycles.iter().map(Vec::len).sum::<usize>() <= 5);
+        assert_eq!(budget.truncated, budget.cycles.len() < total);
         // PageRank sums to 1, and one-direction snapshots answer the same.
         if n > 0 {
             let pr = pagerank(&g, 0.85, 1e-8, 200);

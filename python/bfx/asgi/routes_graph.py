@@ -88,6 +88,9 @@ class PathResponse(Struct, kw_only=True):
 
 class CyclesQuery(Struct, kw_only=True):
     limit: Annotated[int, Meta(ge=0, le=MAX_GRAPH_PAGE)] = 100
+    max_length: (
+        Annotated[int, Meta(ge=1, description="only cycles of at most this many nodes")] | None
+    ) = None
     relationship_types: TypeList = None
 
 
@@ -219,7 +222,9 @@ def path(req: Request) -> Response:
 
 def cycles(req: Request) -> Response:
     q: CyclesQuery = req.query(CyclesQuery)
-    c = req.registry.cycles(limit=q.limit, relationship_types=_types(q.relationship_types))
+    c = req.registry.cycles(
+        limit=q.limit, relationship_types=_types(q.relationship_types), max_length=q.max_length
+    )
     return Response(
         200,
         encode(
