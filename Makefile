@@ -54,6 +54,7 @@ lint: ## ruff, cargo fmt --check, clippy
 	$(PYTHON) -m ruff format --check python tests benches
 	$(CARGO) fmt --manifest-path rust/Cargo.toml --check
 	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path rust/Cargo.toml --all-targets --features python -- -D warnings
 
 fmt: ## format Rust and Python sources
 	$(PYTHON) -m ruff format python tests benches

@@ -4,6 +4,7 @@ model test against a plain-Python registry."""
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 
 import pytest
@@ -267,3 +268,52 @@ class ArenaMachine(RuleBasedStateMachine):
 
 TestArenaMachine = ArenaMachine.TestCase
 TestArenaMachine.settings = settings(stateful_step_count=40)
+
+
+def test_failing_writes_beside_readers_do_not_deadlock():
+    """Errors are built as Python exceptions only after the lock is released,
+    and nobody waits for the lock holding the GIL: failing writes (whose
+    exception constructors are Python code that may switch threads) beside
+    readers and detached scans must all finish."""
+    a = Arena()
+    ids = [make(a, f"w{i}") for i in range(200)]
+    a.link("sibling", ids[0], ids[1])
+    stop_after = 3000
+    failures: list[BaseException] = []
+
+    def failing_writer() -> None:
+        try:
+            for i in range(stop_after):
+                with pytest.raises(errors.DuplicateError):
+                    a.insert("expression", f"w{i % 200}", f"w{i % 200}")
+                with pytest.raises(errors.DuplicateError):
+                    a.link("sibling", ids[0], ids[1])
+                with pytest.raises(errors.NotFoundError):
+                    a.unlink(i + 1)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    def reader() -> None:
+        try:
+            for i in range(stop_after):
+                a.get(ids[i % 200])
+                assert ids[i % 200] in a
+                if i % 50 == 0:
+                    a.page(None, 100)
+                    a.scan(0, 100)
+        except BaseException as exc:  # pragma: no cover
+            failures.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=failing_writer, daemon=True) for _ in range(3)]
+        threads += [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+    finally:
+        sys.setswitchinterval(old)
+    assert not any(th.is_alive() for th in threads), "threads deadlocked"
+    assert not failures, failures

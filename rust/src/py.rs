@@ -6,9 +6,15 @@
 //! data. Core errors become `bfx.errors` classes in [`error_instance`], the
 //! one place that maps them.
 //!
-//! Lock discipline: the arena's lock is never held while waiting for the GIL,
-//! and no Python object that the garbage collector tracks (which could run
-//! arbitrary finalizers) is created while the lock is held.
+//! Lock discipline, which rules out deadlocks between the arena's lock and the
+//! GIL:
+//! * no thread waits for the lock while holding the GIL: long calls release
+//!   the GIL first, short ones try the lock and otherwise wait detached
+//!   ([`Arena::with_read`], [`Arena::with_write`]);
+//! * no Python code runs while the lock is held: results are copied out, the
+//!   lock is released, and only then are Python objects (and exceptions, whose
+//!   constructors are Python code that may hand the GIL to another thread)
+//!   built.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -112,7 +118,7 @@ fn opt_id_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
 }
 
 fn rel_arg(py: Python<'_>, name: Option<&str>) -> PyResult<Option<RelType>> {
-    name.map(|n| RelType::parse(n)).transpose().py_err(py)
+    name.map(RelType::parse).transpose().py_err(py)
 }
 
 fn now_micros() -> i64 {
@@ -121,6 +127,16 @@ fn now_micros() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
+
+/// One `insert_many` item as Python hands it in.
+type SubstrateItem<'py> = (
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Option<i64>,
+    Option<Bound<'py, PyAny>>,
+);
 
 /// A substrate as handed in by a batch call, owned so the GIL can be released.
 struct OwnedSubstrate {
@@ -276,6 +292,27 @@ pub struct Arena {
     pub(crate) inner: RwLock<CoreArena>,
 }
 
+impl Arena {
+    /// Runs `f` under the read lock. If the lock is not free at once, the
+    /// wait happens with the GIL released: no thread ever waits for the
+    /// arena's lock while holding the GIL, so lock and GIL cannot deadlock,
+    /// and a long writer does not stall every other Python thread.
+    fn with_read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&CoreArena) -> R + Send) -> R {
+        if let Some(guard) = self.inner.try_read() {
+            return f(&guard);
+        }
+        py.detach(|| f(&self.inner.read()))
+    }
+
+    /// Like [`Arena::with_read`], under the write lock.
+    fn with_write<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreArena) -> R + Send) -> R {
+        if let Some(mut guard) = self.inner.try_write() {
+            return f(&mut guard);
+        }
+        py.detach(|| f(&mut self.inner.write()))
+    }
+}
+
 #[pymethods]
 impl Arena {
     #[new]
@@ -301,20 +338,22 @@ impl Arena {
         PyBytes::new(py, &bytes)
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.read().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.with_read(py, CoreArena::len)
     }
 
-    fn __contains__(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.inner.read().contains(id_arg(id)?))
+    fn __contains__(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let id = id_arg(id)?;
+        Ok(self.with_read(py, |a| a.contains(id)))
     }
 
     #[getter]
-    fn relationship_count(&self) -> usize {
-        self.inner.read().edge_count()
+    fn relationship_count(&self, py: Python<'_>) -> usize {
+        self.with_read(py, CoreArena::edge_count)
     }
 
     #[pyo3(signature = (expression_type, code, canonical, metadata = b"".as_slice(), created_at = None, expected_id = None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn insert(
         &self,
         py: Python<'_>,
@@ -333,7 +372,8 @@ impl Arena {
             created_at: created_at.unwrap_or_else(now_micros),
             expected_id: opt_id_arg(expected_id)?,
         };
-        self.inner.write().insert(&record).py_err(py)
+        let result = self.with_write(py, |a| a.insert(&record));
+        result.py_err(py)
     }
 
     /// Items are `(expression_type, code, canonical, metadata, created_at,
@@ -352,14 +392,7 @@ impl Arena {
         let mut owned = Vec::new();
         for item in items.try_iter()? {
             let item = item?;
-            let (t, code, canonical, metadata, created_at, expected): (
-                String,
-                String,
-                String,
-                Vec<u8>,
-                Option<i64>,
-                Option<Bound<'py, PyAny>>,
-            ) = item.extract().map_err(|_| {
+            let (t, code, canonical, metadata, created_at, expected): SubstrateItem<'py> = item.extract().map_err(|_| {
                 PyTypeError::new_err(
                     "each item must be (expression_type, code, canonical, metadata: bytes, created_at, expected_id)",
                 )
@@ -417,7 +450,7 @@ impl Arena {
     /// created_at_us, invocations)`; NotFoundError if absent.
     fn get<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
         let id = id_arg(id)?;
-        let out = self.inner.read().get(id).map(SubstrateOut::from);
+        let out = self.with_read(py, |a| a.get(id).map(SubstrateOut::from));
         match out {
             Some(record) => record.into_py(py),
             None => Err(to_pyerr(
@@ -437,7 +470,7 @@ impl Arena {
         id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let id = id_arg(id)?;
-        let out = self.inner.read().get(id).map(SubstrateOut::from);
+        let out = self.with_read(py, |a| a.get(id).map(SubstrateOut::from));
         out.map(|r| r.into_py(py)).transpose()
     }
 
@@ -563,7 +596,8 @@ impl Arena {
         count: u32,
     ) -> PyResult<u32> {
         let id = id_arg(id)?;
-        self.inner.write().record_invocations(id, count).py_err(py)
+        let result = self.with_write(py, |a| a.record_invocations(id, count));
+        result.py_err(py)
     }
 
     #[pyo3(signature = (k = 5))]
@@ -574,6 +608,7 @@ impl Arena {
     // ---- relationships ----
 
     #[pyo3(signature = (rel_type, source, target, bidirectional = false, constraints = b"".as_slice(), created_at = None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn link(
         &self,
         py: Python<'_>,
@@ -592,7 +627,8 @@ impl Arena {
             constraints,
             created_at: created_at.unwrap_or_else(now_micros),
         };
-        self.inner.write().link(&edge).py_err(py)
+        let result = self.with_write(py, |a| a.link(&edge));
+        result.py_err(py)
     }
 
     /// Items are `(rel_type, source, target, bidirectional, constraints,
@@ -665,14 +701,15 @@ impl Arena {
 
     fn unlink(&self, py: Python<'_>, rid: &Bound<'_, PyAny>) -> PyResult<()> {
         let rid = id_arg(rid)?;
-        self.inner.write().unlink(rid).py_err(py)
+        let result = self.with_write(py, |a| a.unlink(rid));
+        result.py_err(py)
     }
 
     /// The relationship `(id, rel_type, source, target, bidirectional,
     /// constraints, created_at_us)`; NotFoundError if absent.
     fn edge<'py>(&self, py: Python<'py>, rid: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
         let rid = id_arg(rid)?;
-        let out = self.inner.read().edge(rid).map(EdgeOut::from);
+        let out = self.with_read(py, |a| a.edge(rid).map(EdgeOut::from));
         match out {
             Some(e) => e.into_py(py),
             None => Err(to_pyerr(
@@ -754,7 +791,7 @@ impl Arena {
 
     /// Bytes held by each part of the arena (capacity, not just length).
     fn memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let m = self.inner.read().memory();
+        let m = self.with_read(py, CoreArena::memory);
         let d = PyDict::new(py);
         d.set_item("substrate_records", m.node_records)?;
         d.set_item("substrate_index", m.node_index)?;
