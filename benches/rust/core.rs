@@ -6,7 +6,9 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use bfx_core::{dump, Arena, ExprType, NewEdge, NewSubstrate, RelType};
 
 fn codes(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("lambda **kw: kw.get('x', 0) * {i}")).collect()
+    (0..n)
+        .map(|i| format!("lambda **kw: kw.get('x', 0) * {i}"))
+        .collect()
 }
 
 fn sub(code: &str) -> NewSubstrate<'_> {
@@ -22,7 +24,10 @@ fn sub(code: &str) -> NewSubstrate<'_> {
 
 fn filled(n: usize, codes: &[String]) -> (Arena, Vec<u64>) {
     let mut arena = Arena::with_capacity(n, 3 * n);
-    let ids = codes.iter().map(|c| arena.insert(&sub(c)).unwrap()).collect();
+    let ids = codes
+        .iter()
+        .map(|c| arena.insert(&sub(c)).unwrap())
+        .collect();
     (arena, ids)
 }
 
@@ -51,7 +56,9 @@ fn bench_substrates(c: &mut Criterion) {
             black_box(arena.get(ids[i]).map(|s| s.code.len()))
         })
     });
-    group.bench_function("page of 100", |b| b.iter(|| black_box(arena.page(Some(ids[5]), 100))));
+    group.bench_function("page of 100", |b| {
+        b.iter(|| black_box(arena.page(Some(ids[5]), 100)))
+    });
     group.finish();
 }
 
@@ -110,9 +117,13 @@ fn bench_relationships(c: &mut Criterion) {
         })
     });
     group.sample_size(10);
-    group.bench_function("dump 100k + 310k edges", |b| b.iter(|| black_box(dump::dump(&arena).len())));
+    group.bench_function("dump 100k + 310k edges", |b| {
+        b.iter(|| black_box(dump::dump(&arena).len()))
+    });
     let bytes = dump::dump(&arena);
-    group.bench_function("load 100k + 310k edges", |b| b.iter(|| black_box(dump::load(&bytes).unwrap().len())));
+    group.bench_function("load 100k + 310k edges", |b| {
+        b.iter(|| black_box(dump::load(&bytes).unwrap().len()))
+    });
     group.finish();
 }
 
