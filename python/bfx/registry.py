@@ -376,24 +376,23 @@ class Registry(GraphMixin):
     def add(
         self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        operators.require_number(value, "value")
-        original = self.value(substrate_id, parameters)
-        return {
-            "original_value": original,
-            "value": value,
-            "new_value": operators.add(original, value),
-        }
+        return self._shift(operators.add, substrate_id, value, parameters)
 
     def subtract(
         self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
+        return self._shift(operators.subtract, substrate_id, value, parameters)
+
+    def _shift(
+        self,
+        op: Any,
+        substrate_id: int | str,
+        value: Any,
+        parameters: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         operators.require_number(value, "value")
         original = self.value(substrate_id, parameters)
-        return {
-            "original_value": original,
-            "value": value,
-            "new_value": operators.subtract(original, value),
-        }
+        return {"original_value": original, "value": value, "new_value": op(original, value)}
 
     def modulus(
         self, substrate_id: int | str, modulus: Any, parameters: Mapping[str, Any] | None = None

@@ -128,6 +128,15 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// `CoreArena::outgoing` or `CoreArena::incoming`.
+type Neighbours = for<'a> fn(
+    &'a CoreArena,
+    u64,
+    Option<RelType>,
+    usize,
+    usize,
+) -> Result<(usize, Vec<EdgeView<'a>>), CoreError>;
+
 /// One `insert_many` item as Python hands it in.
 type SubstrateItem<'py> = (
     String,
@@ -302,6 +311,29 @@ impl Arena {
             return f(&guard);
         }
         py.detach(|| f(&self.inner.read()))
+    }
+
+    /// A page of one adjacency direction (`list` is `CoreArena::outgoing` or
+    /// `CoreArena::incoming`), listed with the GIL released.
+    fn neighbours<'py>(
+        &self,
+        py: Python<'py>,
+        list: Neighbours,
+        id: &Bound<'py, PyAny>,
+        rel_type: Option<&str>,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> PyResult<(usize, Bound<'py, PyList>)> {
+        let (id, rel) = (id_arg(id)?, rel_arg(py, rel_type)?);
+        let limit = limit.unwrap_or(usize::MAX);
+        let (total, edges) = py
+            .detach(|| {
+                let arena = self.inner.read();
+                list(&arena, id, rel, offset, limit)
+                    .map(|(t, page)| (t, page.into_iter().map(EdgeOut::from).collect::<Vec<_>>()))
+            })
+            .py_err(py)?;
+        edges_into_py(py, total, edges)
     }
 
     /// Like [`Arena::with_read`], under the write lock.
@@ -732,19 +764,10 @@ impl Arena {
         offset: usize,
         limit: Option<usize>,
     ) -> PyResult<(usize, Bound<'py, PyList>)> {
-        let (id, rel) = (id_arg(id)?, rel_arg(py, rel_type)?);
-        let limit = limit.unwrap_or(usize::MAX);
-        let (total, edges) = py
-            .detach(|| {
-                let arena = self.inner.read();
-                arena
-                    .outgoing(id, rel, offset, limit)
-                    .map(|(t, page)| (t, page.into_iter().map(EdgeOut::from).collect::<Vec<_>>()))
-            })
-            .py_err(py)?;
-        edges_into_py(py, total, edges)
+        self.neighbours(py, CoreArena::outgoing, id, rel_type, offset, limit)
     }
 
+    /// `(total, page)` of the relationships arriving at a substrate.
     #[pyo3(signature = (id, rel_type = None, offset = 0, limit = None))]
     fn incoming<'py>(
         &self,
@@ -754,17 +777,7 @@ impl Arena {
         offset: usize,
         limit: Option<usize>,
     ) -> PyResult<(usize, Bound<'py, PyList>)> {
-        let (id, rel) = (id_arg(id)?, rel_arg(py, rel_type)?);
-        let limit = limit.unwrap_or(usize::MAX);
-        let (total, edges) = py
-            .detach(|| {
-                let arena = self.inner.read();
-                arena
-                    .incoming(id, rel, offset, limit)
-                    .map(|(t, page)| (t, page.into_iter().map(EdgeOut::from).collect::<Vec<_>>()))
-            })
-            .py_err(py)?;
-        edges_into_py(py, total, edges)
+        self.neighbours(py, CoreArena::incoming, id, rel_type, offset, limit)
     }
 
     /// `(total, page)` of relationships by type, stored source and target.
