@@ -70,8 +70,32 @@ def _check_page(limit: int, offset: int = 0) -> None:
         raise errors.ValidationError("offset must be a non-negative integer", {"field": "offset"})
 
 
-def _item_error(index: int, error: errors.BfxError) -> dict[str, Any]:
-    return {"index": index, "status": error.status, "error": error.to_dict()}
+def _merge(prepared: list[Any], answers: list[Any], make: Any) -> list[Any]:
+    """Each batch item's answer, in input order: the error that kept it from the
+    arena, else the arena's error for it, else ``make(prepared_item, id)``."""
+    arena_answers = iter(answers)
+    results: list[Any] = []
+    for p in prepared:
+        if isinstance(p, errors.BfxError):
+            results.append(p)
+            continue
+        answer = next(arena_answers)
+        results.append(answer if isinstance(answer, errors.BfxError) else make(p, answer))
+    return results
+
+
+def _raise_if_any_failed(results: list[Any]) -> None:
+    """An atomic batch with a failing item: BatchError listing every failure."""
+    failures = [
+        {"index": i, "status": r.status, "error": r.to_dict()}
+        for i, r in enumerate(results)
+        if isinstance(r, errors.BfxError)
+    ]
+    if failures:
+        raise errors.BatchError(
+            f"{len(failures)} of {len(results)} items failed; nothing was written",
+            {"failures": failures},
+        )
 
 
 class _CompiledCache:
@@ -207,42 +231,25 @@ class Registry(GraphMixin):
         any_invalid = len(rows) != len(prepared)
         dry_run = atomic and any_invalid
         answers, _written = self._arena.insert_many(rows, atomic=atomic, dry_run=dry_run)
-        results: list[Substrate | errors.BfxError] = []
-        answer_iter = iter(answers)
-        for p in prepared:
-            if isinstance(p, errors.BfxError):
-                results.append(p)
-                continue
-            answer = next(answer_iter)
-            if isinstance(answer, errors.BfxError):
-                results.append(answer)
-                continue
-            item, compiled, _meta = p
-            if not atomic or not dry_run:
-                self._cache.put(answer, compiled)
-            results.append(
-                Substrate(
-                    answer,
-                    item["expression_type"],
-                    item["expression_code"],
-                    compiled.canonical,
-                    dict(item.get("metadata") or {}),
-                    from_micros(created),
-                    0,
-                )
-            )
+        results = _merge(
+            prepared,
+            answers,
+            lambda p, identity: Substrate(
+                identity,
+                p[0]["expression_type"],
+                p[0]["expression_code"],
+                p[1].canonical,
+                dict(p[0].get("metadata") or {}),
+                from_micros(created),
+                0,
+            ),
+        )
         if atomic:
-            failures = [
-                _item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)
-            ]
-            if failures:
-                for r in results:
-                    if isinstance(r, Substrate):
-                        self._cache.discard(r.identity)
-                raise errors.BatchError(
-                    f"{len(failures)} of {len(results)} items failed; nothing was written",
-                    {"failures": failures},
-                )
+            _raise_if_any_failed(results)
+        # Only what was written is cached (an atomic failure wrote nothing).
+        for p, r in zip(prepared, results, strict=True):
+            if isinstance(r, Substrate):
+                self._cache.put(r.identity, p[1])
         return results
 
     def get(self, substrate_id: int | str) -> Substrate:
@@ -542,37 +549,18 @@ class Registry(GraphMixin):
         rows = [p[1] for p in prepared if not isinstance(p, errors.BfxError)]
         dry_run = atomic and len(rows) != len(prepared)
         answers, _ = self._arena.link_many(rows, atomic=atomic, dry_run=dry_run)
-        answer_iter = iter(answers)
-        results: list[Relationship | errors.BfxError] = []
-        for p in prepared:
-            if isinstance(p, errors.BfxError):
-                results.append(p)
-                continue
-            answer = next(answer_iter)
-            if isinstance(answer, errors.BfxError):
-                results.append(answer)
-                continue
-            item, row = p
-            results.append(
-                Relationship(
-                    answer,
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    dict(item.get("constraints") or {}),
-                    from_micros(created),
-                )
-            )
+        results = _merge(
+            prepared,
+            answers,
+            lambda p, rid: Relationship(
+                rid,
+                *p[1][:4],
+                dict(p[0].get("constraints") or {}),
+                from_micros(created),
+            ),
+        )
         if atomic:
-            failures = [
-                _item_error(i, r) for i, r in enumerate(results) if isinstance(r, errors.BfxError)
-            ]
-            if failures:
-                raise errors.BatchError(
-                    f"{len(failures)} of {len(results)} items failed; nothing was written",
-                    {"failures": failures},
-                )
+            _raise_if_any_failed(results)
         return results
 
     def get_relationship(self, relationship_id: int | str) -> Relationship:
