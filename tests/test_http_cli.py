@@ -40,7 +40,8 @@ def fake_granian(monkeypatch):
     os.environ.update(saved)
 
 
-def test_serve_defaults(fake_granian, capsys):
+def test_serve_defaults(fake_granian, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["serve"]) == 0
     (server,) = fake_granian.made
     assert server.served
@@ -54,8 +55,11 @@ def test_serve_defaults(fake_granian, capsys):
     )
     out = capsys.readouterr().out
     assert "http://127.0.0.1:8000/api/v1" in out
-    assert "storage: in-memory" in out
-    assert Settings.from_env() == Settings()
+    # The embedded default: SQLite in ./bfx-data, created by the pre-flight check.
+    data_dir = tmp_path / "bfx-data"
+    assert f"storage: SQLite database {data_dir / 'bfx.db'}" in out
+    assert (data_dir / "bfx.db").is_file()
+    assert Settings.from_env() == Settings(storage=str(data_dir))
 
 
 def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp_path, capsys):
@@ -71,16 +75,38 @@ def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp
     assert settings.cors_origins == ("http://a.example", "http://b.example")
     assert settings.body_limit == 2 << 20
     assert settings.import_body_limit == 8 << 20
-    assert settings.data_dir == str(tmp_path)
+    assert settings.storage == str(tmp_path)
     out = capsys.readouterr().out
     assert "http://[::1]:9001/api/v1 (1 worker)" in out
     assert str(tmp_path) in out
 
 
 def test_several_workers_over_an_in_memory_registry_are_refused(fake_granian, capsys):
-    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert cli.main(["serve", "--memory", "--workers", "2"]) == 2
     assert not fake_granian.made
     assert "needs storage shared between processes" in capsys.readouterr().err
+
+
+def test_several_workers_share_a_database(fake_granian, tmp_path):
+    assert cli.main(["serve", "--data-dir", str(tmp_path / "d"), "--workers", "2"]) == 0
+    (server,) = fake_granian.made
+    assert server.kw["workers"] == 2
+
+
+def test_memory_flag_reaches_the_workers(fake_granian, capsys):
+    assert cli.main(["serve", "--memory"]) == 0
+    assert Settings.from_env().storage == "memory"
+    assert "storage: in-memory" in capsys.readouterr().out
+
+
+def test_database_url_wins_over_the_data_dir(fake_granian, tmp_path, capsys):
+    # Port 1 on loopback: nothing listens, so the pre-flight check fails fast.
+    url = "postgresql://bfx:secret@127.0.0.1:1/bfx"
+    assert cli.main(["serve", "--data-dir", str(tmp_path), "--database-url", url]) == 1
+    assert not fake_granian.made
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL 127.0.0.1:1/bfx" in err
+    assert "secret" not in err
 
 
 @pytest.mark.parametrize(

@@ -548,10 +548,15 @@ def test_settings_from_env():
     assert s.body_limit == 2 * 1024 * 1024
     assert s.import_body_limit == 512 * 1024
     assert s.cors_origins == ("http://a", "http://b")
-    assert s.data_dir == "/tmp/x"
+    assert s.storage == "/tmp/x"
     assert s.log_level == "debug"
     assert Settings.from_env(s.to_env()) == s
-    assert Settings.from_env({}) == Settings()
+    # The service's default is the embedded store in ./bfx-data, not memory.
+    assert Settings.from_env({}) == Settings(storage="bfx-data")
+    both = {"BFX_DATA_DIR": "/tmp/x", "BFX_DATABASE_URL": "postgresql://h/db"}
+    assert Settings.from_env(both).storage == "postgresql://h/db"
+    assert Settings.from_env({**both, "BFX_STORAGE": "memory"}).storage == "memory"
+    assert Settings.from_env({"BFX_SQLITE_SYNC": "FULL"}).sqlite_synchronous == "full"
 
 
 @pytest.mark.parametrize(

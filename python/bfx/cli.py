@@ -1,8 +1,9 @@
 """The ``bfx`` command line.
 
-``bfx serve`` runs the HTTP API under Granian. Each subcommand is one ``_add_<name>``
-function registering a parser and its handler, so later commands (export, import,
-backup, capacity) slot in beside it.
+``bfx serve`` runs the HTTP API under Granian; ``export``, ``import`` and ``backup``
+work on the same storage (``--data-dir``, ``--database-url`` or ``--memory``, read
+the same way by every command); ``capacity`` measures what a machine holds. Each
+subcommand is one ``_add_<name>`` function registering a parser and its handler.
 """
 
 from __future__ import annotations
@@ -49,11 +50,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
-    p.add_argument(
-        "--data-dir",
-        default=os.environ.get("BFX_DATA_DIR"),
-        help="directory of the embedded storage (env BFX_DATA_DIR)",
-    )
+    _add_storage_arguments(p, allow_memory=True)
     p.add_argument(
         "--cors-origin",
         action="append",
@@ -78,6 +75,59 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=_serve)
 
 
+def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) -> None:
+    from bfx.asgi.config import DEFAULT_DATA_DIR
+
+    g = p.add_argument_group("storage (first given wins: --memory, --database-url, --data-dir)")
+    g.add_argument(
+        "--data-dir",
+        default=os.environ.get("BFX_DATA_DIR") or DEFAULT_DATA_DIR,
+        help=f"directory of the embedded SQLite store (env BFX_DATA_DIR; default ./{DEFAULT_DATA_DIR})",
+    )
+    g.add_argument(
+        "--database-url",
+        default=os.environ.get("BFX_DATABASE_URL"),
+        metavar="URL",
+        help="postgresql://user:password@host:port/dbname, shared by several bfx nodes "
+        "(env BFX_DATABASE_URL)",
+    )
+    g.add_argument(
+        "--sqlite-sync",
+        choices=("normal", "full"),
+        default=os.environ.get("BFX_SQLITE_SYNC", "normal"),
+        help="SQLite synchronous mode: normal survives a killed process, full also a power "
+        "cut (env BFX_SQLITE_SYNC; default normal)",
+    )
+    if allow_memory:
+        g.add_argument(
+            "--memory",
+            action="store_true",
+            help="keep everything in memory: nothing survives a restart (for tests)",
+        )
+
+
+def _locator(args: argparse.Namespace) -> str:
+    if getattr(args, "memory", False):
+        return "memory"
+    if args.database_url:
+        return str(args.database_url)
+    return os.path.abspath(args.data_dir)
+
+
+def _fail(message: str) -> int:
+    print(f"bfx: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _open_registry(args: argparse.Namespace) -> object:
+    from bfx import Registry
+    from bfx.asgi.app import open_store_for
+    from bfx.asgi.config import Settings
+
+    settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync)
+    return Registry(storage=open_store_for(settings))
+
+
 def _serve(args: argparse.Namespace) -> int:
     import msgspec
     from granian import Granian
@@ -85,29 +135,41 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
 
     import bfx
-    from bfx.asgi.app import shares_state_across_processes, storage_description
+    from bfx.asgi.app import open_store_for, shares_state_across_processes
     from bfx.asgi.config import Settings, split_origins
+    from bfx.errors import StorageError
 
     base = Settings.from_env()
-    changes: dict[str, object] = {"log_level": args.log_level}
+    changes: dict[str, object] = {
+        "log_level": args.log_level,
+        "storage": _locator(args),
+        "sqlite_synchronous": args.sqlite_sync,
+    }
     if args.cors_origin is not None:
         changes["cors_origins"] = split_origins(",".join(args.cors_origin))
     if args.body_limit is not None:
         changes["body_limit"] = args.body_limit
     if args.import_limit is not None:
         changes["import_body_limit"] = args.import_limit
-    if args.data_dir:
-        changes["data_dir"] = os.path.abspath(args.data_dir)
     settings = msgspec.structs.replace(base, **changes)
     if args.workers > 1 and not shares_state_across_processes(settings):
         # Each worker is its own process: with an in-memory registry every
         # worker would answer from a different registry (the prototype's bug).
         print(
-            "bfx: --workers > 1 needs storage shared between processes; the registry is "
-            "in-memory, so run one worker",
+            "bfx: --workers > 1 needs storage shared between processes; --memory keeps "
+            "each worker's registry in its own memory, so run one worker",
             file=sys.stderr,
         )
         return 2
+    # Open the store once before any worker starts: a foreign or damaged data
+    # directory, a newer schema or an unreachable database stops here, with the
+    # reason and a non-zero exit, and the schema is migrated once.
+    try:
+        store = open_store_for(settings)
+    except StorageError as exc:
+        return _fail(exc.message)
+    description = store.describe()
+    store.close()
     # Workers are separate processes that build the app from the environment.
     os.environ.update(settings.to_env())
 
@@ -117,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"({args.workers} worker{'s' if args.workers != 1 else ''})",
         flush=True,
     )
-    print(f"bfx: {storage_description(settings)}", flush=True)
+    print(f"bfx: storage: {description}", flush=True)
     origins = ", ".join(settings.cors_origins) or "none"
     print(f"bfx: body limit {settings.body_limit} bytes, CORS origins: {origins}", flush=True)
 
@@ -135,6 +197,120 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write every substrate and relationship as JSON or NDJSON",
+        description="Export the store (one consistent snapshot, streamed; a server may "
+        "be running on it).",
+    )
+    _add_storage_arguments(p, allow_memory=False)
+    p.add_argument("--format", choices=("json", "ndjson"), default="json")
+    p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from bfx import transfer
+    from bfx.errors import BfxError
+    from bfx.registry import export_record
+    from bfx.storage import open_store
+
+    try:
+        store = open_store(_locator(args))
+    except BfxError as exc:
+        return _fail(exc.message)
+    try:
+        rows = store.export_rows()
+        assert rows is not None  # a database store always has rows to read
+        records = (export_record(kind, record) for kind, record in rows)
+        chunks = (transfer.write_ndjson if args.format == "ndjson" else transfer.write_document)(
+            records
+        )
+        out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+    except BfxError as exc:
+        return _fail(exc.message)
+    finally:
+        store.close()
+    return 0
+
+
+def _add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "import",
+        help="load an export (JSON or NDJSON); existing ids are skipped",
+        description="Import records, streamed: code is validated again and every id "
+        "checked against its content. Stops at the first invalid record; those before it "
+        "are imported.",
+    )
+    _add_storage_arguments(p, allow_memory=False)
+    p.add_argument("input", help="file to read ('-' for stdin)")
+    p.add_argument("--format", choices=("auto", "json", "ndjson"), default="auto")
+    p.set_defaults(func=_import)
+
+
+def _import(args: argparse.Namespace) -> int:
+    import json
+
+    from bfx import transfer
+    from bfx.errors import BfxError
+
+    try:
+        source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    except OSError as exc:
+        return _fail(f"cannot read {args.input}: {exc.strerror}")
+    try:
+        registry = _open_registry(args)
+        try:
+            counts = registry.import_records(transfer.read_stream(source, args.format))  # type: ignore[attr-defined]
+        finally:
+            registry.close()  # type: ignore[attr-defined]
+    except BfxError as exc:
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return _fail(exc.message)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    print(json.dumps(counts))
+    return 0
+
+
+def _add_backup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "backup",
+        help="consistent online copy of the SQLite store",
+        description="Copy the SQLite database while it is in use (SQLite's online backup) "
+        "and check the copy. Restore by putting the file in a new data directory as bfx.db. "
+        "For PostgreSQL, use pg_dump.",
+    )
+    _add_storage_arguments(p, allow_memory=False)
+    p.add_argument("output", help="file to create (refuses to overwrite)")
+    p.set_defaults(func=_backup)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from bfx.errors import BfxError
+    from bfx.storage.sqlite import backup
+
+    if args.database_url:
+        return _fail("bfx backup copies the embedded SQLite store; for PostgreSQL use pg_dump")
+    try:
+        size = backup(args.data_dir, args.output)
+    except BfxError as exc:
+        return _fail(exc.message)
+    print(
+        f"bfx: backup of {os.path.abspath(args.data_dir)} written to {args.output} ({size} bytes)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bfx", description="bfx: a registry of small math expressions."
@@ -142,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
+    _add_export(sub)
+    _add_import(sub)
+    _add_backup(sub)
     return parser
 
 

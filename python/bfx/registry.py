@@ -1,14 +1,17 @@
 """The Registry: the in-process API of bfx.
 
 It ties the Rust arena (records, identities, relationships, indices), the
-expression sandbox (validation, canonical form, guarded evaluation) and the
-operators together. Thread-safe: the arena has its own lock, and the compiled
-cache takes a small lock of its own.
+expression sandbox (validation, canonical form, guarded evaluation), the
+operators and a store (``bfx.storage``: in memory, SQLite or PostgreSQL)
+together. Reads are answered from the arena; writes go through the store, which
+commits them before the arena shows them. Thread-safe: the arena has its own
+lock, the store its own, and the compiled cache a small one of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -30,11 +33,14 @@ from bfx.models import (
     to_micros,
 )
 from bfx.sandbox import DEFAULT_LIMITS, Compiled, Limits, compile_substrate
+from bfx.storage import Store, open_store
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "export_record"]
 
 _encode = msgspec.json.encode
 _SCAN_PAGE = 4096
+#: Records an import checks and writes together.
+_IMPORT_CHUNK = 2048
 MAX_METADATA_BYTES = 64 * 1024
 MAX_PAGE = 10_000
 
@@ -137,14 +143,35 @@ class _CompiledCache:
 class Registry(GraphMixin):
     """Substrates, relationships and operators, in process.
 
+    Where records live: ``data_dir`` (an embedded SQLite database in that
+    directory) or ``storage`` (a locator for :func:`bfx.storage.open_store`:
+    ``"memory"``, a directory, ``"postgresql://..."``, or a Store); neither means
+    in memory. A durable registry loads everything at construction and sees its
+    own writes at once, other processes' after :meth:`refresh`.
+
     ``cache_size`` bounds how many compiled expressions are kept (LRU);
     ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``).
     """
 
-    def __init__(self, *, cache_size: int = 100_000, limits: Limits | None = None) -> None:
-        self._arena = Arena()
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        storage: str | os.PathLike[str] | Store | None = None,
+        cache_size: int = 100_000,
+        limits: Limits | None = None,
+    ) -> None:
+        if data_dir is not None and storage is not None:
+            raise ValueError("give data_dir or storage, not both")
         self._limits = limits or DEFAULT_LIMITS
         self._cache = _CompiledCache(cache_size)
+        self._arena = Arena()
+        self._store = open_store(data_dir if data_dir is not None else storage)
+        try:
+            self._store.attach(self._arena)
+        except BaseException:
+            self._store.close()
+            raise
 
     @property
     def arena(self) -> Arena:
@@ -155,8 +182,26 @@ class Registry(GraphMixin):
     def limits(self) -> Limits:
         return self._limits
 
+    @property
+    def store(self) -> Store:
+        """Where the records live (``store.durable``, ``store.describe()``)."""
+        return self._store
+
     def close(self) -> None:
-        """Releases resources (nothing to release for the in-memory registry)."""
+        """Closes the store; the registry must not be used afterwards."""
+        self._store.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> int:
+        """Applies what other processes wrote to a shared store since the last
+        look; returns how many changes. Cheap when there are none (the HTTP
+        service calls it before every request)."""
+        return self._store.refresh()
 
     def __len__(self) -> int:
         return len(self._arena)
@@ -190,8 +235,12 @@ class Registry(GraphMixin):
         """
         compiled, meta = self._prepare(expression_type, expression_code, metadata)
         created = now_us()
-        identity = self._arena.insert(
-            expression_type, expression_code, compiled.canonical, meta, created
+        identity = _one(
+            self._store.insert_substrates(
+                [(expression_type, expression_code, compiled.canonical, meta, created, None)],
+                atomic=False,
+                dry_run=False,
+            )
         )
         self._cache.put(identity, compiled)
         return Substrate(
@@ -230,7 +279,7 @@ class Registry(GraphMixin):
         ]
         any_invalid = len(rows) != len(prepared)
         dry_run = atomic and any_invalid
-        answers, _written = self._arena.insert_many(rows, atomic=atomic, dry_run=dry_run)
+        answers = self._store.insert_substrates(rows, atomic=atomic, dry_run=dry_run)
         results = _merge(
             prepared,
             answers,
@@ -265,7 +314,7 @@ class Registry(GraphMixin):
         """Deletes a substrate and its relationships; returns how many
         relationships went with it."""
         identity = parse_id(substrate_id)
-        removed = self._arena.remove(identity)
+        removed = self._store.delete_substrate(identity)
         self._cache.discard(identity)
         return removed
 
@@ -523,7 +572,7 @@ class Registry(GraphMixin):
             },
             created,
         )
-        rid = self._arena.link(*row)
+        rid = _one(self._store.insert_relationships([row], atomic=False, dry_run=False))
         return Relationship(
             rid,
             row[0],
@@ -548,7 +597,7 @@ class Registry(GraphMixin):
                 prepared.append(exc)
         rows = [p[1] for p in prepared if not isinstance(p, errors.BfxError)]
         dry_run = atomic and len(rows) != len(prepared)
-        answers, _ = self._arena.link_many(rows, atomic=atomic, dry_run=dry_run)
+        answers = self._store.insert_relationships(rows, atomic=atomic, dry_run=dry_run)
         results = _merge(
             prepared,
             answers,
@@ -567,7 +616,7 @@ class Registry(GraphMixin):
         return Relationship.from_record(self._arena.edge(relationship_id))
 
     def delete_relationship(self, relationship_id: int | str) -> None:
-        self._arena.unlink(relationship_id)
+        self._store.delete_relationship(parse_id(relationship_id))
 
     def outgoing(
         self,
@@ -610,46 +659,49 @@ class Registry(GraphMixin):
 
     def export_records(self) -> Iterator[dict[str, Any]]:
         """Every substrate, then every relationship, as JSON-ready dicts with a
-        ``kind`` field; lazily, a page at a time."""
-        for s in self.iter_substrates():
-            yield {
-                "kind": "substrate",
-                "substrate_id": s.substrate_id,
-                "identity": s.identity,
-                "expression_type": s.expression_type,
-                "expression_code": s.expression_code,
-                "canonical_code": s.canonical_code,
-                "metadata": s.metadata,
-                "created_at": format_time(s.created_at),
-            }
-        for r in self.iter_relationships():
-            yield {
-                "kind": "relationship",
-                "relationship_id": r.relationship_id,
-                "rel_type": r.rel_type,
-                "source_id": r.source_id,
-                "target_id": r.target_id,
-                "bidirectional": r.bidirectional,
-                "constraints": r.constraints,
-                "created_at": format_time(r.created_at),
-            }
+        ``kind`` field; lazily. A database store is read in one consistent
+        snapshot on a connection of its own; the in-memory one page by page."""
+        rows = self._store.export_rows()
+        if rows is None:
+            rows = self._arena_rows()
+        for kind, record in rows:
+            yield export_record(kind, record)
+
+    def _arena_rows(self) -> Iterator[tuple[str, tuple]]:
+        for scan, kind in (
+            (self._arena.scan, "substrate"),
+            (self._arena.scan_edges, "relationship"),
+        ):
+            position: int | None = 0
+            while position is not None:
+                records, position = scan(position, _SCAN_PAGE)
+                for record in records:
+                    yield kind, record
 
     def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-        """Imports exported records (substrates must come before the
-        relationships that use them). Code goes through the sandbox again and
-        each id is checked against the content; ids that exist are skipped and
-        counted. The first invalid record raises (with its index) — records
-        before it stay imported."""
+        """Imports exported records, streaming: they are checked and written
+        ``_IMPORT_CHUNK`` at a time, so an import of any size holds one chunk.
+        Substrates must come before the relationships that use them. Code goes
+        through the sandbox again and each id is checked against the content;
+        ids that exist are skipped and counted. The first invalid record raises
+        (with its ``index``): every record before it is imported, none after."""
         counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
+        chunk: list[tuple[int, str, tuple, Compiled | None]] = []
         for index, record in enumerate(records):
             try:
-                self._import_one(record, counts)
+                kind, row, compiled = self._import_row(record)
             except errors.BfxError as exc:
+                self._import_chunk(chunk, counts)
                 exc.details.setdefault("index", index)
                 raise
+            if chunk and (chunk[-1][1] != kind or len(chunk) >= _IMPORT_CHUNK):
+                self._import_chunk(chunk, counts)
+                chunk = []
+            chunk.append((index, kind, row, compiled))
+        self._import_chunk(chunk, counts)
         return counts
 
-    def _import_one(self, record: Mapping[str, Any], counts: dict[str, int]) -> None:
+    def _import_row(self, record: Any) -> tuple[str, tuple, Compiled | None]:
         if not isinstance(record, Mapping):
             raise errors.ValidationError("each record must be an object", {})
         kind = record.get("kind", "substrate" if "expression_code" in record else "relationship")
@@ -660,32 +712,57 @@ class Registry(GraphMixin):
             compiled, meta = self._prepare(
                 record.get("expression_type"), record.get("expression_code"), record.get("metadata")
             )
-            try:
-                identity = self._arena.insert(
-                    record["expression_type"],
-                    record["expression_code"],
-                    compiled.canonical,
-                    meta,
-                    created,
-                    expected_id,
-                )
-            except errors.DuplicateError:
-                counts["skipped"] += 1
-                return
-            self._cache.put(identity, compiled)
-            counts["imported_substrates"] += 1
-        elif kind == "relationship":
-            row = self._edge_row(record, created)
-            try:
-                self._arena.link(*row)
-            except errors.DuplicateError:
-                counts["skipped"] += 1
-                return
-            counts["imported_relationships"] += 1
-        else:
-            raise errors.ValidationError(
-                "kind must be substrate or relationship", {"field": "kind"}
+            row = (
+                record["expression_type"],
+                record["expression_code"],
+                compiled.canonical,
+                meta,
+                created,
+                expected_id,
             )
+            return kind, row, compiled
+        if kind == "relationship":
+            return kind, self._edge_row(record, created), None
+        raise errors.ValidationError("kind must be substrate or relationship", {"field": "kind"})
+
+    def _import_chunk(
+        self, chunk: list[tuple[int, str, tuple, Compiled | None]], counts: dict[str, int]
+    ) -> None:
+        """Writes a run of same-kind records: up to the first that fails (other
+        than as a duplicate, which is skipped), then raises that failure."""
+        if not chunk:
+            return
+        kind = chunk[0][1]
+        insert = (
+            self._store.insert_substrates
+            if kind == "substrate"
+            else self._store.insert_relationships
+        )
+        rows = [c[2] for c in chunk]
+        failure: errors.BfxError | None = None
+        stop = len(rows)
+        for position, answer in enumerate(insert(rows, atomic=False, dry_run=True)):
+            if isinstance(answer, errors.BfxError) and not isinstance(
+                answer, errors.DuplicateError
+            ):
+                failure, stop = answer, position
+                break
+        answers = insert(rows[:stop], atomic=False, dry_run=False) if stop else []
+        for (_index, _kind, _row, compiled), answer in zip(chunk, answers, strict=False):
+            if isinstance(answer, errors.DuplicateError):
+                counts["skipped"] += 1
+            elif isinstance(answer, errors.BfxError):
+                # Another writer got in between the check and the write.
+                failure = failure or answer
+            else:
+                counts[f"imported_{kind}s"] += 1
+                if compiled is not None:
+                    self._cache.put(answer, compiled)
+        if failure is not None:
+            failure.details.setdefault(
+                "index", chunk[stop][0] if stop < len(chunk) else chunk[0][0]
+            )
+            raise failure
 
     # ------------------------------------------------------------ statistics
 
@@ -697,6 +774,41 @@ class Registry(GraphMixin):
 
     def top_invoked(self, k: int = 5) -> list[tuple[int, int]]:
         return self._arena.top_invoked(k)
+
+
+def export_record(kind: str, record: tuple) -> dict[str, Any]:
+    """An arena (or store) record as an export dict with its ``kind``."""
+    if kind == "substrate":
+        s = Substrate.from_record(record)
+        return {
+            "kind": "substrate",
+            "substrate_id": s.substrate_id,
+            "identity": s.identity,
+            "expression_type": s.expression_type,
+            "expression_code": s.expression_code,
+            "canonical_code": s.canonical_code,
+            "metadata": s.metadata,
+            "created_at": format_time(s.created_at),
+        }
+    r = Relationship.from_record(record)
+    return {
+        "kind": "relationship",
+        "relationship_id": r.relationship_id,
+        "rel_type": r.rel_type,
+        "source_id": r.source_id,
+        "target_id": r.target_id,
+        "bidirectional": r.bidirectional,
+        "constraints": r.constraints,
+        "created_at": format_time(r.created_at),
+    }
+
+
+def _one(answers: list[Any]) -> int:
+    """The id from a one-item store answer, or its error raised."""
+    answer = answers[0]
+    if isinstance(answer, errors.BfxError):
+        raise answer
+    return answer
 
 
 def _body_id(value: Any, field: str) -> int:

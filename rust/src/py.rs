@@ -677,11 +677,12 @@ impl Arena {
         let mut parsed: Vec<Result<OwnedEdgeIn, CoreError>> = Vec::new();
         for item in items.try_iter()? {
             let item = item?;
+            // `bidirectional` is read for its truth, so database rows (0/1) load as-is.
             let (rel, source, target, bidirectional, constraints, created_at): (
                 String,
                 Bound<'py, PyAny>,
                 Bound<'py, PyAny>,
-                bool,
+                Bound<'py, PyAny>,
                 Vec<u8>,
                 Option<i64>,
             ) = item.extract().map_err(|_| {
@@ -690,6 +691,7 @@ impl Arena {
                 )
             })?;
             let (source, target) = (id_arg(&source)?, id_arg(&target)?);
+            let bidirectional = bidirectional.is_truthy()?;
             parsed.push(RelType::parse(&rel).map(|rel| OwnedEdgeIn {
                 rel,
                 source,

@@ -42,7 +42,7 @@ from bfx.asgi.errors import (
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.router import Route, Router, allowed
 
-__all__ = ["App", "create_app", "open_registry", "storage_description"]
+__all__ = ["App", "create_app", "open_registry", "open_store_for"]
 
 log = logging.getLogger("bfx.asgi")
 
@@ -64,22 +64,27 @@ def open_registry(settings: Settings) -> Any:
     """The registry the service runs on: the one place where storage gets chosen."""
     from bfx import Registry
 
-    return Registry()
+    return Registry(storage=open_store_for(settings))
+
+
+def open_store_for(settings: Settings) -> Any:
+    """The store the settings name (opened, schema checked; not yet loaded)."""
+    from bfx.storage import is_memory, open_store
+
+    options = {}
+    if not is_memory(settings.storage) and not settings.storage.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        options["synchronous"] = settings.sqlite_synchronous
+    return open_store(settings.storage, **options)
 
 
 def shares_state_across_processes(settings: Settings) -> bool:
-    """Whether several worker processes would see one registry: not while the
-    registry lives in each process's memory."""
-    return False
+    """Whether several worker processes see one registry: yes for a database
+    (each follows its change log), no for the in-memory store."""
+    from bfx.storage import is_memory
 
-
-def storage_description(settings: Settings) -> str:
-    if settings.data_dir:
-        return (
-            f"storage: in-memory (data dir {settings.data_dir} is accepted but not used "
-            "yet: everything is lost when the server stops)"
-        )
-    return "storage: in-memory (everything is lost when the server stops)"
+    return not is_memory(settings.storage)
 
 
 class _ClientGone(Exception):
@@ -200,6 +205,9 @@ class App:
             route, params = self.router.match(method, scope["path"])
             if self.registry is None:  # a server that skipped lifespan
                 self.startup()
+            # Other workers' and nodes' writes, before this request reads anything:
+            # read-your-writes across processes (docs/storage.md).
+            self.registry.refresh()
             body = b""
             data = None
             ctype = None

@@ -15,6 +15,8 @@ import msgspec
 __all__ = ["Settings"]
 
 MIB = 1024 * 1024
+#: Where ``bfx serve`` keeps its data when told nothing else (relative to the cwd).
+DEFAULT_DATA_DIR = "bfx-data"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,14 +29,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Origins allowed to call the API from a browser; empty means no cross-origin access.
     #: ``"*"`` allows every origin.
     cors_origins: tuple[str, ...] = ()
-    #: Where the embedded storage keeps its files; ``None`` means in memory.
-    data_dir: str | None = None
+    #: Where records live: ``"memory"``, a data directory (embedded SQLite), or a
+    #: ``postgresql://`` URL (see :func:`bfx.storage.open_store`).
+    storage: str = "memory"
+    #: SQLite's ``synchronous``: ``normal`` survives ``kill -9``; ``full`` also a power cut.
+    sqlite_synchronous: str = "normal"
     log_level: str = "info"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``BFX_BODY_LIMIT``, ``BFX_IMPORT_BODY_LIMIT``,
-        ``BFX_CORS_ORIGINS`` (comma separated), ``BFX_DATA_DIR`` and ``BFX_LOG_LEVEL``."""
+        ``BFX_CORS_ORIGINS`` (comma separated), the storage, ``BFX_SQLITE_SYNC`` and
+        ``BFX_LOG_LEVEL``.
+
+        Storage, first found: ``BFX_STORAGE`` (any locator, ``memory`` included),
+        ``BFX_DATABASE_URL`` (PostgreSQL), ``BFX_DATA_DIR``; with none of them, the
+        service's default data directory ``./bfx-data``."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {}
         if env.get("BFX_BODY_LIMIT"):
@@ -43,8 +53,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             kwargs["import_body_limit"] = parse_size(env["BFX_IMPORT_BODY_LIMIT"])
         if env.get("BFX_CORS_ORIGINS"):
             kwargs["cors_origins"] = split_origins(env["BFX_CORS_ORIGINS"])
-        if env.get("BFX_DATA_DIR"):
-            kwargs["data_dir"] = env["BFX_DATA_DIR"]
+        kwargs["storage"] = (
+            env.get("BFX_STORAGE")
+            or env.get("BFX_DATABASE_URL")
+            or env.get("BFX_DATA_DIR")
+            or DEFAULT_DATA_DIR
+        )
+        if env.get("BFX_SQLITE_SYNC"):
+            kwargs["sqlite_synchronous"] = env["BFX_SQLITE_SYNC"].lower()
         if env.get("BFX_LOG_LEVEL"):
             kwargs["log_level"] = env["BFX_LOG_LEVEL"].lower()
         return cls(**kwargs)  # type: ignore[arg-type]
@@ -56,9 +72,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "BFX_IMPORT_BODY_LIMIT": str(self.import_body_limit),
             "BFX_CORS_ORIGINS": ",".join(self.cors_origins),
             "BFX_LOG_LEVEL": self.log_level,
+            "BFX_STORAGE": self.storage,
+            "BFX_SQLITE_SYNC": self.sqlite_synchronous,
         }
-        if self.data_dir:
-            env["BFX_DATA_DIR"] = self.data_dir
         return env
 
 

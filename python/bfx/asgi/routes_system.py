@@ -48,6 +48,9 @@ def metrics(req: Request) -> Response:
                 total_relationships=counts["total_relationships"],
                 version=bfx.__version__,
                 most_invoked_substrates=top,
+                storage=s.StorageInfo(
+                    backend=reg.store.backend, durable=reg.store.durable, change_seq=reg.store.seq
+                ),
                 **snap,
             )
         ),

@@ -62,6 +62,15 @@ class TopInvoked(_Response):
     invocations: int
 
 
+class StorageInfo(_Response):
+    """Where this worker's records come from, and how far it has followed the log."""
+
+    backend: str
+    durable: bool
+    #: The last change-log sequence number applied by this worker (0 in memory).
+    change_seq: int
+
+
 class Metrics(_Response):
     """Counters of this worker process (each Granian worker keeps its own) plus the
     registry's totals."""
@@ -92,6 +101,7 @@ class Metrics(_Response):
     cpu_usage_percent: float
     active_requests: int
     most_invoked_substrates: list[TopInvoked]
+    storage: StorageInfo
 
 
 # --- substrates -----------------------------------------------------------------------

@@ -1,0 +1,589 @@
+"""The storage interface, and the SQL logic both database backends share.
+
+The Rust arena is the fast, in-memory view that every read is answered from; a
+database is the system of record. Writes go through :meth:`Store.insert_substrates`
+and friends, which for a database do, holding the database's write lock:
+
+1. catch the arena up with the change log, so that it equals the database;
+2. check the write against the arena (duplicates, collisions, missing endpoints,
+   atomic batches: the same rules as the in-memory registry, from the same code);
+3. write the rows and one change-log entry per row, and commit;
+4. apply the same rows to the arena, and advance the cursor past them.
+
+Every process follows the change log (``changes``: a gap-free sequence of adds and
+deletes, numbered by the one-row ``bfx_head`` table that writers lock first, so
+numbers are handed out in commit order). :meth:`Store.refresh` is the cheap
+per-request check that another process wrote something, followed by the catch-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
+from typing import Any
+
+from bfx import errors
+from bfx._core import Arena
+
+__all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "from_db", "to_db"]
+
+log = logging.getLogger("bfx.storage")
+
+#: The schema this bfx writes and reads; a database with a higher one is refused.
+SCHEMA_VERSION = 1
+
+_MASK = (1 << 64) - 1
+_SIGN = 1 << 63
+
+OP_ADD_SUBSTRATE = 1
+OP_DELETE_SUBSTRATE = 2
+OP_ADD_RELATIONSHIP = 3
+OP_DELETE_RELATIONSHIP = 4
+
+#: Rows fetched per round trip while loading or catching up.
+FETCH = 65_536
+
+
+def to_db(identity: int) -> int:
+    """A u64 id as the signed 64-bit integer both databases store."""
+    return identity - (1 << 64) if identity >= _SIGN else identity
+
+
+def from_db(value: int) -> int:
+    return value & _MASK
+
+
+class Store:
+    """Where records live. The registry calls these with its arena attached."""
+
+    #: Survives a restart of the process.
+    durable: bool = False
+    #: Other processes may write to it (so :meth:`refresh` has work to do).
+    shared: bool = False
+    #: ``memory``, ``sqlite`` or ``postgresql``.
+    backend: str = "memory"
+    #: The last change-log entry applied to the arena (0 without a log).
+    seq: int = 0
+
+    def attach(self, arena: Arena) -> None:
+        """Fills ``arena`` with what is stored; called once, before any other call."""
+        self._arena = arena
+
+    def describe(self) -> str:
+        """One line for the service's start-up message (no passwords)."""
+        raise NotImplementedError
+
+    def refresh(self) -> int:
+        """Applies other processes' writes to the arena; returns how many changes."""
+        return 0
+
+    def insert_substrates(
+        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
+    ) -> list[int | errors.BfxError]:
+        """Rows are the arena's ``insert_many`` items; answers in input order."""
+        raise NotImplementedError
+
+    def insert_relationships(
+        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
+    ) -> list[int | errors.BfxError]:
+        """Rows are the arena's ``link_many`` items; answers in input order."""
+        raise NotImplementedError
+
+    def delete_substrate(self, identity: int) -> int:
+        raise NotImplementedError
+
+    def delete_relationship(self, rid: int) -> None:
+        raise NotImplementedError
+
+    def export_rows(self) -> Iterator[tuple[str, tuple]] | None:
+        """A consistent stream of ``("substrate", arena get-record)`` then
+        ``("relationship", arena edge-record)``, or None to read the arena."""
+        return None
+
+    def close(self) -> None:
+        """Releases connections; the store is unusable afterwards."""
+
+
+def _failed(answers: list[Any]) -> bool:
+    return any(isinstance(a, errors.BfxError) for a in answers)
+
+
+def _migration(dialect: str, version: int) -> str:
+    name = f"{dialect}_{version:04d}.sql"
+    return (resources.files("bfx.storage") / "migrations" / name).read_text("utf-8")
+
+
+def _statements(script: str) -> list[str]:
+    """A migration split into statements (they hold no ``;`` inside literals)."""
+    lines = [ln for ln in script.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class _Write:
+    """What one write transaction logs, and how it then updates the arena."""
+
+    __slots__ = ("after", "entries")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int]] = []
+        self.after: Callable[[], Any] | None = None
+
+
+class SqlStore(Store):
+    """The shared logic of the SQLite and PostgreSQL backends.
+
+    One connection, used under one lock: a write holds it from BEGIN until its rows
+    are in the arena, so within a process the arena never lags its own writes.
+    Subclasses provide the connection, the dialect's few differing statements, and
+    :meth:`_changed` (the cheap check).
+    """
+
+    durable = True
+    shared = True
+    dialect = ""
+    #: The placeholder style of the driver: statements here are written with ``?``.
+    _param = "?"
+    #: SQL expression that renders an id column as hex text the arena parses as u64.
+    _hex = "printf('%x', {})"
+    _false_bytes = "X''"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._conn: Any = None
+        self._arena: Arena | None = None
+        self.store_id = ""
+
+    # ---- dialect hooks ----------------------------------------------------------------
+
+    def _begin_write(self) -> int:
+        """Starts a write transaction holding the write lock; returns the head seq."""
+        raise NotImplementedError
+
+    def _begin_read(self) -> None:
+        """Starts a transaction that reads one consistent snapshot."""
+        raise NotImplementedError
+
+    def _changed(self) -> bool:
+        """Cheap: may another process have committed since the last look?"""
+        raise NotImplementedError
+
+    def _after_catch_up(self) -> None:
+        """Remember whatever :meth:`_changed` compares against."""
+
+    # ---- statements -------------------------------------------------------------------
+
+    def _sql(self, text: str) -> str:
+        return text if self._param == "?" else text.replace("?", self._param)
+
+    def _exec(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._sql(text), params)
+
+    def _execmany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cur = self._conn.cursor()
+            cur.executemany(self._sql(text), rows)
+            cur.close()
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.execute("ROLLBACK")
+
+    # ---- schema -----------------------------------------------------------------------
+
+    def _tables(self) -> set[str]:
+        raise NotImplementedError
+
+    def _migrate(self) -> None:
+        """Creates or upgrades the schema inside one write transaction (so that
+        several workers starting together migrate once); refuses a database that is
+        not bfx's or whose schema is newer than this bfx."""
+        with self._lock:
+            self._begin_migration()
+            try:
+                version = self._schema_version()
+                if version < SCHEMA_VERSION:
+                    for v in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in _statements(_migration(self.dialect, v)):
+                            self._exec(statement)
+                    if version == 0:
+                        self._exec(
+                            "INSERT INTO bfx_meta (key, value) VALUES ('store_id', ?)",
+                            (str(uuid.uuid4()),),
+                        )
+                        self._exec(
+                            "INSERT INTO bfx_meta (key, value) VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),),
+                        )
+                    else:
+                        self._exec(
+                            "UPDATE bfx_meta SET value = ? WHERE key = 'schema_version'",
+                            (str(SCHEMA_VERSION),),
+                        )
+                    log.info("storage: schema %d -> %d", version, SCHEMA_VERSION)
+                row = self._exec("SELECT value FROM bfx_meta WHERE key = 'store_id'").fetchone()
+                self.store_id = row[0] if row else ""
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _schema_version(self) -> int:
+        tables = self._tables()
+        if "bfx_meta" not in tables:
+            if tables:
+                raise errors.StorageError(
+                    f"{self.describe()} holds tables that are not bfx's "
+                    f"({', '.join(sorted(tables)[:5])}); refusing to use it",
+                    {"tables": sorted(tables)},
+                )
+            return 0
+        row = self._exec("SELECT value FROM bfx_meta WHERE key = 'schema_version'").fetchone()
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise errors.StorageError(
+                f"{self.describe()}: bfx_meta has no readable schema_version", {}
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise errors.StorageError(
+                f"{self.describe()} has schema version {version}, newer than this bfx "
+                f"understands ({SCHEMA_VERSION}); upgrade bfx",
+                {"schema_version": version, "supported": SCHEMA_VERSION},
+            )
+        return version
+
+    def _begin_migration(self) -> None:
+        """Starts the write transaction the schema check and migration run in."""
+        raise NotImplementedError
+
+    # ---- loading and following the log --------------------------------------------------
+
+    def _substrate_select(self) -> str:
+        h = self._hex.format("s.id")
+        return (
+            "SELECT s.expression_type, s.expression_code, s.canonical_code, "
+            f"coalesce(s.metadata, {self._false_bytes}), s.created_us, {h}"
+        )
+
+    def _relationship_select(self) -> str:
+        return (
+            f"SELECT r.rel_type, {self._hex.format('r.source_id')}, "
+            f"{self._hex.format('r.target_id')}, r.bidirectional, "
+            f"coalesce(r.constraints, {self._false_bytes}), r.created_us"
+        )
+
+    def attach(self, arena: Arena) -> None:
+        """Loads every record in one consistent read (see :meth:`_load_into`)."""
+        with self._lock:
+            self._arena = arena
+            self._load_into(arena)
+
+    def _load_into(self, arena: Arena) -> None:
+        self._changed()
+        self._begin_read()
+        try:
+            seq = self._exec("SELECT seq FROM bfx_head").fetchone()[0]
+            cur = self._stream(self._conn, f"{self._substrate_select()} FROM substrates s")
+            self._load_chunks(cur, arena.insert_many, "substrate")
+            cur.close()
+            cur = self._stream(self._conn, f"{self._relationship_select()} FROM relationships r")
+            self._load_chunks(cur, arena.link_many, "relationship")
+            cur.close()
+        finally:
+            self._rollback()
+        self._seq = seq
+        self._after_catch_up()
+
+    def _load_chunks(self, cur: Any, load: Callable[..., Any], kind: str) -> None:
+        while True:
+            rows = cur.fetchmany(FETCH)
+            if not rows:
+                return
+            answers, _ = load(rows)
+            for row, answer in zip(rows, answers, strict=True):
+                if isinstance(answer, errors.BfxError):
+                    raise errors.StorageError(
+                        f"{self.describe()}: a stored {kind} cannot be loaded "
+                        f"({answer.message}); the database is damaged or was edited by hand",
+                        {"record": repr(row)[:200], "cause": answer.to_dict()},
+                    )
+
+    def refresh(self) -> int:
+        with self._lock:
+            if self._arena is None or not self._changed():
+                return 0
+            return self._catch_up()
+
+    def _catch_up(self) -> int:
+        """Applies every change after the cursor, in order. Caller holds the lock."""
+        arena = self._require_arena()
+        # Look before reading: a commit after this look is caught by the next one.
+        self._changed()
+        applied = 0
+        while True:
+            rows = self._exec(
+                "SELECT c.seq, c.op, c.id FROM changes c WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+                (self._seq, FETCH),
+            ).fetchall()
+            if not rows:
+                break
+            self._apply_changes(arena, rows)
+            applied += len(rows)
+            self._seq = rows[-1][0]
+        self._after_catch_up()
+        return applied
+
+    def _apply_changes(self, arena: Arena, changes: list[tuple]) -> None:
+        """Applies a slice of the log. Adds are read back with their current rows; an
+        add whose row is gone was undone by a later delete in the log, so it is
+        skipped, and the arena ends equal to the database whatever happened between."""
+        run: list[int] = []
+        run_op = 0
+        for _seq, op, db_id in changes:
+            if op != run_op and run:
+                self._apply_run(arena, run_op, run)
+                run = []
+            run_op = op
+            run.append(db_id)
+        if run:
+            self._apply_run(arena, run_op, run)
+
+    def _apply_run(self, arena: Arena, op: int, ids: list[int]) -> None:
+        if op == OP_ADD_SUBSTRATE:
+            rows = self._rows_by_id(
+                "substrates", self._substrate_select() + " FROM substrates s", ids
+            )
+            answers, _ = arena.insert_many(rows)
+            self._check_applied(answers, "substrate")
+        elif op == OP_ADD_RELATIONSHIP:
+            rows = self._rows_by_id(
+                "relationships", self._relationship_select() + " FROM relationships r", ids
+            )
+            answers, _ = arena.link_many(rows)
+            self._check_applied(answers, "relationship")
+        elif op == OP_DELETE_SUBSTRATE:
+            for db_id in ids:
+                with contextlib.suppress(errors.NotFoundError):
+                    arena.remove(from_db(db_id))
+        elif op == OP_DELETE_RELATIONSHIP:
+            for db_id in ids:
+                with contextlib.suppress(errors.NotFoundError):
+                    arena.unlink(from_db(db_id))
+        else:
+            raise errors.StorageError(f"unknown change-log operation {op}", {"op": op})
+
+    def _rows_by_id(self, table: str, select: str, ids: list[int]) -> list[tuple]:
+        alias = "s" if table == "substrates" else "r"
+        out: list[tuple] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self._exec(f"{select} WHERE {alias}.id IN ({marks})", chunk).fetchall()
+        return out
+
+    def _check_applied(self, answers: list[Any], kind: str) -> None:
+        for answer in answers:
+            # A duplicate is an add already applied (the log is replayed from a cursor
+            # that may precede rows loaded with their current content).
+            if isinstance(answer, errors.BfxError) and not isinstance(
+                answer, errors.DuplicateError
+            ):
+                raise errors.StorageError(
+                    f"{self.describe()}: the change log holds a {kind} the arena refuses "
+                    f"({answer.message})",
+                    {"cause": answer.to_dict()},
+                )
+
+    # ---- writes -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[_Write]:
+        """A write transaction. The body checks the write against the (caught-up)
+        arena, runs its statements and fills ``w.entries`` with ``(op, db_id)``;
+        on a normal exit with entries they are numbered and committed, then
+        ``w.after`` applies the write to the arena, all under the lock, so no
+        other thread of this process sees the database ahead of its arena.
+        Otherwise the transaction is rolled back."""
+        with self._lock:
+            try:
+                head = self._begin_write()
+            except errors.BfxError:
+                raise
+            except Exception as exc:
+                raise self._storage_error("could not start a write", exc) from exc
+            w = _Write()
+            try:
+                if head != self._seq:
+                    self._catch_up()
+                yield w
+                if not w.entries:
+                    self._rollback()
+                    return
+                first = self._seq + 1
+                self._execmany(
+                    "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
+                    [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
+                )
+                self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
+                self._commit()
+            except errors.BfxError:
+                self._rollback()
+                raise
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, Exception):
+                    raise self._storage_error("a write failed; nothing was written", exc) from exc
+                raise
+            self._seq += len(w.entries)
+            if w.after is not None:
+                # Checked against this very state, so the arena cannot refuse it.
+                w.after()
+
+    def _storage_error(self, what: str, exc: Exception) -> errors.StorageError:
+        return errors.StorageError(
+            f"{self.describe()}: {what}: {exc}", {"cause": type(exc).__name__}
+        )
+
+    def insert_substrates(
+        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
+    ) -> list[int | errors.BfxError]:
+        arena = self._require_arena()
+        with self._writing() as w:
+            answers, _ = arena.insert_many(rows, dry_run=True)
+            if dry_run or (atomic and _failed(answers)):
+                return answers
+            new = [(row, a) for row, a in zip(rows, answers, strict=True) if isinstance(a, int)]
+            self._execmany(
+                "INSERT INTO substrates (id, expression_type, expression_code, canonical_code, "
+                "metadata, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+                [(to_db(i), r[0], r[1], r[2], r[3] or None, r[4]) for r, i in new],
+            )
+            w.entries += [(OP_ADD_SUBSTRATE, to_db(i)) for _, i in new]
+
+            def apply() -> None:
+                applied, _ = arena.insert_many([(*r[:5], i) for r, i in new])
+                self._check_applied(applied, "substrate")
+
+            w.after = apply
+        return answers
+
+    def insert_relationships(
+        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
+    ) -> list[int | errors.BfxError]:
+        arena = self._require_arena()
+        with self._writing() as w:
+            answers, _ = arena.link_many(rows, dry_run=True)
+            if dry_run or (atomic and _failed(answers)):
+                return answers
+            new = [(row, a) for row, a in zip(rows, answers, strict=True) if isinstance(a, int)]
+            self._execmany(
+                "INSERT INTO relationships (id, rel_type, source_id, target_id, bidirectional, "
+                "constraints, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (to_db(i), r[0], to_db(r[1]), to_db(r[2]), bool(r[3]), r[4] or None, r[5])
+                    for r, i in new
+                ],
+            )
+            w.entries += [(OP_ADD_RELATIONSHIP, to_db(i)) for _, i in new]
+
+            def apply() -> None:
+                applied, _ = arena.link_many([r for r, _ in new])
+                self._check_applied(applied, "relationship")
+
+            w.after = apply
+        return answers
+
+    def delete_substrate(self, identity: int) -> int:
+        arena = self._require_arena()
+        removed: list[int] = []
+        with self._writing() as w:
+            arena.get(identity)  # NotFoundError, and nothing written
+            self._exec("DELETE FROM substrates WHERE id = ?", (to_db(identity),))
+            w.entries.append((OP_DELETE_SUBSTRATE, to_db(identity)))
+            w.after = lambda: removed.append(arena.remove(identity))
+        return removed[0]
+
+    def delete_relationship(self, rid: int) -> None:
+        arena = self._require_arena()
+        with self._writing() as w:
+            arena.edge(rid)
+            self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
+            w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
+            w.after = lambda: arena.unlink(rid)
+
+    def _require_arena(self) -> Arena:
+        if self._arena is None:
+            raise errors.StorageError("the store is closed or was never attached", {})
+        return self._arena
+
+    # ---- export -----------------------------------------------------------------------
+
+    def _reader(self) -> Any:
+        """A second connection for long reads, so exports never hold the write path."""
+        raise NotImplementedError
+
+    def export_rows(self) -> Iterator[tuple[str, tuple]]:
+        return self._export(self._reader())
+
+    def _export(self, conn: Any) -> Iterator[tuple[str, tuple]]:
+        try:
+            self._begin_read_on(conn)
+            sub = (
+                "SELECT id, expression_type, expression_code, canonical_code, "
+                f"coalesce(metadata, {self._false_bytes}), created_us, 0 FROM substrates ORDER BY id"
+            )
+            rel = (
+                "SELECT id, rel_type, source_id, target_id, bidirectional, "
+                f"coalesce(constraints, {self._false_bytes}), created_us "
+                "FROM relationships ORDER BY id"
+            )
+            for kind, query in (("substrate", sub), ("relationship", rel)):
+                cur = self._stream(conn, query)
+                while True:
+                    rows = cur.fetchmany(4096)
+                    if not rows:
+                        break
+                    for row in rows:
+                        if kind == "substrate":
+                            yield kind, (from_db(row[0]), *row[1:])
+                        else:
+                            yield (
+                                kind,
+                                (
+                                    from_db(row[0]),
+                                    row[1],
+                                    from_db(row[2]),
+                                    from_db(row[3]),
+                                    bool(row[4]),
+                                    *row[5:],
+                                ),
+                            )
+                cur.close()
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def _begin_read_on(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def _stream(self, conn: Any, query: str) -> Any:
+        """A cursor over a large result, read with ``fetchmany``."""
+        return conn.execute(query)
+
+    @property
+    def seq(self) -> int:  # type: ignore[override]
+        """The last change this process has applied."""
+        return self._seq
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self.dialect

@@ -1,0 +1,123 @@
+"""PostgreSQL: one database shared by several bfx processes on several machines.
+
+Same schema, same change log, same write path as SQLite (``base.SqlStore``). The
+differences: writers serialise on ``SELECT ... FROM bfx_head FOR UPDATE``; a full load
+and an export read one ``REPEATABLE READ`` snapshot through a server-side cursor; and
+the per-request freshness check is ``SELECT seq FROM bfx_head`` (one round trip).
+
+LISTEN/NOTIFY is not used for that check: a notification reaches the other backends
+asynchronously, after the writer's COMMIT has returned, so a client that writes
+through one node and reads through another at once could beat it. Reading the
+sequence is what makes read-your-writes hold on the very next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from bfx import errors
+from bfx.storage.base import SqlStore
+
+__all__ = ["PostgresStore"]
+
+#: ``pg_advisory_xact_lock`` key that serialises schema migrations across nodes.
+_MIGRATION_LOCK = 0x62667831
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        raise errors.StorageError(
+            "PostgreSQL storage needs psycopg: pip install 'psycopg[binary]'", {}
+        ) from None
+    return psycopg
+
+
+def _where(url: str) -> str:
+    """``host:port/dbname`` of a connection URL, without user or password."""
+    psycopg = _psycopg()
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (unparseable URL)"
+    host = info.get("host") or "localhost"
+    return f"PostgreSQL {host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+class PostgresStore(SqlStore):
+    dialect = "postgresql"
+    _param = "%s"
+    _hex = "to_hex({})"
+    _false_bytes = "'\\x'::bytea"
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        super().__init__()
+        self._url = url
+        self._where = _where(url)
+        self._connect_timeout = connect_timeout
+        try:
+            self._conn = self._connect()
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> Any:
+        psycopg = _psycopg()
+        try:
+            return psycopg.connect(
+                self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+        except psycopg.Error as exc:
+            raise errors.StorageError(
+                f"cannot connect to {self._where}: {str(exc).strip()}",
+                {"cause": type(exc).__name__},
+            ) from None
+
+    def describe(self) -> str:
+        return self._where
+
+    # ---- dialect hooks ----
+
+    def _tables(self) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _begin_migration(self) -> None:
+        self._conn.execute("BEGIN")
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _begin_write(self) -> int:
+        self._conn.execute("BEGIN")
+        return self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE").fetchone()[0]
+
+    def _begin_read(self) -> None:
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def _begin_read_on(self, conn: Any) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def _stream(self, conn: Any, query: str) -> Any:
+        # A server-side cursor: a million rows are not pulled into memory at once.
+        cur = conn.cursor(name="bfx_stream")
+        cur.itersize = 8192
+        cur.execute(query)
+        return cur
+
+    def _changed(self) -> bool:
+        return self._conn.execute("SELECT seq FROM bfx_head").fetchone()[0] != self._seq
+
+    def _reader(self) -> Any:
+        return self._connect()
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._arena = None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
