@@ -231,9 +231,12 @@ class SqlStore(Store):
                 row = self._exec("SELECT value FROM bfx_meta WHERE key = 'store_id'").fetchone()
                 self.store_id = row[0] if row else ""
                 self._commit()
-            except BaseException:
+            except errors.BfxError:
                 self._rollback()
                 raise
+            except Exception as exc:
+                self._rollback()
+                raise self._storage_error("the schema check or migration failed", exc) from exc
 
     def _schema_version(self) -> int:
         tables = self._tables()

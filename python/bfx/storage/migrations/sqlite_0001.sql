@@ -7,10 +7,10 @@ CREATE TABLE bfx_meta (
 -- One row: the sequence number of the last change. Writers lock it first, so
 -- changes commit in sequence order and readers can follow the log.
 CREATE TABLE bfx_head (
-    only INTEGER PRIMARY KEY CHECK (only = 1),
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     seq  INTEGER NOT NULL
 );
-INSERT INTO bfx_head (only, seq) VALUES (1, 0);
+INSERT INTO bfx_head (singleton, seq) VALUES (1, 0);
 CREATE TABLE substrates (
     id              INTEGER PRIMARY KEY,
     expression_type TEXT NOT NULL,
