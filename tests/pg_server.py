@@ -10,6 +10,7 @@ reason; the fixtures turn that into a skip that prints it, or into a failure whe
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -86,10 +87,8 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(Unavailable):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except Unavailable:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

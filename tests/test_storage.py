@@ -6,6 +6,7 @@ each has its own arena and follows the change log.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 
@@ -47,7 +48,8 @@ def test_records_survive_reopening(store_locator):
         assert again.get(a.identity) == a
         assert again.get_relationship(rel.identity) == rel
         assert again.invoke(a.identity, {"x": 41}).result == 42
-        assert again.store.durable and again.store.seq == 5
+        assert again.store.durable
+        assert again.store.seq == 5
 
 
 def test_a_second_process_sees_writes_after_refresh(store_locator):
@@ -168,15 +170,11 @@ def test_concurrent_writers_converge(store_locator):
         try:
             for _ in range(60):
                 code = str(rnd.randrange(150))
-                try:
+                with contextlib.suppress(errors.DuplicateError):
                     created.append(reg.create("constant", code).identity)
-                except errors.DuplicateError:
-                    pass
                 if created and rnd.random() < 0.3:
-                    try:
+                    with contextlib.suppress(errors.DuplicateError, errors.NotFoundError):
                         reg.relate("ADJACENCY", rnd.choice(created), rnd.choice(created))
-                    except (errors.DuplicateError, errors.NotFoundError):
-                        pass
                 if created and rnd.random() < 0.1:
                     victim = rnd.choice(created)
                     try:
