@@ -8,7 +8,7 @@ RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml
 STAMP := .make-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help dev build test test-rust test-py bench bench-http serve lint fmt clean
+.PHONY: help dev build test test-rust test-py bench bench-deps bench-http bench-locust bench-capacity serve lint fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -35,16 +35,38 @@ test-rust: ## Rust unit and integration tests
 test-py: build ## Python tests (unit, property, HTTP, end-to-end)
 	$(PYTHON) -m pytest
 
-bench: build ## benchmarks: criterion (Rust) and pytest-benchmark (Python); prints figures
-	$(PIP) install -q -e '.[bench]'
-	$(CARGO) bench --manifest-path rust/Cargo.toml -- --noplot
-	$(PYTHON) -m pytest benches/python --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -p no:randomly
+# Criterion's per-benchmark time: enough for stable medians, short enough that
+# `make bench` stays within a few minutes on 2 cores.
+CRITERION_ARGS ?= --noplot --warm-up-time 1 --measurement-time 3
+BENCH_DEPS = $(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))"
+
+bench-deps:
+	@$(PYTHON) -c "import pytest_benchmark, locust, rustworkx" 2>/dev/null || $(PIP) install -q $$($(BENCH_DEPS))
+
+bench: build bench-deps ## paired Rust/Python benchmarks + memory; summary in target/bench-summary.md
+	@mkdir -p target && touch target/bench-start
+	$(CARGO) bench --manifest-path rust/Cargo.toml --bench core -- $(CRITERION_ARGS)
+	$(PYTHON) -m pytest benches/python --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
+		-p no:randomly --benchmark-json target/bench-python.json
+	$(PYTHON) benches/summary.py --python-json target/bench-python.json --since target/bench-start
 	$(PYTHON) benches/python/memory.py
 	@if command -v wrk >/dev/null; then $(MAKE) --no-print-directory bench-http; \
 	else echo "bench-http skipped: wrk is not installed (apt-get install -y wrk)"; fi
 
 bench-http: build ## HTTP load with wrk: each route against a bare Granian app, same run
 	$(PYTHON) benches/http/run_wrk.py --duration 5
+
+# The locust run: users, spawn rate, duration, and the mix (env BFX_MIX, see locustfile.py).
+LOCUST_USERS ?= 20
+LOCUST_RATE ?= 10
+LOCUST_TIME ?= 30s
+bench-locust: build bench-deps ## mixed HTTP workload with locust against a bfx serve it starts (loopback)
+	$(PYTHON) benches/http/run_locust.py --users $(LOCUST_USERS) --spawn-rate $(LOCUST_RATE) --run-time $(LOCUST_TIME)
+
+CAPACITY_SUBSTRATES ?= 1000000
+CAPACITY_RAM ?= 15GiB
+bench-capacity: build ## bfx capacity: memory per substrate, projected for CAPACITY_RAM
+	$(PYTHON) -m bfx.capacity --substrates $(CAPACITY_SUBSTRATES) --ram $(CAPACITY_RAM)
 
 serve: build ## start the service on 127.0.0.1:8000 with the embedded default store
 	bfx serve

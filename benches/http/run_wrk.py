@@ -113,6 +113,53 @@ class Process:
         self._out.close()
 
 
+def _serve_flags() -> str:
+    """The text of ``bfx serve --help`` (which storage flags this bfx has)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bfx.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return out.stdout
+
+
+def bfx_serve_argv(port: int, storage: str, tmp: Path, workers: int = 1) -> list[str]:
+    """``bfx serve`` on loopback with ``storage`` "memory" (in-memory registry) or
+    "sqlite" (the embedded store in a fresh directory under ``tmp``)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "bfx.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    flags = _serve_flags()
+    if storage == "memory":
+        if "--memory" in flags:
+            argv.append("--memory")
+    elif storage == "sqlite":
+        if "--data-dir" not in flags:
+            sys.exit("this bfx serve has no --data-dir: cannot measure the SQLite store")
+        argv += ["--data-dir", str(tmp / "bfx-data")]
+    else:
+        sys.exit(f"unknown storage: {storage}")
+    if workers != 1:
+        argv += ["--workers", str(workers)]
+    return argv
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without BFX_* settings, so the flags decide."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
+
+
 def call(host: str, port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
@@ -293,6 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="runs per route; the median is reported (1)"
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--storage",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="the started bfx serve's storage: in memory, or SQLite in a temporary "
+        "directory (default memory)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="Granian workers of the started bfx serve (1)"
+    )
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60:
         p.error("--duration must be 1..60 seconds")
@@ -338,23 +395,13 @@ def main(argv: list[str] | None = None) -> int:
                 host, port = _loopback(args.url)
             else:
                 host, port = "127.0.0.1", _free_port()
-                env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
                 started.append(
                     Process(
-                        [
-                            sys.executable,
-                            "-m",
-                            "bfx.cli",
-                            "serve",
-                            "--port",
-                            str(port),
-                            "--log-level",
-                            "warning",
-                        ],
+                        bfx_serve_argv(port, args.storage, tmp, args.workers),
                         port,
                         f"{API}/health",
                         tmp / "bfx.log",
-                        env=env,
+                        env=clean_env(),
                     )
                 )
             seeded = seed(host, port)
@@ -387,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     bare_get = next((f.rps for f in results if f.name == "bare GET"), float("nan"))
     print(
         f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, median of "
-        f"{args.repeat}, 1 Granian worker each, {os.cpu_count()} CPUs\n"
+        f"{args.repeat}, bare app 1 Granian worker, bfx {args.workers} "
+        f"({args.storage if not args.url else 'given --url'}), {os.cpu_count()} CPUs\n"
     )
     print("| route | req/s | p50 ms | p99 ms | vs bare, same method | vs bare GET | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|---:|")
