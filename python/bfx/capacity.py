@@ -230,11 +230,13 @@ class Shape:
         ]
 
     def estimate_bytes(self) -> int:
-        """A generous guess of the build's memory, to refuse runs that cannot fit."""
-        per_substrate = self.expression_length + self.metadata_bytes + 80 + 8
-        per_relationship = self.constraints_bytes + 56
+        """A generous guess of the build's memory (measured: about 62 bytes per substrate
+        and 39 per relationship beyond their payload, and 8 for the tool's id array), to
+        refuse runs that cannot fit."""
+        per_substrate = self.expression_length + self.metadata_bytes + 72 + 8
+        per_relationship = self.constraints_bytes + 48
         per = per_substrate + self.relationships_per_substrate * per_relationship
-        return int(self.substrates * per * 1.5) + 256 * 2**20
+        return int(self.substrates * per * 1.25) + 256 * 2**20
 
 
 # ------------------------------------------------------------------------------- memory
@@ -582,7 +584,7 @@ def _mib(n: float) -> str:
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:,.2f} GiB"
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else _mib(n)
 
 
 def _machine() -> dict[str, Any]:
@@ -646,6 +648,12 @@ def format_report(report: dict[str, Any]) -> str:
         "| basis | bytes/substrate | max substrates | max relationships |",
         "|---|---:|---:|---:|",
     ]
+    if p["basis_substrates"] < 1_000_000:
+        lines[-3:-3] = [
+            f"(a build of {p['basis_substrates']:,} overstates the per-substrate cost: heap "
+            "slack and the tool's own garbage are spread over few records; measure at "
+            "1,000,000 or more for a projection)",
+        ]
     for key, label in (
         ("steady", "RSS (no trim, as a server runs)"),
         ("trimmed", "RSS after malloc_trim"),
