@@ -677,7 +677,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"DISK, SAMPLED: {disk['substrates']:,} substrates and {disk['relationships']:,} "
             f"relationships written through bfx.Registry(data_dir=...) in {disk['seconds']:,.1f} s: "
             f"{_mib(disk['bytes'])} on disk after close = "
-            f"{disk['bytes_per_substrate']:,.1f} bytes/substrate",
+            f"{disk['bytes_per_substrate']:,.1f} bytes/substrate ("
+            + ", ".join(
+                f"{name} {size / disk['substrates']:,.1f}" for name, size in disk["files"].items()
+            )
+            + ")",
             f"DISK, EXTRAPOLATED: {_gib(p['disk_bytes_at_measured'])} for "
             f"{p['basis_substrates']:,} substrates; {_gib(p['disk_bytes_at_max'])} for the "
             f"{p['steady']['max_substrates']:,} that fit in RAM",
