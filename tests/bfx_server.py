@@ -110,5 +110,3 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._out.close()
-
-

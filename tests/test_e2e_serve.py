@@ -16,6 +16,7 @@ from bfx_server import HOST, Server, free_port
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("e2e"), "--cors-origin", "http://app.example")

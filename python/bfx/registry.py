@@ -165,10 +165,9 @@ class Registry(GraphMixin):
             raise ValueError("give data_dir or storage, not both")
         self._limits = limits or DEFAULT_LIMITS
         self._cache = _CompiledCache(cache_size)
-        self._arena = Arena()
         self._store = open_store(data_dir if data_dir is not None else storage)
         try:
-            self._store.attach(self._arena)
+            self._arena = self._store.open_arena()
         except BaseException:
             self._store.close()
             raise

@@ -73,6 +73,12 @@ class Store:
         """Fills ``arena`` with what is stored; called once, before any other call."""
         self._arena = arena
 
+    def open_arena(self) -> Arena:
+        """A new arena holding what is stored, attached (the registry's start-up)."""
+        arena = Arena()
+        self.attach(arena)
+        return arena
+
     def describe(self) -> str:
         """One line for the service's start-up message (no passwords)."""
         raise NotImplementedError

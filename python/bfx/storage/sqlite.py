@@ -13,15 +13,20 @@ request, and only a change leads to reading the log.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from bfx import errors
+from bfx._core import Arena
+from bfx.storage import snapshot
 from bfx.storage.base import SqlStore
 
 __all__ = ["DB_NAME", "SqliteStore", "backup"]
+
+log = logging.getLogger("bfx.storage")
 
 DB_NAME = "bfx.db"
 #: Written into the database header, so a bfx database is recognised as one.
@@ -29,7 +34,7 @@ APPLICATION_ID = 0x62667831  # "bfx1"
 SYNC_MODES = ("normal", "full")
 #: What bfx keeps in its data directory; anything else there means it is not ours.
 _OWN_FILES = frozenset(
-    {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "arena.snapshot"}
+    {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", snapshot.SNAPSHOT_NAME}
 )
 
 
@@ -122,6 +127,49 @@ class SqliteStore(SqlStore):
     def describe(self) -> str:
         return f"SQLite database {self.path}"
 
+    # ---- start-up from a snapshot ----
+
+    def open_arena(self) -> Arena:
+        """The arena from the snapshot plus the log after it when the snapshot is
+        usable (see :mod:`bfx.storage.snapshot`), else a full load, after which a
+        snapshot is written for the next start."""
+        with self._lock:
+            arena = self._from_snapshot()
+            if arena is not None:
+                return arena
+            arena = Arena()
+            self.attach(arena)
+            self.write_snapshot()
+            return arena
+
+    def _from_snapshot(self) -> Arena | None:
+        found = snapshot.read_header(self.data_dir)
+        if found is None:
+            return None
+        header, offset = found
+        if header.store_id != self.store_id or header.last_change != self._change_at(header.seq):
+            log.info("storage: the arena snapshot does not match %s; loading in full", self.path)
+            return None
+        arena = snapshot.read(self.data_dir, offset)
+        if arena is None:
+            return None
+        self._arena = arena
+        self._seq = header.seq
+        self._catch_up()
+        return arena
+
+    def _change_at(self, seq: int) -> tuple[int, int] | None:
+        row = self._conn.execute("SELECT op, id FROM changes WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def write_snapshot(self) -> None:
+        """Writes the arena as it is now (a cache for the next start)."""
+        with self._lock:
+            if self._arena is None or self._conn is None:
+                return
+            header = snapshot.Snapshot(self.store_id, self._seq, self._change_at(self._seq))
+            snapshot.write(self.data_dir, self._arena, header)
+
     # ---- dialect hooks ----
 
     def _tables(self) -> set[str]:
@@ -156,6 +204,10 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         with self._lock:
+            if self._arena is not None and self._conn is not None:
+                found = snapshot.read_header(self.data_dir)
+                if found is None or found[0].seq != self._seq:
+                    self.write_snapshot()
             conn, self._conn = self._conn, None
             self._arena = None
             if conn is not None:
