@@ -321,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_import(sub)
     _add_backup(sub)
+    from bfx import capacity
+
+    capacity.add_parser(sub)
     return parser
 
 
