@@ -147,6 +147,16 @@ type SubstrateItem<'py> = (
     Option<Bound<'py, PyAny>>,
 );
 
+/// `(rel_type, source, target, bidirectional, constraints, created_at)`.
+type EdgeItem<'py> = (
+    String,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Vec<u8>,
+    Option<i64>,
+);
+
 /// A substrate as handed in by a batch call, owned so the GIL can be released.
 struct OwnedSubstrate {
     expr_type: ExprType,
@@ -678,14 +688,8 @@ impl Arena {
         for item in items.try_iter()? {
             let item = item?;
             // `bidirectional` is read for its truth, so database rows (0/1) load as-is.
-            let (rel, source, target, bidirectional, constraints, created_at): (
-                String,
-                Bound<'py, PyAny>,
-                Bound<'py, PyAny>,
-                Bound<'py, PyAny>,
-                Vec<u8>,
-                Option<i64>,
-            ) = item.extract().map_err(|_| {
+            let (rel, source, target, bidirectional, constraints, created_at): EdgeItem<'py> =
+                item.extract().map_err(|_| {
                 PyTypeError::new_err(
                     "each item must be (rel_type, source, target, bidirectional, constraints: bytes, created_at)",
                 )
