@@ -117,16 +117,21 @@ def read_document(body: bytes) -> Iterator[dict[str, Any]]:
         yield _plain(y, "relationship")
 
 
+def _decode_line(decoder: msgspec.json.Decoder[Any], line: bytes, n: int) -> Any:
+    """One record of line ``n``: a 422 naming the line and field, or a 400."""
+    try:
+        return decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, prefix=f"line {n}: ") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJsonError(f"line {n} is not valid JSON: {exc}", {"line": n}) from None
+
+
 def read_ndjson(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            item = _line_decoder.decode(line)
-        except msgspec.ValidationError as exc:
-            raise field_error(exc, prefix=f"line {n}: ") from None
-        except msgspec.DecodeError as exc:
-            raise MalformedJsonError(f"line {n} is not valid JSON: {exc}", {"line": n}) from None
+        item = _decode_line(_line_decoder, line, n)
         kind = "substrate" if isinstance(item, s.ImportSubstrateLine) else "relationship"
         yield _plain(item, kind)
 
@@ -151,13 +156,7 @@ def read_json_stream(first: bytes, rest: Iterable[bytes]) -> Iterator[dict[str, 
             continue
         if line.endswith(b","):
             line = line[:-1]
-        try:
-            item = decoder.decode(line)
-        except msgspec.ValidationError as exc:
-            raise field_error(exc, prefix=f"line {n}: ") from None
-        except msgspec.DecodeError as exc:
-            raise MalformedJsonError(f"line {n} is not valid JSON: {exc}", {"line": n}) from None
-        yield _plain(item, kind)
+        yield _plain(_decode_line(decoder, line, n), kind)
     if not closed:
         raise MalformedJsonError("the document ends before its closing ]}", {})
 

@@ -465,47 +465,52 @@ class SqlStore(Store):
         self, rows: Sequence[tuple], atomic: bool, dry_run: bool
     ) -> list[int | errors.BfxError]:
         arena = self._require_arena()
-        with self._writing() as w:
-            answers, _ = arena.insert_many(rows, dry_run=True)
-            if dry_run or (atomic and _failed(answers)):
-                return answers
-            new = [(row, a) for row, a in zip(rows, answers, strict=True) if isinstance(a, int)]
-            self._execmany(
-                "INSERT INTO substrates (id, expression_type, expression_code, canonical_code, "
-                "metadata, created_us) VALUES (?, ?, ?, ?, ?, ?)",
-                [(to_db(i), r[0], r[1], r[2], r[3] or None, r[4]) for r, i in new],
-            )
-            w.entries += [(OP_ADD_SUBSTRATE, to_db(i)) for _, i in new]
-
-            def apply() -> None:
-                applied, _ = arena.insert_many([(*r[:5], i) for r, i in new])
-                self._check_applied(applied, "substrate")
-
-            w.after = apply
-        return answers
+        return self._insert(
+            rows, atomic, dry_run, arena.insert_many, "substrate", OP_ADD_SUBSTRATE,
+            "INSERT INTO substrates (id, expression_type, expression_code, canonical_code, "
+            "metadata, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+            lambda r, i: (to_db(i), r[0], r[1], r[2], r[3] or None, r[4]),
+            # Applied with the checked id as the expected one.
+            lambda r, i: (*r[:5], i),
+        )  # fmt: skip
 
     def insert_relationships(
         self, rows: Sequence[tuple], atomic: bool, dry_run: bool
     ) -> list[int | errors.BfxError]:
         arena = self._require_arena()
+        return self._insert(
+            rows, atomic, dry_run, arena.link_many, "relationship", OP_ADD_RELATIONSHIP,
+            "INSERT INTO relationships (id, rel_type, source_id, target_id, bidirectional, "
+            "constraints, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            lambda r, i: (to_db(i), r[0], to_db(r[1]), to_db(r[2]), bool(r[3]), r[4] or None, r[5]),
+            lambda r, i: r,
+        )  # fmt: skip
+
+    def _insert(
+        self,
+        rows: Sequence[tuple],
+        atomic: bool,
+        dry_run: bool,
+        arena_many: Callable[..., tuple[list[Any], bool]],
+        kind: str,
+        op: int,
+        insert_sql: str,
+        db_row: Callable[[tuple, int], tuple],
+        arena_row: Callable[[tuple, int], tuple],
+    ) -> list[int | errors.BfxError]:
+        """The write path of both kinds: check with the arena's ``*_many``
+        (dry run), write what passed, then apply it to the arena."""
         with self._writing() as w:
-            answers, _ = arena.link_many(rows, dry_run=True)
+            answers, _ = arena_many(rows, dry_run=True)
             if dry_run or (atomic and _failed(answers)):
                 return answers
             new = [(row, a) for row, a in zip(rows, answers, strict=True) if isinstance(a, int)]
-            self._execmany(
-                "INSERT INTO relationships (id, rel_type, source_id, target_id, bidirectional, "
-                "constraints, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (to_db(i), r[0], to_db(r[1]), to_db(r[2]), bool(r[3]), r[4] or None, r[5])
-                    for r, i in new
-                ],
-            )
-            w.entries += [(OP_ADD_RELATIONSHIP, to_db(i)) for _, i in new]
+            self._execmany(insert_sql, [db_row(r, i) for r, i in new])
+            w.entries += [(op, to_db(i)) for _, i in new]
 
             def apply() -> None:
-                applied, _ = arena.link_many([r for r, _ in new])
-                self._check_applied(applied, "relationship")
+                applied, _ = arena_many([arena_row(r, i) for r, i in new])
+                self._check_applied(applied, kind)
 
             w.after = apply
         return answers
