@@ -50,7 +50,7 @@ bench: build bench-deps ## paired Rust/Python benchmarks + memory; summary in ta
 		-p no:randomly --benchmark-json target/bench-python.json
 	$(PYTHON) benches/summary.py --python-json target/bench-python.json --since target/bench-start
 	$(PYTHON) benches/python/memory.py
-	@if command -v wrk >/dev/null; then $(MAKE) --no-print-directory bench-http; \
+	@if command -v wrk >/dev/null; then $(PYTHON) benches/http/run_wrk.py --duration 5; \
 	else echo "bench-http skipped: wrk is not installed (apt-get install -y wrk)"; fi
 
 bench-http: build ## HTTP load with wrk: each route against a bare Granian app, same run

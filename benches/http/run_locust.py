@@ -14,12 +14,14 @@ Figures, never assertions: this is not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -101,14 +103,62 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.cpu_count()} CPUs shared by locust and the server",
                 flush=True,
             )
-            # Bounded: locust stops itself after --run-time; the timeout is a backstop.
-            proc = subprocess.run(cmd, check=False, timeout=args.run_time + 120)
-            code = proc.returncode
+            # Bounded: locust stops itself after --run-time; the deadline is a backstop.
+            locust = subprocess.Popen(cmd)
+            cpu = CpuSampler(server.proc.pid, locust.pid)
+            deadline = time.monotonic() + args.run_time + 120
+            while locust.poll() is None and time.monotonic() < deadline:
+                cpu.sample()
+                time.sleep(1.0)
+            if locust.poll() is None:
+                locust.kill()
+            code = locust.wait()
+            print(cpu.report(), flush=True)
         finally:
             server.stop()
         if code not in (0, 1):
             print((tmp / "bfx.log").read_text(errors="replace")[-3000:], file=sys.stderr)
     return code
+
+
+class CpuSampler:
+    """CPU use of the server's process tree and of locust, one sample a second: on a
+    small machine it tells whether the server or the load generator was the limit."""
+
+    def __init__(self, server_pid: int, locust_pid: int) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.server = psutil.Process(server_pid)
+        self.locust = psutil.Process(locust_pid)
+        self.samples: list[tuple[float, float]] = []
+        self._seen: dict[int, object] = {}
+
+    def _tree(self, root) -> float:
+        total = 0.0
+        procs = [root]
+        with contextlib.suppress(self._psutil.Error):
+            procs += root.children(recursive=True)
+        for p in procs:
+            proc = self._seen.setdefault(p.pid, p)
+            with contextlib.suppress(self._psutil.Error):
+                total += proc.cpu_percent(None)  # type: ignore[attr-defined]
+        return total
+
+    def sample(self) -> None:
+        self.samples.append((self._tree(self.server), self._tree(self.locust)))
+
+    def report(self) -> str:
+        # The first samples prime the counters and cover the spawn; drop them.
+        usable = self.samples[3:] or self.samples
+        if not usable:
+            return "cpu: no samples"
+        server = sum(s for s, _ in usable) / len(usable)
+        client = sum(c for _, c in usable) / len(usable)
+        return (
+            f"cpu (mean of {len(usable)} one-second samples, 100% = one core): "
+            f"bfx serve {server:.0f}%, locust {client:.0f}%"
+        )
 
 
 def _has_module(name: str) -> bool:

@@ -82,6 +82,7 @@ class Process:
         self.port = port
         self.log = log
         self._out = log.open("wb")
+        # Its own process group: Granian's worker processes are stopped with it.
         self.proc = subprocess.Popen(
             argv,
             stdout=self._out,
@@ -89,6 +90,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -103,13 +105,17 @@ class Process:
         sys.exit(f"server did not start:\n{log.read_text(errors='replace')}")
 
     def stop(self) -> None:
+        """SIGINT (a clean shutdown), then SIGKILL to the whole process group if the
+        server or any of its workers is still there after 15 s."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        # Workers left behind by a main process that exited or hung: never orphans.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
         self._out.close()
 
 

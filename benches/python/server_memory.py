@@ -10,7 +10,11 @@ on a loopback port and measures the server's resident set once it answers
 ``/health`` (all records loaded), against the same server on an empty data
 directory. Then it invokes ``--warm-cache`` distinct substrates through
 ``/substrates/batch/invoke`` so the compiled-expression cache (bounded: 100,000
-entries by default) is full, and measures again. Figures, not assertions.
+entries by default) is full, and measures again. It also reads the worker's peak
+resident set (VmHWM) right after start-up (loading the arena, from the snapshot or
+in full) and until it has exited after SIGINT (a clean shutdown writes the arena
+snapshot): a server must fit its peak, not only its steady state.
+``--data-dir`` keeps (and reuses) the loaded directory. Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +70,25 @@ def tree_rss(pid: int) -> tuple[int, int]:
     return sum(sizes), max(sizes)
 
 
+def peak_rss(pid: int) -> int:
+    """VmHWM: the highest resident set the process has had (Linux), 0 if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def worker_pid(pid: int) -> int:
+    """The Granian worker: the largest process of the tree (it holds the registry)."""
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    best = max(procs, key=lambda p: p.memory_info().rss)
+    return best.pid
+
+
 class Server:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.port = free_port()
@@ -90,6 +114,7 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            start_new_session=True,  # its own group: the worker is stopped with it
         )
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
@@ -111,15 +136,26 @@ class Server:
         time.sleep(1.0)  # let the worker settle after the last request
         return tree_rss(self.proc.pid)
 
-    def stop(self) -> None:
+    def peak(self) -> int:
+        return peak_rss(worker_pid(self.proc.pid))
+
+    def stop(self) -> int:
+        """Stops the server (SIGINT: a clean shutdown, which writes the arena snapshot)
+        and returns the worker's peak RSS seen while it shut down."""
+        peak = 0
         if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+            worker = worker_pid(self.proc.pid)
+            self.proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 600
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                peak = max(peak, peak_rss(worker))
+                time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a hung server, or orphaned workers
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
         self._log.close()
+        return peak
 
 
 def populate(data_dir: Path, shape: Shape, show: bool) -> tuple[list[int], float]:
@@ -186,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metadata-bytes", type=int, default=DEFAULT_METADATA_BYTES)
     p.add_argument("--warm-cache", type=int, default=100_000, help="distinct substrates invoked")
     p.add_argument("--dir", default=None, help="parent of the temporary data directories")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the loaded data directory here, and reuse it if it already holds one "
+        "(its records must have this shape)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     shape = Shape(
@@ -201,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     show = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="bfx-server-memory-", dir=args.dir) as tmp:
         tmp_path = Path(tmp)
-        empty_dir, full_dir = tmp_path / "empty", tmp_path / "full"
-        ids, write_seconds = populate(full_dir, shape, show)
+        empty_dir = tmp_path / "empty"
+        full_dir = args.data_dir or tmp_path / "full"
+        if args.data_dir and (full_dir / "bfx.db").exists():
+            from bfx._core import substrate_id
+
+            ids = [substrate_id("lambda", shape.code(i)) for i in range(shape.substrates)]
+            write_seconds = float("nan")
+        else:
+            ids, write_seconds = populate(full_dir, shape, show)
         disk = sum(f.stat().st_size for f in full_dir.rglob("*") if f.is_file())
 
         empty = Server(empty_dir, tmp_path / "empty.log")
@@ -212,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
             empty.stop()
         full = Server(full_dir, tmp_path / "full.log")
         try:
+            start_peak = full.peak()
             full_tree, full_worker = full.rss()
             warmed = warm(full.port, ids, args.warm_cache)
             warm_tree, warm_worker = full.rss()
             start_seconds = full.start_seconds
         finally:
-            full.stop()
+            stop_peak = full.stop()
 
     n = shape.substrates
     k = shape.relationships_per_substrate
@@ -237,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         "bytes_per_substrate_loaded": (full_worker - empty_worker) / n,
         "bytes_per_substrate_warm": (warm_worker - empty_worker) / n,
         "cache_bytes_per_entry": (warm_worker - full_worker) / max(1, warmed),
+        "start_peak_worker_rss": start_peak,
+        "stop_peak_worker_rss": stop_peak,
+        "start_peak_bytes_per_substrate": (start_peak - empty_worker) / n,
+        "stop_peak_bytes_per_substrate": (stop_peak - empty_worker) / n,
     }
     mib = 2**20
     print(
@@ -244,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(lambda {shape.expression_length} chars, metadata {shape.metadata_bytes} bytes)"
     )
     print(
-        f"written through Registry(data_dir) in {write_seconds:,.1f} s; "
+        f"written through Registry(data_dir) in {write_seconds:,.1f} s (nan: reused); "
         f"{disk / mib:,.1f} MiB on disk = {disk / n:,.1f} bytes/substrate"
     )
     print(f"server start (load + first /health): {start_seconds:,.1f} s")
@@ -259,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| + {warmed:,} compiled in the cache | {warm_worker / mib:,.1f} MiB | "
         f"{warm_tree / mib:,.1f} MiB | {figures['bytes_per_substrate_warm']:,.1f} bytes |"
+    )
+    print(
+        f"| peak while starting (load) | {start_peak / mib:,.1f} MiB | | "
+        f"{figures['start_peak_bytes_per_substrate']:,.1f} bytes |"
+    )
+    print(
+        f"| peak over the run, read until exit (clean shutdown) | {stop_peak / mib:,.1f} MiB | | "
+        f"{figures['stop_peak_bytes_per_substrate']:,.1f} bytes |"
     )
     print()
     print(
