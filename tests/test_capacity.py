@@ -278,3 +278,11 @@ def test_add_parser_registers_the_subcommand(capsys):
     assert args.func is capacity.run
     assert args.func(args) == 0
     _check_report(json.loads(capsys.readouterr().out))
+
+
+def test_bfx_capacity_subcommand(capsys):
+    """``bfx capacity`` is the same tool through the bfx command line."""
+    from bfx.cli import main as bfx_main
+
+    assert bfx_main(["capacity", *SMALL, "--json"]) == 0
+    _check_report(json.loads(capsys.readouterr().out))

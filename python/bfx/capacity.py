@@ -682,6 +682,14 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{name} {size / disk['substrates']:,.1f}" for name, size in disk["files"].items()
             )
             + ")",
+            *(
+                [
+                    "(a sample under 10,000 overstates: SQLite's pages and file header are "
+                    "spread over few records)"
+                ]
+                if disk["substrates"] < 10_000
+                else []
+            ),
             f"DISK, EXTRAPOLATED: {_gib(p['disk_bytes_at_measured'])} for "
             f"{p['basis_substrates']:,} substrates; {_gib(p['disk_bytes_at_max'])} for the "
             f"{p['steady']['max_substrates']:,} that fit in RAM",
