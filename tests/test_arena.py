@@ -116,6 +116,35 @@ def test_dump_and_load_round_trip_and_corruption():
         Arena.from_dump(b"not a dump at all, but long enough to look")
 
 
+def test_dump_file_streams_after_a_header_and_load_file_reads_from_an_offset(tmp_path):
+    a = Arena()
+    ids = [make(a, f"x * {i}", b'{"i":%d}' % i) for i in range(300)]
+    for s, t in itertools.pairwise(ids):
+        a.link("dependency", s, t, bidirectional=True)
+    path = tmp_path / "snap"
+    header = b"some header the caller owns\n"
+    path.write_bytes(header)
+    a.dump_file(path)
+    assert path.read_bytes() == header + a.dump()
+    b = Arena.load_file(path, len(header))
+    assert len(b) == 300
+    assert b.relationship_count == 299
+    assert all(b.get(i) == a.get(i) for i in ids)
+    # A wrong offset, a cut file, a missing one: clear errors, never a partial arena.
+    with pytest.raises(errors.StorageError):
+        Arena.load_file(path, len(header) + 1)
+    with pytest.raises(errors.StorageError):
+        Arena.load_file(path)
+    cut = tmp_path / "cut"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(errors.StorageError):
+        Arena.load_file(cut, len(header))
+    with pytest.raises(FileNotFoundError):
+        Arena.load_file(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        a.dump_file(tmp_path / "no-such-dir" / "snap")
+
+
 def test_pages_are_complete_and_ordered():
     a = Arena()
     ids = sorted(make(a, f"y * {i}") for i in range(250))

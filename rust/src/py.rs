@@ -16,6 +16,9 @@
 //!   constructors are Python code that may hand the GIL to another thread)
 //!   built.
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
@@ -368,8 +371,8 @@ impl Arena {
     /// Rebuilds an arena from bytes made by `dump()`.
     #[staticmethod]
     fn from_dump(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let owned = data.to_vec();
-        let arena = py.detach(move || dump::load(&owned)).py_err(py)?;
+        // `bytes` are immutable and the caller holds them: read them in place.
+        let arena = py.detach(|| dump::load(data)).py_err(py)?;
         Ok(Arena {
             inner: RwLock::new(arena),
         })
@@ -378,6 +381,37 @@ impl Arena {
     fn dump<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let bytes = py.detach(|| dump::dump(&self.inner.read()));
         PyBytes::new(py, &bytes)
+    }
+
+    /// Loads the dump that fills `path` from byte `offset` to its end, streaming:
+    /// no copy of the dump is held beside the arena it builds.
+    #[staticmethod]
+    #[pyo3(signature = (path, offset = 0))]
+    fn load_file(py: Python<'_>, path: PathBuf, offset: u64) -> PyResult<Self> {
+        let arena = py.detach(move || -> PyResult<Result<CoreArena, CoreError>> {
+            let mut file = File::open(&path)?;
+            let len = file.metadata()?.len().saturating_sub(offset);
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(dump::load_from(
+                BufReader::with_capacity(1 << 20, file),
+                len,
+            ))
+        })?;
+        Ok(Arena {
+            inner: RwLock::new(arena.py_err(py)?),
+        })
+    }
+
+    /// Appends the dump to `path` (created if missing, so a caller can write its
+    /// own header first), streaming, and syncs the file to disk.
+    fn dump_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| -> std::io::Result<()> {
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            dump::dump_to(&self.inner.read(), &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })?;
+        Ok(())
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {

@@ -250,6 +250,106 @@ fn dump_round_trips_and_rejects_damage() {
     ));
 }
 
+/// Re-seals a hand-edited dump with a valid checksum, as a forger would.
+fn reseal(body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(body).to_le_bytes());
+    out
+}
+
+#[test]
+fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
+    let mut a = Arena::new();
+    let ids: Vec<u64> = (0..200)
+        .map(|i| {
+            let code = format!("x + {i}");
+            let meta = format!("{{\"i\":{i}}}");
+            a.insert(&sub(&code, meta.as_bytes())).unwrap()
+        })
+        .collect();
+    for pair in ids.windows(2) {
+        a.link(&edge(RelType::Lineage, pair[0], pair[1], false))
+            .unwrap();
+    }
+    let bytes = dump::dump(&a);
+    let mut streamed = Vec::new();
+    dump::dump_to(&a, &mut streamed).unwrap();
+    assert_eq!(streamed, bytes);
+
+    // A reader that hands out a few bytes at a time, like a slow file.
+    struct Dribble<'a>(&'a [u8]);
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(3);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let b = dump::load_from(Dribble(&bytes), bytes.len() as u64).unwrap();
+    assert_eq!(b.len(), 200);
+    assert_eq!(b.edge_count(), 199);
+    for id in &ids {
+        assert_eq!(b.get(*id), a.get(*id));
+    }
+    // The stated length is the dump: more input, or less, is refused.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    for (input, len) in [
+        (&longer[..], bytes.len() as u64),
+        (&longer[..], longer.len() as u64),
+        (&bytes[..], bytes.len() as u64 - 1),
+        (&bytes[..], bytes.len() as u64 + 1),
+    ] {
+        assert!(
+            matches!(dump::load_from(input, len), Err(CoreError::CorruptDump(_))),
+            "len {len} of {}",
+            input.len()
+        );
+    }
+}
+
+#[test]
+fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
+    let mut a = Arena::new();
+    let x = a.insert(&sub("x", b"")).unwrap();
+    let y = a.insert(&sub("y", b"")).unwrap();
+    a.link(&edge(RelType::Dependency, x, y, false)).unwrap();
+    let bytes = dump::dump(&a);
+    let body = &bytes[..bytes.len() - 8];
+    let first = 28; // magic, version, two counts
+
+    // A wrong id for its content.
+    let mut wrong_id = body.to_vec();
+    wrong_id[first] ^= 1;
+    // A code length of 4 GiB in a dump of a few dozen bytes.
+    let mut huge = body.to_vec();
+    huge[first + 21..first + 25].copy_from_slice(&u32::MAX.to_le_bytes());
+    // Counts far beyond what the bytes could hold.
+    let mut counts = body.to_vec();
+    counts[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+    // A relationship whose source was never stored.
+    let mut dangling = body.to_vec();
+    let edge_at = body.len() - (8 + 8 + 2 + 8 + 4);
+    dangling[edge_at..edge_at + 8].copy_from_slice(&12345u64.to_le_bytes());
+    // A newer format version.
+    let mut version = body.to_vec();
+    version[8] = 2;
+    for (what, forged) in [
+        ("wrong id", wrong_id),
+        ("huge length", huge),
+        ("huge counts", counts),
+        ("dangling edge", dangling),
+        ("version", version),
+    ] {
+        assert!(
+            matches!(dump::load(&reseal(&forged)), Err(CoreError::CorruptDump(_))),
+            "{what}"
+        );
+    }
+    assert!(dump::load(&reseal(body)).is_ok());
+}
+
 #[test]
 fn atomic_batches_write_all_or_nothing() {
     let mut a = Arena::new();

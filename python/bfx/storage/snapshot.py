@@ -9,7 +9,9 @@ database restored from a backup, or edited, makes it stale), and then the log af
 it is replayed. Anything wrong means a full load from the database.
 
 Written atomically (temporary file + rename) after a full load and when a registry
-closes; a ``kill -9`` leaves the last one, and the log covers the rest.
+closes; a ``kill -9`` leaves the last one, and the log covers the rest. The dump is
+streamed to and from the file by the core, so a server's peak memory while it starts
+or stops is the arena plus a small buffer, not the arena plus a copy of its dump.
 """
 
 from __future__ import annotations
@@ -48,9 +50,8 @@ def write(data_dir: Path, arena: Arena, header: Snapshot) -> None:
             f.write(_MAGIC)
             f.write(len(head).to_bytes(4, "little"))
             f.write(head)
-            f.write(arena.dump())
-            f.flush()
-            os.fsync(f.fileno())
+        # Streams the dump after the header and syncs: never a second copy in memory.
+        arena.dump_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("could not write the arena snapshot %s: %s", path, exc)
@@ -73,8 +74,7 @@ def read_header(data_dir: Path) -> tuple[Snapshot, int] | None:
 
 def read(data_dir: Path, offset: int) -> Arena | None:
     try:
-        data = (data_dir / SNAPSHOT_NAME).read_bytes()[offset:]
-        return Arena.from_dump(data)
+        return Arena.load_file(data_dir / SNAPSHOT_NAME, offset)
     except (OSError, errors.BfxError) as exc:
         log.warning("ignoring the arena snapshot in %s: %s", data_dir, exc)
         return None
