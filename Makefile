@@ -40,8 +40,31 @@ test-py: build ## Python tests (unit, property, HTTP, end-to-end)
 CRITERION_ARGS ?= --noplot --warm-up-time 1 --measurement-time 3
 BENCH_DEPS = $(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))"
 
-bench-deps:
+# The bench tools: the Python ones (the `bench` extra) and wrk, which drives the HTTP
+# part of `make bench` and `make bench-http`. wrk is a Debian package, not a pip one:
+# installed with apt-get when run as root on a machine that has it; otherwise the
+# reason and the command to run are printed, and `make bench` skips its HTTP part.
+.PHONY: bench-deps-python bench-deps-wrk
+bench-deps: bench-deps-python bench-deps-wrk ## install the bench tools (bench extra; wrk via apt-get as root)
+
+bench-deps-python:
 	@$(PYTHON) -c "import pytest_benchmark, locust, rustworkx" 2>/dev/null || $(PIP) install -q $$($(BENCH_DEPS))
+
+bench-deps-wrk:
+	@if command -v wrk >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "bench-deps: wrk is not installed; installing it: apt-get update && apt-get install -y wrk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+		if command -v wrk >/dev/null 2>&1; then echo "bench-deps: wrk installed ($$(command -v wrk))"; \
+		else echo "bench-deps: WARNING: apt-get could not install wrk (see its output above);" \
+			"the HTTP part of make bench will be skipped."; fi; \
+	else \
+		if [ "$$(id -u)" != 0 ]; then why="not running as root"; else why="apt-get is not available"; fi; \
+		echo "bench-deps: WARNING: wrk is not installed and was not installed automatically ($$why)," \
+			"so the HTTP part of make bench (benches/http/run_wrk.py) will be skipped." \
+			"Install it with 'sudo apt-get install -y wrk' (Debian/Ubuntu) or from https://github.com/wg/wrk," \
+			"then run make bench-http."; \
+	fi
 
 bench: build bench-deps ## paired Rust/Python benchmarks + memory; summary in target/bench-summary.md
 	@mkdir -p target && touch target/bench-start
@@ -50,10 +73,11 @@ bench: build bench-deps ## paired Rust/Python benchmarks + memory; summary in ta
 		-p no:randomly --benchmark-json target/bench-python.json
 	$(PYTHON) benches/summary.py --python-json target/bench-python.json --since target/bench-start
 	$(PYTHON) benches/python/memory.py
-	@if command -v wrk >/dev/null; then $(PYTHON) benches/http/run_wrk.py --duration 5; \
-	else echo "bench-http skipped: wrk is not installed (apt-get install -y wrk)"; fi
+	@if command -v wrk >/dev/null 2>&1; then $(PYTHON) benches/http/run_wrk.py --duration 5; \
+	else echo "bench-http SKIPPED: wrk is not installed (bench-deps said why above);" \
+		"install it (sudo apt-get install -y wrk), then run make bench-http."; fi
 
-bench-http: build ## HTTP load with wrk: each route against a bare Granian app, same run
+bench-http: build bench-deps-wrk ## HTTP load with wrk: each route against a bare Granian app, same run
 	$(PYTHON) benches/http/run_wrk.py --duration 5
 
 # The locust run: users, spawn rate, duration, and the mix (env BFX_MIX, see locustfile.py).

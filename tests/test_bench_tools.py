@@ -1,4 +1,4 @@
-"""The benchmark tooling: benches/summary.py and the locust workload.
+"""The benchmark tooling: benches/summary.py, the locust workload, make bench-deps (wrk).
 
 No timing assertions: these check that the tools read, pair and print figures, and
 that the locust workload runs against a real server (skipped without locust, which
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,88 @@ def test_locust_workload_runs_against_a_real_server():
     for name in ("get", "invoke", "create", "outgoing", "incoming", "relate", "traverse"):
         assert f"| {name} " in out
     assert "| **all** |" in out
+
+
+# --- make bench-deps: wrk (the HTTP part of make bench) ---------------------------------
+
+MAKE = shutil.which("make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
+
+
+def _bench_deps_wrk(tmp_path: Path, *, uid: int, apt_get: str | None, wrk: bool = False):
+    """Run `make bench-deps-wrk` with a PATH of stand-ins: id, apt-get, maybe wrk.
+
+    The stand-in apt-get logs its arguments and runs ``apt_get`` (shell text), so no
+    package is installed and the real uid does not matter.
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt-get.log"
+
+    def script(name: str, body: str) -> None:
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+
+    script("id", f'[ "$1" = -u ] && echo {uid}')
+    if apt_get is not None:
+        script("apt-get", f'echo "$*" >> {log}\n{apt_get}')
+    if wrk:
+        script("wrk", "exit 0")
+    find = shutil.which("find")  # the Makefile lists the Rust sources when it is read
+    if find:
+        (bin_dir / "find").symlink_to(find)
+    proc = subprocess.run(
+        [MAKE, "-s", "-C", str(ROOT), "bench-deps-wrk"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_env(), "PATH": str(bin_dir)},
+        check=False,
+    )
+    calls = log.read_text().splitlines() if log.exists() else []
+    return proc, calls
+
+
+@needs_make
+def test_bench_deps_leaves_an_installed_wrk_alone(tmp_path):
+    proc, calls = _bench_deps_wrk(tmp_path, uid=0, apt_get="exit 0", wrk=True)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == []
+    assert proc.stdout == ""
+
+
+@needs_make
+def test_bench_deps_installs_wrk_with_apt_get_as_root(tmp_path):
+    bin_dir = tmp_path / "bin"
+    chmod = shutil.which("chmod")  # the stand-in PATH has no chmod
+    installs = (
+        f'[ "$1" = install ] && printf "#!/bin/sh\\n" > {bin_dir}/wrk && {chmod} +x {bin_dir}/wrk'
+    )
+    proc, calls = _bench_deps_wrk(tmp_path, uid=0, apt_get=installs + "; exit 0")
+    assert proc.returncode == 0, proc.stderr
+    assert [c.split() for c in calls] == [["update", "-qq"], ["install", "-y", "-qq", "wrk"]]
+    assert "wrk installed" in proc.stdout
+
+
+@needs_make
+def test_bench_deps_says_why_when_apt_get_fails(tmp_path):
+    proc, calls = _bench_deps_wrk(tmp_path, uid=0, apt_get="exit 100")
+    assert proc.returncode == 0, proc.stderr  # the rest of make bench still runs
+    assert calls == ["update -qq"]
+    assert "apt-get could not install wrk" in proc.stdout
+    assert "HTTP part of make bench will be skipped" in proc.stdout
+
+
+@needs_make
+@pytest.mark.parametrize(
+    ("uid", "apt_get", "why"),
+    [(1000, "exit 0", "not running as root"), (0, None, "apt-get is not available")],
+)
+def test_bench_deps_says_why_wrk_is_skipped(tmp_path, uid, apt_get, why):
+    proc, calls = _bench_deps_wrk(tmp_path, uid=uid, apt_get=apt_get)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == []
+    assert why in proc.stdout
+    assert "will be skipped" in proc.stdout
+    assert "apt-get install -y wrk" in proc.stdout
