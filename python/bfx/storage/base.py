@@ -44,8 +44,10 @@ OP_DELETE_SUBSTRATE = 2
 OP_ADD_RELATIONSHIP = 3
 OP_DELETE_RELATIONSHIP = 4
 
-#: Rows fetched per round trip while loading or catching up.
-FETCH = 65_536
+#: Rows fetched per round trip while loading or catching up. Larger batches load no
+#: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
+#: raised a full load's peak memory by ~80 MB (264 vs 342 B per substrate at 1M).
+FETCH = 8_192
 
 
 def to_db(identity: int) -> int:
@@ -294,6 +296,23 @@ class SqlStore(Store):
         with self._lock:
             self._arena = arena
             self._load_into(arena)
+
+    def open_arena(self) -> Arena:
+        arena = self._sized_arena()
+        self.attach(arena)
+        return arena
+
+    def _sized_arena(self) -> Arena:
+        """An empty arena whose id indexes fit what is stored, so a full load never
+        rehashes them. The counts are only a hint: rows committed after them just
+        grow the arena."""
+        self._begin_read()
+        try:
+            substrates = self._exec("SELECT count(*) FROM substrates").fetchone()[0]
+            relationships = self._exec("SELECT count(*) FROM relationships").fetchone()[0]
+        finally:
+            self._rollback()
+        return Arena(substrates, relationships)
 
     def _load_into(self, arena: Arena) -> None:
         self._changed()

@@ -137,7 +137,7 @@ class SqliteStore(SqlStore):
             arena = self._from_snapshot()
             if arena is not None:
                 return arena
-            arena = Arena()
+            arena = self._sized_arena()
             self.attach(arena)
             self.write_snapshot()
             return arena
