@@ -271,7 +271,12 @@ fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
         a.link(&edge(RelType::Lineage, pair[0], pair[1], false))
             .unwrap();
     }
+    // Fields larger than the 1 MiB stream buffer, and a dump spanning several.
+    let big_meta = vec![b'7'; 3 << 20];
+    let big_code = "y".repeat((1 << 20) + 5);
+    let big = a.insert(&sub(&big_code, &big_meta)).unwrap();
     let bytes = dump::dump(&a);
+    assert!(bytes.len() > 4 << 20);
     let mut streamed = Vec::new();
     dump::dump_to(&a, &mut streamed).unwrap();
     assert_eq!(streamed, bytes);
@@ -287,8 +292,9 @@ fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
         }
     }
     let b = dump::load_from(Dribble(&bytes), bytes.len() as u64).unwrap();
-    assert_eq!(b.len(), 200);
+    assert_eq!(b.len(), 201);
     assert_eq!(b.edge_count(), 199);
+    assert_eq!(b.get(big), a.get(big));
     for id in &ids {
         assert_eq!(b.get(*id), a.get(*id));
     }
@@ -342,12 +348,21 @@ fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
         ("dangling edge", dangling),
         ("version", version),
     ] {
+        let sealed = reseal(&forged);
         assert!(
-            matches!(dump::load(&reseal(&forged)), Err(CoreError::CorruptDump(_))),
+            matches!(dump::load(&sealed), Err(CoreError::CorruptDump(_))),
             "{what}"
+        );
+        assert!(
+            matches!(
+                dump::load_from(&sealed[..], sealed.len() as u64),
+                Err(CoreError::CorruptDump(_))
+            ),
+            "{what}, streamed"
         );
     }
     assert!(dump::load(&reseal(body)).is_ok());
+    assert!(dump::load_from(&bytes[..], bytes.len() as u64).is_ok());
 }
 
 #[test]
