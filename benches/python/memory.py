@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import os
 import platform
+import tempfile
 import time
 from array import array
 
@@ -131,6 +133,63 @@ def main() -> None:
     print(
         f"dump {len(blob) / 2**20:.0f} MiB in {t1 - t0:.2f} s; load (ids re-verified) in {t2 - t1:.2f} s"
     )
+    del again, blob
+    streamed_round_trip(arena, after_edges - base)
+
+
+def peak_rss() -> int | None:
+    """The process's peak resident set (VmHWM), or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Restarts VmHWM from the current RSS (Linux: ``5`` into clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def streamed_round_trip(arena: Arena, arena_bytes: int) -> None:
+    """The snapshot path a server takes: dump to a file and load it back,
+    streamed. The peak growth while loading is the new arena plus a buffer; a
+    load that held the dump in memory would add the dump's size on top."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "arena.dump")
+        before = rss()
+        can_measure = reset_peak_rss()
+        t0 = time.perf_counter()
+        arena.dump_file(path)
+        t1 = time.perf_counter()
+        dump_peak = peak_rss()
+        size = os.path.getsize(path)
+        before_load = rss()
+        can_measure = reset_peak_rss() and can_measure
+        again = Arena.load_file(path)
+        t2 = time.perf_counter()
+        load_peak = peak_rss()
+        assert len(again) == len(arena)
+        print(
+            f"streamed: dump_file {size / 2**20:.0f} MiB in {t1 - t0:.2f} s; "
+            f"load_file in {t2 - t1:.2f} s"
+        )
+        if can_measure and dump_peak is not None and load_peak is not None:
+            print(
+                f"  peak RSS growth: dump_file {(dump_peak - before) / 2**20:.1f} MiB; "
+                f"load_file {(load_peak - before_load) / 2**20:.1f} MiB for an arena of "
+                f"{arena_bytes / 2**20:.1f} MiB and a dump of {size / 2**20:.1f} MiB"
+            )
+        else:
+            print("  peak RSS growth: not measured (needs Linux /proc/self/clear_refs)")
 
 
 if __name__ == "__main__":

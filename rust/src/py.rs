@@ -17,7 +17,7 @@
 //!   built.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -392,10 +392,8 @@ impl Arena {
             let mut file = File::open(&path)?;
             let len = file.metadata()?.len().saturating_sub(offset);
             file.seek(SeekFrom::Start(offset))?;
-            Ok(dump::load_from(
-                BufReader::with_capacity(1 << 20, file),
-                len,
-            ))
+            // load_from reads through its own 1 MiB buffer.
+            Ok(dump::load_from(file, len))
         })?;
         Ok(Arena {
             inner: RwLock::new(arena.py_err(py)?),
@@ -407,9 +405,9 @@ impl Arena {
     fn dump_file(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| -> std::io::Result<()> {
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            let mut out = BufWriter::with_capacity(1 << 20, file);
-            dump::dump_to(&self.inner.read(), &mut out)?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+            // dump_to writes through its own 1 MiB buffer.
+            dump::dump_to(&self.inner.read(), &file)?;
+            file.sync_all()
         })?;
         Ok(())
     }
