@@ -148,19 +148,19 @@ trait Source {
     fn body_left(&self) -> u64;
     fn take(&mut self, len: u64) -> CoreResult<&[u8]>;
 
-    #[inline]
+    #[inline(always)]
     fn array<const N: usize>(&mut self) -> CoreResult<[u8; N]> {
         Ok(self.take(N as u64)?.try_into().expect("N bytes"))
     }
-    #[inline]
+    #[inline(always)]
     fn u8(&mut self) -> CoreResult<u8> {
         Ok(self.array::<1>()?[0])
     }
-    #[inline]
+    #[inline(always)]
     fn u32(&mut self) -> CoreResult<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    #[inline]
+    #[inline(always)]
     fn u64(&mut self) -> CoreResult<u64> {
         Ok(u64::from_le_bytes(self.array()?))
     }
@@ -173,11 +173,11 @@ struct SliceSource<'a> {
 }
 
 impl Source for SliceSource<'_> {
-    #[inline]
+    #[inline(always)]
     fn body_left(&self) -> u64 {
         (self.body.len() - self.at) as u64
     }
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, len: u64) -> CoreResult<&[u8]> {
         if len > self.body_left() {
             return Err(corrupt("truncated"));
@@ -228,22 +228,23 @@ impl<R: Read> StreamSource<R> {
 }
 
 impl<R: Read> Source for StreamSource<R> {
-    #[inline]
+    #[inline(always)]
     fn body_left(&self) -> u64 {
         self.unread + (self.end - self.at) as u64
     }
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, len: u64) -> CoreResult<&[u8]> {
+        // The buffer only ever holds body bytes, so a field inside it needs no
+        // further bound check.
+        let at = self.at;
+        if len <= (self.end - at) as u64 {
+            self.at += len as usize;
+            return Ok(&self.buf[at..self.at]);
+        }
         if len > self.body_left() {
             return Err(corrupt("truncated"));
         }
-        let len = len as usize;
-        if self.end - self.at >= len {
-            let at = self.at;
-            self.at += len;
-            return Ok(&self.buf[at..at + len]);
-        }
-        self.gather(len)
+        self.gather(len as usize)
     }
 }
 
