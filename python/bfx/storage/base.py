@@ -297,23 +297,6 @@ class SqlStore(Store):
             self._arena = arena
             self._load_into(arena)
 
-    def open_arena(self) -> Arena:
-        arena = self._sized_arena()
-        self.attach(arena)
-        return arena
-
-    def _sized_arena(self) -> Arena:
-        """An empty arena whose id indexes fit what is stored, so a full load never
-        rehashes them. The counts are only a hint: rows committed after them just
-        grow the arena."""
-        self._begin_read()
-        try:
-            substrates = self._exec("SELECT count(*) FROM substrates").fetchone()[0]
-            relationships = self._exec("SELECT count(*) FROM relationships").fetchone()[0]
-        finally:
-            self._rollback()
-        return Arena(substrates, relationships)
-
     def _load_into(self, arena: Arena) -> None:
         self._changed()
         self._begin_read()

@@ -137,7 +137,7 @@ class SqliteStore(SqlStore):
             arena = self._from_snapshot()
             if arena is not None:
                 return arena
-            arena = self._sized_arena()
+            arena = Arena()
             self.attach(arena)
             self.write_snapshot()
             return arena
