@@ -20,6 +20,7 @@ import time
 from array import array
 
 import psutil
+from server_memory import peak_rss  # this folder, run as a script
 
 from bfx._core import Arena
 
@@ -137,18 +138,6 @@ def main() -> None:
     streamed_round_trip(arena, after_edges - base)
 
 
-def peak_rss() -> int | None:
-    """The process's peak resident set (VmHWM), or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def reset_peak_rss() -> bool:
     """Restarts VmHWM from the current RSS (Linux: ``5`` into clear_refs)."""
     try:
@@ -170,19 +159,19 @@ def streamed_round_trip(arena: Arena, arena_bytes: int) -> None:
         t0 = time.perf_counter()
         arena.dump_file(path)
         t1 = time.perf_counter()
-        dump_peak = peak_rss()
+        dump_peak = peak_rss(os.getpid())
         size = os.path.getsize(path)
         before_load = rss()
         can_measure = reset_peak_rss() and can_measure
         again = Arena.load_file(path)
         t2 = time.perf_counter()
-        load_peak = peak_rss()
+        load_peak = peak_rss(os.getpid())
         assert len(again) == len(arena)
         print(
             f"streamed: dump_file {size / 2**20:.0f} MiB in {t1 - t0:.2f} s; "
             f"load_file in {t2 - t1:.2f} s"
         )
-        if can_measure and dump_peak is not None and load_peak is not None:
+        if can_measure and dump_peak and load_peak:
             print(
                 f"  peak RSS growth: dump_file {(dump_peak - before) / 2**20:.1f} MiB; "
                 f"load_file {(load_peak - before_load) / 2**20:.1f} MiB for an arena of "
