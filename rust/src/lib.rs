@@ -9,6 +9,7 @@ pub mod dump;
 pub mod error;
 pub mod graph;
 pub mod identity;
+pub mod jsondepth;
 pub mod kinds;
 mod segvec;
 mod slab;

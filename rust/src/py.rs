@@ -898,6 +898,16 @@ fn normalize_rel_type(py: Python<'_>, name: &str) -> PyResult<&'static str> {
     Ok(RelType::parse(name).py_err(py)?.name())
 }
 
+/// Whether a JSON text nests arrays/objects more than `limit` deep (brackets in
+/// strings do not count); large texts are scanned with the GIL released.
+#[pyfunction]
+fn json_nesting_exceeds(py: Python<'_>, text: &[u8], limit: usize) -> bool {
+    if text.len() < 1 << 16 {
+        return crate::jsondepth::nesting_exceeds(text, limit);
+    }
+    py.detach(|| crate::jsondepth::nesting_exceeds(text, limit))
+}
+
 #[pyfunction]
 fn now_us() -> i64 {
     now_micros()
@@ -913,6 +923,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_parse_id, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
     m.add_function(wrap_pyfunction!(now_us, m)?)?;
+    m.add_function(wrap_pyfunction!(json_nesting_exceeds, m)?)?;
     crate::py_graph::register(m)?;
     let rel_types: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
     m.add("REL_TYPES", PyTuple::new(m.py(), rel_types)?)?;
