@@ -208,7 +208,9 @@ def test_traverse_matches(spec, data):
         sorted(k for k, d in want.items() if d == level) for level in range(len(layers))
     ]
     assert sum(map(len, layers)) == len(want)
-    for node, path in got["paths"].items():
+    assert len(got["paths"]) == len(got["nodes"])
+    for n, path in zip(got["nodes"], got["paths"], strict=True):
+        node = n["substrate_id"]
         assert len(path) == want[node] + 1
         assert path[0] == start
         assert path[-1] == node

@@ -68,7 +68,8 @@ def test_traverse(api, chain):
         {"substrate_id": b, "depth": 1},
         {"substrate_id": c, "depth": 2},
     ]
-    assert body["paths"] == {a: [a], b: [a, b], c: [a, b, c]}
+    # DESIGN.md §3 revised: a list, one path per node in the order of nodes.
+    assert body["paths"] == [[a], [a, b], [a, b, c]]
     assert {e["relationship_id"] for e in body["edges"]} == {rels[0], rels[1]}
     assert body["truncated"] is False
     edge = body["edges"][0]

@@ -148,7 +148,9 @@ def test_outgoing_and_incoming(api):
     out = api.get(f"{API}/relationships/outgoing/{a}")
     assert out.status == 200
     body = out.json()
-    assert set(body) == {"relationships", "count"}
+    # DESIGN.md §6: every list answers next_cursor too.
+    assert set(body) == {"relationships", "count", "next_cursor"}
+    assert body["next_cursor"] is None
     assert body["count"] == 2
     assert {r["relationship_id"] for r in body["relationships"]} == {
         ab["relationship_id"],
@@ -240,7 +242,11 @@ def test_deleting_a_substrate_cascades(api):
     rel = relate(api, "DEPENDENCY", a, b)
     assert api.delete(f"{API}/substrates/{b}").status == 204
     error(api.get(f"{API}/relationships/{rel['relationship_id']}"), 404, "not_found")
-    assert api.get(f"{API}/relationships/outgoing/{a}").json() == {"relationships": [], "count": 0}
+    assert api.get(f"{API}/relationships/outgoing/{a}").json() == {
+        "relationships": [],
+        "count": 0,
+        "next_cursor": None,
+    }
 
 
 def test_batch(api):

@@ -122,7 +122,9 @@ def test_list_pages_by_cursor(api):
         res = api.get(API, query=query)
         assert res.status == 200
         body = res.json()
-        assert set(body) == {"substrates", "next_cursor"}
+        # DESIGN.md §6: every list answers count (the total) too.
+        assert set(body) == {"substrates", "next_cursor", "count"}
+        assert body["count"] == 7
         seen += [r["identity"] for r in body["substrates"]]
         pages += 1
         cursor = body["next_cursor"]
@@ -428,12 +430,17 @@ def test_search_by_name_and_type(api):
     res = api.get(f"{API}/search", query={"name": "TWO"})
     assert res.status == 200
     body = res.json()
-    assert set(body) == {"substrates", "count"}
+    assert set(body) == {"substrates", "count", "next_cursor"}
+    assert body["next_cursor"] is None
     assert {r["substrate_id"] for r in body["substrates"]} == {a["substrate_id"], b["substrate_id"]}
     assert body["count"] == 2
     typed = api.get(f"{API}/search", query={"name": "two", "type": "constant"}).json()
     assert [r["substrate_id"] for r in typed["substrates"]] == [b["substrate_id"]]
-    assert api.get(f"{API}/search", query={"limit": 1}).json()["count"] == 1
+    # DESIGN.md §6: count is the total number of matches, not the page length.
+    one = api.get(f"{API}/search", query={"limit": 1}).json()
+    assert len(one["substrates"]) == 1
+    assert one["count"] == 3
+    assert one["next_cursor"] is not None
 
 
 def test_query_filters_and_sort(api):
@@ -460,7 +467,7 @@ def test_query_filters_and_sort(api):
     before = api.post(
         f"{API}/query", json={"filters": {"created_before": "2000-01-01T00:00:00Z"}}
     ).json()
-    assert before == {"substrates": [], "count": 0}
+    assert before == {"substrates": [], "count": 0, "next_cursor": None}
 
 
 @pytest.mark.parametrize(

@@ -9,26 +9,53 @@ import msgspec
 
 from bfx._core import format_id
 
-__all__ = ["Invocation", "Relationship", "Substrate", "format_time", "from_micros", "to_micros"]
+__all__ = [
+    "MAX_MICROS",
+    "MIN_MICROS",
+    "Invocation",
+    "Relationship",
+    "Substrate",
+    "format_time",
+    "from_micros",
+    "to_micros",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TIME = datetime.min.replace(tzinfo=UTC)
+_MAX_TIME = datetime.max.replace(tzinfo=UTC)
 _json_decode = msgspec.json.decode
-
-
-def from_micros(us: int) -> datetime:
-    """Microseconds since the Unix epoch -> aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def to_micros(dt: datetime) -> int:
     """An aware datetime -> microseconds since the Unix epoch (exact).
 
-    A naive datetime is taken to be UTC.
+    A naive datetime is taken to be UTC. The result may lie outside
+    [MIN_MICROS, MAX_MICROS] (``0001-01-01T00:00:00+14:00`` is in year 0 in UTC):
+    callers that store it check the range first.
     """
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+#: The first and last microsecond a datetime can hold in UTC (years 1 to 9999).
+MIN_MICROS = to_micros(_MIN_TIME)
+MAX_MICROS = to_micros(_MAX_TIME)
+
+
+def from_micros(us: int) -> datetime:
+    """Microseconds since the Unix epoch -> aware UTC datetime.
+
+    Exact within [MIN_MICROS, MAX_MICROS]. A stored value outside that range (a
+    database written by an older bfx, or edited by hand) is clamped to the first
+    or last representable instant, so that a read never fails on it.
+    """
+    if us < MIN_MICROS:
+        return _MIN_TIME
+    if us > MAX_MICROS:
+        return _MAX_TIME
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def format_time(dt: datetime) -> str:

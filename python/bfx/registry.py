@@ -21,10 +21,20 @@ from typing import Any
 
 import msgspec
 
-from bfx import errors, operators
-from bfx._core import EXPRESSION_TYPES, Arena, format_id, normalize_rel_type, now_us, parse_id
+from bfx import errors, operators, paging
+from bfx._core import (
+    EXPRESSION_TYPES,
+    Arena,
+    format_id,
+    normalize_rel_type,
+    now_us,
+    parse_id,
+    relationship_id,
+)
 from bfx.graph import GraphMixin
 from bfx.models import (
+    MAX_MICROS,
+    MIN_MICROS,
     Invocation,
     Relationship,
     Substrate,
@@ -42,7 +52,8 @@ _SCAN_PAGE = 4096
 #: Records an import checks and writes together.
 _IMPORT_CHUNK = 2048
 MAX_METADATA_BYTES = 64 * 1024
-MAX_PAGE = 10_000
+#: The page cap of every list (``bfx.paging``): one fact, one place.
+MAX_PAGE = paging.MAX_PAGE
 
 
 def _json_object_bytes(value: Any, field: str) -> bytes:
@@ -68,12 +79,10 @@ def _json_object_bytes(value: Any, field: str) -> bytes:
 
 
 def _check_page(limit: int, offset: int = 0) -> None:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-        raise errors.ValidationError(
-            f"limit must be an integer from 1 to {MAX_PAGE}", {"field": "limit"}
-        )
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise errors.ValidationError("offset must be a non-negative integer", {"field": "offset"})
+    """``limit`` within 1..MAX_PAGE and ``offset`` within 0..paging.MAX_OFFSET, else a
+    ValidationError naming the field (never an overflow in the core)."""
+    paging.check_limit(limit)
+    paging.check_offset(offset)
 
 
 def _merge(prepared: list[Any], answers: list[Any], make: Any) -> list[Any]:
@@ -474,32 +483,43 @@ class Registry(GraphMixin):
     # ------------------------------------------------------------ search
 
     def search(
-        self, name: str | None = None, expression_type: str | None = None, limit: int = 100
-    ) -> list[Substrate]:
+        self,
+        name: str | None = None,
+        expression_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> paging.Page[Substrate]:
         """Substrates whose ``metadata["name"]`` contains ``name`` (ignoring
-        case) and whose type is ``expression_type`` (each optional), in
-        storage order, at most ``limit``."""
+        case) and whose type is ``expression_type`` (each optional), oldest
+        first (``created_at``, ties by id): a page of at most ``limit`` after
+        ``cursor``, with ``count`` (all matches) and ``next_cursor``."""
         _check_page(limit)
         needle = name.casefold() if name else None
-        out: list[Substrate] = []
-        for s in self.iter_substrates():
-            if expression_type is not None and s.expression_type != expression_type:
-                continue
-            if needle is not None:
-                candidate = s.metadata.get("name")
-                if not isinstance(candidate, str) or needle not in candidate.casefold():
+
+        def matches() -> Iterator[Substrate]:
+            for s in self.iter_substrates():
+                if expression_type is not None and s.expression_type != expression_type:
                     continue
-            out.append(s)
-            if len(out) >= limit:
-                break
-        return out
+                if needle is not None:
+                    candidate = s.metadata.get("name")
+                    if not isinstance(candidate, str) or needle not in candidate.casefold():
+                        continue
+                yield s
+
+        return _keyset_page(matches(), "created_at", limit, cursor)
 
     def query(
-        self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", limit: int = 100
-    ) -> list[Substrate]:
+        self,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> paging.Page[Substrate]:
         """Filters: ``expression_type``, ``metadata.<key>`` (equality),
         ``created_after`` / ``created_before`` (strict; datetime or RFC 3339);
-        sort ``created_at`` or ``-created_at`` (ties by id)."""
+        sort ``created_at`` or ``-created_at`` (ties by id, in the same
+        direction). A page of at most ``limit`` after ``cursor``, with
+        ``count`` (all matches) and ``next_cursor``."""
         _check_page(limit)
         if sort not in ("created_at", "-created_at"):
             raise errors.ValidationError(
@@ -518,21 +538,22 @@ class Registry(GraphMixin):
                     {"field": f"filters.{key}"},
                 )
             meta.append((key[len("metadata.") :], value))
-        matched = []
         missing = object()
-        for s in self.iter_substrates():
-            if expression_type is not None and s.expression_type != expression_type:
-                continue
-            created = to_micros(s.created_at)
-            if after is not None and not created > after:
-                continue
-            if before is not None and not created < before:
-                continue
-            if any(s.metadata.get(k, missing) != v for k, v in meta):
-                continue
-            matched.append(s)
-        matched.sort(key=lambda s: (s.created_at, s.identity), reverse=sort.startswith("-"))
-        return matched[:limit]
+
+        def matches() -> Iterator[Substrate]:
+            for s in self.iter_substrates():
+                if expression_type is not None and s.expression_type != expression_type:
+                    continue
+                created = to_micros(s.created_at)
+                if after is not None and not created > after:
+                    continue
+                if before is not None and not created < before:
+                    continue
+                if any(s.metadata.get(k, missing) != v for k, v in meta):
+                    continue
+                yield s
+
+        return _keyset_page(matches(), sort, limit, cursor)
 
     # ------------------------------------------------------------ relationships
 
@@ -622,10 +643,14 @@ class Registry(GraphMixin):
         substrate_id: int | str,
         rel_type: str | None = None,
         limit: int = 100,
-        offset: int = 0,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> tuple[int, list[Relationship]]:
         """(total, page): relationships leaving a substrate, bidirectional ones
-        from either end, newest first."""
+        from either end, newest first. The page starts at ``cursor`` (a
+        ``bfx.paging`` position token) or ``offset`` (0..paging.MAX_OFFSET; past
+        the total: an empty page)."""
+        offset = paging.offset_of(cursor, offset)
         _check_page(limit, offset)
         total, records = self._arena.outgoing(substrate_id, rel_type, offset, limit)
         return total, [Relationship.from_record(r) for r in records]
@@ -635,8 +660,11 @@ class Registry(GraphMixin):
         substrate_id: int | str,
         rel_type: str | None = None,
         limit: int = 100,
-        offset: int = 0,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> tuple[int, list[Relationship]]:
+        """Like :meth:`outgoing`, for relationships arriving at a substrate."""
+        offset = paging.offset_of(cursor, offset)
         _check_page(limit, offset)
         total, records = self._arena.incoming(substrate_id, rel_type, offset, limit)
         return total, [Relationship.from_record(r) for r in records]
@@ -647,9 +675,13 @@ class Registry(GraphMixin):
         source_id: int | str | None = None,
         target_id: int | str | None = None,
         limit: int = 100,
-        offset: int = 0,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> tuple[int, list[Relationship]]:
-        """(total, page) of relationships by type and stored source/target."""
+        """(total, page) of relationships by type and stored source/target, in
+        storage order (or newest first of a source's/target's list); paged like
+        :meth:`outgoing`."""
+        offset = paging.offset_of(cursor, offset)
         _check_page(limit, offset)
         total, records = self._arena.edges(rel_type, source_id, target_id, offset, limit)
         return total, [Relationship.from_record(r) for r in records]
@@ -701,16 +733,26 @@ class Registry(GraphMixin):
         return counts
 
     def _import_row(self, record: Any) -> tuple[str, tuple, Compiled | None]:
+        """One imported record checked like a created one, and more (DESIGN.md §6):
+        a time zone-aware ``created_at`` within years 1-9999 in UTC, ids that match
+        the content, nesting within ``MAX_IMPORT_DEPTH``. Nothing it lets through
+        can make a later read fail."""
         if not isinstance(record, Mapping):
             raise errors.ValidationError("each record must be an object", {})
         kind = record.get("kind", "substrate" if "expression_code" in record else "relationship")
-        created = _time_filter(record.get("created_at"), "created_at") or now_us()
+        created = _import_time(record.get("created_at"))
         if kind == "substrate":
-            expected = record.get("substrate_id", record.get("identity"))
-            expected_id = _body_id(expected, "substrate_id") if expected is not None else None
+            _check_depth(record.get("metadata"), "metadata")
+            expected_id = _import_substrate_id(record)
             compiled, meta = self._prepare(
                 record.get("expression_type"), record.get("expression_code"), record.get("metadata")
             )
+            canonical = record.get("canonical_code")
+            if canonical is not None and canonical != compiled.canonical:
+                raise errors.ValidationError(
+                    "canonical_code does not match the canonical form of expression_code",
+                    {"field": "canonical_code", "computed": compiled.canonical[:200]},
+                )
             row = (
                 record["expression_type"],
                 record["expression_code"],
@@ -721,7 +763,15 @@ class Registry(GraphMixin):
             )
             return kind, row, compiled
         if kind == "relationship":
-            return kind, self._edge_row(record, created), None
+            _check_depth(record.get("constraints"), "constraints")
+            row = self._edge_row(record, created)
+            given = record.get("relationship_id")
+            if given is not None:
+                expected = _body_id(given, "relationship_id")
+                computed = relationship_id(row[1], row[2], row[0])
+                if expected != computed:
+                    raise _id_mismatch(expected, computed, "relationship_id")
+            return kind, row, None
         raise errors.ValidationError("kind must be substrate or relationship", {"field": "kind"})
 
     def _import_chunk(
@@ -816,6 +866,102 @@ def _body_id(value: Any, field: str) -> int:
         return parse_id(value)
     except errors.InvalidIdError as exc:
         raise errors.InvalidIdError(exc.message, {**exc.details, "field": field}) from None
+
+
+def _created_key(s: Substrate) -> tuple[int, int]:
+    return (to_micros(s.created_at), s.identity)
+
+
+def _keyset_page(
+    matches: Iterable[Substrate], sort: str, limit: int, cursor: str | None
+) -> paging.Page[Substrate]:
+    """A page of ``matches`` in ``sort`` order (``created_at`` / ``-created_at``, ties by
+    id in the same direction) after the cursor's ``(created_at, id)`` key; the cursor's
+    kind is the sort, so a cursor of the other order is refused."""
+    after = None if cursor is None else paging.decode_cursor(cursor, sort, 2)
+    page, count, last = paging.select_page(
+        matches, _created_key, limit, after, descending=sort.startswith("-")
+    )
+    nxt = None if last is None else paging.encode_cursor(sort, *last)
+    return paging.Page(page, count, nxt)
+
+
+#: How deeply an imported record's ``metadata`` or ``constraints`` may nest
+#: (DESIGN.md §6: 32 levels, as for any request body).
+MAX_IMPORT_DEPTH = 32
+
+
+def _import_time(value: Any) -> int:
+    """An imported ``created_at`` as microseconds: RFC 3339 (or an aware datetime)
+    naming its UTC offset, within years 1-9999 once converted to UTC, so that it
+    can always be read back. Absent means now."""
+    if value is None:
+        return now_us()
+    field = {"field": "created_at"}
+    if isinstance(value, str):
+        try:
+            value = msgspec.convert(value, datetime)
+        except msgspec.ValidationError:
+            raise errors.ValidationError(
+                "created_at must be an RFC 3339 timestamp", {**field, "value": value[:64]}
+            ) from None
+    if not isinstance(value, datetime):
+        raise errors.ValidationError("created_at must be an RFC 3339 timestamp", field)
+    if value.utcoffset() is None:
+        raise errors.ValidationError(
+            "created_at must name its UTC offset (RFC 3339), e.g. 2026-01-01T00:00:00Z",
+            {**field, "value": value.isoformat()},
+        )
+    us = to_micros(value)
+    if not MIN_MICROS <= us <= MAX_MICROS:
+        raise errors.ValidationError(
+            "created_at must lie within years 1 to 9999 once converted to UTC",
+            {**field, "value": value.isoformat()},
+        )
+    return us
+
+
+def _import_substrate_id(record: Mapping[str, Any]) -> int | None:
+    """The id an imported substrate claims (``substrate_id`` and ``identity`` must
+    agree when both are given); the store checks it against the content."""
+    given = [
+        (_body_id(record[f], "substrate_id"), f)
+        for f in ("substrate_id", "identity")
+        if record.get(f) is not None
+    ]
+    if len(given) == 2 and given[0][0] != given[1][0]:
+        raise errors.ValidationError(
+            "substrate_id and identity name different ids",
+            {"field": "identity", "given": format_id(given[1][0])},
+        )
+    return given[0][0] if given else None
+
+
+def _id_mismatch(given: int, computed: int, field: str) -> errors.ValidationError:
+    return errors.ValidationError(
+        f"id {format_id(given)} does not match the record's content "
+        f"(its id is {format_id(computed)})",
+        {"field": field, "given": format_id(given), "computed": format_id(computed)},
+    )
+
+
+def _check_depth(value: Any, field: str, limit: int = MAX_IMPORT_DEPTH) -> None:
+    """Refuses a JSON value nested deeper than ``limit`` (iteratively: no
+    RecursionError however deep it is)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise errors.ValidationError(
+                f"{field} is nested deeper than {limit} levels", {"field": field, "limit": limit}
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _time_filter(value: Any, field: str) -> int | None:

@@ -2,8 +2,10 @@
 
 The work runs in the Rust core with the GIL released, in a worker thread (``offload``)
 so one big request does not stall the event loop. Every answer is bounded: traversal by
-``max_depth`` and ``max_nodes``, cycles by ``limit``, components and PageRank pages by
-``limit`` with ``next_cursor``. ``GET /relationships/stats`` lives in
+``max_depth`` and ``max_nodes``, cycles by ``limit`` and a work budget, components and
+PageRank pages by ``limit`` (1..1000, as every list) with ``next_cursor``, PageRank's
+iterations by ``max_iter`` and a work budget. Every number has an upper bound: beyond
+it, a 422 naming the field. ``GET /relationships/stats`` lives in
 ``routes_relationships`` and uses ``Registry.relationship_stats``. Semantics:
 ``docs/graph.md``.
 """
@@ -14,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-from bfx import errors
+from bfx import errors, graph, paging
 from bfx.asgi import records
 from bfx.asgi import schemas as s
 from bfx.asgi.base import PREFIX, Request, Response, body_id, encode, path_id
@@ -25,15 +27,18 @@ BASE = f"{PREFIX}/relationships"
 
 #: The HTTP bound on nodes per traversal (the Registry allows more in process).
 HTTP_MAX_NODES = 10_000
-MAX_GRAPH_PAGE = 10_000
+#: Ids per component over HTTP (the Registry allows more in process).
+HTTP_MAX_MEMBERS = 10_000
 
 Direction = Literal["outgoing", "incoming", "both"]
 TypeList = Annotated[
     str | None,
     Meta(description="comma-separated relationship types (any case); all types when absent"),
 ]
-GraphLimit = Annotated[int, Meta(ge=1, le=MAX_GRAPH_PAGE, description=f"1..{MAX_GRAPH_PAGE}")]
-Cursor = Annotated[str | None, Meta(description="next_cursor of the previous page")]
+GraphLimit = Annotated[
+    int, Meta(ge=1, le=paging.MAX_PAGE, description=f"page size, 1..{paging.MAX_PAGE}")
+]
+Cursor = s.PageCursor | None
 
 
 # --- schemas ------------------------------------------------------------------------------
@@ -42,11 +47,13 @@ Cursor = Annotated[str | None, Meta(description="next_cursor of the previous pag
 class TraverseRequest(Struct, forbid_unknown_fields=True, kw_only=True):
     start_substrate_id: s.HexId
     direction: Direction = "outgoing"
-    max_depth: Annotated[int, Meta(ge=0, description="steps from the start, at most 32")] = 3
+    max_depth: Annotated[
+        int, Meta(ge=0, description=f"steps from the start, 0..{graph.MAX_DEPTH}")
+    ] = 3
     relationship_types: list[str] | None = None
     include_substrates: bool = False
     max_nodes: Annotated[
-        int, Meta(ge=1, description=f"nodes returned, start included, at most {HTTP_MAX_NODES}")
+        int, Meta(ge=1, description=f"nodes returned, start included, 1..{HTTP_MAX_NODES}")
     ] = 1000
 
 
@@ -69,7 +76,8 @@ class TraverseResponse(Struct, kw_only=True):
     nodes: list[TraversedNode]
     edges: list[CrossedEdge]
     paths: Annotated[
-        dict[str, list[str]], Meta(description="substrate id -> the ids from the start to it")
+        list[list[s.HexId]],
+        Meta(description="one per node, in the order of nodes: the ids from the start to it"),
     ]
     truncated: Annotated[bool, Meta(description="max_nodes stopped the walk")]
 
@@ -87,9 +95,20 @@ class PathResponse(Struct, kw_only=True):
 
 
 class CyclesQuery(Struct, kw_only=True):
-    limit: Annotated[int, Meta(ge=0, le=MAX_GRAPH_PAGE)] = 100
+    limit: Annotated[
+        int, Meta(ge=0, le=graph.MAX_CYCLES, description=f"cycles listed, 0..{graph.MAX_CYCLES}")
+    ] = 100
     max_length: (
-        Annotated[int, Meta(ge=1, description="only cycles of at most this many nodes")] | None
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description=(
+                    f"only cycles of at most this many nodes, 1..{graph.MAX_CYCLE_LENGTH}"
+                ),
+            ),
+        ]
+        | None
     ) = None
     relationship_types: TypeList = None
 
@@ -103,7 +122,10 @@ class CyclesResponse(Struct, kw_only=True):
 class ComponentsQuery(Struct, kw_only=True):
     limit: GraphLimit = 100
     cursor: Cursor = None
-    member_limit: Annotated[int, Meta(ge=1, le=MAX_GRAPH_PAGE)] = 1000
+    member_limit: Annotated[
+        int,
+        Meta(ge=1, le=HTTP_MAX_MEMBERS, description=f"ids per component, 1..{HTTP_MAX_MEMBERS}"),
+    ] = 1000
     relationship_types: TypeList = None
 
 
@@ -120,9 +142,26 @@ class ComponentsResponse(Struct, kw_only=True):
 
 
 class PageRankQuery(Struct, kw_only=True):
-    damping: float = 0.85
-    tol: float = 1e-6
-    max_iter: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    damping: Annotated[float, Meta(ge=0.0, le=1.0, description="0..1")] = 0.85
+    tol: Annotated[
+        float,
+        Meta(
+            ge=graph.MIN_PAGERANK_TOL,
+            le=graph.MAX_PAGERANK_TOL,
+            description=f"stop when the L1 change < n * tol; {graph.MIN_PAGERANK_TOL:g}..1",
+        ),
+    ] = 1e-6
+    max_iter: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=graph.MAX_PAGERANK_ITER,
+            description=(
+                f"1..{graph.MAX_PAGERANK_ITER}; a work budget may stop it earlier "
+                "(converged: false)"
+            ),
+        ),
+    ] = 100
     limit: GraphLimit = 100
     cursor: Cursor = None
     relationship_types: TypeList = None
@@ -186,7 +225,7 @@ def traverse(req: Request) -> Response:
         )
         for e in t["edges"]
     ]
-    paths = {format_id(k): [format_id(x) for x in v] for k, v in t["paths"].items()}
+    paths = [[format_id(x) for x in p] for p in t["paths"]]
     return Response(
         200,
         encode(

@@ -14,6 +14,7 @@ from bfx.asgi import schemas as s
 from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
 from bfx.asgi.router import Route
 from bfx.identity import format_id
+from bfx.paging import next_offset_cursor, offset_of
 
 BASE = f"{PREFIX}/relationships"
 
@@ -66,11 +67,15 @@ def batch(req: Request) -> Response:
     return Response(200, encode(s.BatchResult(results=results)))
 
 
-def _page(total: int, rels: list[Any]) -> Response:
+def _page(offset: int, total: int, rels: list[Any]) -> Response:
     return Response(
         200,
         encode(
-            s.RelationshipPage(relationships=[records.relationship(r) for r in rels], count=total)
+            s.RelationshipPage(
+                relationships=[records.relationship(r) for r in rels],
+                count=total,
+                next_cursor=next_offset_cursor(offset, len(rels), total),
+            )
         ),
     )
 
@@ -87,31 +92,34 @@ def _one_type(a: str | None, b: str | None, names: tuple[str, str]) -> str | Non
 def outgoing(req: Request) -> Response:
     q: s.EdgeQuery = req.query(s.EdgeQuery)
     rel_type = _one_type(q.rel_type, q.type, ("rel_type", "type"))
+    offset = offset_of(q.cursor, q.offset)
     total, rels = req.registry.outgoing(
-        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=q.offset
+        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=offset
     )
-    return _page(total, rels)
+    return _page(offset, total, rels)
 
 
 def incoming(req: Request) -> Response:
     q: s.EdgeQuery = req.query(s.EdgeQuery)
     rel_type = _one_type(q.rel_type, q.type, ("rel_type", "type"))
+    offset = offset_of(q.cursor, q.offset)
     total, rels = req.registry.incoming(
-        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=q.offset
+        path_id(req.params[0]), rel_type=rel_type, limit=q.limit, offset=offset
     )
-    return _page(total, rels)
+    return _page(offset, total, rels)
 
 
 def list_filtered(req: Request) -> Response:
     q: s.RelationshipQuery = req.query(s.RelationshipQuery)
+    offset = offset_of(q.cursor, q.offset)
     total, rels = req.registry.relationships(
         rel_type=_one_type(q.type, q.rel_type, ("type", "rel_type")),
         source_id=query_id(q.source_id, "source_id"),
         target_id=query_id(q.target_id, "target_id"),
         limit=q.limit,
-        offset=q.offset,
+        offset=offset,
     )
-    return _page(total, rels)
+    return _page(offset, total, rels)
 
 
 def stats(req: Request) -> Response:
@@ -137,7 +145,7 @@ def routes() -> list[Route]:
             "GET",
             BASE,
             list_filtered,
-            summary="Edges filtered by type, source, target",
+            summary="Edges filtered by type, source, target, paged by cursor (or offset)",
             tag=t,
             query=s.RelationshipQuery,
             response=s.RelationshipPage,
@@ -167,7 +175,7 @@ def routes() -> list[Route]:
             "GET",
             f"{BASE}/outgoing/{{id}}",
             outgoing,
-            summary="Edges out of a substrate",
+            summary="Edges out of a substrate, newest first, paged by cursor (or offset)",
             tag=t,
             query=s.EdgeQuery,
             response=s.RelationshipPage,
@@ -177,7 +185,7 @@ def routes() -> list[Route]:
             "GET",
             f"{BASE}/incoming/{{id}}",
             incoming,
-            summary="Edges into a substrate",
+            summary="Edges into a substrate, newest first, paged by cursor (or offset)",
             tag=t,
             query=s.EdgeQuery,
             response=s.RelationshipPage,

@@ -10,6 +10,7 @@ from bfx.asgi import schemas as s
 from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
 from bfx.asgi.router import Route
 from bfx.identity import format_id
+from bfx.paging import Page
 
 BASE = f"{PREFIX}/substrates"
 
@@ -39,7 +40,9 @@ def list_page(req: Request) -> Response:
     q: s.ListQuery = req.query(s.ListQuery)
     items, nxt = req.registry.list(limit=q.limit, cursor=query_id(q.cursor, "cursor"))
     page = s.SubstratePage(
-        substrates=[records.substrate(x) for x in items], next_cursor=records.optional_hex(nxt)
+        substrates=[records.substrate(x) for x in items],
+        next_cursor=records.optional_hex(nxt),
+        count=len(req.registry),
     )
     return Response(200, encode(page))
 
@@ -231,19 +234,26 @@ def batch_invoke(req: Request) -> Response:
 
 def search(req: Request) -> Response:
     q: s.SearchQuery = req.query(s.SearchQuery)
-    found = req.registry.search(name=q.name, expression_type=q.type, limit=q.limit)
-    return Response(
-        200,
-        encode(s.SubstrateList(substrates=[records.substrate(x) for x in found], count=len(found))),
-    )
+    found = req.registry.search(name=q.name, expression_type=q.type, limit=q.limit, cursor=q.cursor)
+    return _substrate_list(found)
 
 
 def query(req: Request) -> Response:
     d: s.QueryRequest = req.data
-    found = req.registry.query(d.filters, sort=d.sort, limit=d.limit)
+    found = req.registry.query(d.filters, sort=d.sort, limit=d.limit, cursor=d.cursor)
+    return _substrate_list(found)
+
+
+def _substrate_list(found: Page[Any]) -> Response:
     return Response(
         200,
-        encode(s.SubstrateList(substrates=[records.substrate(x) for x in found], count=len(found))),
+        encode(
+            s.SubstrateList(
+                substrates=[records.substrate(x) for x in found],
+                count=found.count,
+                next_cursor=found.next_cursor,
+            )
+        ),
     )
 
 
@@ -269,7 +279,7 @@ def routes() -> list[Route]:
             "GET",
             BASE,
             list_page,
-            summary="List substrates by id, a page at a time",
+            summary="List substrates by id, a page at a time (count = all substrates)",
             tag=t,
             query=s.ListQuery,
             response=s.SubstratePage,
@@ -400,7 +410,7 @@ def routes() -> list[Route]:
             "GET",
             f"{BASE}/search",
             search,
-            summary="Search by metadata name and type",
+            summary="Search by metadata name and type, oldest first, paged by cursor",
             tag=t,
             query=s.SearchQuery,
             response=s.SubstrateList,
@@ -411,7 +421,7 @@ def routes() -> list[Route]:
             "POST",
             f"{BASE}/query",
             query,
-            summary="Filter and sort substrates",
+            summary="Filter and sort substrates, paged by cursor",
             tag=t,
             body=s.QueryRequest,
             response=s.SubstrateList,

@@ -12,10 +12,34 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-# Page sizes: one bound for every list route, so no request can ask for the whole registry.
-MAX_PAGE = 1000
+from bfx import paging
+
+# Page sizes: one bound for every list route (bfx.paging), so no request can ask for the
+# whole registry; every number a list takes has an upper bound (422 naming it beyond).
+MAX_PAGE = paging.MAX_PAGE
 Limit = Annotated[int, Meta(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}")]
-Offset = Annotated[int, Meta(ge=0, description="how many matches to skip")]
+Offset = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=paging.MAX_OFFSET,
+        description=(
+            f"how many matches to skip, 0..{paging.MAX_OFFSET} (past the total: an empty "
+            "page); an alias of cursor"
+        ),
+    ),
+]
+PageCursor = Annotated[
+    str,
+    Meta(
+        max_length=200,
+        description="opaque: the next_cursor of the previous page of the same list",
+    ),
+]
+NextCursor = Annotated[
+    str | None, Meta(description="the cursor of the next page; null on the last page")
+]
+Total = Annotated[int, Meta(description="total matches, not the page length")]
 HexId = Annotated[
     str,
     Meta(
@@ -127,11 +151,15 @@ class SubstrateRecord(_Response):
 class SubstratePage(_Response):
     substrates: list[SubstrateRecord]
     next_cursor: HexId | None
+    count: Annotated[int, Meta(description="total substrates, not the page length")]
 
 
 class SubstrateList(_Response):
+    """A page of search or query matches, oldest first (or newest with -created_at)."""
+
     substrates: list[SubstrateRecord]
-    count: int
+    count: Total
+    next_cursor: NextCursor
 
 
 class ListQuery(_Query):
@@ -143,12 +171,14 @@ class SearchQuery(_Query):
     name: str | None = None
     type: str | None = None
     limit: Limit = 100
+    cursor: PageCursor | None = None
 
 
 class QueryRequest(_Request):
     filters: JsonObject = {}
     sort: Literal["created_at", "-created_at"] = "created_at"
     limit: Limit = 100
+    cursor: PageCursor | None = None
 
 
 class InvokeRequest(_Request):
@@ -294,7 +324,8 @@ class RelationshipRecord(_Response):
 
 class RelationshipPage(_Response):
     relationships: list[RelationshipRecord]
-    count: Annotated[int, Meta(description="total matches, not the page length")]
+    count: Total
+    next_cursor: NextCursor
 
 
 class BatchRelate(_Request):
@@ -306,7 +337,8 @@ class EdgeQuery(_Query):
     rel_type: str | None = None
     type: Annotated[str | None, Meta(description="alias of rel_type")] = None
     limit: Limit = 100
-    offset: Offset = 0
+    cursor: PageCursor | None = None
+    offset: Offset | None = None
 
 
 class RelationshipQuery(_Query):
@@ -315,7 +347,8 @@ class RelationshipQuery(_Query):
     source_id: HexId | None = None
     target_id: HexId | None = None
     limit: Limit = 100
-    offset: Offset = 0
+    cursor: PageCursor | None = None
+    offset: Offset | None = None
 
 
 class RelationshipStats(_Response):

@@ -49,6 +49,11 @@ OP_DELETE_RELATIONSHIP = 4
 #: raised a full load's peak memory by ~80 MB (264 vs 342 B per substrate at 1M).
 FETCH = 8_192
 
+#: How a stored time is read: as a 64-bit integer whatever was stored (SQLite keeps
+#: any value a hand edit put there; a REAL or TEXT would otherwise stop every load).
+#: Out of datetime's range it is clamped when read (``bfx.models.from_micros``).
+_TIME = "CAST({} AS BIGINT)"
+
 
 def to_db(identity: int) -> int:
     """A u64 id as the signed 64-bit integer both databases store."""
@@ -281,14 +286,14 @@ class SqlStore(Store):
         h = self._hex.format("s.id")
         return (
             "SELECT s.expression_type, s.expression_code, s.canonical_code, "
-            f"coalesce(s.metadata, {self._false_bytes}), s.created_us, {h}"
+            f"coalesce(s.metadata, {self._false_bytes}), {_TIME.format('s.created_us')}, {h}"
         )
 
     def _relationship_select(self) -> str:
         return (
             f"SELECT r.rel_type, {self._hex.format('r.source_id')}, "
             f"{self._hex.format('r.target_id')}, r.bidirectional, "
-            f"coalesce(r.constraints, {self._false_bytes}), r.created_us"
+            f"coalesce(r.constraints, {self._false_bytes}), {_TIME.format('r.created_us')}"
         )
 
     def attach(self, arena: Arena) -> None:
@@ -554,11 +559,12 @@ class SqlStore(Store):
             self._begin_read_on(conn)
             sub = (
                 "SELECT id, expression_type, expression_code, canonical_code, "
-                f"coalesce(metadata, {self._false_bytes}), created_us, 0 FROM substrates ORDER BY id"
+                f"coalesce(metadata, {self._false_bytes}), {_TIME.format('created_us')}, 0 "
+                "FROM substrates ORDER BY id"
             )
             rel = (
                 "SELECT id, rel_type, source_id, target_id, bidirectional, "
-                f"coalesce(constraints, {self._false_bytes}), created_us "
+                f"coalesce(constraints, {self._false_bytes}), {_TIME.format('created_us')} "
                 "FROM relationships ORDER BY id"
             )
             for kind, query in (("substrate", sub), ("relationship", rel)):
