@@ -24,8 +24,11 @@ __all__ = [
     "LimitExceededError",
     "NoPathError",
     "NotFoundError",
+    "OverloadedError",
+    "ResultTooLargeError",
     "SandboxError",
     "StorageError",
+    "TooManyItemsError",
     "ValidationError",
 ]
 
@@ -127,6 +130,32 @@ class StorageError(BfxError):
 
     code = "storage_error"
     status = 503
+
+
+class TooManyItemsError(BfxError):
+    """A batch holds more items than the service admits (HTTP 413): nothing was done."""
+
+    code = "too_many_items"
+    status = 413
+
+
+class ResultTooLargeError(ValidationError):
+    """The answer would exceed the service's answer-size bound; computing stopped there."""
+
+    code = "result_too_large"
+
+
+class OverloadedError(BfxError):
+    """Every slot for heavy work is taken (HTTP 503): retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, retry_after: int = 1
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
 
 
 class BatchError(ValidationError):

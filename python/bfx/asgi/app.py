@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -27,6 +28,8 @@ from bfx.asgi import (
     routes_system,
     routes_transfer,
 )
+from bfx.asgi.access_log import AccessLog
+from bfx.asgi.admission import HeavyPool, check_depth, check_items, next_chunk, watch_disconnect
 from bfx.asgi.base import JSON, Request, Response, encode
 from bfx.asgi.config import Settings
 from bfx.asgi.cors import Cors
@@ -41,6 +44,8 @@ from bfx.asgi.errors import (
 )
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.router import Route, Router, allowed
+from bfx.budget import Cancelled
+from bfx.errors import BfxError, OverloadedError
 
 __all__ = ["App", "create_app", "open_registry", "open_store_for"]
 
@@ -132,6 +137,8 @@ class App:
             "body_limit": self.settings.body_limit,
             "import_body_limit": self.settings.import_body_limit,
         }
+        self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
+        self.access_log = AccessLog(self.settings.log_format) if self.settings.access_log else None
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class App:
             self.registry = self._registry_factory(self.settings)
 
     def shutdown(self) -> None:
+        self.heavy.shutdown()
         reg, self.registry = self.registry, None
         if reg is not None:
             reg.close()
@@ -184,25 +192,39 @@ class App:
         metrics = self.metrics
         metrics.active += 1
         status = 500
+        exchange = _Exchange()
         try:
-            status = await self._respond(scope, receive, send)
+            status = await self._respond(scope, receive, send, exchange)
         except _ClientGone:
             status = 499  # nginx's "client closed request": counted, never sent
         finally:
             metrics.active -= 1
             end = perf_counter()
             metrics.record(status, end - start, end)
+            if self.access_log is not None:
+                self.access_log.write(
+                    scope.get("client"),
+                    scope["method"],
+                    exchange.route,
+                    status,
+                    end - start,
+                    exchange.sent,
+                )
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _respond(
+        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange
+    ) -> int:
         method: str = scope["method"]
         origin = None
         if self.cors.enabled:
             origin = _header(scope, b"origin")
         extra: list[tuple[bytes, bytes]] | None = None
+        admitted = False
         try:
             if method == "OPTIONS":
                 return await self._options(scope, origin, send)
             route, params = self.router.match(method, scope["path"])
+            exchange.route = route.path
             if self.registry is None:  # a server that skipped lifespan
                 self.startup()
             # Other workers' and nodes' writes, before this request reads anything:
@@ -213,29 +235,52 @@ class App:
             ctype = None
             if route.body is not None:
                 ctype, body = await self._read_body(scope, receive, route)
+                # Before any decoder recurses into it (docs/http.md "Limits").
+                check_depth(body, self.settings.max_body_depth)
                 if route.body is not bytes:
                     data = _decode(self._decoder[id(route)], body or b"{}")
+                    if route.items is not None:
+                        check_items(data, route.items, self.settings.max_batch_items)
             req = Request(
                 self, self.registry, params, scope.get("query_string", b""), body, data, ctype
             )
-            if route.offload:
-                resp = await asyncio.to_thread(route.handler, req)
-            else:
-                resp = route.handler(req)
             first = None
-            if resp.stream is not None:
-                # Pull the first chunk before the status goes out, so that a failure
-                # there is still answered as an error rather than a cut stream.
-                first = await asyncio.to_thread(next, resp.stream, b"")
-        except _ClientGone:
-            raise
+            if route.offload == "heavy":
+                self.heavy.admit()
+                admitted = True
+                resp, first = await self._run_heavy(route, req, receive)
+            else:
+                if route.offload:
+                    resp = await asyncio.to_thread(route.handler, req)
+                else:
+                    resp = route.handler(req)
+                if resp.stream is not None:
+                    # Pull the first chunk before the status goes out, so that a failure
+                    # there is still answered as an error rather than a cut stream.
+                    first = await asyncio.to_thread(next_chunk, resp.stream)
+        except (_ClientGone, Cancelled):
+            if admitted:
+                self.heavy.release()
+            raise _ClientGone from None
         except Exception as exc:
+            if admitted:
+                self.heavy.release()
+                admitted = False
             status, err = error_body(exc)
             if isinstance(err, MethodNotAllowedError):
                 extra = [(b"allow", ", ".join(err.allow).encode())]
+            elif isinstance(err, OverloadedError):
+                extra = [(b"retry-after", str(err.retry_after).encode())]
             resp = Response(status, encode(records.error(err)), headers=extra)
         if resp.stream is not None:
-            return await self._send_stream(resp, first, origin, method, send)
+            try:
+                return await self._send_stream(resp, first, origin, method, send, exchange)
+            finally:
+                if admitted:
+                    self.heavy.release()
+        if admitted:
+            self.heavy.release()
+        exchange.sent = len(resp.body)
         headers = [(b"content-length", str(len(resp.body)).encode())]
         if resp.content_type is not None:
             headers.append((b"content-type", resp.content_type))
@@ -246,6 +291,23 @@ class App:
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else resp.body})
         return resp.status
+
+    async def _run_heavy(
+        self, route: Route, req: Request, receive: Receive
+    ) -> tuple[Response, bytes | None]:
+        """The handler (and a stream's first chunk) on the heavy pool, watching for the
+        client to leave meanwhile: a queued job is then dropped, a batch stops."""
+        cancelled = threading.Event()
+        req.cancelled = cancelled
+        watcher = asyncio.ensure_future(watch_disconnect(receive, cancelled))
+        try:
+            resp = await self.heavy.call(cancelled, route.handler, req)
+            first = None
+            if resp.stream is not None:
+                first = await self.heavy.call(cancelled, next_chunk, resp.stream)
+            return resp, first
+        finally:
+            watcher.cancel()
 
     async def _options(self, scope: Scope, origin: bytes | None, send: Send) -> int:
         found = self.router.methods_for(scope["path"])
@@ -289,7 +351,11 @@ class App:
                 f"expected application/json, got {ctype.decode('latin-1')}",
                 {"content_type": ctype.decode("latin-1")},
             )
-        msg = await receive()
+        # One budget for the whole body (Granian bounds only the headers): a client
+        # trickling its body in holds a connection for at most this long.
+        budget = self.settings.body_timeout
+        deadline = asyncio.get_running_loop().time() + budget
+        msg = await _receive_by(receive, deadline, budget)
         if msg["type"] == "http.disconnect":
             raise _ClientGone
         body = msg.get("body", b"")
@@ -305,7 +371,7 @@ class App:
         chunks = [body]
         size = len(body)
         while True:
-            msg = await receive()
+            msg = await _receive_by(receive, deadline, budget)
             if msg["type"] == "http.disconnect":
                 raise _ClientGone
             chunk = msg.get("body", b"")
@@ -317,7 +383,13 @@ class App:
                 return ctype, b"".join(chunks)
 
     async def _send_stream(
-        self, resp: Response, first: bytes | None, origin: bytes | None, method: str, send: Send
+        self,
+        resp: Response,
+        first: bytes | None,
+        origin: bytes | None,
+        method: str,
+        send: Send,
+        exchange: _Exchange,
     ) -> int:
         stream = resp.stream
         assert stream is not None
@@ -331,13 +403,46 @@ class App:
             chunk = first
             while chunk and method != "HEAD":
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                chunk = await asyncio.to_thread(next, stream, b"")
+                exchange.sent += len(chunk)
+                chunk = await asyncio.to_thread(next_chunk, stream)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
         await send({"type": "http.response.body", "body": b""})
         return resp.status
+
+
+class _Exchange:
+    """What the access log needs to know of a request once it is answered."""
+
+    __slots__ = ("route", "sent")
+
+    def __init__(self) -> None:
+        self.route = "-"  # the route template; "-" when no route matched
+        self.sent = 0
+
+
+class _BodyTimeoutError(BfxError):
+    """The request body did not arrive within the body time budget."""
+
+    code = "request_timeout"
+    status = 408
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {budget:g} seconds",
+            {"body_timeout_seconds": budget},
+        )
+
+
+async def _receive_by(receive: Receive, deadline: float, budget: float) -> dict[str, Any]:
+    """``receive()``, or :class:`_BodyTimeoutError` once ``deadline`` (loop time) passes."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await receive()  # type: ignore[no-any-return]
+    except TimeoutError:
+        raise _BodyTimeoutError(budget) from None
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -30,7 +31,16 @@ encode = msgspec.json.Encoder().encode
 class Request:
     """A request as a handler needs it: already routed, body already read and decoded."""
 
-    __slots__ = ("app", "body", "content_type", "data", "params", "query_string", "registry")
+    __slots__ = (
+        "app",
+        "body",
+        "cancelled",
+        "content_type",
+        "data",
+        "params",
+        "query_string",
+        "registry",
+    )
 
     def __init__(
         self,
@@ -53,6 +63,8 @@ class Request:
         #: The body decoded into the route's request type, or None.
         self.data = data
         self.content_type = content_type
+        #: Set when the client has gone away (heavy routes only; None elsewhere).
+        self.cancelled: threading.Event | None = None
 
     def query(self, kind: type[Any]) -> Any:
         """The query string converted to ``kind``; unknown keys ignored, blanks dropped."""

@@ -35,12 +35,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: SQLite's ``synchronous``: ``normal`` survives ``kill -9``; ``full`` also a power cut.
     sqlite_synchronous: str = "normal"
     log_level: str = "info"
+    # -- Slow and idle clients (docs/http.md "Limits"). The first is enforced by the app,
+    # -- the others are handed to Granian by ``bfx serve``.
+    #: Seconds a request body may take to arrive in full; then 408 ``request_timeout``.
+    body_timeout: float = 10.0
+    #: Seconds a client may take to send a request's headers (Granian closes the connection).
+    header_timeout: float = 10.0
+    #: Whether HTTP/1.1 connections are kept open between requests.
+    keep_alive: bool = True
+    #: Open connections per worker (Granian's ``backpressure``); more wait in the backlog.
+    max_connections: int = 4096
+    #: Connections the kernel queues for accepting (the listen backlog).
+    backlog: int = 4096
+    # -- Admission of work (docs/http.md "Limits"): what one request may ask for.
+    #: Items in one batch (substrates, relationships, invocations); more is a 413.
+    max_batch_items: int = 1000
+    #: Bytes of a batch invoke's answer; computing stops past it with a 422.
+    max_answer_bytes: int = 16 * MIB
+    #: Seconds one batch invoke may spend in all (items not started in time fail).
+    batch_time_budget: float = 5.0
+    #: Nesting depth of any JSON request body (arrays and objects); deeper is a 422.
+    max_body_depth: int = 32
+    #: Threads for heavy routes (batches, search, query, graph algorithms, export, import).
+    heavy_threads: int = 2
+    #: Heavy requests that may wait for a thread; past it a 503 ``overloaded``.
+    heavy_queue: int = 16
+    # -- Logging.
+    #: One access-log line per request on stderr.
+    access_log: bool = True
+    #: ``text`` or ``json`` (one JSON object per line).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``BFX_BODY_LIMIT``, ``BFX_IMPORT_BODY_LIMIT``,
         ``BFX_CORS_ORIGINS`` (comma separated), the storage, ``BFX_SQLITE_SYNC`` and
-        ``BFX_LOG_LEVEL``.
+        ``BFX_LOG_LEVEL``; the slow-client bounds ``BFX_BODY_TIMEOUT``,
+        ``BFX_HEADER_TIMEOUT`` (seconds), ``BFX_KEEP_ALIVE`` (``1``/``0``),
+        ``BFX_MAX_CONNECTIONS`` and ``BFX_BACKLOG``.
 
         Storage, first found: ``BFX_STORAGE`` (any locator, ``memory`` included),
         ``BFX_DATABASE_URL`` (PostgreSQL), ``BFX_DATA_DIR``; with none of them, the
@@ -63,6 +95,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             kwargs["sqlite_synchronous"] = env["BFX_SQLITE_SYNC"].lower()
         if env.get("BFX_LOG_LEVEL"):
             kwargs["log_level"] = env["BFX_LOG_LEVEL"].lower()
+        for name in ("body_timeout", "header_timeout"):
+            if env.get(f"BFX_{name.upper()}"):
+                kwargs[name] = parse_seconds(env[f"BFX_{name.upper()}"])
+        for name in ("max_connections", "backlog"):
+            if env.get(f"BFX_{name.upper()}"):
+                kwargs[name] = parse_count(env[f"BFX_{name.upper()}"])
+        if env.get("BFX_KEEP_ALIVE"):
+            kwargs["keep_alive"] = parse_bool(env["BFX_KEEP_ALIVE"])
+        for name in ("max_batch_items", "max_body_depth", "heavy_threads", "heavy_queue"):
+            if env.get(f"BFX_{name.upper()}"):
+                kwargs[name] = _admission_count(name, env[f"BFX_{name.upper()}"])
+        if env.get("BFX_MAX_ANSWER_BYTES"):
+            kwargs["max_answer_bytes"] = parse_size(env["BFX_MAX_ANSWER_BYTES"])
+        if env.get("BFX_BATCH_TIME_BUDGET"):
+            kwargs["batch_time_budget"] = parse_seconds(env["BFX_BATCH_TIME_BUDGET"])
+        if env.get("BFX_ACCESS_LOG"):
+            kwargs["access_log"] = parse_bool(env["BFX_ACCESS_LOG"])
+        if env.get("BFX_LOG_FORMAT"):
+            kwargs["log_format"] = env["BFX_LOG_FORMAT"].lower()
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
@@ -74,6 +125,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "BFX_LOG_LEVEL": self.log_level,
             "BFX_STORAGE": self.storage,
             "BFX_SQLITE_SYNC": self.sqlite_synchronous,
+            "BFX_BODY_TIMEOUT": repr(self.body_timeout),
+            "BFX_HEADER_TIMEOUT": repr(self.header_timeout),
+            "BFX_KEEP_ALIVE": "1" if self.keep_alive else "0",
+            "BFX_MAX_CONNECTIONS": str(self.max_connections),
+            "BFX_BACKLOG": str(self.backlog),
+            "BFX_MAX_BATCH_ITEMS": str(self.max_batch_items),
+            "BFX_MAX_ANSWER_BYTES": str(self.max_answer_bytes),
+            "BFX_BATCH_TIME_BUDGET": repr(self.batch_time_budget),
+            "BFX_MAX_BODY_DEPTH": str(self.max_body_depth),
+            "BFX_HEAVY_THREADS": str(self.heavy_threads),
+            "BFX_HEAVY_QUEUE": str(self.heavy_queue),
+            "BFX_ACCESS_LOG": "1" if self.access_log else "0",
+            "BFX_LOG_FORMAT": self.log_format,
         }
         return env
 
@@ -110,3 +174,47 @@ def split_origins(text: str) -> tuple[str, ...]:
     """Comma- or space-separated origins, trailing slashes dropped (browsers send none)."""
     parts = text.replace(",", " ").split()
     return tuple(p.rstrip("/") if p != "*" else p for p in parts)
+
+
+def parse_seconds(text: str) -> float:
+    """``"10"``, ``"2.5"``, ``"500ms"``, ``"30s"`` -> seconds (positive, finite)."""
+    raw = text.strip().lower()
+    scale = 1.0
+    if raw.endswith("ms"):
+        raw, scale = raw[:-2], 0.001
+    elif raw.endswith("s"):
+        raw = raw[:-1]
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use seconds, e.g. 10, 2.5, 500ms)") from None
+    if not 0 < value <= 86400:  # also refuses nan and inf
+        raise ValueError(f"a duration must be more than 0 and at most 1 day: {text!r}")
+    return value
+
+
+def parse_count(text: str) -> int:
+    """A positive whole number, e.g. a connection count."""
+    raw = text.strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"not a positive whole number: {text!r}")
+    return int(raw)
+
+
+def parse_bool(text: str) -> bool:
+    """``1/0``, ``true/false``, ``yes/no``, ``on/off``."""
+    raw = text.strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r} (use 1 or 0)")
+
+
+def _admission_count(name: str, text: str) -> int:
+    if name == "heavy_queue":  # 0 is allowed: a busy pool then answers 503 at once
+        raw = text.strip()
+        if not raw.isdigit():
+            raise ValueError(f"not a whole number: {text!r}")
+        return int(raw)
+    return parse_count(text)

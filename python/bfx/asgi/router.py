@@ -27,6 +27,7 @@ class Route:
         "content_types",
         "errors",
         "handler",
+        "items",
         "method",
         "offload",
         "param_names",
@@ -51,7 +52,8 @@ class Route:
         response: Any = None,
         status: int = 200,
         errors: Iterable[int] = (),
-        offload: bool = False,
+        offload: bool | str = False,
+        items: str | None = None,
         body_limit: str = "body_limit",
         content_types: tuple[str, ...] = ("application/json",),
     ) -> None:
@@ -68,8 +70,16 @@ class Route:
         self.response = response
         self.status = status
         self.errors = tuple(errors)
-        #: Run the handler in a worker thread: only for calls that can take long.
+        #: Where the handler runs: ``False`` on the event loop (microsecond calls);
+        #: ``"heavy"`` (or ``True``) in the bounded heavy pool (docs/http.md "Limits");
+        #: ``"light"`` in a plain thread, for calls that are quick but not microseconds.
+        if offload is True:
+            offload = "heavy"
+        if offload not in (False, "heavy", "light"):
+            raise ValueError(f"offload must be False, 'heavy' or 'light', not {offload!r}")
         self.offload = offload
+        #: The body field holding a batch's items, bounded by ``max_batch_items``.
+        self.items = items
         #: Which Settings attribute caps this route's body.
         self.body_limit = body_limit
         self.content_types = content_types
