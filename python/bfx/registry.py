@@ -31,6 +31,7 @@ from bfx._core import (
     parse_id,
     relationship_id,
 )
+from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.graph import GraphMixin
 from bfx.models import (
     MAX_MICROS,
@@ -378,11 +379,20 @@ class Registry(GraphMixin):
         return Invocation(identity, result, elapsed)
 
     def invoke_many(
-        self, invocations: Iterable[tuple[int | str, Mapping[str, Any] | None]]
+        self,
+        invocations: Iterable[tuple[int | str, Mapping[str, Any] | None]],
+        *,
+        budget: BatchBudget | None = None,
     ) -> list[Invocation | errors.BfxError]:
         """Invokes in input order; each answer is an Invocation or the error for
         that item. Items for the same substrate run through the sandbox's batch
-        fast path together; ``elapsed_ms`` is then the group's mean."""
+        fast path together; ``elapsed_ms`` is then the group's mean.
+
+        With a ``budget`` (:mod:`bfx.budget`) the batch shares one deadline (items
+        not started in time answer ``reason: batch_time_budget``), its answer size is
+        charged as results arrive (:class:`~bfx.errors.ResultTooLargeError` stops it),
+        and a cancelled budget stops it between steps (:class:`~bfx.budget.Cancelled`).
+        """
         items = list(invocations)
         results: list[Invocation | errors.BfxError | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
@@ -391,29 +401,95 @@ class Registry(GraphMixin):
                 groups.setdefault(parse_id(substrate_id), []).append(index)
             except errors.BfxError as exc:
                 results[index] = exc
-        perf = time.perf_counter
         for identity, indices in groups.items():
+            if budget is not None:
+                budget.check()
+                if budget.expired():
+                    for index in indices:
+                        results[index] = budget.out_of_time()
+                    continue
             try:
                 compiled = self.compiled(identity)
             except errors.BfxError as exc:
                 for index in indices:
                     results[index] = exc
                 continue
-            start = perf()
-            answers = compiled.invoke_many([items[i][1] for i in indices], return_exceptions=True)
-            elapsed = (perf() - start) * 1000.0 / len(indices)
-            succeeded = 0
-            for index, answer in zip(indices, answers, strict=True):
-                if isinstance(answer, errors.BfxError):
-                    results[index] = answer
-                else:
-                    results[index] = Invocation(identity, answer, elapsed)
-                    succeeded += 1
+            if budget is None:
+                succeeded = self._invoke_group(identity, compiled, items, indices, results)
+            else:
+                succeeded = self._invoke_group_within(
+                    identity, compiled, items, indices, results, budget
+                )
             if succeeded:
                 # A substrate deleted meanwhile simply has no counter to bump.
                 with contextlib.suppress(errors.NotFoundError):
                     self._arena.record_invocations(identity, succeeded)
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _invoke_group(
+        identity: int,
+        compiled: Compiled,
+        items: list[Any],
+        indices: list[int],
+        results: list[Any],
+    ) -> int:
+        """One substrate's items in one fast-path call; returns how many succeeded."""
+        start = time.perf_counter()
+        answers = compiled.invoke_many([items[i][1] for i in indices], return_exceptions=True)
+        elapsed = (time.perf_counter() - start) * 1000.0 / len(indices)
+        succeeded = 0
+        for index, answer in zip(indices, answers, strict=True):
+            if isinstance(answer, errors.BfxError):
+                results[index] = answer
+            else:
+                results[index] = Invocation(identity, answer, elapsed)
+                succeeded += 1
+        return succeeded
+
+    @staticmethod
+    def _invoke_group_within(
+        identity: int,
+        compiled: Compiled,
+        items: list[Any],
+        indices: list[int],
+        results: list[Any],
+        budget: BatchBudget,
+    ) -> int:
+        """Like :meth:`_invoke_group`, a step at a time, checking the budget between
+        steps. Steps are long while items are cheap (the fast path stays fast) and one
+        item long once an item costs over a millisecond, so the deadline is overrun by
+        at most one item's own time budget."""
+        perf = time.perf_counter
+        step = 16
+        succeeded = 0
+        pos = 0
+        while pos < len(indices):
+            budget.check()
+            if budget.expired():
+                for index in indices[pos:]:
+                    results[index] = budget.out_of_time()
+                break
+            part = indices[pos : pos + step]
+            pos += len(part)
+            start = perf()
+            answers = compiled.invoke_many([items[i][1] for i in part], return_exceptions=True)
+            elapsed = (perf() - start) * 1000.0 / len(part)
+            for index, answer in zip(part, answers, strict=True):
+                if not isinstance(answer, errors.BfxError):
+                    try:
+                        size = json_size(answer)
+                    except errors.InvocationError as exc:
+                        answer = exc
+                    else:
+                        budget.charge(size + ITEM_OVERHEAD)
+                        results[index] = Invocation(identity, answer, elapsed)
+                        succeeded += 1
+                        continue
+                budget.charge(len(answer.message) + ITEM_OVERHEAD)
+                results[index] = answer
+            step = 1 if elapsed > 1.0 else 256
+        return succeeded
 
     def value(
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None

@@ -161,6 +161,7 @@ def routes() -> list[Route]:
             response=s.BatchResult,
             errors=(422,),
             offload=True,
+            items="relationships",
         ),
         Route(
             "GET",
@@ -169,7 +170,7 @@ def routes() -> list[Route]:
             summary="Edge counts, degrees, isolated nodes",
             tag=t,
             response=s.RelationshipStats,
-            offload=True,
+            offload="light",  # one O(V + E) pass in Rust: quick, not heavy
         ),
         Route(
             "GET",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bfx import errors
+from bfx.budget import BatchBudget
 from bfx.asgi import records
 from bfx.asgi import schemas as s
 from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
@@ -211,7 +212,15 @@ def batch_invoke(req: Request) -> Response:
             results[i] = s.BatchInvokeItem(index=i, status=exc.status, error=records.error(exc))
     ok = failed = 0
     elapsed = 0.0
-    for i, r in zip(where, req.registry.invoke_many(calls) if calls else [], strict=True):
+    settings = req.app.settings
+    cancelled = req.cancelled
+    budget = BatchBudget(
+        time_ms=settings.batch_time_budget * 1000.0,
+        max_bytes=settings.max_answer_bytes,
+        cancelled=None if cancelled is None else cancelled.is_set,
+    )
+    answers = req.registry.invoke_many(calls, budget=budget) if calls else []
+    for i, r in zip(where, answers, strict=True):
         if isinstance(r, errors.BfxError):
             failed += isinstance(r, errors.InvocationError)
             results[i] = s.BatchInvokeItem(index=i, status=r.status, error=records.error(r))
@@ -393,6 +402,7 @@ def routes() -> list[Route]:
             response=s.BatchResult,
             errors=(422,),
             offload=True,
+            items="substrates",
         ),
         Route(
             "POST",
@@ -404,6 +414,7 @@ def routes() -> list[Route]:
             response=s.BatchInvokeResult,
             errors=(422,),
             offload=True,
+            items="invocations",
         ),
         # Search and query may scan every substrate: off the event loop too.
         Route(
