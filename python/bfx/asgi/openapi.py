@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from bfx.asgi import schemas as s
+from bfx.asgi.examples import EXAMPLES, IMPORT_EXAMPLE
 from bfx.asgi.router import Route
 
 __all__ = ["build"]
@@ -108,7 +109,7 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
 def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
     if r.body is bytes:
         content = {
-            "application/json": {"schema": ref_of[_IMPORT_BODY]},
+            "application/json": {"schema": ref_of[_IMPORT_BODY], "example": IMPORT_EXAMPLE},
             "application/x-ndjson": {
                 "schema": {
                     "type": "string",
@@ -119,7 +120,9 @@ def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
         return {"required": True, "content": content}
     # A body whose every field is optional may be left out (read as {}).
     required = any(f.required for f in msgspec.structs.fields(r.body))
-    return {"required": required, "content": {"application/json": {"schema": ref_of[r.body]}}}
+    # Every body has a working example (asgi/examples.py): Swagger's "Try it out" sends it.
+    media = {"schema": ref_of[r.body], "example": EXAMPLES[r.body.__name__]}
+    return {"required": required, "content": {"application/json": media}}
 
 
 def _query_params(kind: type[msgspec.Struct]) -> list[dict[str, Any]]:
