@@ -30,7 +30,9 @@ def open_store(locator: str | os.PathLike[str] | Store | None, **options: Any) -
     """A store from a locator (see the module's text); a Store is returned as is.
 
     Options go to the backend: ``synchronous`` for SQLite (``normal``/``full``),
-    ``connect_timeout`` for PostgreSQL.
+    ``connect_timeout`` for PostgreSQL. ``create=False`` (for commands that only
+    read) refuses a data directory that holds no database instead of creating one;
+    a PostgreSQL database must exist in any case, and memory is always new.
     """
     if isinstance(locator, Store):
         return locator
@@ -40,6 +42,7 @@ def open_store(locator: str | os.PathLike[str] | Store | None, **options: Any) -
     if text.startswith(("postgresql://", "postgres://")):
         from bfx.storage.postgres import PostgresStore
 
+        options.pop("create", None)
         return PostgresStore(text, **options)
     if text.startswith("sqlite://"):
         text = text[len("sqlite://") :]

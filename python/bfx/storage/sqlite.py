@@ -58,6 +58,53 @@ def _check_directory(data_dir: Path) -> None:
         )
 
 
+#: SQLite's answers when a file cannot be opened or written (rather than being damaged).
+_ACCESS_ERRORS = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")
+
+
+def _access_problem(data_dir: Path, path: Path) -> tuple[str, str] | None:
+    """Why bfx cannot write in ``data_dir`` (``(cause, text)``), if it cannot:
+    a read-only file system, or a file or directory this user may not write."""
+    probe = data_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    if read_only:
+        return "read_only", f"{probe} is on a read-only file system"
+    # access(2) answers for this process's user (root passes unless read-only).
+    for target in (data_dir, path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        if target.exists() and not os.access(target, os.W_OK):
+            what = "directory" if target.is_dir() else "file"
+            return (
+                "permission_denied",
+                f"permission denied: this user may not write the {what} {target}",
+            )
+    if not data_dir.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        return (
+            "permission_denied",
+            f"permission denied: this user may not create directories in {probe}",
+        )
+    return None
+
+
+def _open_error(data_dir: Path, path: Path, what: str, exc: BaseException) -> errors.StorageError:
+    """A failure to open the store, saying what is wrong: access, else the cause."""
+    problem = _access_problem(data_dir, path)
+    if problem is not None:
+        cause, text = problem
+        return errors.StorageError(
+            f"{what}: {text}; bfx must write its database, log and snapshot there",
+            {"path": str(path), "cause": cause},
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return errors.StorageError(
+        f"{what}: {reason}", {"path": str(path), "cause": type(exc).__name__}
+    )
+
+
 def _connect(path: Path, *, read_only: bool = False, timeout: float = 30.0) -> sqlite3.Connection:
     if read_only:
         conn = sqlite3.connect(
@@ -70,7 +117,9 @@ def _connect(path: Path, *, read_only: bool = False, timeout: float = 30.0) -> s
 
 
 class SqliteStore(SqlStore):
-    """SQLite in ``data_dir/bfx.db``; created (with its directory) when missing."""
+    """SQLite in ``data_dir/bfx.db``; created (with its directory) when missing,
+    unless ``create`` is false (for commands that only read: a missing database is
+    then an error and nothing is created)."""
 
     dialect = "sqlite"
 
@@ -80,6 +129,7 @@ class SqliteStore(SqlStore):
         *,
         synchronous: str = "normal",
         timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         super().__init__()
         if synchronous not in SYNC_MODES:
@@ -91,16 +141,37 @@ class SqliteStore(SqlStore):
         self._timeout = timeout
         self._data_version = -1
         self._seen_version = -1
-        _check_directory(self.data_dir)
+        if not create and not self.path.is_file():
+            raise errors.StorageError(
+                f"no bfx database at {self.path}; nothing was created",
+                {"path": str(self.path), "cause": "missing"},
+            )
+        try:
+            _check_directory(self.data_dir)
+        except OSError as exc:
+            raise _open_error(
+                self.data_dir, self.path, f"cannot read data directory {self.data_dir}", exc
+            ) from None
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _open_error(
+                self.data_dir, self.path, f"cannot create data directory {self.data_dir}", exc
+            ) from None
+        try:
             self._conn = _connect(self.path, timeout=timeout)
             self._configure(synchronous)
             self._migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self.close()
+            what = f"{self.describe()} cannot be used"
+            problem = _access_problem(self.data_dir, self.path)
+            if problem is not None or getattr(exc, "sqlite_errorname", "").startswith(
+                _ACCESS_ERRORS
+            ):
+                raise _open_error(self.data_dir, self.path, what, exc) from None
             raise errors.StorageError(
-                f"{self.describe()} cannot be used: {exc} (a damaged file, or not a bfx database)",
+                f"{what}: {exc} (a damaged file, or not a bfx database)",
                 {"path": str(self.path), "cause": type(exc).__name__},
             ) from None
         except BaseException:
