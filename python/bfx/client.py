@@ -14,7 +14,7 @@ received. One connection, kept alive; a client is not meant to be shared across 
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -43,6 +43,19 @@ def _error_classes() -> dict[str, type[errors.BfxError]]:
 
 
 _BY_CODE = _error_classes()
+
+
+def _walk(
+    fetch: Callable[[str | None], dict[str, Any]], field: str = "substrates"
+) -> Iterator[dict[str, Any]]:
+    """Every item of a paged list: fetch(cursor) pages until next_cursor is null."""
+    cursor = None
+    while True:
+        body = fetch(cursor)
+        yield from body[field]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return
 
 
 def _id(value: Id) -> str:
@@ -206,22 +219,60 @@ class Client:
         return self._json("POST", "/substrates/batch/invoke", body)["results"]
 
     def search(
-        self, name: str | None = None, expression_type: str | None = None, limit: int = 100
+        self,
+        name: str | None = None,
+        expression_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
     ) -> list[dict[str, Any]]:
+        """One page of matches (see :meth:`search_page` for ``count`` and
+        ``next_cursor``, :meth:`iter_search` for all of them)."""
+        return self.search_page(name, expression_type, limit, cursor)["substrates"]
+
+    def search_page(
+        self,
+        name: str | None = None,
+        expression_type: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
         return self._json(
             "GET",
             "/substrates/search",
-            query={"name": name, "type": expression_type, "limit": limit},
-        )["substrates"]
+            query={"name": name, "type": expression_type, "limit": limit, "cursor": cursor},
+        )
+
+    def iter_search(
+        self, name: str | None = None, expression_type: str | None = None, page: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        return _walk(lambda cursor: self.search_page(name, expression_type, page, cursor))
 
     def query(
-        self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", limit: int = 100
+        self,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        limit: int = 100,
+        cursor: str | None = None,
     ) -> list[dict[str, Any]]:
-        return self._json(
-            "POST",
-            "/substrates/query",
-            {"filters": dict(filters or {}), "sort": sort, "limit": limit},
-        )["substrates"]
+        """One page of matches (see :meth:`query_page`, :meth:`iter_query`)."""
+        return self.query_page(filters, sort, limit, cursor)["substrates"]
+
+    def query_page(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"filters": dict(filters or {}), "sort": sort, "limit": limit}
+        if cursor is not None:
+            body["cursor"] = cursor
+        return self._json("POST", "/substrates/query", body)
+
+    def iter_query(
+        self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", page: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        return _walk(lambda cursor: self.query_page(filters, sort, page, cursor))
 
     def export(self, format: str = "json") -> bytes:
         """The raw export document (``json``) or lines (``ndjson``)."""
@@ -309,21 +360,31 @@ class Client:
         self.request("DELETE", f"/relationships/{_id(relationship_id)}")
 
     def outgoing(
-        self, substrate_id: Id, rel_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        substrate_id: Id,
+        rel_type: str | None = None,
+        limit: int = 100,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         return self._json(
             "GET",
             f"/relationships/outgoing/{_id(substrate_id)}",
-            query={"rel_type": rel_type, "limit": limit, "offset": offset},
+            query={"rel_type": rel_type, "limit": limit, "offset": offset, "cursor": cursor},
         )
 
     def incoming(
-        self, substrate_id: Id, rel_type: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        substrate_id: Id,
+        rel_type: str | None = None,
+        limit: int = 100,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         return self._json(
             "GET",
             f"/relationships/incoming/{_id(substrate_id)}",
-            query={"rel_type": rel_type, "limit": limit, "offset": offset},
+            query={"rel_type": rel_type, "limit": limit, "offset": offset, "cursor": cursor},
         )
 
     def relationships(
@@ -332,7 +393,8 @@ class Client:
         source_id: Id | None = None,
         target_id: Id | None = None,
         limit: int = 100,
-        offset: int = 0,
+        offset: int | None = None,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         return self._json(
             "GET",
@@ -343,7 +405,20 @@ class Client:
                 "target_id": None if target_id is None else _id(target_id),
                 "limit": limit,
                 "offset": offset,
+                "cursor": cursor,
             },
+        )
+
+    def iter_relationships(
+        self,
+        rel_type: str | None = None,
+        source_id: Id | None = None,
+        target_id: Id | None = None,
+        page: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        return _walk(
+            lambda cursor: self.relationships(rel_type, source_id, target_id, page, None, cursor),
+            "relationships",
         )
 
     def relationship_stats(self) -> dict[str, Any]:
