@@ -8,24 +8,30 @@ Two formats (``docs/storage.md``):
 * ``ndjson``: one ``{"kind": "substrate"|"relationship", ...}`` object per line.
 
 Readers validate each record against the HTTP API's import types (a 422 names the
-record and field) and yield plain dicts for :meth:`bfx.Registry.import_records`;
-writers take :meth:`bfx.Registry.export_records` dicts and yield ~64 KiB chunks.
-Neither ever holds the whole data set.
+record and field) and yield :class:`Record` dicts for
+:meth:`bfx.Registry.import_records`, each knowing the input line it came from;
+:func:`import_records` puts that line (``details.line``) next to the ``index`` of the
+record an import stops at. Writers take :meth:`bfx.Registry.export_records` dicts
+and yield ~64 KiB chunks. Neither ever holds the whole data set.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import msgspec
 
+from bfx import errors
 from bfx.asgi import schemas as s
 from bfx.asgi.errors import MalformedJsonError, field_error
 
 __all__ = [
     "FORMATS",
+    "Record",
+    "import_records",
     "read_document",
     "read_json_stream",
     "read_ndjson",
@@ -47,7 +53,17 @@ _OPEN = b'{"substrates":['
 _SWITCH = b'],"relationships":['
 _CLOSE = b"]}"
 #: A first line that opens a document rather than holding an NDJSON record.
-_DOCUMENT_START = re.compile(rb'^\s*(\{\s*("substrates"|"relationships")|\{\s*$|$)')
+_DOCUMENT_START = re.compile(rb'^\s*\{\s*("substrates"|"relationships"|$)')
+#: How each format is described when an input turns out to be in the other one.
+_EXPECTED = {
+    "json": 'a JSON document {"substrates": [...], "relationships": [...]}',
+    "ndjson": 'NDJSON, one {"kind": "substrate"|"relationship", ...} record per line',
+}
+#: Keys that make a one-line object an NDJSON record rather than a document.
+_RECORD_KEYS = frozenset({"kind", "expression_type", "expression_code", "rel_type", "source_id"})
+#: The records an import may still be checking when it fails: the registry writes in
+#: chunks of 2,048 records, so a failure names one of the last ones read.
+_LINES_KEPT = 4096
 
 
 # ---- writing ---------------------------------------------------------------------
@@ -94,8 +110,19 @@ def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 # ---- reading ---------------------------------------------------------------------
 
 
-def _plain(obj: msgspec.Struct, kind: str) -> dict[str, Any]:
-    rec: dict[str, Any] = {"kind": kind}
+class Record(dict):  # type: ignore[type-arg]
+    """An import record (a plain dict to the registry) with ``line``: the input line
+    it was read from, or ``None`` (a document decoded whole)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, kind: str, line: int | None) -> None:
+        super().__init__(kind=kind)
+        self.line = line
+
+
+def _plain(obj: msgspec.Struct, kind: str, line: int | None = None) -> Record:
+    rec = Record(kind, line)
     for name in obj.__struct_fields__:
         value = getattr(obj, name)
         if value is not msgspec.UNSET:
@@ -103,13 +130,59 @@ def _plain(obj: msgspec.Struct, kind: str) -> dict[str, Any]:
     return rec
 
 
-def read_document(body: bytes) -> Iterator[dict[str, Any]]:
+def _first_line(text: bytes) -> bytes:
+    """The first non-blank line of ``text`` (without splitting all of it)."""
+    start = 0
+    while start < len(text):
+        end = text.find(b"\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end].strip()
+        if line:
+            return line
+        start = end + 1
+    return b""
+
+
+def _looks_like(line: bytes) -> str | None:
+    """What a first non-blank line says about its input: ``json`` (a document
+    opens), ``ndjson`` (one whole record object), ``array`` or ``None`` (not JSON)."""
+    if _DOCUMENT_START.match(line):
+        return "json"
+    if line.lstrip().startswith(b"["):
+        return "array"
+    try:
+        obj = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+    return "ndjson" if isinstance(obj, dict) and not _RECORD_KEYS.isdisjoint(obj) else None
+
+
+def _found(kind: str | None) -> str:
+    return {
+        "json": "a JSON document",
+        "ndjson": "NDJSON (a whole record on its first line)",
+        "array": "a JSON array",
+    }.get(kind or "", "neither")
+
+
+def format_mismatch(expected: str, found: str | None, line: int = 1) -> MalformedJsonError:
+    """The input is in another format than the one it was read as (a 400)."""
+    return MalformedJsonError(
+        f"expected {_EXPECTED[expected]}, but found {_found(found)} at line {line}",
+        {"expected": expected, "found": found or "unknown", "line": line},
+    )
+
+
+def read_document(body: bytes) -> Iterator[Record]:
     """A whole JSON document (already in memory, e.g. a request body)."""
     try:
         doc = _doc_decoder.decode(body or b"{}")
-    except msgspec.ValidationError as exc:
-        raise field_error(exc) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        found = _looks_like(_first_line(body))
+        if found in ("ndjson", "array"):
+            raise format_mismatch("json", found) from None
+        if isinstance(exc, msgspec.ValidationError):
+            raise field_error(exc) from None
         raise MalformedJsonError(f"the document is not valid JSON: {exc}") from None
     for x in doc.substrates:
         yield _plain(x, "substrate")
@@ -117,60 +190,100 @@ def read_document(body: bytes) -> Iterator[dict[str, Any]]:
         yield _plain(y, "relationship")
 
 
-def _decode_line(decoder: msgspec.json.Decoder[Any], line: bytes, n: int) -> Any:
-    """One record of line ``n``: a 422 naming the line and field, or a 400."""
+def _decode_line(
+    decoder: msgspec.json.Decoder[Any], line: bytes, n: int, index: int, prefix: str = ""
+) -> Any:
+    """One record of line ``n`` (the ``index``-th record): a 422 naming the line,
+    record and field, or a 400."""
     try:
         return decoder.decode(line)
     except msgspec.ValidationError as exc:
-        raise field_error(exc, prefix=f"line {n}: ") from None
+        err = field_error(exc, prefix=prefix)
+        err.message = f"line {n}: {err.message}"
+        err.details.update(line=n, index=index)
+        raise err from None
     except msgspec.DecodeError as exc:
-        raise MalformedJsonError(f"line {n} is not valid JSON: {exc}", {"line": n}) from None
+        raise MalformedJsonError(
+            f"line {n} is not valid JSON: {exc}", {"line": n, "index": index}
+        ) from None
 
 
-def read_ndjson(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    for n, line in enumerate(lines, start=1):
+def read_ndjson(lines: Iterable[bytes], start: int = 1) -> Iterator[Record]:
+    """Records of NDJSON lines, the first being line ``start``."""
+    index = 0
+    for n, line in enumerate(lines, start=start):
         if not line.strip():
             continue
-        item = _decode_line(_line_decoder, line, n)
+        if index == 0 and _DOCUMENT_START.match(line):
+            raise format_mismatch("ndjson", "json", n)
+        item = _decode_line(_line_decoder, line, n, index)
         kind = "substrate" if isinstance(item, s.ImportSubstrateLine) else "relationship"
-        yield _plain(item, kind)
+        yield _plain(item, kind, n)
+        index += 1
 
 
-def read_json_stream(first: bytes, rest: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+def read_json_stream(first: bytes, rest: Iterable[bytes], start: int = 1) -> Iterator[Record]:
     """A JSON document in write_document's layout, a line at a time (``first`` is
-    its first line, already read)."""
+    its first line, line ``start``, already read)."""
     decoder = _substrate_decoder
     kind = "substrate"
     closed = False
-    for n, raw in enumerate(rest, start=2):
+    index = position = 0
+    for n, raw in enumerate(rest, start=start + 1):
         line = raw.strip()
         if not line:
             continue
         if closed:
             raise MalformedJsonError(f"line {n}: data after the end of the document", {"line": n})
         if line == _SWITCH and kind == "substrate":
-            decoder, kind = _relationship_decoder, "relationship"
+            decoder, kind, position = _relationship_decoder, "relationship", 0
             continue
         if line == _CLOSE:
             closed = True
             continue
         if line.endswith(b","):
             line = line[:-1]
-        yield _plain(_decode_line(decoder, line, n), kind)
+        prefix = f"{kind}s[{position}]."
+        yield _plain(_decode_line(decoder, line, n, index, prefix), kind, n)
+        index += 1
+        position += 1
     if not closed:
         raise MalformedJsonError("the document ends before its closing ]}", {})
 
 
-def read_stream(stream: IO[bytes], fmt: str = "auto") -> Iterator[dict[str, Any]]:
+def read_stream(stream: IO[bytes], fmt: str = "auto") -> Iterator[Record]:
     """Records from a binary file: NDJSON and bfx's own JSON layout are streamed;
-    other JSON is read whole. ``auto`` tells the two formats apart by the first line."""
-    first = stream.readline()
+    other JSON is read whole. ``auto`` tells the two formats apart by the first
+    non-blank line; with ``json`` or ``ndjson``, an input in the other format is a
+    400 saying which was expected and what was found. An input with no records
+    at all (empty, or only blank lines) is a 422: an export always holds something."""
+    first, start = b"", 1
+    for start, first in enumerate(stream, start=1):  # noqa: B007 - used after the loop
+        if first.strip():
+            break
+    else:
+        raise errors.ValidationError(
+            "empty input: there is nothing to import (an export of an empty registry "
+            'is {"substrates": [], "relationships": []})',
+            {"reason": "empty"},
+        )
+    found = _looks_like(first)
     if fmt == "auto":
-        fmt = "json" if _DOCUMENT_START.match(first) else "ndjson"
+        fmt = "json" if found == "json" else "ndjson"
+        if found == "array":
+            raise MalformedJsonError(
+                f"found a JSON array at line {start}; bfx imports {_EXPECTED['json']} "
+                f"or {_EXPECTED['ndjson']}",
+                {"found": "array", "line": start},
+            )
+    elif fmt == "json" and found in ("ndjson", "array"):
+        raise format_mismatch("json", found, start)
+    elif fmt == "ndjson" and found in ("json", "array"):
+        raise format_mismatch("ndjson", found, start)
     if fmt == "ndjson":
-        yield from read_ndjson(_chain(first, stream))
+        yield from read_ndjson(_chain(first, stream), start)
     elif first.strip() == _OPEN:
-        yield from read_json_stream(first, stream)
+        yield from read_json_stream(first, stream, start)
     else:
         yield from read_document(first + stream.read())
 
@@ -178,3 +291,58 @@ def read_stream(stream: IO[bytes], fmt: str = "auto") -> Iterator[dict[str, Any]
 def _chain(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
     yield first
     yield from rest
+
+
+# ---- importing ---------------------------------------------------------------------
+
+
+class _Lines:
+    """Passes records through, remembering the input lines of the last ones. A
+    record that cannot be read ends the iteration (so the registry writes what it
+    holds, as it does before any invalid record) and is raised by :func:`import_records`."""
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self._records = records
+        self._lines: deque[tuple[int, int | None]] = deque(maxlen=_LINES_KEPT)
+        self.unreadable: errors.BfxError | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        index = 0
+        try:
+            for rec in self._records:
+                self._lines.append((index, getattr(rec, "line", None)))
+                yield rec
+                index += 1
+        except errors.BfxError as exc:
+            exc.details.setdefault("index", index)
+            self.unreadable = exc
+
+    def line_of(self, index: Any) -> int | None:
+        for i, line in reversed(self._lines):
+            if i == index:
+                return line
+        return None
+
+
+def import_records(registry: Any, records: Iterable[Any]) -> dict[str, int]:
+    """``registry.import_records(records)``; when it stops at a record read from a
+    line of input, the error's details carry that ``line`` next to its ``index``
+    (a position inside the record's code moves to ``code_line``/``code_col``).
+    A record that cannot be decoded stops the import like an invalid one: the
+    records before it are imported."""
+    lines = _Lines(records)
+    try:
+        counts: dict[str, int] = registry.import_records(iter(lines))
+    except errors.BfxError as exc:
+        line = lines.line_of(exc.details.get("index"))
+        if line is not None:
+            # The registry's own "line"/"col" (a sandbox position) are inside the
+            # record's code: they move aside for the line of input.
+            for key in ("line", "col"):
+                if key in exc.details:
+                    exc.details[f"code_{key}"] = exc.details.pop(key)
+            exc.details["line"] = line
+        raise
+    if lines.unreadable is not None:
+        raise lines.unreadable
+    return counts
