@@ -25,8 +25,11 @@ With ``--disk-sample N`` (when the durable registry, ``bfx.Registry(data_dir=...
 is available) it also writes N substrates of the same shape through it and reports
 the bytes on disk per substrate: sampled, then extrapolated.
 
-Sizes take binary units: ``15GiB`` = ``15GB`` = ``15G`` = 15 x 2**30 bytes (as the
-seed's "15 GB = 15,360 MB" and ``bfx serve --body-limit`` read them).
+Sizes are read as ``bfx serve --body-limit`` reads them (one grammar,
+:func:`bfx.asgi.config.parse_size`): whole numbers with binary units, ``15GiB`` =
+``15GB`` = ``15G`` = 15 x 2**30 bytes (as the seed's "15 GB = 15,360 MB"); ``--reserve``
+also takes ``0``. A ``--ram`` too small to hold ``--reserve`` and the process's own
+baseline is refused (exit 2): there would be nothing to project.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import json
 import math
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -47,6 +49,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from bfx.asgi.config import parse_size
 
 __all__ = ["Shape", "add_parser", "main", "parse_size", "run"]
 
@@ -74,35 +78,7 @@ _META_FIXED = len(_META_HEAD) + len(_META_TAIL)
 # {"w":"" + padding + "}
 _CONSTRAINTS_FIXED = len(b'{"w":""}')
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 2**10,
-    "KB": 2**10,
-    "KIB": 2**10,
-    "M": 2**20,
-    "MB": 2**20,
-    "MIB": 2**20,
-    "G": 2**30,
-    "GB": 2**30,
-    "GIB": 2**30,
-    "T": 2**40,
-    "TB": 2**40,
-    "TIB": 2**40,
-}
-
-
 # ------------------------------------------------------------------------------- parsing
-
-
-def parse_size(text: str) -> int:
-    """``"15GiB"``, ``"15GB"``, ``"1.5T"``, ``"512MiB"``, ``"1073741824"`` -> bytes.
-
-    Every unit is binary (GB = GiB = 2**30 bytes)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
-    if not m or m.group(2).upper() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (e.g. 15GiB, 512MiB, 1073741824)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
 def _size_arg(text: str) -> int:
@@ -110,6 +86,10 @@ def _size_arg(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size_or_zero_arg(text: str) -> int:
+    return 0 if text.strip() == "0" else _size_arg(text)
 
 
 def _int_arg(low: int, high: int | None = None):
@@ -740,7 +720,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--reserve",
-        type=_size_arg,
+        type=_size_or_zero_arg,
         default=0,
         help="RAM kept back for the OS and other processes (default 0; the seed kept 1000MiB)",
     )
@@ -811,6 +791,12 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     if args.reserve >= args.ram:
         return _error(f"--reserve ({args.reserve:,} bytes) must be below --ram ({args.ram:,})")
+    # The process itself (interpreter, bfx, an empty arena) is a fixed cost of the
+    # projection; a RAM size that cannot hold it and the reserve leaves nothing to
+    # project. Checked now, before building, and again on the build's own baseline.
+    too_small = _ram_too_small(args.ram, args.reserve, _trimmed_rss())
+    if too_small:
+        return _error(too_small)
     machine = _machine()
     need = shape.estimate_bytes()
     if need > machine["available_bytes"] * 0.9 and not args.force:
@@ -829,6 +815,9 @@ def run(args: argparse.Namespace) -> int:
         if show:
             print(f"disk sample: {args.disk_sample:,} substrates ...", file=sys.stderr)
         disk = disk_sample(shape, args.disk_sample, args.disk_dir)
+    too_small = _ram_too_small(args.ram, args.reserve, result.baseline_bytes)
+    if too_small:
+        return _error(too_small)
     projection = _projection(result, args.ram, args.reserve, disk)
     report = {
         "machine": machine,
@@ -856,6 +845,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _ram_too_small(ram: int, reserve: int, baseline: int) -> str | None:
+    if ram - reserve > baseline:
+        return None
+    return (
+        f"--ram {ram:,} bytes is too small: nothing is left for substrates after the fixed "
+        f"costs, --reserve {reserve:,} bytes plus this process's baseline of {baseline:,} "
+        f"bytes ({_mib(baseline)}: interpreter, bfx, an empty arena); give --ram above "
+        f"{_mib(reserve + baseline)}"
+    )
 
 
 def _verify_sample(shape: Shape) -> None:
