@@ -99,10 +99,11 @@ def test_memory_flag_reaches_the_workers(fake_granian, capsys):
     assert "storage: in-memory" in capsys.readouterr().out
 
 
-def test_database_url_wins_over_the_data_dir(fake_granian, tmp_path, capsys):
+def test_an_unreachable_database_url_stops_before_serving(fake_granian, tmp_path, capsys):
     # Port 1 on loopback: nothing listens, so the pre-flight check fails fast.
+    # (--data-dir with --database-url is refused: tests/test_cli_hardening.py.)
     url = "postgresql://bfx:secret@127.0.0.1:1/bfx"
-    assert cli.main(["serve", "--data-dir", str(tmp_path), "--database-url", url]) == 1
+    assert cli.main(["serve", "--database-url", url]) == 1
     assert not fake_granian.made
     err = capsys.readouterr().err
     assert "cannot connect to PostgreSQL 127.0.0.1:1/bfx" in err

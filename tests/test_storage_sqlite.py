@@ -126,8 +126,9 @@ def test_cli_import_reports_the_bad_record(tmp_path, capsys):
     )
     assert cli.main(["import", "--data-dir", str(tmp_path / "d"), str(bad)]) == 1
     err = capsys.readouterr().err
-    assert '"error": "sandbox_rejected"' in err
-    assert '"index": 1' in err
+    # once, in prose: where (line, record index) and why; no JSON copy of it
+    assert err.count("\n") == 1, err
+    assert "line 2 (record index 1): calling 'open' is not allowed" in err
     with Registry(data_dir=tmp_path / "d") as reg:
         assert len(reg) == 1  # the record before the bad one is imported
     assert cli.main(["import", "--data-dir", str(tmp_path / "d"), str(tmp_path / "nope")]) == 1

@@ -78,15 +78,24 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) -> None:
     from bfx.asgi.config import DEFAULT_DATA_DIR
 
-    g = p.add_argument_group("storage (first given wins: --memory, --database-url, --data-dir)")
-    g.add_argument(
+    g = p.add_argument_group(
+        "storage (give at most one of "
+        + ("--memory, " if allow_memory else "")
+        + "--database-url, --data-dir; a flag wins over the environment, where "
+        "BFX_DATABASE_URL wins over BFX_DATA_DIR)"
+    )
+    # One store per command: contradictory flags are refused (exit 2) rather than
+    # one silently winning. Defaults stay None so that only given flags conflict.
+    where = g.add_mutually_exclusive_group()
+    where.add_argument(
         "--data-dir",
-        default=os.environ.get("BFX_DATA_DIR") or DEFAULT_DATA_DIR,
+        default=None,
+        metavar="DIR",
         help=f"directory of the embedded SQLite store (env BFX_DATA_DIR; default ./{DEFAULT_DATA_DIR})",
     )
-    g.add_argument(
+    where.add_argument(
         "--database-url",
-        default=os.environ.get("BFX_DATABASE_URL"),
+        default=None,
         metavar="URL",
         help="postgresql://user:password@host:port/dbname, shared by several bfx nodes "
         "(env BFX_DATABASE_URL)",
@@ -99,7 +108,7 @@ def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) ->
         "cut (env BFX_SQLITE_SYNC; default normal)",
     )
     if allow_memory:
-        g.add_argument(
+        where.add_argument(
             "--memory",
             action="store_true",
             help="keep everything in memory: nothing survives a restart (for tests)",
@@ -107,11 +116,19 @@ def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) ->
 
 
 def _locator(args: argparse.Namespace) -> str:
+    """The store the flags name (argparse refuses two of them), else the one the
+    environment names (BFX_DATABASE_URL before BFX_DATA_DIR), else ./bfx-data."""
+    from bfx.asgi.config import DEFAULT_DATA_DIR
+
     if getattr(args, "memory", False):
         return "memory"
-    if args.database_url:
+    if args.database_url is not None:
         return str(args.database_url)
-    return os.path.abspath(args.data_dir)
+    if args.data_dir is not None:
+        return os.path.abspath(args.data_dir)
+    if os.environ.get("BFX_DATABASE_URL"):
+        return os.environ["BFX_DATABASE_URL"]
+    return os.path.abspath(os.environ.get("BFX_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def _fail(message: str) -> int:
@@ -217,8 +234,12 @@ def _export(args: argparse.Namespace) -> int:
     from bfx.storage import open_store
 
     try:
-        store = open_store(_locator(args))
+        # Export only reads: a data directory without a database is a mistake (a
+        # typo in --data-dir), not an empty registry to create there.
+        store = open_store(_locator(args), create=False)
     except BfxError as exc:
+        if exc.details.get("cause") == "missing":
+            return _fail(f"{exc.message} (name an existing store with --data-dir or BFX_DATA_DIR)")
         return _fail(exc.message)
     try:
         rows = store.export_rows()
@@ -237,6 +258,8 @@ def _export(args: argparse.Namespace) -> int:
                 out.close()
     except BfxError as exc:
         return _fail(exc.message)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
     finally:
         store.close()
     return 0
@@ -257,6 +280,7 @@ def _add_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _import(args: argparse.Namespace) -> int:
+    import itertools
     import json
 
     from bfx import transfer
@@ -266,20 +290,44 @@ def _import(args: argparse.Namespace) -> int:
         source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     except OSError as exc:
         return _fail(f"cannot read {args.input}: {exc.strerror}")
+    name = "stdin" if args.input == "-" else args.input
     try:
+        records = transfer.read_stream(source, args.format)
+        # The first record is read before the store is opened: an empty input or
+        # one in the wrong format is refused without creating anything.
+        first = next(records, None)
         registry = _open_registry(args)
         try:
-            counts = registry.import_records(transfer.read_stream(source, args.format))  # type: ignore[attr-defined]
+            head = [] if first is None else [first]
+            counts = transfer.import_records(registry, itertools.chain(head, records))
         finally:
             registry.close()  # type: ignore[attr-defined]
     except BfxError as exc:
-        print(json.dumps(exc.to_dict()), file=sys.stderr)
-        return _fail(exc.message)
+        return _fail(_import_failure(name, args.format, exc))
     finally:
         if source is not sys.stdin.buffer:
             source.close()
     print(json.dumps(counts))
     return 0
+
+
+def _import_failure(name: str, fmt: str, exc: BaseException) -> str:
+    """One line for a failed import: where it stopped (line, record index), why."""
+    import re
+
+    details: dict = getattr(exc, "details", {})
+    message: str = getattr(exc, "message", str(exc))
+    line, index = details.get("line"), details.get("index")
+    if "expected" in details and fmt != "auto":
+        return f"{name}: {message} (--format {fmt}; leave --format out to detect the format)"
+    if index is None:
+        return f"{name}: {message}"
+    where = f"{name}, line {line}" if line is not None else name
+    reason = re.sub(rf"^line {line}(: | is )", "", message) if line is not None else message
+    done = {0: "nothing was", 1: "the 1 record before it was"}.get(
+        index, f"the {index} records before it were"
+    )
+    return f"{where} (record index {index}): {reason}; {done} imported, nothing after it"
 
 
 def _add_backup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -299,15 +347,14 @@ def _backup(args: argparse.Namespace) -> int:
     from bfx.errors import BfxError
     from bfx.storage.sqlite import backup
 
-    if args.database_url:
+    data_dir = _locator(args)
+    if data_dir.startswith(("postgresql://", "postgres://")):
         return _fail("bfx backup copies the embedded SQLite store; for PostgreSQL use pg_dump")
     try:
-        size = backup(args.data_dir, args.output)
+        size = backup(data_dir, args.output)
     except BfxError as exc:
         return _fail(exc.message)
-    print(
-        f"bfx: backup of {os.path.abspath(args.data_dir)} written to {args.output} ({size} bytes)"
-    )
+    print(f"bfx: backup of {data_dir} written to {args.output} ({size} bytes)")
     return 0
 
 
