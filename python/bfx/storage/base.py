@@ -170,6 +170,14 @@ class SqlStore(Store):
         self._conn: Any = None
         self._arena: Arena | None = None
         self.store_id = ""
+        # The freshness check's own connection (see :meth:`refresh`), under its own
+        # small lock, so that a request never waits behind this process's writer.
+        self._probe_lock = threading.Lock()
+        self._probe: Any = None
+        self._probe_version: Any = None
+        # The head this process's writer is committing (its own entries above
+        # ``_seq`` are not yet in the arena, nor answered): see :meth:`refresh`.
+        self._pending_head = 0
 
     # ---- dialect hooks ----------------------------------------------------------------
 
@@ -333,10 +341,63 @@ class SqlStore(Store):
                     )
 
     def refresh(self) -> int:
-        with self._lock:
-            if self._arena is None or not self._changed():
-                return 0
-            return self._catch_up()
+        """Catches the arena up with what other processes committed, before a
+        request reads. It never waits behind this process's own writer (an import
+        holding the write lock for a whole chunk): the committed head of the log is
+        read on a connection of its own, and only when it is ahead of what the
+        arena holds (another process wrote) is the write lock taken to catch up.
+        A local write in flight is not yet answered, so a request need not see it
+        (nor wait for it: ``_pending_head``); every write answered before the
+        request started is committed, so its log entry is at most that head, and
+        read-your-writes holds."""
+        if self._arena is None:
+            return 0
+        with self._probe_lock:
+            look = self._look()
+        if look is None:
+            return 0
+        version, head = look
+        if head > max(self._seq, self._pending_head):
+            with self._lock:
+                if self._arena is None:
+                    return 0
+                applied = self._catch_up()
+        else:
+            applied = 0
+        # Everything committed before ``version`` was read is in the arena now.
+        with self._probe_lock:
+            self._probe_version = version
+        return applied
+
+    def _look(self) -> tuple[Any, int] | None:
+        """``(version, committed head)`` read on the probe connection, or None when
+        nothing was committed since the last look that found the arena current
+        (SQLite's ``PRAGMA data_version``, no I/O). Caller holds the probe lock."""
+        if self._conn is None:
+            return None
+        try:
+            if self._probe is None:
+                self._probe = self._reader()
+            version = None
+            if self.dialect == "sqlite":
+                version = self._probe.execute("PRAGMA data_version").fetchone()[0]
+                if version == self._probe_version:
+                    return None
+            return version, self._probe.execute("SELECT seq FROM bfx_head").fetchone()[0]
+        except Exception as exc:
+            # Reconnect on the next request (a dropped PostgreSQL connection).
+            self._close_probe_locked()
+            raise self._storage_error("could not check the change log", exc) from exc
+
+    def _close_probe(self) -> None:
+        with self._probe_lock:
+            self._close_probe_locked()
+
+    def _close_probe_locked(self) -> None:
+        conn, self._probe, self._probe_version = self._probe, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _catch_up(self) -> int:
         """Applies every change after the cursor, in order. Caller holds the lock."""
@@ -449,19 +510,27 @@ class SqlStore(Store):
                     [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
                 )
                 self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
+                # Entries up to here are in the arena (caught up under the lock) or
+                # this write's own: a refresh that sees the head move while this
+                # commit and its arena update finish need not wait for them.
+                self._pending_head = self._seq + len(w.entries)
                 self._commit()
             except errors.BfxError:
+                self._pending_head = self._seq
                 self._rollback()
                 raise
             except BaseException as exc:
+                self._pending_head = self._seq
                 self._rollback()
                 if isinstance(exc, Exception):
                     raise self._storage_error("a write failed; nothing was written", exc) from exc
                 raise
-            self._seq += len(w.entries)
             if w.after is not None:
                 # Checked against this very state, so the arena cannot refuse it.
                 w.after()
+            # Advanced only once the arena holds the write: a refresh that finds the
+            # head at or below ``_seq`` (without this lock) may rely on it.
+            self._seq += len(w.entries)
 
     def _storage_error(self, what: str, exc: Exception) -> errors.StorageError:
         return errors.StorageError(

@@ -115,6 +115,7 @@ class PostgresStore(SqlStore):
         return self._connect()
 
     def close(self) -> None:
+        self._close_probe()
         with self._lock:
             conn, self._conn = self._conn, None
             self._arena = None

@@ -274,6 +274,7 @@ class SqliteStore(SqlStore):
         return _connect(self.path, read_only=True, timeout=self._timeout)
 
     def close(self) -> None:
+        self._close_probe()
         with self._lock:
             if self._arena is not None and self._conn is not None:
                 found = snapshot.read_header(self.data_dir)
