@@ -73,6 +73,15 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def worker_pids(self) -> list[int]:
+        """The Granian worker processes: the children of ``bfx serve`` (Linux /proc)."""
+        pids: list[int] = []
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+                with open(f"/proc/{self.proc.pid}/task/{task}/children") as f:
+                    pids += map(int, f.read().split())
+        return sorted(pids)
+
     def call(
         self,
         method: str,

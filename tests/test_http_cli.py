@@ -30,6 +30,8 @@ class FakeGranian:
 def fake_granian(monkeypatch):
     FakeGranian.made = []
     monkeypatch.setattr(granian, "Granian", FakeGranian)
+    # No real port is bound: whatever else listens on 8000 here must not matter.
+    monkeypatch.setattr(cli, "_claim_port", lambda host, port: None)
     for key in list(os.environ):
         if key.startswith("BFX_"):
             monkeypatch.delenv(key)

@@ -12,6 +12,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bfx.asgi.config import Settings
 
 __all__ = ["main"]
 
@@ -19,17 +23,15 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text}")
-    return value
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def _size(text: str) -> int:
@@ -37,6 +39,15 @@ def _size(text: str) -> int:
 
     try:
         return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    from bfx.asgi.config import parse_seconds
+
+    try:
+        return parse_seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -72,7 +83,55 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="largest body for POST /substrates/import (default 64M)",
     )
     p.add_argument("--log-level", choices=_LOG_LEVELS, default="info")
+    g = p.add_argument_group(
+        "slow and idle clients (docs/http.md, Limits; each also read from its BFX_* variable)"
+    )
+    g.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection whose request headers take longer, and an idle kept-alive "
+        "connection after as long (env BFX_HEADER_TIMEOUT; default 10)",
+    )
+    g.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="answer 408 when a request body takes longer to arrive (env BFX_BODY_TIMEOUT; "
+        "default 10)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="open connections per worker; more wait in the listen backlog "
+        "(env BFX_MAX_CONNECTIONS; default 4096, lowered to fit the open-files limit)",
+    )
+    g.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="connections the kernel queues before they are accepted (env BFX_BACKLOG; "
+        "default 4096)",
+    )
+    g.add_argument(
+        "--no-keep-alive",
+        dest="keep_alive",
+        action="store_false",
+        default=None,
+        help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
+    )
     p.set_defaults(func=_serve)
+
+
+def _whole(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) -> None:
@@ -149,6 +208,7 @@ def _serve(args: argparse.Namespace) -> int:
     import msgspec
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     import bfx
@@ -168,6 +228,9 @@ def _serve(args: argparse.Namespace) -> int:
         changes["body_limit"] = args.body_limit
     if args.import_limit is not None:
         changes["import_body_limit"] = args.import_limit
+    for name in ("header_timeout", "body_timeout", "max_connections", "backlog", "keep_alive"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     settings = msgspec.structs.replace(base, **changes)
     if args.workers > 1 and not shares_state_across_processes(settings):
         # Each worker is its own process: with an in-memory registry every
@@ -178,6 +241,11 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # Refuse a port that another server (a second bfx, or anything else) listens on:
+    # Granian binds with SO_REUSEPORT and would silently share it.
+    problem = _claim_port(args.host, args.port)
+    if problem is not None:
+        return _fail(problem)
     # Open the store once before any worker starts: a foreign or damaged data
     # directory, a newer schema or an unreachable database stops here, with the
     # reason and a non-zero exit, and the schema is migrated once.
@@ -187,6 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(exc.message)
     description = store.describe()
     store.close()
+    settings = _fit_open_files(settings)
     # Workers are separate processes that build the app from the environment.
     os.environ.update(settings.to_env())
 
@@ -199,6 +268,12 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"bfx: storage: {description}", flush=True)
     origins = ", ".join(settings.cors_origins) or "none"
     print(f"bfx: body limit {settings.body_limit} bytes, CORS origins: {origins}", flush=True)
+    print(
+        f"bfx: header timeout {settings.header_timeout:g}s, body timeout "
+        f"{settings.body_timeout:g}s, keep-alive {'on' if settings.keep_alive else 'off'}, "
+        f"{settings.max_connections} connections per worker, backlog {settings.backlog}",
+        flush=True,
+    )
 
     Granian(
         "bfx.asgi:create_app",
@@ -210,8 +285,102 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=LogLevels(args.log_level),
         # The app answers websocket handshakes with a close; no need to upgrade.
         websockets=False,
+        # Granian holds one permit per open connection (idle kept-alive ones included):
+        # its default, backlog / workers = 1024, let 1,024 idle clients lock everyone out.
+        backpressure=settings.max_connections,
+        backlog=settings.backlog,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(settings.header_timeout * 1000),
+            keep_alive=settings.keep_alive,
+        ),
+        # A worker that dies (a crash, an OOM kill) is replaced; one that dies again
+        # within seconds of its replacement makes Granian give up (a crash loop).
+        respawn_failed_workers=True,
+        # A worker that does not stop within this many seconds of a shutdown or a
+        # respawn is killed; without it, a stuck worker kept `bfx serve` (and the port)
+        # alive forever after Ctrl-C.
+        workers_kill_timeout=10,
     ).serve()
     return 0
+
+
+def _claim_port(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served, or None when it is free.
+
+    A plain bind without SO_REUSEPORT fails while any other socket listens there
+    (SO_REUSEADDR only lets it past connections lingering in TIME_WAIT). The socket is
+    closed again before Granian binds: a short race, not a guarantee."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot bind to --host {host!r}: {exc.strerror}"
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            where = f"{'[' + host + ']' if ':' in host else host}:{port}"
+            if exc.errno != errno.EADDRINUSE:
+                return f"cannot listen on {where}: {exc.strerror}"
+            other = _bfx_version_at(host, port)
+            who = f"another bfx {other} server" if other else "another program"
+            return (
+                f"{where} is already in use by {who}; stop it or choose another --port "
+                "(two servers on one port would split requests between them)"
+            )
+    return None
+
+
+def _bfx_version_at(host: str, port: int) -> str | None:
+    """The version a bfx server listening at host:port reports, if it is one."""
+    import http.client
+
+    import msgspec
+
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/api/v1/health")
+        answer = msgspec.json.decode(conn.getresponse().read())
+        if isinstance(answer, dict) and answer.get("status") == "healthy":
+            return str(answer.get("version", ""))
+    except Exception:  # anything else is "not a bfx"
+        return None
+    finally:
+        conn.close()
+    return None
+
+
+def _fit_open_files(settings: Settings) -> Settings:
+    """Raise the soft open-files limit toward the hard one (the workers inherit it), and
+    lower ``max_connections`` when a worker's connections would not fit under it."""
+    import resource
+
+    import msgspec
+
+    spare = 256  # the store, the log, Granian's own descriptors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = settings.max_connections + spare
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(1, soft - spare)
+        print(
+            f"bfx: the open-files limit is {soft}: {fitted} connections per worker, "
+            f"not {settings.max_connections}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return msgspec.structs.replace(settings, max_connections=fitted)
+    return settings
 
 
 def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
