@@ -169,6 +169,27 @@ CASES: list[tuple[str, str, dict | None, str]] = [
     (E, "'" + "a" * 10_001 + "'", None, REJECT),
     (E, "1\x00", None, REJECT),
     (E, "", None, REJECT),
+    # -- code the parser accepts but CPython's compiler refuses (duplicate names)
+    (L, "lambda x, x: x", {"x": 1}, REJECT),
+    (L, "lambda x, *, x: 1", {"x": 1}, REJECT),
+    (L, "lambda x, **x: 1", {"x": 1}, REJECT),
+    (E, "round(x, ndigits=1, ndigits=2)", {"x": 1}, REJECT),
+    (E, "max(x, y, default=1, default=2)", {"x": 1, "y": 2}, REJECT),
+    # -- Trojan Source: invisible control and format characters, even in strings/comments
+    (L, "lambda x: x  # \u202e } \u2066 if x else 0", {"x": 1}, REJECT),
+    (E, "'admin\u202e \u2066' == x", {"x": "admin"}, REJECT),
+    (E, "x\u200b + 1", {"x": 1}, REJECT),
+    (E, "'a\u200db' + x", {"x": "a"}, REJECT),
+    (E, "\ufeffx + 1", {"x": 1}, REJECT),
+    (E, "x + 1 # \u2028 + 2", {"x": 1}, REJECT),
+    (E, "x\x0c+ 1", {"x": 1}, REJECT),
+    (E, "'\x1b[2J' + x", {"x": "a"}, REJECT),
+    # -- lone surrogates: not valid Unicode, no JSON answer can hold one
+    (L, "lambda: '\\ud800'", None, REJECT),
+    (E, "x + '\\udfff'", {"x": "a"}, REJECT),
+    (E, "{'\\ud800': 1}", None, REJECT),
+    (E, "['\\udc00']", None, REJECT),
+    (E, "'\ud800'", None, REJECT),
     # -- constants are number literals only
     (C, "'42'", None, REJECT),
     (C, "True", None, REJECT),
@@ -283,6 +304,10 @@ CASES: list[tuple[str, str, dict | None, str]] = [
     (E, "x + 1", {1: 2}, FAIL),
     (L, "lambda **kw: kw", {str(i): i for i in range(20_000)}, FAIL),
     (L, "lambda **kw: len(kw)", {str(i): i for i in range(20_000)}, FAIL),
+    (E, "x", {"x": "\ud800"}, FAIL),
+    (E, "x + 'a'", {"x": "a\udfff"}, FAIL),
+    (E, "x", {"x": ["a", {"b": "\udc00"}]}, FAIL),
+    (L, "lambda **kw: kw", {"\ud800": 1}, FAIL),
 ]
 
 

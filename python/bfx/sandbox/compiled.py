@@ -98,7 +98,7 @@ class Compiled:
 
     def _with_tree(self) -> Analysis:
         """The analysis with its tree, from the canonical text (validated again)."""
-        analysis = analyze(self.expression_type, self.canonical, self.limits)
+        analysis = analyze(self.expression_type, self.canonical, self.limits, check_compiles=False)
         if analysis.canonical != self.canonical:  # canonical forms are fixed points
             raise AssertionError(f"canonical form is not stable: {self.canonical!r}")
         return analysis

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bfx.errors import InvocationError
 
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["check_result", "scan_parameters", "validate_parameters"]
+__all__ = ["check_result", "find_surrogate", "scan_parameters", "validate_parameters"]
 
 _SCALARS = (int, float, bool, type(None))
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def find_surrogate(text: str) -> int:
+    """Index of the first lone surrogate in ``text`` (-1 if none).
+
+    A str holding one cannot be encoded as UTF-8 (nor as JSON): such text must never reach
+    a result, a stored record or an answer. ASCII text is cleared without a search.
+    """
+    if text.isascii():
+        return -1
+    found = _SURROGATE.search(text)
+    return -1 if found is None else found.start()
+
+
+def _surrogate(where: str, text: str, index: int, **extra: Any) -> InvocationError:
+    return InvocationError(
+        f"{where} holds a lone surrogate (U+{ord(text[index]):04X} at index {index}): it is "
+        "not valid Unicode text and cannot be encoded as UTF-8 or JSON",
+        {"reason": "surrogate", "character": f"U+{ord(text[index]):04X}", **extra},
+    )
 
 
 def _bad(message: str, reason: str, path: str, **extra: Any) -> InvocationError:
@@ -22,7 +44,7 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
 
     ``params`` must be ``None`` or a dict with str keys whose values are JSON values:
     None, bool, int (at most ``max_int_bits`` bits), float, str (at most ``max_string_length``
-    characters), lists/tuples and dicts with str keys of those, nested at most
+    characters, no lone surrogate), lists/tuples and dicts with str keys of those, nested at most
     ``max_param_depth`` deep, with at most ``max_sequence_length`` items in all and an
     estimated JSON size of at most ``max_param_bytes``. Anything else raises
     :class:`InvocationError` (code ``invocation_error``, HTTP 422) whose ``details`` give the
@@ -79,6 +101,11 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
                             path,
                         )
                     size += len(key) + 3
+                    index = find_surrogate(key)
+                    if index >= 0:
+                        raise _surrogate(
+                            f"a parameter key at {path or 'top'}", key, index, path=path
+                        )
                     stack.append((child, f"{path}.{key}" if path else key, depth + 1))
             else:
                 for index, child in enumerate(value):
@@ -105,6 +132,9 @@ def validate_parameters(params: Any, limits: Limits = DEFAULT_LIMITS) -> bool:
                     path,
                     limit=max_str,
                 )
+            index = find_surrogate(value)
+            if index >= 0:
+                raise _surrogate(f"parameter {path}", value, index, path=path)
             size += len(value) + 2
             flat = False
         elif t is float or t is bool or value is None:
@@ -151,7 +181,8 @@ def check_result(value: Any, limits: Limits) -> Any:
     """Return ``value`` as a JSON-ready result or raise :class:`InvocationError`.
 
     Ints must fit ``max_int_bits``, floats must be finite, strings at most
-    ``max_string_length`` characters; tuples become lists; dict keys must be strings; a
+    ``max_string_length`` characters and encodable as UTF-8 (no lone surrogate); tuples
+    become lists; dict keys must be strings (encodable too); a
     container may hold at most ``max_result_items`` items in all, and the estimated JSON size
     is capped at ``max_param_bytes``.
     """
@@ -198,6 +229,9 @@ def _convert(value: Any, limits: Limits, budget: list[int], depth: int) -> Any:
                 f"{limits.max_string_length}",
                 {"reason": "string_too_long", "limit": limits.max_string_length},
             )
+        index = find_surrogate(value)
+        if index >= 0:
+            raise _surrogate("result string", value, index)
         budget[1] -= len(value) + 2
     elif t is list or t is tuple or t is dict:
         if depth >= 200:
@@ -219,6 +253,9 @@ def _convert(value: Any, limits: Limits, budget: list[int], depth: int) -> Any:
                         f"result object keys must be strings, got {type(key).__name__}",
                         {"reason": "bad_key", "type": type(key).__name__},
                     )
+                index = find_surrogate(key)
+                if index >= 0:
+                    raise _surrogate("result object key", key, index)
                 budget[1] -= len(key) + 3
                 out[key] = _convert(child, limits, budget, depth + 1)
             value = out
