@@ -22,6 +22,8 @@ import math
 import warnings
 from typing import Any
 
+from bfx.errors import InvocationError
+
 from .analyze import Analysis
 from .guards import guard_name, namespace
 from .limits import Limits
@@ -31,6 +33,10 @@ __all__ = ["KW_NAME", "build"]
 
 #: Parameter of compiled expressions: the parameter dict (users cannot spell ``_`` names).
 KW_NAME = "_kw"
+
+# The location given to every node the rewriter makes (compile() needs one on each).
+_AT = {"lineno": 1, "col_offset": 0, "end_lineno": 1, "end_col_offset": 0}
+_LOAD = ast.Load()
 
 _FLOAT_BITS = 1024  # |float| < 2 ** 1024, so int(float) has at most 1024 bits
 # Guards that never read the deadline: code using only these needs no deadline set.
@@ -47,11 +53,11 @@ _GENERAL_BINOPS = {
 
 
 def _name(ident: str) -> ast.Name:
-    return ast.Name(id=ident, ctx=ast.Load())
+    return ast.Name(id=ident, ctx=_LOAD, **_AT)
 
 
 def _call(func: str, *args: ast.expr) -> ast.Call:
-    return ast.Call(func=_name(func), args=list(args), keywords=[])
+    return ast.Call(func=_name(func), args=list(args), keywords=[], **_AT)
 
 
 def _int_const(node: ast.expr) -> int | None:
@@ -84,6 +90,7 @@ class _Rewriter:
         self.free = frozenset(analysis.names) if analysis.expression_type == "expression" else None
         self.used: set[str] = set()
         self.defaults: dict[str, ast.expr] = {}
+        self.reads: dict[str, tuple[ast.expr, int]] = {}
 
     def guard(self, name: str, *args: ast.expr) -> ast.Call:
         self.used.add(name)
@@ -115,17 +122,26 @@ class _Rewriter:
         if self.free is None or ident not in self.free:
             # Parameters (free names) shadow constants: lambda e: e * 2.
             assert ident in CONSTANTS, ident
-            return ast.Constant(CONSTANTS[ident]), _FLOAT_BITS
+            return ast.Constant(CONSTANTS[ident], **_AT), _FLOAT_BITS
+        known = self.reads.get(ident)
+        if known is not None:
+            # One node per parameter, shared by every use: compile() accepts a node at several
+            # places, and building it once per use was most of a large build's cost.
+            return known
         default = self.defaults.get(ident)
         if default is None:
-            return ast.Subscript(_name(KW_NAME), ast.Constant(ident), ast.Load()), self.param_bits
-        getter = ast.Attribute(_name(KW_NAME), "get", ast.Load())
-        _, bits = self.rw(default)
-        call = ast.Call(getter, [ast.Constant(ident), default], [])
-        return call, max(self.param_bits, bits)
+            read = ast.Subscript(_name(KW_NAME), ast.Constant(ident, **_AT), _LOAD, **_AT)
+            known = read, self.param_bits
+        else:
+            getter = ast.Attribute(_name(KW_NAME), "get", _LOAD, **_AT)
+            _, bits = self.rw(default)
+            call = ast.Call(getter, [ast.Constant(ident, **_AT), default], [], **_AT)
+            known = call, max(self.param_bits, bits)
+        self.reads[ident] = known
+        return known
 
     def rw_Attribute(self, node: ast.Attribute) -> tuple[ast.expr, int]:
-        return ast.Constant(CONSTANTS[node.attr]), _FLOAT_BITS  # math.<constant>
+        return ast.Constant(CONSTANTS[node.attr], **_AT), _FLOAT_BITS  # math.<constant>
 
     def rw_BinOp(self, node: ast.BinOp) -> tuple[ast.expr, int]:
         left, lb = self.rw(node.left)
@@ -135,8 +151,8 @@ class _Rewriter:
             guard = _GENERAL_BINOPS.get(op)
             if guard is not None:
                 return self.guard(guard, left, right), self.cap
-            return ast.BinOp(left, node.op, right), max(lb, rb) + 1
-        plain = ast.BinOp(left, node.op, right)
+            return ast.BinOp(left, node.op, right, **_AT), max(lb, rb) + 1
+        plain = ast.BinOp(left, node.op, right, **_AT)
         if op is ast.Add or op is ast.Sub:
             return plain, max(lb, rb) + 1
         if op is ast.Mult:
@@ -165,39 +181,40 @@ class _Rewriter:
 
     def rw_UnaryOp(self, node: ast.UnaryOp) -> tuple[ast.expr, int]:
         operand, bits = self.rw(node.operand)
-        new = ast.UnaryOp(node.op, operand)
+        new = ast.UnaryOp(node.op, operand, **_AT)
         if type(node.op) is ast.Not:
             return new, 1
         return new, bits + 1
 
     def rw_BoolOp(self, node: ast.BoolOp) -> tuple[ast.expr, int]:
         values = [self.rw(v) for v in node.values]
-        return ast.BoolOp(node.op, [v for v, _ in values]), max(b for _, b in values)
+        return ast.BoolOp(node.op, [v for v, _ in values], **_AT), max(b for _, b in values)
 
     def rw_Compare(self, node: ast.Compare) -> tuple[ast.expr, int]:
         left, _ = self.rw(node.left)
         comparators = [self.rw(c)[0] for c in node.comparators]
-        return ast.Compare(left, node.ops, comparators), 1
+        return ast.Compare(left, node.ops, comparators, **_AT), 1
 
     def rw_IfExp(self, node: ast.IfExp) -> tuple[ast.expr, int]:
         test, _ = self.rw(node.test)
         body, bb = self.rw(node.body)
         orelse, ob = self.rw(node.orelse)
-        return ast.IfExp(test, body, orelse), max(bb, ob)
+        return ast.IfExp(test, body, orelse, **_AT), max(bb, ob)
 
     # Containers only occur in the general variant.
     def _container(self, node: ast.expr, inner: bool) -> ast.expr:
         if type(node) is ast.List:
-            new: ast.expr = ast.List([self._element(e) for e in node.elts], ast.Load())
+            new: ast.expr = ast.List([self._element(e) for e in node.elts], _LOAD, **_AT)
             children = node.elts
         elif type(node) is ast.Tuple:
-            new = ast.Tuple([self._element(e) for e in node.elts], ast.Load())
+            new = ast.Tuple([self._element(e) for e in node.elts], _LOAD, **_AT)
             children = node.elts
         else:
             assert type(node) is ast.Dict
             new = ast.Dict(
                 [self._element(k) for k in node.keys],  # type: ignore[arg-type]
                 [self._element(v) for v in node.values],
+                **_AT,
             )
             children = [*node.keys, *node.values]  # type: ignore[list-item]
         if inner or all(_literal_tree(c) for c in children):
@@ -218,15 +235,19 @@ class _Rewriter:
 
     def rw_Subscript(self, node: ast.Subscript) -> tuple[ast.expr, int]:
         value, _ = self.rw(node.value)
-        return ast.Subscript(value, self._slice(node.slice), ast.Load()), self.param_bits
+        return ast.Subscript(value, self._slice(node.slice), _LOAD, **_AT), self.param_bits
 
     def _slice(self, node: ast.expr) -> ast.expr:
         if type(node) is ast.Slice:
             return ast.Slice(
-                *(None if p is None else self.rw(p)[0] for p in (node.lower, node.upper, node.step))
+                *(
+                    None if p is None else self.rw(p)[0]
+                    for p in (node.lower, node.upper, node.step)
+                ),
+                **_AT,
             )
         if type(node) is ast.Tuple:
-            return ast.Tuple([self._slice(e) for e in node.elts], ast.Load())
+            return ast.Tuple([self._slice(e) for e in node.elts], _LOAD, **_AT)
         return self.rw(node)[0]
 
     def rw_Call(self, node: ast.Call) -> tuple[ast.expr, int]:
@@ -240,15 +261,15 @@ class _Rewriter:
         ):
             args = [self.rw(a) for a in node.args]
             bits = max([self.param_bits] + [b for _, b in args[1:]])
-            return ast.Call(func, [a for a, _ in args], []), bits
+            return ast.Call(func, [a for a, _ in args], [], **_AT), bits
         key = func.attr if type(func) is ast.Attribute else func.id  # type: ignore[union-attr]
         key = key_of(key, type(func) is ast.Attribute)
         args = [self.rw(a) for a in node.args]
-        keywords = [ast.keyword(k.arg, self.rw(k.value)[0]) for k in node.keywords]
+        keywords = [ast.keyword(k.arg, self.rw(k.value)[0], **_AT) for k in node.keywords]
         target = guard_name(key)
         if key in GUARDED_FUNCTIONS:
             self.used.add(target)
-        call = ast.Call(_name(target), [a for a, _ in args], keywords)
+        call = ast.Call(_name(target), [a for a, _ in args], keywords, **_AT)
         if key in GUARDED_FUNCTIONS:
             return call, max(self.cap, _FLOAT_BITS)
         if key in BUILTIN_FUNCTIONS and key in ("len",):
@@ -261,9 +282,9 @@ class _Rewriter:
         analysis = self.analysis
         tree = analysis.tree
         assert tree is not None
-        dict_args = ast.arguments([], [ast.arg(KW_NAME)], None, [], [], None, [])
+        dict_args = ast.arguments([], [ast.arg(KW_NAME, **_AT)], None, [], [], None, [])
         if analysis.expression_type == "expression":
-            return ast.Lambda(dict_args, self.root(tree.body))
+            return ast.Lambda(dict_args, self.root(tree.body), **_AT)
         source = tree.body
         assert type(source) is ast.Lambda
         if analysis.kwarg is None:
@@ -284,15 +305,15 @@ class _Rewriter:
             )
             self.free = frozenset(analysis.names)
             self.defaults = defaults
-            return ast.Lambda(dict_args, self.root(source.body))
+            return ast.Lambda(dict_args, self.root(source.body), **_AT)
         self.params = frozenset(analysis.names) | {analysis.kwarg}
         body = self.root(source.body)
         if analysis.kwarg_only:
             # Called with the parameter dict itself: no copy into a fresh **kw dict.
-            args = ast.arguments([], [ast.arg(analysis.kwarg)], None, [], [], None, [])
+            args = ast.arguments([], [ast.arg(analysis.kwarg, **_AT)], None, [], [], None, [])
         else:
             args = source.args
-        return ast.Lambda(args, body)
+        return ast.Lambda(args, body, **_AT)
 
     def root(self, node: ast.expr) -> ast.expr:
         # The result check caps the returned value, so the root needs no cap of its own.
@@ -317,10 +338,20 @@ def build(analysis: Analysis, limits: Limits, numeric: bool) -> tuple[Any, bool]
     """Compile one variant; return the function and whether it needs a deadline set."""
     rewriter = _Rewriter(analysis, limits, numeric)
     lam = rewriter.function()
-    tree = ast.fix_missing_locations(ast.Expression(lam))
-    with warnings.catch_warnings():
-        # e.g. SyntaxWarning for "x is 1": not an error of the sandbox.
-        warnings.simplefilter("ignore")
-        code = compile(tree, "<expression>", "eval", dont_inherit=True)
+    # Every node the rewriter makes carries a location (_AT) and the others come from the
+    # parsed tree: no ast.fix_missing_locations pass, which cost two thirds of a build.
+    tree = ast.Expression(lam)
+    try:
+        with warnings.catch_warnings():
+            # e.g. SyntaxWarning for "x is 1": not an error of the sandbox.
+            warnings.simplefilter("ignore")
+            code = compile(tree, "<expression>", "eval", dont_inherit=True)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        # Creation compiled the user's tree already (analyze); this is a last line of
+        # defence so that a compiler refusal can never surface as an internal error.
+        raise InvocationError(
+            f"the expression could not be compiled: {type(exc).__name__}: {exc}"[:300],
+            {"reason": "compile_error", "exception": type(exc).__name__},
+        ) from None
     fn = eval(code, namespace(limits))  # compiled from the validated tree, not from text
     return fn, bool(rewriter.used - _NO_DEADLINE)
