@@ -31,6 +31,7 @@ from bfx.asgi import (
 from bfx.asgi.access_log import AccessLog
 from bfx.asgi.admission import HeavyPool, check_depth, check_items, next_chunk, watch_disconnect
 from bfx.asgi.base import JSON, Request, Response, encode
+from bfx.asgi.body_deadline import BodyDeadlines, BodyTimeoutError
 from bfx.asgi.config import Settings
 from bfx.asgi.cors import Cors
 from bfx.asgi.errors import (
@@ -45,7 +46,7 @@ from bfx.asgi.errors import (
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.router import Route, Router, allowed
 from bfx.budget import Cancelled
-from bfx.errors import BfxError, OverloadedError
+from bfx.errors import OverloadedError
 
 __all__ = ["App", "create_app", "open_registry", "open_store_for"]
 
@@ -138,6 +139,7 @@ class App:
             "import_body_limit": self.settings.import_body_limit,
         }
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
+        self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
         self.access_log = AccessLog(self.settings.log_format) if self.settings.access_log else None
 
     # -- lifespan ------------------------------------------------------------------------
@@ -165,6 +167,7 @@ class App:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
+                await self._body_deadlines.close()
                 try:
                     self.shutdown()
                 except Exception as exc:
@@ -271,6 +274,10 @@ class App:
                 extra = [(b"allow", ", ".join(err.allow).encode())]
             elif isinstance(err, OverloadedError):
                 extra = [(b"retry-after", str(err.retry_after).encode())]
+            elif isinstance(err, (BodyTimeoutError, BodyTooLargeError)):
+                # The rest of the body is still coming: this connection cannot carry
+                # another request.
+                extra = [(b"connection", b"close")]
             resp = Response(status, encode(records.error(err)), headers=extra)
         if resp.stream is not None:
             try:
@@ -353,9 +360,21 @@ class App:
             )
         # One budget for the whole body (Granian bounds only the headers): a client
         # trickling its body in holds a connection for at most this long.
-        budget = self.settings.body_timeout
-        deadline = asyncio.get_running_loop().time() + budget
-        msg = await _receive_by(receive, deadline, budget)
+        task = self._body_deadlines.begin()
+        try:
+            return await self._receive_body(receive, limit, declared, ctype)
+        except asyncio.CancelledError:
+            if self._body_deadlines.timed_out(task):
+                raise BodyTimeoutError(self._body_deadlines.budget) from None
+            raise
+        finally:
+            self._body_deadlines.end(task)
+
+    @staticmethod
+    async def _receive_body(
+        receive: Receive, limit: int, declared: bytes | None, ctype: bytes | None
+    ) -> tuple[bytes | None, bytes]:
+        msg = await receive()
         if msg["type"] == "http.disconnect":
             raise _ClientGone
         body = msg.get("body", b"")
@@ -371,7 +390,7 @@ class App:
         chunks = [body]
         size = len(body)
         while True:
-            msg = await _receive_by(receive, deadline, budget)
+            msg = await receive()
             if msg["type"] == "http.disconnect":
                 raise _ClientGone
             chunk = msg.get("body", b"")
@@ -421,28 +440,6 @@ class _Exchange:
     def __init__(self) -> None:
         self.route = "-"  # the route template; "-" when no route matched
         self.sent = 0
-
-
-class _BodyTimeoutError(BfxError):
-    """The request body did not arrive within the body time budget."""
-
-    code = "request_timeout"
-    status = 408
-
-    def __init__(self, budget: float) -> None:
-        super().__init__(
-            f"the request body did not arrive within {budget:g} seconds",
-            {"body_timeout_seconds": budget},
-        )
-
-
-async def _receive_by(receive: Receive, deadline: float, budget: float) -> dict[str, Any]:
-    """``receive()``, or :class:`_BodyTimeoutError` once ``deadline`` (loop time) passes."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await receive()  # type: ignore[no-any-return]
-    except TimeoutError:
-        raise _BodyTimeoutError(budget) from None
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:

@@ -1,0 +1,81 @@
+"""The body read deadline: a client trickling its body in holds a connection for at most
+``body_timeout`` seconds, then gets a 408 (Granian bounds only the headers).
+
+A timeout around every ``receive()`` (``asyncio.timeout_at``) costs a timer scheduled and
+cancelled per request — about as much as reading the body itself. Here a read costs one
+dict entry: a single sweeper task per event loop wakes a few times a second and cancels
+the reads past their deadline, so a stalled body is cut off within ``budget + tick``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from bfx.errors import BfxError
+
+__all__ = ["BodyDeadlines", "BodyTimeoutError"]
+
+
+class BodyTimeoutError(BfxError):
+    """The request body did not arrive within the body time budget."""
+
+    code = "request_timeout"
+    status = 408
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {budget:g} seconds",
+            {"body_timeout_seconds": budget},
+        )
+
+
+class BodyDeadlines:
+    """Deadlines of the body reads in flight on one event loop."""
+
+    def __init__(self, budget: float, tick: float = 0.25) -> None:
+        self.budget = budget
+        self.tick = min(tick, budget)
+        self._reads: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def begin(self) -> asyncio.Task[object]:
+        """Start the clock for the current task's body read."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self._reads[task] = loop.time() + self.budget
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = loop.create_task(self._sweep())
+        return task
+
+    def end(self, task: asyncio.Task[object]) -> None:
+        self._reads.pop(task, None)
+
+    def timed_out(self, task: asyncio.Task[object]) -> bool:
+        """After a CancelledError: was it this deadline (then the task is uncancelled)?"""
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            late = [task for task, deadline in self._reads.items() if deadline <= now]
+            for task in late:
+                del self._reads[task]
+                self._expired.add(task)
+                task.cancel()
+
+    async def close(self) -> None:
+        """Stop the sweeper (at shutdown, so no task outlives its loop)."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and not sweeper.done():
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
