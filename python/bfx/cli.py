@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+#: ``bfx serve`` flags that map one to one onto Settings fields of the same name.
+_ADMISSION_FLAGS = (
+    "max_batch_items",
+    "max_answer_bytes",
+    "batch_time_budget",
+    "max_body_depth",
+    "heavy_threads",
+    "heavy_queue",
+    "access_log",
+    "log_format",
+)
 
 
 def _positive_int(text: str) -> int:
@@ -125,6 +136,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
     )
+    _add_admission_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -132,6 +144,71 @@ def _whole(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(text)
+
+
+def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "admission and logging (docs/http.md, Limits; each also read from its BFX_* variable)"
+    )
+    g.add_argument(
+        "--max-batch-items",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="items per batch request (create, relate, invoke); more is a 413 "
+        "(env BFX_MAX_BATCH_ITEMS; default 1000)",
+    )
+    g.add_argument(
+        "--max-answer-bytes",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="bytes of a batch invoke's answer; computing stops past it with a 422 "
+        "(env BFX_MAX_ANSWER_BYTES; default 16M)",
+    )
+    g.add_argument(
+        "--batch-time-budget",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="time one batch invoke may spend in all (env BFX_BATCH_TIME_BUDGET; default 5)",
+    )
+    g.add_argument(
+        "--max-body-depth",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="nesting depth of a JSON body; deeper is a 422 (env BFX_MAX_BODY_DEPTH; default 32)",
+    )
+    g.add_argument(
+        "--heavy-threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="threads per worker for batches, search, query, graph algorithms, export and "
+        "import (env BFX_HEAVY_THREADS; default 2)",
+    )
+    g.add_argument(
+        "--heavy-queue",
+        type=_whole,
+        default=None,
+        metavar="N",
+        help="heavy requests that may wait for a thread; past it a 503 overloaded "
+        "(env BFX_HEAVY_QUEUE; default 16)",
+    )
+    g.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=None,
+        help="no access-log line per request (env BFX_ACCESS_LOG=0)",
+    )
+    g.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="access log as text or JSON lines (env BFX_LOG_FORMAT; default text)",
+    )
 
 
 def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) -> None:
@@ -229,6 +306,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.import_limit is not None:
         changes["import_body_limit"] = args.import_limit
     for name in ("header_timeout", "body_timeout", "max_connections", "backlog", "keep_alive"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    for name in _ADMISSION_FLAGS:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     settings = msgspec.structs.replace(base, **changes)
