@@ -8,7 +8,8 @@ variables, :func:`Settings.from_env` reads them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import msgspec
 
@@ -68,77 +69,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``BFX_BODY_LIMIT``, ``BFX_IMPORT_BODY_LIMIT``,
-        ``BFX_CORS_ORIGINS`` (comma separated), the storage, ``BFX_SQLITE_SYNC`` and
-        ``BFX_LOG_LEVEL``; the slow-client bounds ``BFX_BODY_TIMEOUT``,
-        ``BFX_HEADER_TIMEOUT`` (seconds), ``BFX_KEEP_ALIVE`` (``1``/``0``),
-        ``BFX_MAX_CONNECTIONS`` and ``BFX_BACKLOG``.
+        """Settings from the ``BFX_*`` variables of :data:`ENV_VARS` (a blank one counts
+        as unset).
 
         Storage, first found: ``BFX_STORAGE`` (any locator, ``memory`` included),
         ``BFX_DATABASE_URL`` (PostgreSQL), ``BFX_DATA_DIR``; with none of them, the
         service's default data directory ``./bfx-data``."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {}
-        if env.get("BFX_BODY_LIMIT"):
-            kwargs["body_limit"] = parse_size(env["BFX_BODY_LIMIT"])
-        if env.get("BFX_IMPORT_BODY_LIMIT"):
-            kwargs["import_body_limit"] = parse_size(env["BFX_IMPORT_BODY_LIMIT"])
-        if env.get("BFX_CORS_ORIGINS"):
-            kwargs["cors_origins"] = split_origins(env["BFX_CORS_ORIGINS"])
+        for name, (var, parse, _) in ENV_VARS.items():
+            if env.get(var):
+                kwargs[name] = parse(env[var])
         kwargs["storage"] = (
             env.get("BFX_STORAGE")
             or env.get("BFX_DATABASE_URL")
             or env.get("BFX_DATA_DIR")
             or DEFAULT_DATA_DIR
         )
-        if env.get("BFX_SQLITE_SYNC"):
-            kwargs["sqlite_synchronous"] = env["BFX_SQLITE_SYNC"].lower()
-        if env.get("BFX_LOG_LEVEL"):
-            kwargs["log_level"] = env["BFX_LOG_LEVEL"].lower()
-        for name in ("body_timeout", "header_timeout"):
-            if env.get(f"BFX_{name.upper()}"):
-                kwargs[name] = parse_seconds(env[f"BFX_{name.upper()}"])
-        for name in ("max_connections", "backlog"):
-            if env.get(f"BFX_{name.upper()}"):
-                kwargs[name] = parse_count(env[f"BFX_{name.upper()}"])
-        if env.get("BFX_KEEP_ALIVE"):
-            kwargs["keep_alive"] = parse_bool(env["BFX_KEEP_ALIVE"])
-        for name in ("max_batch_items", "max_body_depth", "heavy_threads", "heavy_queue"):
-            if env.get(f"BFX_{name.upper()}"):
-                kwargs[name] = _admission_count(name, env[f"BFX_{name.upper()}"])
-        if env.get("BFX_MAX_ANSWER_BYTES"):
-            kwargs["max_answer_bytes"] = parse_size(env["BFX_MAX_ANSWER_BYTES"])
-        if env.get("BFX_BATCH_TIME_BUDGET"):
-            kwargs["batch_time_budget"] = parse_seconds(env["BFX_BATCH_TIME_BUDGET"])
-        if env.get("BFX_ACCESS_LOG"):
-            kwargs["access_log"] = parse_bool(env["BFX_ACCESS_LOG"])
-        if env.get("BFX_LOG_FORMAT"):
-            kwargs["log_format"] = env["BFX_LOG_FORMAT"].lower()
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
         """The inverse of :meth:`from_env`, for handing settings to worker processes."""
-        env = {
-            "BFX_BODY_LIMIT": str(self.body_limit),
-            "BFX_IMPORT_BODY_LIMIT": str(self.import_body_limit),
-            "BFX_CORS_ORIGINS": ",".join(self.cors_origins),
-            "BFX_LOG_LEVEL": self.log_level,
-            "BFX_STORAGE": self.storage,
-            "BFX_SQLITE_SYNC": self.sqlite_synchronous,
-            "BFX_BODY_TIMEOUT": repr(self.body_timeout),
-            "BFX_HEADER_TIMEOUT": repr(self.header_timeout),
-            "BFX_KEEP_ALIVE": "1" if self.keep_alive else "0",
-            "BFX_MAX_CONNECTIONS": str(self.max_connections),
-            "BFX_BACKLOG": str(self.backlog),
-            "BFX_MAX_BATCH_ITEMS": str(self.max_batch_items),
-            "BFX_MAX_ANSWER_BYTES": str(self.max_answer_bytes),
-            "BFX_BATCH_TIME_BUDGET": repr(self.batch_time_budget),
-            "BFX_MAX_BODY_DEPTH": str(self.max_body_depth),
-            "BFX_HEAVY_THREADS": str(self.heavy_threads),
-            "BFX_HEAVY_QUEUE": str(self.heavy_queue),
-            "BFX_ACCESS_LOG": "1" if self.access_log else "0",
-            "BFX_LOG_FORMAT": self.log_format,
-        }
+        env = {var: show(getattr(self, name)) for name, (var, _, show) in ENV_VARS.items()}
+        env["BFX_STORAGE"] = self.storage
         return env
 
 
@@ -211,10 +164,41 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a yes/no value: {text!r} (use 1 or 0)")
 
 
-def _admission_count(name: str, text: str) -> int:
-    if name == "heavy_queue":  # 0 is allowed: a busy pool then answers 503 at once
-        raw = text.strip()
-        if not raw.isdigit():
-            raise ValueError(f"not a whole number: {text!r}")
-        return int(raw)
-    return parse_count(text)
+def parse_whole(text: str) -> int:
+    """A whole number, 0 included (a queue that may be empty)."""
+    raw = text.strip()
+    if not raw.isdigit():
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(raw)
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+#: Each setting's variable, how to read it and how to write it back (storage aside):
+#: the one list ``from_env``, ``to_env`` and the docs' flag tables follow.
+ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
+    "body_limit": ("BFX_BODY_LIMIT", parse_size, str),
+    "import_body_limit": ("BFX_IMPORT_BODY_LIMIT", parse_size, str),
+    "cors_origins": ("BFX_CORS_ORIGINS", split_origins, ",".join),
+    "sqlite_synchronous": ("BFX_SQLITE_SYNC", _lower, str),
+    "log_level": ("BFX_LOG_LEVEL", _lower, str),
+    "body_timeout": ("BFX_BODY_TIMEOUT", parse_seconds, repr),
+    "header_timeout": ("BFX_HEADER_TIMEOUT", parse_seconds, repr),
+    "keep_alive": ("BFX_KEEP_ALIVE", parse_bool, _flag),
+    "max_connections": ("BFX_MAX_CONNECTIONS", parse_count, str),
+    "backlog": ("BFX_BACKLOG", parse_count, str),
+    "max_batch_items": ("BFX_MAX_BATCH_ITEMS", parse_count, str),
+    "max_answer_bytes": ("BFX_MAX_ANSWER_BYTES", parse_size, str),
+    "batch_time_budget": ("BFX_BATCH_TIME_BUDGET", parse_seconds, repr),
+    "max_body_depth": ("BFX_MAX_BODY_DEPTH", parse_count, str),
+    "heavy_threads": ("BFX_HEAVY_THREADS", parse_count, str),
+    "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
+    "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
+    "log_format": ("BFX_LOG_FORMAT", _lower, str),
+}

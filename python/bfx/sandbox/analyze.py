@@ -128,6 +128,16 @@ def _fail(reason: str, message: str, node: ast.AST | None = None, **extra: Any) 
     raise SandboxError(message, details)
 
 
+def _syntax_refusal(what: str, exc: SyntaxError) -> SandboxError:
+    """A SyntaxError of the parser or the compiler as the sandbox's 422, with its place."""
+    details: dict[str, Any] = {"reason": "syntax_error"}
+    if exc.lineno is not None:
+        details["line"] = exc.lineno
+    if exc.offset is not None:
+        details["col"] = exc.offset
+    return SandboxError(f"{what}: {exc.msg}", details)
+
+
 def _parse(code: str, limits: Limits) -> ast.Expression:
     if type(code) is not str:
         raise SandboxError("expression_code must be a string", {"reason": "not_a_string"})
@@ -147,12 +157,7 @@ def _parse(code: str, limits: Limits) -> ast.Expression:
         # raise: analyze() silences them while the parser and the compiler run.
         tree = compile(code, "<expression>", "eval", ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as exc:
-        details: dict[str, Any] = {"reason": "syntax_error"}
-        if exc.lineno is not None:
-            details["line"] = exc.lineno
-        if exc.offset is not None:
-            details["col"] = exc.offset
-        raise SandboxError(f"invalid syntax: {exc.msg}", details) from None
+        raise _syntax_refusal("invalid syntax", exc) from None
     except (RecursionError, MemoryError):
         raise SandboxError(
             "expression is nested too deeply to parse", {"reason": "too_deep"}
@@ -769,12 +774,7 @@ def _check_compiles(tree: ast.Expression) -> None:
         # the caller: they are not errors, and the call fails at run time if it runs.
         compile(tree, "<expression>", "eval", dont_inherit=True)
     except SyntaxError as exc:
-        details: dict[str, Any] = {"reason": "syntax_error"}
-        if exc.lineno is not None:
-            details["line"] = exc.lineno
-        if exc.offset is not None:
-            details["col"] = exc.offset
-        raise SandboxError(f"invalid code: {exc.msg}", details) from None
+        raise _syntax_refusal("invalid code", exc) from None
     except (RecursionError, MemoryError):
         raise SandboxError(
             "expression is nested too deeply to compile", {"reason": "too_deep"}
