@@ -167,23 +167,24 @@ def _existing(port: int) -> str:
 
 def startup(tmp: Path, n: int) -> None:
     import bfx
+    from bfx.rows import RelationshipRow, SubstrateRow
 
     data = tmp / "startup"
     print(f"\n## Start-up of a SQLite store with {n:,} substrates and {3 * n:,} relationships\n")
     t0 = time.perf_counter()
     now = 1_700_000_000_000_000
     with bfx.Registry(data_dir=data) as reg:
-        store = reg.store
+        engine = reg.engine
         ids: list[int] = []
         for start in range(0, n, 50_000):
-            rows = [("lambda", f"lambda x: x + {i}", f"lambda x: x + {i}",
-                     b'{"name":"s%d"}' % i, now + i, None) for i in range(start, min(n, start + 50_000))]  # fmt: skip
-            ids += store.insert_substrates(rows, atomic=False, dry_run=False)
+            rows = [SubstrateRow(None, "lambda", f"lambda x: x + {i}", f"lambda x: x + {i}",
+                     b'{"name":"s%d"}' % i, now + i) for i in range(start, min(n, start + 50_000))]  # fmt: skip
+            ids += engine.insert_substrates(rows)
         rnd = random.Random(1)
         for start in range(0, 3 * n, 50_000):
-            rows = [("DEPENDENCY", ids[i // 3], ids[rnd.randrange(n)], False, b"", now + i)
+            rows = [RelationshipRow(None, "DEPENDENCY", ids[i // 3], ids[rnd.randrange(n)], False, b"", now + i)
                     for i in range(start, min(3 * n, start + 50_000))]  # fmt: skip
-            store.insert_relationships(rows, atomic=False, dry_run=False)
+            engine.insert_relationships(rows)
         stats = reg.stats()
     build = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in data.iterdir() if p.name.startswith("bfx.db"))

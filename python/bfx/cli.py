@@ -493,7 +493,7 @@ def _export(args: argparse.Namespace) -> int:
     try:
         rows = store.export_rows()
         assert rows is not None  # a database store always has rows to read
-        records = (export_record(kind, record) for kind, record in rows)
+        records = (export_record(row) for row in rows)
         chunks = (transfer.write_ndjson if args.format == "ndjson" else transfer.write_document)(
             records
         )

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from bfx._core import format_id
+from bfx.rows import RelationshipRow, SubstrateRow
 
 __all__ = [
     "MAX_MICROS",
@@ -82,18 +83,22 @@ class Substrate(msgspec.Struct, frozen=True):
         return format_id(self.identity)
 
     @classmethod
-    def from_record(cls, record: tuple) -> Substrate:
-        """From the arena's record tuple."""
-        identity, expression_type, code, canonical, metadata, created_us, invocations = record
+    def from_row(cls, row: SubstrateRow, invocations: int = 0) -> Substrate:
+        """From a stored row (metadata decoded here)."""
         return cls(
-            identity,
-            expression_type,
-            code,
-            canonical,
-            _json_object(metadata),
-            from_micros(created_us),
+            row.identity,  # type: ignore[arg-type]
+            row.expression_type,
+            row.expression_code,
+            row.canonical_code,
+            _json_object(row.metadata),
+            from_micros(row.created_us),
             invocations,
         )
+
+    @classmethod
+    def from_record(cls, record: tuple) -> Substrate:
+        """From the arena's record (``Arena.get``; a 7th field is the invocation count)."""
+        return cls.from_row(SubstrateRow.from_arena(record), record[6] if len(record) > 6 else 0)
 
 
 class Relationship(msgspec.Struct, frozen=True):
@@ -118,17 +123,22 @@ class Relationship(msgspec.Struct, frozen=True):
         return format_id(self.target)
 
     @classmethod
-    def from_record(cls, record: tuple) -> Relationship:
-        identity, rel_type, source, target, bidirectional, constraints, created_us = record
+    def from_row(cls, row: RelationshipRow) -> Relationship:
+        """From a stored row (constraints decoded here)."""
         return cls(
-            identity,
-            rel_type,
-            source,
-            target,
-            bidirectional,
-            _json_object(constraints),
-            from_micros(created_us),
+            row.identity,  # type: ignore[arg-type]
+            row.rel_type,
+            row.source,
+            row.target,
+            row.bidirectional,
+            _json_object(row.constraints),
+            from_micros(row.created_us),
         )
+
+    @classmethod
+    def from_record(cls, record: tuple) -> Relationship:
+        """From the arena's relationship record (``Arena.edge``)."""
+        return cls.from_row(RelationshipRow.from_arena(record))
 
 
 class Invocation(msgspec.Struct, frozen=True):

@@ -32,6 +32,7 @@ from bfx._core import (
     relationship_id,
 )
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
+from bfx.engine import Engine
 from bfx.graph import GraphMixin
 from bfx.models import (
     MAX_MICROS,
@@ -43,6 +44,7 @@ from bfx.models import (
     from_micros,
     to_micros,
 )
+from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.sandbox import DEFAULT_LIMITS, Compiled, Limits, compile_substrate
 from bfx.storage import Store, open_store
 
@@ -175,12 +177,10 @@ class Registry(GraphMixin):
             raise ValueError("give data_dir or storage, not both")
         self._limits = limits or DEFAULT_LIMITS
         self._cache = _CompiledCache(cache_size)
-        self._store = open_store(data_dir if data_dir is not None else storage)
-        try:
-            self._arena = self._store.open_arena()
-        except BaseException:
-            self._store.close()
-            raise
+        #: Owns the store, the arena and the write path (``bfx.engine``).
+        self._engine = Engine(open_store(data_dir if data_dir is not None else storage))
+        self._store = self._engine.store
+        self._arena = self._engine.arena
 
     @property
     def arena(self) -> Arena:
@@ -196,9 +196,14 @@ class Registry(GraphMixin):
         """Where the records live (``store.durable``, ``store.describe()``)."""
         return self._store
 
+    @property
+    def engine(self) -> Engine:
+        """The store, the arena and the write path, in rows (``bfx.engine``)."""
+        return self._engine
+
     def close(self) -> None:
         """Closes the store; the registry must not be used afterwards."""
-        self._store.close()
+        self._engine.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -210,7 +215,7 @@ class Registry(GraphMixin):
         """Applies what other processes wrote to a shared store since the last
         look; returns how many changes. Cheap when there are none (the HTTP
         service calls it before every request)."""
-        return self._store.refresh()
+        return self._engine.refresh()
 
     def __len__(self) -> int:
         return len(self._arena)
@@ -244,13 +249,10 @@ class Registry(GraphMixin):
         """
         compiled, meta = self._prepare(expression_type, expression_code, metadata)
         created = now_us()
-        identity = _one(
-            self._store.insert_substrates(
-                [(expression_type, expression_code, compiled.canonical, meta, created, None)],
-                atomic=False,
-                dry_run=False,
-            )
+        row = SubstrateRow(
+            None, expression_type, expression_code, compiled.canonical, meta, created
         )
+        identity = _one(self._engine.insert_substrates([row]))
         self._cache.put(identity, compiled)
         return Substrate(
             identity,
@@ -282,13 +284,20 @@ class Registry(GraphMixin):
                 prepared.append(exc)
         created = now_us()
         rows = [
-            (p[0]["expression_type"], p[0]["expression_code"], p[1].canonical, p[2], created, None)
+            SubstrateRow(
+                None,
+                p[0]["expression_type"],
+                p[0]["expression_code"],
+                p[1].canonical,
+                p[2],
+                created,
+            )
             for p in prepared
             if not isinstance(p, errors.BfxError)
         ]
         any_invalid = len(rows) != len(prepared)
         dry_run = atomic and any_invalid
-        answers = self._store.insert_substrates(rows, atomic=atomic, dry_run=dry_run)
+        answers = self._engine.insert_substrates(rows, atomic=atomic, dry_run=dry_run)
         results = _merge(
             prepared,
             answers,
@@ -323,7 +332,7 @@ class Registry(GraphMixin):
         """Deletes a substrate and its relationships; returns how many
         relationships went with it."""
         identity = parse_id(substrate_id)
-        removed = self._store.delete_substrate(identity)
+        removed = self._engine.delete_substrate(identity)
         self._cache.discard(identity)
         return removed
 
@@ -362,8 +371,8 @@ class Registry(GraphMixin):
         identity = parse_id(substrate_id)
         compiled = self._cache.get(identity)
         if compiled is None:
-            _, expression_type, _code, canonical, *_ = self._arena.get(identity)
-            compiled = compile_substrate(expression_type, canonical, self._limits)
+            row = self._engine.substrate(identity)
+            compiled = compile_substrate(row.expression_type, row.canonical_code, self._limits)
             self._cache.put(identity, compiled)
         return compiled
 
@@ -633,7 +642,7 @@ class Registry(GraphMixin):
 
     # ------------------------------------------------------------ relationships
 
-    def _edge_row(self, item: Mapping[str, Any], created: int) -> tuple:
+    def _edge_row(self, item: Mapping[str, Any], created: int) -> RelationshipRow:
         rel_type = item.get("rel_type")
         if not isinstance(rel_type, str):
             raise errors.InvalidRelationshipTypeError(
@@ -647,7 +656,9 @@ class Registry(GraphMixin):
         source = _body_id(item.get("source_id"), "source_id")
         target = _body_id(item.get("target_id"), "target_id")
         constraints = _json_object_bytes(item.get("constraints"), "constraints")
-        return (normalize_rel_type(rel_type), source, target, bidirectional, constraints, created)
+        return RelationshipRow(
+            None, normalize_rel_type(rel_type), source, target, bidirectional, constraints, created
+        )
 
     def relate(
         self,
@@ -668,12 +679,12 @@ class Registry(GraphMixin):
             },
             created,
         )
-        rid = _one(self._store.insert_relationships([row], atomic=False, dry_run=False))
+        rid = _one(self._engine.insert_relationships([row]))
         return Relationship(
             rid,
-            row[0],
-            row[1],
-            row[2],
+            row.rel_type,
+            row.source,
+            row.target,
             bidirectional,
             dict(constraints or {}),
             from_micros(created),
@@ -693,13 +704,16 @@ class Registry(GraphMixin):
                 prepared.append(exc)
         rows = [p[1] for p in prepared if not isinstance(p, errors.BfxError)]
         dry_run = atomic and len(rows) != len(prepared)
-        answers = self._store.insert_relationships(rows, atomic=atomic, dry_run=dry_run)
+        answers = self._engine.insert_relationships(rows, atomic=atomic, dry_run=dry_run)
         results = _merge(
             prepared,
             answers,
             lambda p, rid: Relationship(
                 rid,
-                *p[1][:4],
+                p[1].rel_type,
+                p[1].source,
+                p[1].target,
+                p[1].bidirectional,
                 dict(p[0].get("constraints") or {}),
                 from_micros(created),
             ),
@@ -712,7 +726,7 @@ class Registry(GraphMixin):
         return Relationship.from_record(self._arena.edge(relationship_id))
 
     def delete_relationship(self, relationship_id: int | str) -> None:
-        self._store.delete_relationship(parse_id(relationship_id))
+        self._engine.delete_relationship(parse_id(relationship_id))
 
     def outgoing(
         self,
@@ -768,22 +782,8 @@ class Registry(GraphMixin):
         """Every substrate, then every relationship, as JSON-ready dicts with a
         ``kind`` field; lazily. A database store is read in one consistent
         snapshot on a connection of its own; the in-memory one page by page."""
-        rows = self._store.export_rows()
-        if rows is None:
-            rows = self._arena_rows()
-        for kind, record in rows:
-            yield export_record(kind, record)
-
-    def _arena_rows(self) -> Iterator[tuple[str, tuple]]:
-        for scan, kind in (
-            (self._arena.scan, "substrate"),
-            (self._arena.scan_edges, "relationship"),
-        ):
-            position: int | None = 0
-            while position is not None:
-                records, position = scan(position, _SCAN_PAGE)
-                for record in records:
-                    yield kind, record
+        for row in self._engine.export_rows():
+            yield export_record(row)
 
     def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         """Imports exported records, streaming: they are checked and written
@@ -793,7 +793,7 @@ class Registry(GraphMixin):
         ids that exist are skipped and counted. The first invalid record raises
         (with its ``index``): every record before it is imported, none after."""
         counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
-        chunk: list[tuple[int, str, tuple, Compiled | None]] = []
+        chunk: list[tuple[int, str, SubstrateRow | RelationshipRow, Compiled | None]] = []
         for index, record in enumerate(records):
             try:
                 kind, row, compiled = self._import_row(record)
@@ -808,7 +808,9 @@ class Registry(GraphMixin):
         self._import_chunk(chunk, counts)
         return counts
 
-    def _import_row(self, record: Any) -> tuple[str, tuple, Compiled | None]:
+    def _import_row(
+        self, record: Any
+    ) -> tuple[str, SubstrateRow | RelationshipRow, Compiled | None]:
         """One imported record checked like a created one, and more (DESIGN.md §6):
         a time zone-aware ``created_at`` within years 1-9999 in UTC, ids that match
         the content, nesting within ``MAX_IMPORT_DEPTH``. Nothing it lets through
@@ -829,13 +831,13 @@ class Registry(GraphMixin):
                     "canonical_code does not match the canonical form of expression_code",
                     {"field": "canonical_code", "computed": compiled.canonical[:200]},
                 )
-            row = (
+            row = SubstrateRow(
+                expected_id,
                 record["expression_type"],
                 record["expression_code"],
                 compiled.canonical,
                 meta,
                 created,
-                expected_id,
             )
             return kind, row, compiled
         if kind == "relationship":
@@ -844,14 +846,16 @@ class Registry(GraphMixin):
             given = record.get("relationship_id")
             if given is not None:
                 expected = _body_id(given, "relationship_id")
-                computed = relationship_id(row[1], row[2], row[0])
+                computed = relationship_id(row.source, row.target, row.rel_type)
                 if expected != computed:
                     raise _id_mismatch(expected, computed, "relationship_id")
             return kind, row, None
         raise errors.ValidationError("kind must be substrate or relationship", {"field": "kind"})
 
     def _import_chunk(
-        self, chunk: list[tuple[int, str, tuple, Compiled | None]], counts: dict[str, int]
+        self,
+        chunk: list[tuple[int, str, SubstrateRow | RelationshipRow, Compiled | None]],
+        counts: dict[str, int],
     ) -> None:
         """Writes a run of same-kind records: up to the first that fails (other
         than as a duplicate, which is skipped), then raises that failure."""
@@ -859,26 +863,24 @@ class Registry(GraphMixin):
             return
         kind = chunk[0][1]
         insert = (
-            self._store.insert_substrates
+            self._engine.insert_substrates
             if kind == "substrate"
-            else self._store.insert_relationships
+            else self._engine.insert_relationships
         )
-        rows = [c[2] for c in chunk]
+        # One check and one write: the rows before the first failure (duplicates are
+        # skipped), nothing from it on.
+        answers = insert([c[2] for c in chunk], until_failure=True)  # type: ignore[arg-type]
         failure: errors.BfxError | None = None
-        stop = len(rows)
-        for position, answer in enumerate(insert(rows, atomic=False, dry_run=True)):
+        stop = len(answers)
+        for position, answer in enumerate(answers):
             if isinstance(answer, errors.BfxError) and not isinstance(
                 answer, errors.DuplicateError
             ):
                 failure, stop = answer, position
                 break
-        answers = insert(rows[:stop], atomic=False, dry_run=False) if stop else []
-        for (_index, _kind, _row, compiled), answer in zip(chunk, answers, strict=False):
+        for (_index, _kind, _row, compiled), answer in zip(chunk[:stop], answers, strict=False):
             if isinstance(answer, errors.DuplicateError):
                 counts["skipped"] += 1
-            elif isinstance(answer, errors.BfxError):
-                # Another writer got in between the check and the write.
-                failure = failure or answer
             else:
                 counts[f"imported_{kind}s"] += 1
                 if compiled is not None:
@@ -901,10 +903,10 @@ class Registry(GraphMixin):
         return self._arena.top_invoked(k)
 
 
-def export_record(kind: str, record: tuple) -> dict[str, Any]:
-    """An arena (or store) record as an export dict with its ``kind``."""
-    if kind == "substrate":
-        s = Substrate.from_record(record)
+def export_record(row: SubstrateRow | RelationshipRow) -> dict[str, Any]:
+    """A stored row as an export dict with its ``kind``."""
+    if isinstance(row, SubstrateRow):
+        s = Substrate.from_row(row)
         return {
             "kind": "substrate",
             "substrate_id": s.substrate_id,
@@ -915,7 +917,7 @@ def export_record(kind: str, record: tuple) -> dict[str, Any]:
             "metadata": s.metadata,
             "created_at": format_time(s.created_at),
         }
-    r = Relationship.from_record(record)
+    r = Relationship.from_row(row)
     return {
         "kind": "relationship",
         "relationship_id": r.relationship_id,

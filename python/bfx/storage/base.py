@@ -28,8 +28,9 @@ from typing import Any
 
 from bfx import errors
 from bfx._core import Arena
+from bfx.rows import RelationshipRow, SubstrateRow
 
-__all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "from_db", "to_db"]
+__all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
 
 log = logging.getLogger("bfx.storage")
 
@@ -75,6 +76,12 @@ class Store:
     backend: str = "memory"
     #: The last change-log entry applied to the arena (0 without a log).
     seq: int = 0
+    #: Serialises writes (the in-memory store's check and apply; a database store
+    #: takes its own lock and the database's).
+    _write_lock: threading.Lock
+
+    def __init__(self) -> None:
+        self._write_lock = threading.Lock()
 
     def attach(self, arena: Arena) -> None:
         """Fills ``arena`` with what is stored; called once, before any other call."""
@@ -94,35 +101,56 @@ class Store:
         """Applies other processes' writes to the arena; returns how many changes."""
         return 0
 
-    def insert_substrates(
-        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
-    ) -> list[int | errors.BfxError]:
-        """Rows are the arena's ``insert_many`` items; answers in input order."""
-        raise NotImplementedError
+    # The write path's primitives; the engine (``bfx.engine``) drives them.
 
-    def insert_relationships(
-        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
-    ) -> list[int | errors.BfxError]:
-        """Rows are the arena's ``link_many`` items; answers in input order."""
-        raise NotImplementedError
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Write]:
+        """One write: held alone, the arena current. The body checks against the
+        arena and fills ``w`` through :meth:`add_substrates` and friends; on a normal
+        exit the write is committed, then ``w.after`` applies it to the arena, before
+        the next write starts. The in-memory store has nothing to commit."""
+        with self._write_lock:
+            w = Write()
+            yield w
+            if w.after is not None:
+                w.after()
 
-    def delete_substrate(self, identity: int) -> int:
-        raise NotImplementedError
+    def add_substrates(self, w: Write, rows: Sequence[tuple[SubstrateRow, int]]) -> None:
+        """Stores checked rows with their ids, within ``w``."""
 
-    def delete_relationship(self, rid: int) -> None:
-        raise NotImplementedError
+    def add_relationships(self, w: Write, rows: Sequence[tuple[RelationshipRow, int]]) -> None:
+        """Stores checked rows with their ids, within ``w``."""
 
-    def export_rows(self) -> Iterator[tuple[str, tuple]] | None:
-        """A consistent stream of ``("substrate", arena get-record)`` then
-        ``("relationship", arena edge-record)``, or None to read the arena."""
+    def remove_substrate(self, w: Write, identity: int) -> None:
+        """Deletes a substrate (its relationships go with it), within ``w``."""
+
+    def remove_relationship(self, w: Write, rid: int) -> None:
+        """Deletes a relationship, within ``w``."""
+
+    def check_applied(self, answers: list[Any], kind: str) -> None:
+        """Raises StorageError if the arena refused rows it was given to apply."""
+        self._check_applied(answers, kind)
+
+    def _check_applied(self, answers: list[Any], kind: str) -> None:
+        for answer in answers:
+            # A duplicate is an add already applied (the log is replayed from a cursor
+            # that may precede rows loaded with their current content).
+            if isinstance(answer, errors.BfxError) and not isinstance(
+                answer, errors.DuplicateError
+            ):
+                raise errors.StorageError(
+                    f"{self.describe()}: the arena refuses a {kind} it was given "
+                    f"({answer.message})",
+                    {"cause": answer.to_dict()},
+                )
+
+    def export_rows(self) -> Iterator[SubstrateRow | RelationshipRow] | None:
+        """A consistent stream of every substrate row, then every relationship row,
+        or None to read the arena."""
         return None
 
     def close(self) -> None:
         """Releases connections; the store is unusable afterwards."""
-
-
-def _failed(answers: list[Any]) -> bool:
-    return any(isinstance(a, errors.BfxError) for a in answers)
 
 
 def _migration(dialect: str, version: int) -> str:
@@ -136,7 +164,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-class _Write:
+class Write:
     """What one write transaction logs, and how it then updates the arena."""
 
     __slots__ = ("after", "entries")
@@ -482,7 +510,7 @@ class SqlStore(Store):
     # ---- writes -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[_Write]:
+    def write(self) -> Iterator[Write]:
         """A write transaction. The body checks the write against the (caught-up)
         arena, runs its statements and fills ``w.entries`` with ``(op, db_id)``;
         on a normal exit with entries they are numbered and committed, then
@@ -496,7 +524,7 @@ class SqlStore(Store):
                 raise
             except Exception as exc:
                 raise self._storage_error("could not start a write", exc) from exc
-            w = _Write()
+            w = Write()
             try:
                 if head != self._seq:
                     self._catch_up()
@@ -537,77 +565,37 @@ class SqlStore(Store):
             f"{self.describe()}: {what}: {exc}", {"cause": type(exc).__name__}
         )
 
-    def insert_substrates(
-        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
-    ) -> list[int | errors.BfxError]:
-        arena = self._require_arena()
-        return self._insert(
-            rows, atomic, dry_run, arena.insert_many, "substrate", OP_ADD_SUBSTRATE,
+    def add_substrates(self, w: Write, rows: Sequence[tuple[SubstrateRow, int]]) -> None:
+        self._execmany(
             "INSERT INTO substrates (id, expression_type, expression_code, canonical_code, "
             "metadata, created_us) VALUES (?, ?, ?, ?, ?, ?)",
-            lambda r, i: (to_db(i), r[0], r[1], r[2], r[3] or None, r[4]),
-            # Applied with the checked id as the expected one.
-            lambda r, i: (*r[:5], i),
+            [
+                (to_db(i), r.expression_type, r.expression_code, r.canonical_code,
+                 r.metadata or None, r.created_us)
+                for r, i in rows
+            ],
         )  # fmt: skip
+        w.entries += [(OP_ADD_SUBSTRATE, to_db(i)) for _, i in rows]
 
-    def insert_relationships(
-        self, rows: Sequence[tuple], atomic: bool, dry_run: bool
-    ) -> list[int | errors.BfxError]:
-        arena = self._require_arena()
-        return self._insert(
-            rows, atomic, dry_run, arena.link_many, "relationship", OP_ADD_RELATIONSHIP,
+    def add_relationships(self, w: Write, rows: Sequence[tuple[RelationshipRow, int]]) -> None:
+        self._execmany(
             "INSERT INTO relationships (id, rel_type, source_id, target_id, bidirectional, "
             "constraints, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            lambda r, i: (to_db(i), r[0], to_db(r[1]), to_db(r[2]), bool(r[3]), r[4] or None, r[5]),
-            lambda r, i: r,
+            [
+                (to_db(i), r.rel_type, to_db(r.source), to_db(r.target), bool(r.bidirectional),
+                 r.constraints or None, r.created_us)
+                for r, i in rows
+            ],
         )  # fmt: skip
+        w.entries += [(OP_ADD_RELATIONSHIP, to_db(i)) for _, i in rows]
 
-    def _insert(
-        self,
-        rows: Sequence[tuple],
-        atomic: bool,
-        dry_run: bool,
-        arena_many: Callable[..., tuple[list[Any], bool]],
-        kind: str,
-        op: int,
-        insert_sql: str,
-        db_row: Callable[[tuple, int], tuple],
-        arena_row: Callable[[tuple, int], tuple],
-    ) -> list[int | errors.BfxError]:
-        """The write path of both kinds: check with the arena's ``*_many``
-        (dry run), write what passed, then apply it to the arena."""
-        with self._writing() as w:
-            answers, _ = arena_many(rows, dry_run=True)
-            if dry_run or (atomic and _failed(answers)):
-                return answers
-            new = [(row, a) for row, a in zip(rows, answers, strict=True) if isinstance(a, int)]
-            self._execmany(insert_sql, [db_row(r, i) for r, i in new])
-            w.entries += [(op, to_db(i)) for _, i in new]
+    def remove_substrate(self, w: Write, identity: int) -> None:
+        self._exec("DELETE FROM substrates WHERE id = ?", (to_db(identity),))
+        w.entries.append((OP_DELETE_SUBSTRATE, to_db(identity)))
 
-            def apply() -> None:
-                applied, _ = arena_many([arena_row(r, i) for r, i in new])
-                self._check_applied(applied, kind)
-
-            w.after = apply
-        return answers
-
-    def delete_substrate(self, identity: int) -> int:
-        arena = self._require_arena()
-        removed: list[int] = []
-        with self._writing() as w:
-            arena.get(identity)  # NotFoundError, and nothing written
-            self._exec("DELETE FROM substrates WHERE id = ?", (to_db(identity),))
-            w.entries.append((OP_DELETE_SUBSTRATE, to_db(identity)))
-            w.after = lambda: removed.append(arena.remove(identity))
-        return removed[0]
-
-    def delete_relationship(self, rid: int) -> None:
-        arena = self._require_arena()
-        with self._writing() as w:
-            arena.edge(rid)
-            self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
-            w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
-            w.after = lambda: arena.unlink(rid)
+    def remove_relationship(self, w: Write, rid: int) -> None:
+        self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
+        w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
 
     def _require_arena(self) -> Arena:
         if self._arena is None:
@@ -620,15 +608,15 @@ class SqlStore(Store):
         """A second connection for long reads, so exports never hold the write path."""
         raise NotImplementedError
 
-    def export_rows(self) -> Iterator[tuple[str, tuple]]:
+    def export_rows(self) -> Iterator[SubstrateRow | RelationshipRow]:
         return self._export(self._reader())
 
-    def _export(self, conn: Any) -> Iterator[tuple[str, tuple]]:
+    def _export(self, conn: Any) -> Iterator[SubstrateRow | RelationshipRow]:
         try:
             self._begin_read_on(conn)
             sub = (
                 "SELECT id, expression_type, expression_code, canonical_code, "
-                f"coalesce(metadata, {self._false_bytes}), {_TIME.format('created_us')}, 0 "
+                f"coalesce(metadata, {self._false_bytes}), {_TIME.format('created_us')} "
                 "FROM substrates ORDER BY id"
             )
             rel = (
@@ -642,21 +630,15 @@ class SqlStore(Store):
                     rows = cur.fetchmany(4096)
                     if not rows:
                         break
-                    for row in rows:
-                        if kind == "substrate":
-                            yield kind, (from_db(row[0]), *row[1:])
-                        else:
-                            yield (
-                                kind,
-                                (
-                                    from_db(row[0]),
-                                    row[1],
-                                    from_db(row[2]),
-                                    from_db(row[3]),
-                                    bool(row[4]),
-                                    *row[5:],
-                                ),
-                            )
+                    if kind == "substrate":
+                        for row in rows:
+                            yield SubstrateRow(from_db(row[0]), *row[1:])
+                    else:
+                        for row in rows:
+                            yield RelationshipRow(
+                                from_db(row[0]), row[1], from_db(row[2]), from_db(row[3]),
+                                bool(row[4]), row[5], row[6],
+                            )  # fmt: skip
                 cur.close()
         finally:
             with contextlib.suppress(Exception):
