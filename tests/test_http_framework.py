@@ -9,6 +9,7 @@ import pytest
 
 import bfx
 from asgi_driver import Driver, finish, started
+from bfx.api.operations import Operation
 from bfx.asgi import App, Settings
 from bfx.asgi.config import parse_size, split_origins
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
@@ -44,13 +45,17 @@ def _h(req):
     return None
 
 
+def _route(method, path):
+    return Route(Operation(f"{method} {path}", method, path, "", "", None), _h)
+
+
 def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
     router = Router(
         [
-            Route("GET", "/s/{id}", _h, summary="", tag=""),
-            Route("POST", "/s/batch", _h, summary="", tag=""),
-            Route("POST", "/s/batch/invoke", _h, summary="", tag=""),
-            Route("POST", "/s/{id}/invoke", _h, summary="", tag=""),
+            _route("GET", "/s/{id}"),
+            _route("POST", "/s/batch"),
+            _route("POST", "/s/batch/invoke"),
+            _route("POST", "/s/{id}/invoke"),
         ]
     )
     route, values = router.match("GET", "/s/abc")
@@ -72,7 +77,7 @@ def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
 def test_router_remembers_recent_matches_within_a_bound():
     from bfx.asgi import router as router_module
 
-    router = Router([Route("GET", "/s/{id}", _h, summary="", tag="")])
+    router = Router([_route("GET", "/s/{id}")])
     for n in range(router_module._RECENT + 10):
         assert router.match("GET", f"/s/{n}")[1] == [str(n)]
         assert len(router._recent) <= router_module._RECENT
@@ -84,9 +89,7 @@ def test_router_remembers_recent_matches_within_a_bound():
 
 def test_router_rejects_duplicate_routes():
     with pytest.raises(ValueError, match="duplicate"):
-        Router(
-            [Route("GET", "/a", _h, summary="", tag=""), Route("GET", "/a", _h, summary="", tag="")]
-        )
+        Router([_route("GET", "/a"), _route("GET", "/a")])
 
 
 # --- routing errors -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from asgi_driver import finish, started
-from bfx.asgi.examples import DOUBLE_ID, EXAMPLES, SUBSTRATES
+from bfx.api.examples import DOUBLE_ID, EXAMPLES, SUBSTRATES
 
 API = "/api/v1"
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 import msgspec
 
 from bfx import errors
-from bfx.asgi import schemas as s
+from bfx.api import types as s
 from bfx.asgi.errors import MalformedJsonError, field_error
 
 __all__ = [

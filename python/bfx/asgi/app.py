@@ -21,14 +21,7 @@ from typing import Any
 
 import msgspec
 
-from bfx.asgi import (
-    records,
-    routes_graph,
-    routes_relationships,
-    routes_substrates,
-    routes_system,
-    routes_transfer,
-)
+from bfx.asgi import handlers, records
 from bfx.asgi.access_log import AccessLog
 from bfx.asgi.admission import HeavyPool, check_depth, check_items, next_chunk, watch_disconnect
 from bfx.asgi.base import JSON, Request, Response, encode
@@ -53,14 +46,6 @@ __all__ = ["App", "create_app", "open_registry", "open_store_for"]
 
 log = logging.getLogger("bfx.asgi")
 
-#: Each module contributes ``routes()``.
-ROUTE_MODULES = (
-    routes_system,
-    routes_substrates,
-    routes_relationships,
-    routes_transfer,
-    routes_graph,
-)
 
 #: Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms).
 WORKER_SWITCH_INTERVAL = 0.001
@@ -132,7 +117,7 @@ class App:
         self.settings = settings or Settings()
         self._registry_factory = registry_factory or open_registry
         self.registry: Any = None
-        self.router = Router(r for m in ROUTE_MODULES for r in m.routes())
+        self.router = Router(handlers.bind())
         self._decoder = _decoders(self.router.routes)
         self.cors = Cors(self.settings.cors_origins)
         self.metrics = RequestMetrics()
@@ -252,12 +237,12 @@ class App:
                 self, self.registry, params, scope.get("query_string", b""), body, data, ctype
             )
             first = None
-            if route.offload == "heavy":
+            if route.runs == "heavy":
                 self.heavy.admit()
                 admitted = True
                 resp, first = await self._run_heavy(route, req, receive)
             else:
-                if route.offload:
+                if route.runs == "light":
                     resp = await asyncio.to_thread(route.handler, req)
                 else:
                     resp = route.handler(req)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bfx import errors
-from bfx.asgi import schemas as s
+from bfx.api import types as s
 from bfx.identity import format_id
 from bfx.models import Relationship, Substrate
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bfx.api.operations import Operation
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
 
 __all__ = ["Route", "Router"]
@@ -19,71 +20,38 @@ _RECENT = 4096
 
 
 class Route:
-    """One operation: method + path template + handler, and what OpenAPI needs to know."""
+    """An operation (:mod:`bfx.api.operations`) bound to the handler of the same name:
+    what the router finds and the app runs. The operation's fields the request path
+    reads are copied onto slots, so the hot path reads no second object."""
 
     __slots__ = (
         "body",
         "body_limit",
-        "content_types",
-        "errors",
         "handler",
         "items",
         "method",
-        "offload",
+        "op",
         "param_names",
         "path",
         "query",
-        "response",
-        "status",
-        "summary",
-        "tag",
+        "runs",
     )
 
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        handler: Callable[..., Any],
-        *,
-        summary: str,
-        tag: str,
-        body: Any = None,
-        query: Any = None,
-        response: Any = None,
-        status: int = 200,
-        errors: Iterable[int] = (),
-        offload: bool | str = False,
-        items: str | None = None,
-        body_limit: str = "body_limit",
-        content_types: tuple[str, ...] = ("application/json",),
-    ) -> None:
-        self.method = method
-        self.path = path
+    def __init__(self, op: Operation, handler: Callable[..., Any]) -> None:
+        self.op = op
         self.handler = handler
-        self.summary = summary
-        self.tag = tag
-        #: msgspec type of the JSON body, or None when the route reads no body.
-        self.body = body
-        #: msgspec Struct the query string is converted to, or None.
-        self.query = query
-        #: msgspec type of a 2xx JSON answer (None: no body, or not JSON).
-        self.response = response
-        self.status = status
-        self.errors = tuple(errors)
-        #: Where the handler runs: ``False`` on the event loop (microsecond calls);
-        #: ``"heavy"`` (or ``True``) in the bounded heavy pool (docs/http.md "Limits");
-        #: ``"light"`` in a plain thread, for calls that are quick but not microseconds.
-        if offload is True:
-            offload = "heavy"
-        if offload not in (False, "heavy", "light"):
-            raise ValueError(f"offload must be False, 'heavy' or 'light', not {offload!r}")
-        self.offload = offload
+        self.method = op.method
+        self.path = op.path
+        self.param_names = op.param_names
+        #: msgspec type of the JSON body, ``bytes`` for a raw one, or None.
+        self.body = op.body
+        self.query = op.query
+        #: "loop", "light" (a plain thread) or "heavy" (the bounded heavy pool).
+        self.runs = op.runs
         #: The body field holding a batch's items, bounded by ``max_batch_items``.
-        self.items = items
+        self.items = op.items
         #: Which Settings attribute caps this route's body.
-        self.body_limit = body_limit
-        self.content_types = content_types
-        self.param_names = tuple(s[1:-1] for s in path.split("/") if s.startswith("{"))
+        self.body_limit = op.body_limit
 
 
 class _Node:

@@ -8,10 +8,9 @@ Import decodes and validates records one at a time as the registry consumes them
 from __future__ import annotations
 
 from bfx import transfer
-from bfx.asgi import schemas as s
+from bfx.api import types as s
 from bfx.asgi.base import JSON, NDJSON, PREFIX, Request, Response, encode
 from bfx.asgi.errors import UnsupportedMediaTypeError
-from bfx.asgi.router import Route
 
 BASE = f"{PREFIX}/substrates"
 NDJSON_TYPES = frozenset(
@@ -32,7 +31,7 @@ def export(req: Request) -> Response:
     return Response(200, content_type=JSON, stream=transfer.write_document(recs))
 
 
-def import_(req: Request) -> Response:
+def import_records(req: Request) -> Response:
     ctype = req.content_type
     if ctype is None or ctype == JSON:
         recs = transfer.read_document(req.body)
@@ -55,34 +54,3 @@ def import_(req: Request) -> Response:
             )
         ),
     )
-
-
-def routes() -> list[Route]:
-    t = "transfer"
-    return [
-        Route(
-            "GET",
-            f"{BASE}/export",
-            export,
-            summary="Export everything (json or ndjson)",
-            tag=t,
-            query=s.ExportQuery,
-            response=s.ExportDocument,
-            errors=(422,),
-            offload=True,
-            content_types=("application/json", "application/x-ndjson"),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/import",
-            import_,
-            summary="Import an export (json or ndjson)",
-            tag=t,
-            body=bytes,
-            response=s.ImportResult,
-            errors=(400, 404, 409, 415, 422),
-            offload=True,
-            body_limit="import_body_limit",
-            content_types=("application/json", "application/x-ndjson"),
-        ),
-    ]

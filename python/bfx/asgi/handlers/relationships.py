@@ -1,7 +1,7 @@
 """Routes under ``/relationships``: typed edges, their lists and statistics.
 
 The graph algorithms (traverse, path, cycles, components, pagerank) are in
-``routes_graph``.
+``handlers/graph.py``.
 """
 
 from __future__ import annotations
@@ -9,17 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from bfx import errors
+from bfx.api import types as s
 from bfx.asgi import records
-from bfx.asgi import schemas as s
 from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
-from bfx.asgi.router import Route
 from bfx.identity import format_id
 from bfx.paging import next_offset_cursor, offset_of
 
 BASE = f"{PREFIX}/relationships"
 
 
-def create(req: Request) -> Response:
+def create_relationship(req: Request) -> Response:
     d: s.CreateRelationship = req.data
     rel = req.registry.relate(
         d.rel_type,
@@ -34,17 +33,17 @@ def create(req: Request) -> Response:
     )
 
 
-def get(req: Request) -> Response:
+def get_relationship(req: Request) -> Response:
     rel = req.registry.get_relationship(path_id(req.params[0]))
     return Response(200, encode(records.relationship(rel)))
 
 
-def delete(req: Request) -> Response:
+def delete_relationship(req: Request) -> Response:
     req.registry.delete_relationship(path_id(req.params[0]))
     return NO_CONTENT
 
 
-def batch(req: Request) -> Response:
+def create_relationships(req: Request) -> Response:
     d: s.BatchRelate = req.data
     # Ids go to the registry as text: it parses them per item, so a bad id fails that
     # item (or, atomic, the batch) like any other invalid item.
@@ -109,7 +108,7 @@ def incoming(req: Request) -> Response:
     return _page(offset, total, rels)
 
 
-def list_filtered(req: Request) -> Response:
+def list_relationships(req: Request) -> Response:
     q: s.RelationshipQuery = req.query(s.RelationshipQuery)
     offset = offset_of(q.cursor, q.offset)
     total, rels = req.registry.relationships(
@@ -122,92 +121,6 @@ def list_filtered(req: Request) -> Response:
     return _page(offset, total, rels)
 
 
-def stats(req: Request) -> Response:
+def relationship_stats(req: Request) -> Response:
     # One O(V + E) pass in the core; off the event loop (offload) for large graphs.
     return Response(200, encode(s.RelationshipStats(**req.registry.relationship_stats())))
-
-
-def routes() -> list[Route]:
-    t = "relationships"
-    return [
-        Route(
-            "POST",
-            BASE,
-            create,
-            summary="Create a typed edge",
-            tag=t,
-            body=s.CreateRelationship,
-            response=s.RelationshipRecord,
-            status=201,
-            errors=(404, 409, 422),
-        ),
-        Route(
-            "GET",
-            BASE,
-            list_filtered,
-            summary="Edges filtered by type, source, target, paged by cursor (or offset)",
-            tag=t,
-            query=s.RelationshipQuery,
-            response=s.RelationshipPage,
-            errors=(400, 422),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/batch",
-            batch,
-            summary="Create many edges",
-            tag=t,
-            body=s.BatchRelate,
-            response=s.BatchResult,
-            errors=(422,),
-            offload=True,
-            items="relationships",
-        ),
-        Route(
-            "GET",
-            f"{BASE}/stats",
-            stats,
-            summary="Edge counts, degrees, isolated nodes",
-            tag=t,
-            response=s.RelationshipStats,
-            offload="light",  # one O(V + E) pass in Rust: quick, not heavy
-        ),
-        Route(
-            "GET",
-            f"{BASE}/outgoing/{{id}}",
-            outgoing,
-            summary="Edges out of a substrate, newest first, paged by cursor (or offset)",
-            tag=t,
-            query=s.EdgeQuery,
-            response=s.RelationshipPage,
-            errors=(400, 404, 422),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/incoming/{{id}}",
-            incoming,
-            summary="Edges into a substrate, newest first, paged by cursor (or offset)",
-            tag=t,
-            query=s.EdgeQuery,
-            response=s.RelationshipPage,
-            errors=(400, 404, 422),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/{{rid}}",
-            get,
-            summary="Get an edge",
-            tag=t,
-            response=s.RelationshipRecord,
-            errors=(400, 404),
-        ),
-        Route(
-            "DELETE",
-            f"{BASE}/{{rid}}",
-            delete,
-            summary="Delete an edge",
-            tag=t,
-            status=204,
-            errors=(400, 404),
-        ),
-    ]

@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the route table and its msgspec types."""
+"""The OpenAPI 3.1 document, generated from the operation table and its msgspec types.
+
+Every operation carries its scope (``security`` and ``x-bfx-scope``), its rate-limit cost
+(``x-bfx-cost``) and, with a body, a working example.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ from typing import Any
 
 import msgspec
 
-from bfx.asgi import schemas as s
-from bfx.asgi.examples import EXAMPLES, IMPORT_EXAMPLE
-from bfx.asgi.router import Route
+from bfx.api import types as s
+from bfx.api.operations import OPERATIONS, SCOPES, Operation
 
 __all__ = ["build"]
 
 _REF = "#/components/schemas/{name}"
 _ID_PATTERN = "^(0[xX])?[0-9a-fA-F]{1,16}$"
 _ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
+_ID_TEXT = (
+    "a 64-bit id: 1-16 hex digits, optional 0x, any case; answers spell it 0x + 16 upper-case "
+    "digits (the same number as the record's `identity`, an unsigned 64-bit integer)"
+)
 
 _STATUS_TEXT = {
     200: "OK",
@@ -33,7 +40,7 @@ _STATUS_TEXT = {
 _IMPORT_BODY = s.ImportDocument
 
 
-def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
+def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, Any]:
     routes = list(routes)
     models: list[Any] = [s.ErrorBody, _IMPORT_BODY]
     for r in routes:
@@ -47,10 +54,16 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
         op: dict[str, Any] = {
-            "operationId": f"{r.handler.__module__.rsplit('.', 1)[-1]}_{r.handler.__name__}",
+            "operationId": r.name,
             "summary": r.summary,
             "tags": [r.tag],
+            "x-bfx-scope": r.scope,
+            "x-bfx-cost": r.cost,
+            # Public operations need no credential; the rest take a key or a token.
+            "security": [] if r.scope is None else [{"apiKey": [r.scope]}, {"bearer": [r.scope]}],
         }
+        if r.items is not None:
+            op["x-bfx-cost-per-item"] = r.items
         params = [
             {
                 "name": n,
@@ -61,6 +74,7 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
                     if n in _ID_PARAMS
                     else {"type": "string"}
                 ),
+                **({"description": _ID_TEXT} if n in _ID_PARAMS else {}),
             }
             for n in r.param_names
         ]
@@ -102,14 +116,29 @@ def build(routes: Iterable[Route], version: str) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "an API key; scopes: " + ", ".join(SCOPES),
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key or a JWT access token",
+                },
+            },
+        },
     }
 
 
-def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
+def _request_body(r: Operation, ref_of: dict[Any, Any]) -> dict[str, Any]:
     if r.body is bytes:
         content = {
-            "application/json": {"schema": ref_of[_IMPORT_BODY], "example": IMPORT_EXAMPLE},
+            "application/json": {"schema": ref_of[_IMPORT_BODY], "example": r.example},
             "application/x-ndjson": {
                 "schema": {
                     "type": "string",
@@ -120,8 +149,8 @@ def _request_body(r: Route, ref_of: dict[Any, Any]) -> dict[str, Any]:
         return {"required": True, "content": content}
     # A body whose every field is optional may be left out (read as {}).
     required = any(f.required for f in msgspec.structs.fields(r.body))
-    # Every body has a working example (asgi/examples.py): Swagger's "Try it out" sends it.
-    media = {"schema": ref_of[r.body], "example": EXAMPLES[r.body.__name__]}
+    # Every body has a working example (api/examples.py): Swagger's "Try it out" sends it.
+    media = {"schema": ref_of[r.body], "example": r.example}
     return {"required": required, "content": {"application/json": media}}
 
 

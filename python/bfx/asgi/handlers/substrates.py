@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bfx import errors
-from bfx.budget import BatchBudget
+from bfx.api import types as s
 from bfx.asgi import records
-from bfx.asgi import schemas as s
 from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
-from bfx.asgi.router import Route
+from bfx.budget import BatchBudget
 from bfx.identity import format_id
 from bfx.paging import Page
 
@@ -21,23 +20,23 @@ def _created(rec: s.SubstrateRecord) -> Response:
     return Response(201, encode(rec), headers=[(b"location", location)])
 
 
-def create(req: Request) -> Response:
+def create_substrate(req: Request) -> Response:
     d: s.CreateSubstrate = req.data
     sub = req.registry.create(d.expression_type, d.expression_code, d.metadata)
     req.app.metrics.count_creations(1)
     return _created(records.substrate(sub))
 
 
-def get(req: Request) -> Response:
+def get_substrate(req: Request) -> Response:
     return Response(200, encode(records.substrate(req.registry.get(path_id(req.params[0])))))
 
 
-def delete(req: Request) -> Response:
+def delete_substrate(req: Request) -> Response:
     req.registry.delete(path_id(req.params[0]))
     return NO_CONTENT
 
 
-def list_page(req: Request) -> Response:
+def list_substrates(req: Request) -> Response:
     q: s.ListQuery = req.query(s.ListQuery)
     items, nxt = req.registry.list(limit=q.limit, cursor=query_id(q.cursor, "cursor"))
     page = s.SubstratePage(
@@ -174,7 +173,7 @@ def root(req: Request) -> Response:
 # --- batches ------------------------------------------------------------------------
 
 
-def batch_create(req: Request) -> Response:
+def create_substrates(req: Request) -> Response:
     d: s.BatchCreate = req.data
     items = [
         {
@@ -197,7 +196,7 @@ def batch_create(req: Request) -> Response:
     return Response(200, encode(s.BatchResult(results=results)))
 
 
-def batch_invoke(req: Request) -> Response:
+def invoke_many(req: Request) -> Response:
     d: s.BatchInvoke = req.data
     results: list[s.BatchInvokeItem | None] = [None] * len(d.invocations)
     calls: list[tuple[int, dict[str, Any] | None]] = []
@@ -267,176 +266,3 @@ def _substrate_list(found: Page[Any]) -> Response:
 
 
 _E422 = (400, 404, 422)
-
-
-def routes() -> list[Route]:
-    t = "substrates"
-    ops = "operators"
-    return [
-        Route(
-            "POST",
-            BASE,
-            create,
-            summary="Create a substrate",
-            tag=t,
-            body=s.CreateSubstrate,
-            response=s.SubstrateRecord,
-            status=201,
-            errors=(409, 422),
-        ),
-        Route(
-            "GET",
-            BASE,
-            list_page,
-            summary="List substrates by id, a page at a time (count = all substrates)",
-            tag=t,
-            query=s.ListQuery,
-            response=s.SubstratePage,
-            errors=(400, 422),
-        ),
-        Route(
-            "GET",
-            f"{BASE}/{{id}}",
-            get,
-            summary="Get a substrate",
-            tag=t,
-            response=s.SubstrateRecord,
-            errors=(400, 404),
-        ),
-        Route(
-            "DELETE",
-            f"{BASE}/{{id}}",
-            delete,
-            summary="Delete a substrate and its edges",
-            tag=t,
-            status=204,
-            errors=(400, 404),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/invoke",
-            invoke,
-            summary="Invoke a substrate",
-            tag=t,
-            body=s.InvokeRequest,
-            response=s.InvokeResponse,
-            errors=_E422,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/divide",
-            divide,
-            summary="The 9 Fibonacci dimensions",
-            tag=ops,
-            response=s.DivideResponse,
-            errors=(400, 404),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/multiply",
-            multiply,
-            summary="Multiply dimension values",
-            tag=ops,
-            body=s.MultiplyRequest,
-            response=s.MultiplyResponse,
-            errors=(422,),
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/add",
-            add,
-            summary="Add to a substrate's value",
-            tag=ops,
-            body=s.ValueRequest,
-            response=s.ArithmeticResponse,
-            errors=_E422,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/subtract",
-            subtract,
-            summary="Subtract from a substrate's value",
-            tag=ops,
-            body=s.ValueRequest,
-            response=s.ArithmeticResponse,
-            errors=_E422,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/modulus",
-            modulus,
-            summary="Value modulo m",
-            tag=ops,
-            body=s.ModulusRequest,
-            response=s.ModulusResponse,
-            errors=_E422,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/power",
-            power,
-            summary="Value to a power",
-            tag=ops,
-            body=s.PowerRequest,
-            response=s.PowerResponse,
-            errors=_E422,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/{{id}}/root",
-            root,
-            summary="Root of the value",
-            tag=ops,
-            body=s.RootRequest,
-            response=s.PowerResponse,
-            errors=_E422,
-        ),
-        # Batches can hold thousands of items: run them off the event loop.
-        Route(
-            "POST",
-            f"{BASE}/batch",
-            batch_create,
-            summary="Create many substrates",
-            tag=t,
-            body=s.BatchCreate,
-            response=s.BatchResult,
-            errors=(422,),
-            offload=True,
-            items="substrates",
-        ),
-        Route(
-            "POST",
-            f"{BASE}/batch/invoke",
-            batch_invoke,
-            summary="Invoke many substrates",
-            tag=t,
-            body=s.BatchInvoke,
-            response=s.BatchInvokeResult,
-            errors=(422,),
-            offload=True,
-            items="invocations",
-        ),
-        # Search and query may scan every substrate: off the event loop too.
-        Route(
-            "GET",
-            f"{BASE}/search",
-            search,
-            summary="Search by metadata name and type, oldest first, paged by cursor",
-            tag=t,
-            query=s.SearchQuery,
-            response=s.SubstrateList,
-            errors=(422,),
-            offload=True,
-        ),
-        Route(
-            "POST",
-            f"{BASE}/query",
-            query,
-            summary="Filter and sort substrates, paged by cursor",
-            tag=t,
-            body=s.QueryRequest,
-            response=s.SubstrateList,
-            errors=(422,),
-            offload=True,
-        ),
-    ]

@@ -1,8 +1,9 @@
-"""Request and response types of the v1 API, as msgspec Structs.
+"""Request and response types of the v1 API, as frozen msgspec Structs.
 
-These types are the contract: the decoders validate with them, the encoders render them,
-and the OpenAPI document is generated from them. Request types forbid unknown fields so
-that a misspelt field is a 422 naming it rather than silently ignored.
+These types are the contract: the server's decoders validate with them, its encoder and
+the clients' decoders read them, and the OpenAPI document is generated from them
+(:mod:`bfx.api.openapi`). Request types forbid unknown fields so that a misspelt field is
+a 422 naming it rather than silently ignored. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from bfx import paging
+from bfx import graph, paging
 
 # Page sizes: one bound for every list route (bfx.paging), so no request can ask for the
 # whole registry; every number a list takes has an upper bound (422 naming it beyond).
@@ -47,20 +48,31 @@ HexId = Annotated[
         examples=["0x000000000000002A"],
     ),
 ]
+#: A 64-bit id as a number: it exceeds 2^53, so clients must read it without loss
+#: (JavaScript: BigInt); the schema says so with format uint64.
+Identity = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description="the 64-bit id as an unsigned integer",
+        # msgspec bounds only fit int64; the schema states the u64 range for clients.
+        extra_json_schema={"format": "uint64", "maximum": 2**64 - 1},
+    ),
+]
 Number = int | float
 JsonObject = dict[str, Any]
 ExpressionType = Literal["lambda", "constant", "expression"]
 
 
-class _Request(Struct, forbid_unknown_fields=True, kw_only=True):
+class _Request(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     pass
 
 
-class _Query(Struct, kw_only=True):
+class _Query(Struct, kw_only=True, frozen=True):
     """Query strings ignore unknown keys (cache busters, tracking parameters)."""
 
 
-class _Response(Struct, kw_only=True):
+class _Response(Struct, kw_only=True, frozen=True):
     pass
 
 
@@ -139,7 +151,7 @@ class CreateSubstrate(_Request):
 
 class SubstrateRecord(_Response):
     substrate_id: HexId
-    identity: Annotated[int, Meta(description="the 64-bit id as an unsigned integer")]
+    identity: Identity
     created_at: datetime
     expression_type: str
     expression_code: str
@@ -419,3 +431,157 @@ class ImportResult(_Response):
     imported_substrates: int
     imported_relationships: int
     skipped: int
+
+
+# --- graph algorithms ---------------------------------------------------------------
+
+#: The HTTP bound on nodes per traversal (the Registry allows more in process).
+HTTP_MAX_NODES = 10_000
+#: Ids per component over HTTP (the Registry allows more in process).
+HTTP_MAX_MEMBERS = 10_000
+
+Direction = Literal["outgoing", "incoming", "both"]
+TypeList = Annotated[
+    str | None,
+    Meta(description="comma-separated relationship types (any case); all types when absent"),
+]
+GraphLimit = Annotated[
+    int, Meta(ge=1, le=paging.MAX_PAGE, description=f"page size, 1..{paging.MAX_PAGE}")
+]
+Cursor = PageCursor | None
+
+
+class TraverseRequest(_Request):
+    start_substrate_id: HexId
+    direction: Direction = "outgoing"
+    max_depth: Annotated[
+        int, Meta(ge=0, description=f"steps from the start, 0..{graph.MAX_DEPTH}")
+    ] = 3
+    relationship_types: list[str] | None = None
+    include_substrates: bool = False
+    max_nodes: Annotated[
+        int, Meta(ge=1, description=f"nodes returned, start included, 1..{HTTP_MAX_NODES}")
+    ] = 1000
+
+
+class TraversedNode(_Response, omit_defaults=True):
+    substrate_id: HexId
+    depth: int
+    substrate: SubstrateRecord | None = None
+
+
+class CrossedEdge(_Response):
+    relationship_id: HexId
+    rel_type: str
+    source_id: HexId
+    target_id: HexId
+    bidirectional: bool
+
+
+class TraverseResponse(_Response):
+    start_substrate_id: HexId
+    nodes: list[TraversedNode]
+    edges: list[CrossedEdge]
+    paths: Annotated[
+        list[list[HexId]],
+        Meta(description="one per node, in the order of nodes: the ids from the start to it"),
+    ]
+    truncated: Annotated[bool, Meta(description="max_nodes stopped the walk")]
+
+
+class PathQuery(_Query):
+    direction: Direction = "outgoing"
+    relationship_types: TypeList = None
+
+
+class PathResponse(_Response):
+    source_id: HexId
+    target_id: HexId
+    path: list[HexId]
+    length: Annotated[int, Meta(description="number of steps")]
+
+
+class CyclesQuery(_Query):
+    limit: Annotated[
+        int, Meta(ge=0, le=graph.MAX_CYCLES, description=f"cycles listed, 0..{graph.MAX_CYCLES}")
+    ] = 100
+    max_length: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description=(
+                    f"only cycles of at most this many nodes, 1..{graph.MAX_CYCLE_LENGTH}"
+                ),
+            ),
+        ]
+        | None
+    ) = None
+    relationship_types: TypeList = None
+
+
+class CyclesResponse(_Response):
+    has_cycle: bool
+    cycles: list[list[HexId]]
+    truncated: Annotated[bool, Meta(description="more cycles may exist than listed")]
+
+
+class ComponentsQuery(_Query):
+    limit: GraphLimit = 100
+    cursor: Cursor = None
+    member_limit: Annotated[
+        int,
+        Meta(ge=1, le=HTTP_MAX_MEMBERS, description=f"ids per component, 1..{HTTP_MAX_MEMBERS}"),
+    ] = 1000
+    relationship_types: TypeList = None
+
+
+class Component(_Response):
+    size: int
+    substrate_ids: list[HexId]
+    truncated: Annotated[bool, Meta(description="substrate_ids cut to member_limit")]
+
+
+class ComponentsResponse(_Response):
+    components: list[Component]
+    count: Annotated[int, Meta(description="number of components")]
+    next_cursor: str | None
+
+
+class PageRankQuery(_Query):
+    damping: Annotated[float, Meta(ge=0.0, le=1.0, description="0..1")] = 0.85
+    tol: Annotated[
+        float,
+        Meta(
+            ge=graph.MIN_PAGERANK_TOL,
+            le=graph.MAX_PAGERANK_TOL,
+            description=f"stop when the L1 change < n * tol; {graph.MIN_PAGERANK_TOL:g}..1",
+        ),
+    ] = 1e-6
+    max_iter: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=graph.MAX_PAGERANK_ITER,
+            description=(
+                f"1..{graph.MAX_PAGERANK_ITER}; a work budget may stop it earlier "
+                "(converged: false)"
+            ),
+        ),
+    ] = 100
+    limit: GraphLimit = 100
+    cursor: Cursor = None
+    relationship_types: TypeList = None
+
+
+class Score(_Response):
+    substrate_id: HexId
+    score: float
+
+
+class PageRankResponse(_Response):
+    scores: list[Score]
+    count: Annotated[int, Meta(description="number of substrates ranked")]
+    iterations: int
+    converged: bool
+    next_cursor: str | None

@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 from importlib import resources
 
 import bfx
-from bfx.asgi import openapi
-from bfx.asgi import schemas as s
+from bfx.api import openapi as openapi_document
+from bfx.api import types as s
 from bfx.asgi.base import PREFIX, Request, Response, encode
 from bfx.asgi.errors import RouteNotFoundError
-from bfx.asgi.router import Route
 from bfx.identity import format_id
 
 _STATIC_TYPES = {
@@ -57,10 +56,10 @@ def metrics(req: Request) -> Response:
     )  # type: ignore[arg-type]
 
 
-def openapi_json(req: Request) -> Response:
+def openapi(req: Request) -> Response:
     app = req.app
     if app.openapi_bytes is None:
-        app.openapi_bytes = encode(openapi.build(app.router.routes, bfx.__version__))
+        app.openapi_bytes = encode(openapi_document.build(bfx.__version__))
     return Response(200, app.openapi_bytes)
 
 
@@ -86,54 +85,3 @@ def static(req: Request) -> Response:
     if body is None:
         body = cache[name] = _asset(name)
     return Response(200, body, ctype, headers=_CACHE)
-
-
-def routes() -> list[Route]:
-    t = "system"
-    return [
-        Route("GET", f"{PREFIX}/health", health, summary="Liveness", tag=t, response=s.Health),
-        Route(
-            "GET",
-            f"{PREFIX}/metrics",
-            metrics,
-            summary="Counters of this worker",
-            tag=t,
-            response=s.Metrics,
-        ),
-        Route(
-            "GET",
-            f"{PREFIX}/openapi.json",
-            openapi_json,
-            summary="This document",
-            tag=t,
-            response=dict,
-        ),
-        Route(
-            "GET",
-            f"{PREFIX}/docs",
-            docs,
-            summary="Swagger UI",
-            tag=t,
-            response=str,
-            content_types=("text/html",),
-        ),
-        Route(
-            "GET",
-            f"{PREFIX}/redoc",
-            redoc,
-            summary="ReDoc",
-            tag=t,
-            response=str,
-            content_types=("text/html",),
-        ),
-        Route(
-            "GET",
-            f"{PREFIX}/static/{{name}}",
-            static,
-            summary="Files of the docs pages",
-            tag=t,
-            response=str,
-            errors=(404,),
-            content_types=("text/javascript", "text/css"),
-        ),
-    ]

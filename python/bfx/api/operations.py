@@ -1,0 +1,491 @@
+"""The operation table: every operation of the v1 API, declared once, as data.
+
+Each :class:`Operation` says what the server routes and decodes, what OpenAPI documents,
+what the clients call it and send, the scope it needs and what it costs a rate limit. The
+server (``bfx.asgi``) looks its handlers up by ``name``; nothing here does I/O or imports
+the server.
+
+Adding an operation: its types in :mod:`bfx.api.types`, one entry here (with a working
+``example`` when it has a body), a handler of the same name in ``bfx.asgi.handlers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bfx.api import types as t
+from bfx.api.examples import EXAMPLES, IMPORT_EXAMPLE
+
+__all__ = ["BY_NAME", "OPERATIONS", "PREFIX", "SCOPES", "Operation"]
+
+PREFIX = "/api/v1"
+
+#: DESIGN.md §7: every operation requires exactly one of these (or none: public).
+SCOPES = (
+    "substrates:read",
+    "substrates:write",
+    "substrates:invoke",
+    "relationships:read",
+    "relationships:write",
+    "graph:read",
+    "transfer",
+    "metrics:read",
+    "admin",
+)
+
+#: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
+#: not microseconds), or in the bounded heavy pool (may touch the whole registry).
+Runs = Literal["loop", "light", "heavy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation of the API."""
+
+    #: snake_case name: the Python client's method, camelCase in TypeScript (DESIGN §10).
+    name: str
+    method: str
+    #: Path template under the server root, ``{id}`` style parameters.
+    path: str
+    summary: str
+    tag: str
+    #: The scope required (DESIGN §7); None: public (health, docs).
+    scope: str | None
+    #: Rate-limit cost; a batch costs this per item of its ``items`` field.
+    cost: int = 1
+    #: msgspec type of the JSON body; ``bytes`` for a raw body; None: no body.
+    body: Any = None
+    query: Any = None
+    #: Type of a 2xx JSON answer (None: no body).
+    response: Any = None
+    status: int = 200
+    #: Error statuses beyond those any body or query can produce.
+    errors: tuple[int, ...] = ()
+    runs: Runs = "loop"
+    #: The body field holding a batch's items (bounded by the service's item cap).
+    items: str | None = None
+    #: Which body limit applies: the general one or the import one.
+    body_limit: Literal["body_limit", "import_body_limit"] = "body_limit"
+    content_types: tuple[str, ...] = ("application/json",)
+    #: A body that works as written (OpenAPI shows it; tests post it).
+    example: Any = None
+    #: Part of the client surface (docs pages and static files are not).
+    client: bool = True
+    param_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.scope is not None and self.scope not in SCOPES:
+            raise ValueError(f"{self.name}: unknown scope {self.scope!r}")
+        names = tuple(s[1:-1] for s in self.path.split("/") if s.startswith("{"))
+        object.__setattr__(self, "param_names", names)
+
+
+_S = f"{PREFIX}/substrates"
+_R = f"{PREFIX}/relationships"
+_ID_ERRORS = (400, 404)
+_INVOKE_ERRORS = (400, 404, 422)
+
+
+def _ex(kind: Any) -> Any:
+    return EXAMPLES[kind.__name__]
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    # --- system -------------------------------------------------------------------------
+    Operation("health", "GET", f"{PREFIX}/health", "Liveness", "system", None, response=t.Health),
+    Operation(
+        "metrics",
+        "GET",
+        f"{PREFIX}/metrics",
+        "Counters of this worker",
+        "system",
+        "metrics:read",
+        response=t.Metrics,
+    ),
+    Operation(
+        "openapi",
+        "GET",
+        f"{PREFIX}/openapi.json",
+        "This document",
+        "system",
+        None,
+        response=dict,
+        client=False,
+    ),
+    Operation(
+        "docs",
+        "GET",
+        f"{PREFIX}/docs",
+        "Swagger UI",
+        "system",
+        None,
+        response=str,
+        content_types=("text/html",),
+        client=False,
+    ),
+    Operation(
+        "redoc",
+        "GET",
+        f"{PREFIX}/redoc",
+        "ReDoc",
+        "system",
+        None,
+        response=str,
+        content_types=("text/html",),
+        client=False,
+    ),
+    Operation(
+        "static",
+        "GET",
+        f"{PREFIX}/static/{{name}}",
+        "Files of the docs pages",
+        "system",
+        None,
+        response=str,
+        errors=(404,),
+        content_types=("text/javascript", "text/css"),
+        client=False,
+    ),
+    # --- substrates -----------------------------------------------------------------------
+    Operation(
+        "create_substrate",
+        "POST",
+        _S,
+        "Create a substrate",
+        "substrates",
+        "substrates:write",
+        body=t.CreateSubstrate,
+        response=t.SubstrateRecord,
+        status=201,
+        errors=(409, 422),
+        example=_ex(t.CreateSubstrate),
+    ),
+    Operation(
+        "list_substrates",
+        "GET",
+        _S,
+        "List substrates by id, a page at a time (count = all substrates)",
+        "substrates",
+        "substrates:read",
+        query=t.ListQuery,
+        response=t.SubstratePage,
+        errors=(400, 422),
+    ),
+    Operation(
+        "get_substrate",
+        "GET",
+        f"{_S}/{{id}}",
+        "Get a substrate",
+        "substrates",
+        "substrates:read",
+        response=t.SubstrateRecord,
+        errors=_ID_ERRORS,
+    ),
+    Operation(
+        "delete_substrate",
+        "DELETE",
+        f"{_S}/{{id}}",
+        "Delete a substrate and its edges",
+        "substrates",
+        "substrates:write",
+        status=204,
+        errors=_ID_ERRORS,
+    ),
+    Operation(
+        "invoke",
+        "POST",
+        f"{_S}/{{id}}/invoke",
+        "Invoke a substrate",
+        "substrates",
+        "substrates:invoke",
+        body=t.InvokeRequest,
+        response=t.InvokeResponse,
+        errors=_INVOKE_ERRORS,
+        example=_ex(t.InvokeRequest),
+    ),
+    Operation(
+        "divide",
+        "POST",
+        f"{_S}/{{id}}/divide",
+        "The 9 Fibonacci dimensions",
+        "operators",
+        "substrates:read",
+        response=t.DivideResponse,
+        errors=_ID_ERRORS,
+    ),
+    Operation(
+        "multiply",
+        "POST",
+        f"{_S}/multiply",
+        "Multiply dimension values",
+        "operators",
+        "substrates:invoke",
+        body=t.MultiplyRequest,
+        response=t.MultiplyResponse,
+        errors=(422,),
+        example=_ex(t.MultiplyRequest),
+    ),
+    *(
+        Operation(
+            name,
+            "POST",
+            f"{_S}/{{id}}/{name}",
+            summary,
+            "operators",
+            "substrates:invoke",
+            body=body,
+            response=response,
+            errors=_INVOKE_ERRORS,
+            example=_ex(body),
+        )
+        for name, summary, body, response in (
+            ("add", "Add to a substrate's value", t.ValueRequest, t.ArithmeticResponse),
+            ("subtract", "Subtract from a substrate's value", t.ValueRequest, t.ArithmeticResponse),
+            ("modulus", "Value modulo m", t.ModulusRequest, t.ModulusResponse),
+            ("power", "Value to a power", t.PowerRequest, t.PowerResponse),
+            ("root", "Root of the value", t.RootRequest, t.PowerResponse),
+        )
+    ),
+    Operation(
+        "create_substrates",
+        "POST",
+        f"{_S}/batch",
+        "Create many substrates",
+        "substrates",
+        "substrates:write",
+        body=t.BatchCreate,
+        response=t.BatchResult,
+        errors=(413, 422),
+        runs="heavy",
+        items="substrates",
+        example=_ex(t.BatchCreate),
+    ),
+    Operation(
+        "invoke_many",
+        "POST",
+        f"{_S}/batch/invoke",
+        "Invoke many substrates",
+        "substrates",
+        "substrates:invoke",
+        body=t.BatchInvoke,
+        response=t.BatchInvokeResult,
+        errors=(413, 422),
+        runs="heavy",
+        items="invocations",
+        example=_ex(t.BatchInvoke),
+    ),
+    Operation(
+        "search",
+        "GET",
+        f"{_S}/search",
+        "Search by metadata name and type, oldest first, paged by cursor",
+        "substrates",
+        "substrates:read",
+        cost=5,
+        query=t.SearchQuery,
+        response=t.SubstrateList,
+        errors=(422,),
+        runs="heavy",
+    ),
+    Operation(
+        "query",
+        "POST",
+        f"{_S}/query",
+        "Filter and sort substrates, paged by cursor",
+        "substrates",
+        "substrates:read",
+        cost=5,
+        body=t.QueryRequest,
+        response=t.SubstrateList,
+        errors=(422,),
+        runs="heavy",
+        example=_ex(t.QueryRequest),
+    ),
+    # --- transfer -------------------------------------------------------------------------
+    Operation(
+        "export",
+        "GET",
+        f"{_S}/export",
+        "Export everything (json or ndjson)",
+        "transfer",
+        "transfer",
+        cost=100,
+        query=t.ExportQuery,
+        response=t.ExportDocument,
+        errors=(422,),
+        runs="heavy",
+        content_types=("application/json", "application/x-ndjson"),
+    ),
+    Operation(
+        "import_records",
+        "POST",
+        f"{_S}/import",
+        "Import an export (json or ndjson)",
+        "transfer",
+        "transfer",
+        cost=100,
+        body=bytes,
+        response=t.ImportResult,
+        errors=(400, 404, 409, 415, 422),
+        runs="heavy",
+        body_limit="import_body_limit",
+        content_types=("application/json", "application/x-ndjson"),
+        example=IMPORT_EXAMPLE,
+    ),
+    # --- relationships --------------------------------------------------------------------
+    Operation(
+        "create_relationship",
+        "POST",
+        _R,
+        "Create a typed edge",
+        "relationships",
+        "relationships:write",
+        body=t.CreateRelationship,
+        response=t.RelationshipRecord,
+        status=201,
+        errors=(404, 409, 422),
+        example=_ex(t.CreateRelationship),
+    ),
+    Operation(
+        "list_relationships",
+        "GET",
+        _R,
+        "Edges filtered by type, source, target, paged by cursor (or offset)",
+        "relationships",
+        "relationships:read",
+        query=t.RelationshipQuery,
+        response=t.RelationshipPage,
+        errors=(400, 422),
+    ),
+    Operation(
+        "create_relationships",
+        "POST",
+        f"{_R}/batch",
+        "Create many edges",
+        "relationships",
+        "relationships:write",
+        body=t.BatchRelate,
+        response=t.BatchResult,
+        errors=(413, 422),
+        runs="heavy",
+        items="relationships",
+        example=_ex(t.BatchRelate),
+    ),
+    Operation(
+        "relationship_stats",
+        "GET",
+        f"{_R}/stats",
+        "Edge counts, degrees, isolated nodes",
+        "relationships",
+        "relationships:read",
+        cost=10,
+        response=t.RelationshipStats,
+        runs="light",
+    ),
+    *(
+        Operation(
+            direction,
+            "GET",
+            f"{_R}/{direction}/{{id}}",
+            f"Edges {word} a substrate, newest first, paged by cursor (or offset)",
+            "relationships",
+            "relationships:read",
+            query=t.EdgeQuery,
+            response=t.RelationshipPage,
+            errors=(400, 404, 422),
+        )
+        for direction, word in (("outgoing", "out of"), ("incoming", "into"))
+    ),
+    Operation(
+        "get_relationship",
+        "GET",
+        f"{_R}/{{rid}}",
+        "Get an edge",
+        "relationships",
+        "relationships:read",
+        response=t.RelationshipRecord,
+        errors=_ID_ERRORS,
+    ),
+    Operation(
+        "delete_relationship",
+        "DELETE",
+        f"{_R}/{{rid}}",
+        "Delete an edge",
+        "relationships",
+        "relationships:write",
+        status=204,
+        errors=_ID_ERRORS,
+    ),
+    # --- graph algorithms -----------------------------------------------------------------
+    Operation(
+        "traverse",
+        "POST",
+        f"{_R}/traverse",
+        "Breadth-first traversal with depths, crossed edges and paths",
+        "graph",
+        "graph:read",
+        cost=10,
+        body=t.TraverseRequest,
+        response=t.TraverseResponse,
+        errors=(404, 422),
+        runs="heavy",
+        example=_ex(t.TraverseRequest),
+    ),
+    Operation(
+        "shortest_path",
+        "GET",
+        f"{_R}/path/{{src}}/{{dst}}",
+        "Shortest path (fewest steps); 404 no_path when there is none",
+        "graph",
+        "graph:read",
+        cost=10,
+        query=t.PathQuery,
+        response=t.PathResponse,
+        errors=(400, 404, 422),
+        runs="heavy",
+    ),
+    Operation(
+        "cycles",
+        "GET",
+        f"{_R}/cycles",
+        "Whether the graph has cycles, and some",
+        "graph",
+        "graph:read",
+        cost=50,
+        query=t.CyclesQuery,
+        response=t.CyclesResponse,
+        errors=(422,),
+        runs="heavy",
+    ),
+    Operation(
+        "components",
+        "GET",
+        f"{_R}/components",
+        "Strongly connected components, largest first, paged",
+        "graph",
+        "graph:read",
+        cost=50,
+        query=t.ComponentsQuery,
+        response=t.ComponentsResponse,
+        errors=(422,),
+        runs="heavy",
+    ),
+    Operation(
+        "pagerank",
+        "GET",
+        f"{_R}/pagerank",
+        "PageRank scores, highest first, paged",
+        "graph",
+        "graph:read",
+        cost=100,
+        query=t.PageRankQuery,
+        response=t.PageRankResponse,
+        errors=(422,),
+        runs="heavy",
+    ),
+)
+
+BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
+if len(BY_NAME) != len(OPERATIONS):
+    raise RuntimeError("operation names must be unique")
