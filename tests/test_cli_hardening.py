@@ -20,7 +20,7 @@ import pytest
 
 import bfx
 from bfx import Registry, capacity, cli, errors
-from bfx.asgi import config
+from bfx import settings as config
 
 # -- helpers -------------------------------------------------------------------------------
 

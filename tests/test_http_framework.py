@@ -11,7 +11,7 @@ import bfx
 from asgi_driver import Driver, finish, started
 from bfx.api.operations import Operation
 from bfx.asgi import App, Settings
-from bfx.asgi.config import parse_size, split_origins
+from bfx.settings import parse_size, split_origins
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
 from bfx.asgi.router import Route, Router
 

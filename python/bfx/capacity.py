@@ -26,7 +26,7 @@ is available) it also writes N substrates of the same shape through it and repor
 the bytes on disk per substrate: sampled, then extrapolated.
 
 Sizes are read as ``bfx serve --body-limit`` reads them (one grammar,
-:func:`bfx.asgi.config.parse_size`): whole numbers with binary units, ``15GiB`` =
+:func:`bfx.settings.parse_size`): whole numbers with binary units, ``15GiB`` =
 ``15GB`` = ``15G`` = 15 x 2**30 bytes (as the seed's "15 GB = 15,360 MB"); ``--reserve``
 also takes ``0``. A ``--ram`` too small to hold ``--reserve`` and the process's own
 baseline is refused (exit 2): there would be nothing to project.
@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bfx.asgi.config import parse_size
+from bfx.settings import parse_size
 
 __all__ = ["Shape", "add_parser", "main", "parse_size", "run"]
 

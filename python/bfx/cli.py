@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bfx.asgi.config import Settings
+    from bfx.settings import Settings
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ def _port(text: str) -> int:
 
 
 def _size(text: str) -> int:
-    from bfx.asgi.config import parse_size
+    from bfx.settings import parse_size
 
     try:
         return parse_size(text)
@@ -55,7 +55,7 @@ def _size(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    from bfx.asgi.config import parse_seconds
+    from bfx.settings import parse_seconds
 
     try:
         return parse_seconds(text)
@@ -212,7 +212,7 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) -> None:
-    from bfx.asgi.config import DEFAULT_DATA_DIR
+    from bfx.settings import DEFAULT_DATA_DIR
 
     g = p.add_argument_group(
         "storage (give at most one of "
@@ -254,7 +254,7 @@ def _add_storage_arguments(p: argparse.ArgumentParser, *, allow_memory: bool) ->
 def _locator(args: argparse.Namespace) -> str:
     """The store the flags name (argparse refuses two of them), else the one the
     environment names (BFX_DATABASE_URL before BFX_DATA_DIR), else ./bfx-data."""
-    from bfx.asgi.config import DEFAULT_DATA_DIR
+    from bfx.settings import DEFAULT_DATA_DIR
 
     if getattr(args, "memory", False):
         return "memory"
@@ -273,12 +273,10 @@ def _fail(message: str) -> int:
 
 
 def _open_registry(args: argparse.Namespace) -> object:
-    from bfx import Registry
-    from bfx.asgi.app import open_store_for
-    from bfx.asgi.config import Settings
+    from bfx.settings import Settings
 
     settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync)
-    return Registry(storage=open_store_for(settings))
+    return settings.open_registry()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -289,9 +287,8 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
 
     import bfx
-    from bfx.asgi.app import open_store_for, shares_state_across_processes
-    from bfx.asgi.config import Settings, split_origins
     from bfx.errors import StorageError
+    from bfx.settings import Settings, split_origins
 
     base = Settings.from_env()
     changes: dict[str, object] = {
@@ -312,7 +309,7 @@ def _serve(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     settings = msgspec.structs.replace(base, **changes)
-    if args.workers > 1 and not shares_state_across_processes(settings):
+    if args.workers > 1 and not settings.shares_state_across_processes:
         # Each worker is its own process: with an in-memory registry every
         # worker would answer from a different registry (the prototype's bug).
         print(
@@ -330,7 +327,7 @@ def _serve(args: argparse.Namespace) -> int:
     # directory, a newer schema or an unreachable database stops here, with the
     # reason and a non-zero exit, and the schema is migrated once.
     try:
-        store = open_store_for(settings)
+        store = settings.open_store()
     except StorageError as exc:
         return _fail(exc.message)
     description = store.describe()

@@ -26,7 +26,7 @@ import msgspec
 
 from bfx import errors
 from bfx.api import types as s
-from bfx.asgi.errors import MalformedJsonError, field_error
+from bfx.api.decoding import MalformedJsonError, field_error
 
 __all__ = [
     "FORMATS",

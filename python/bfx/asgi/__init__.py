@@ -5,6 +5,6 @@ settings from ``BFX_*`` environment variables.
 """
 
 from bfx.asgi.app import App, create_app
-from bfx.asgi.config import Settings
+from bfx.settings import Settings
 
 __all__ = ["App", "Settings", "create_app"]

@@ -6,7 +6,7 @@ Routes flagged ``offload`` (batches, search, export, import, stats) run in a wor
 thread so one big request does not stall every other connection.
 
 Granian imports :func:`create_app` as a factory in every worker process; settings come
-from the environment (:class:`~bfx.asgi.config.Settings`).
+from the environment (:class:`~bfx.settings.Settings`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from bfx.asgi.access_log import AccessLog
 from bfx.asgi.admission import HeavyPool, check_depth, check_items, next_chunk, watch_disconnect
 from bfx.asgi.base import JSON, Request, Response, encode
 from bfx.asgi.body_deadline import BodyDeadlines, BodyTimeoutError
-from bfx.asgi.config import Settings
 from bfx.asgi.cors import Cors
 from bfx.asgi.errors import (
     BodyTooLargeError,
@@ -41,8 +40,9 @@ from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.router import Route, Router, allowed
 from bfx.budget import Cancelled
 from bfx.errors import OverloadedError
+from bfx.settings import Settings
 
-__all__ = ["App", "create_app", "open_registry", "open_store_for"]
+__all__ = ["App", "create_app"]
 
 log = logging.getLogger("bfx.asgi")
 
@@ -53,33 +53,6 @@ WORKER_SWITCH_INTERVAL = 0.001
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
-
-
-def open_registry(settings: Settings) -> Any:
-    """The registry the service runs on: the one place where storage gets chosen."""
-    from bfx import Registry
-
-    return Registry(storage=open_store_for(settings))
-
-
-def open_store_for(settings: Settings) -> Any:
-    """The store the settings name (opened, schema checked; not yet loaded)."""
-    from bfx.storage import is_memory, open_store
-
-    options = {}
-    if not is_memory(settings.storage) and not settings.storage.startswith(
-        ("postgresql://", "postgres://")
-    ):
-        options["synchronous"] = settings.sqlite_synchronous
-    return open_store(settings.storage, **options)
-
-
-def shares_state_across_processes(settings: Settings) -> bool:
-    """Whether several worker processes see one registry: yes for a database
-    (each follows its change log), no for the in-memory store."""
-    from bfx.storage import is_memory
-
-    return not is_memory(settings.storage)
 
 
 class _ClientGone(Exception):
@@ -115,7 +88,7 @@ class App:
         registry_factory: Callable[[Settings], Any] | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._registry_factory = registry_factory or open_registry
+        self._registry_factory = registry_factory or Settings.open_registry
         self.registry: Any = None
         self.router = Router(handlers.bind())
         self._decoder = _decoders(self.router.routes)

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from bfx import errors
-from bfx.asgi.errors import PathIdError, field_error
+from bfx.api.decoding import field_error
+from bfx.asgi.errors import PathIdError
 from bfx.identity import parse_id
 
 if TYPE_CHECKING:

@@ -8,12 +8,11 @@ id in the URL) and :func:`error_body`, which every error answer goes through.
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any
 
 import msgspec
 
 from bfx import errors
+from bfx.api.decoding import MalformedJsonError, field_error
 
 __all__ = [
     "BodyTooLargeError",
@@ -46,11 +45,6 @@ class MethodNotAllowedError(errors.BfxError):
         self.allow = allow
 
 
-class MalformedJsonError(errors.BfxError):
-    code = "malformed_json"
-    status = 400
-
-
 class PathIdError(errors.InvalidIdError):
     """An id in the URL (path or query string) is not 1-16 hex digits: 400, not 422."""
 
@@ -72,38 +66,6 @@ class BodyTooLargeError(errors.BfxError):
 
 class InternalError(errors.BfxError):
     """What a client sees of a bug: no traceback, no internals."""
-
-
-_AT = re.compile(r" - at `\$([^`]*)`$")
-_NAMED = re.compile(r"field `([^`]*)`")
-
-
-def field_error(
-    exc: msgspec.ValidationError, location: str = "body", prefix: str = ""
-) -> errors.ValidationError:
-    """A msgspec validation failure as a 422 whose ``details.field`` names the input.
-
-    msgspec says ``Expected `int`, got `str` - at `$.items[0].value```; missing and unknown
-    fields are named in the text instead (``Object missing required field `x```), so both
-    are folded into one dotted path: ``items[0].value``.
-    """
-    text = str(exc)
-    path = ""
-    match = _AT.search(text)
-    if match:
-        path = match.group(1)
-        text = text[: match.start()]
-    named = _NAMED.search(text)
-    if named:
-        path = f"{path}.{named.group(1)}"
-    field = prefix + path.lstrip(".")
-    if prefix and path.startswith("["):
-        field = prefix.rstrip(".") + path
-    details: dict[str, Any] = {"location": location}
-    if field:
-        details["field"] = field
-        text = f"{field}: {text}"
-    return errors.ValidationError(text, details)
 
 
 def error_body(exc: BaseException) -> tuple[int, errors.BfxError]:

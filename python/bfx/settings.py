@@ -1,4 +1,5 @@
-"""Service settings, read from ``BFX_*`` environment variables.
+"""Service settings, read from ``BFX_*`` environment variables (and the size, time and
+count grammars their flags share).
 
 Granian starts one interpreter per worker and each imports the app through a factory,
 so the environment is the one channel every worker shares: ``bfx serve`` writes the
@@ -87,6 +88,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             or DEFAULT_DATA_DIR
         )
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    def open_store(self) -> Any:
+        """The store the settings name (opened, schema checked; not yet loaded)."""
+        from bfx.storage import is_memory, open_store
+
+        options = {}
+        if not is_memory(self.storage) and not self.storage.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            options["synchronous"] = self.sqlite_synchronous
+        return open_store(self.storage, **options)
+
+    def open_registry(self) -> Any:
+        """The registry the service runs on: the one place where storage gets chosen."""
+        from bfx import Registry
+
+        return Registry(storage=self.open_store())
+
+    @property
+    def shares_state_across_processes(self) -> bool:
+        """Whether several worker processes see one registry: yes for a database
+        (each follows its change log), no for the in-memory store."""
+        from bfx.storage import is_memory
+
+        return not is_memory(self.storage)
 
     def to_env(self) -> dict[str, str]:
         """The inverse of :meth:`from_env`, for handing settings to worker processes."""
