@@ -3,7 +3,7 @@
 Every error raised by bfx is a :class:`BfxError`. Each class carries a stable
 ``code`` (the ``error`` field of an HTTP error body) and the HTTP ``status`` the
 v1 API answers with. The Rust core raises these same classes: its one error enum
-is mapped onto them in ``rust/src/py.rs``, by class name.
+is mapped onto them in ``rust/src/py/errors.rs``, by class name.
 
 Codes are part of the public contract: never rename one, only add.
 """

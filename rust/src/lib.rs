@@ -2,7 +2,7 @@
 //! store with its adjacency indices, and bulk dump/load.
 //!
 //! Everything here is plain Rust and never touches Python; the PyO3 binding
-//! layer lives in [`py`] and is compiled only with the `python` feature.
+//! layer lives in `py/` and is compiled only with the `python` feature.
 
 pub mod arena;
 pub mod dump;
@@ -16,8 +16,6 @@ mod slab;
 
 #[cfg(feature = "python")]
 mod py;
-#[cfg(feature = "python")]
-mod py_graph;
 
 pub use arena::{Arena, EdgeView, NewEdge, NewSubstrate, SubstrateView};
 pub use error::{CoreError, CoreResult};

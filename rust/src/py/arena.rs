@@ -1,135 +1,23 @@
-//! The PyO3 binding layer: `bfx._core`.
-//!
-//! Thin by design. Each call converts its Python arguments to Rust values,
-//! does the work (with the GIL released where it can take more than a few
-//! microseconds), and converts the answer back. The arena holds only Rust
-//! data. Core errors become `bfx.errors` classes in [`error_instance`], the
-//! one place that maps them.
-//!
-//! Lock discipline, which rules out deadlocks between the arena's lock and the
-//! GIL:
-//! * no thread waits for the lock while holding the GIL: long calls release
-//!   the GIL first, short ones try the lock and otherwise wait detached
-//!   ([`Arena::with_read`], [`Arena::with_write`]);
-//! * no Python code runs while the lock is held: results are copied out, the
-//!   lock is released, and only then are Python objects (and exceptions, whose
-//!   constructors are Python code that may hand the GIL to another thread)
-//!   built.
+//! The `Arena` class: the substrate arena and relationship store, with the
+//! lock discipline of the binding layer (see [`super`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate, SubstrateView};
-use crate::error::CoreError;
-use crate::identity::{format_id, parse_id};
+use super::convert::{
+    edge_items, edge_list_into_py, edges_into_py, id_arg, now_micros, opt_id_arg, records_into_py,
+    rel_arg, results_into_py, substrate_items, EdgeOut, OwnedEdgeIn, OwnedSubstrate, SubstrateOut,
+};
+use super::errors::{not_found, CoreResultExt};
+use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate};
+use crate::dump;
+use crate::error::{CoreError, Kind};
 use crate::kinds::{ExprType, RelType};
-use crate::{dump, identity};
-
-// ---------------------------------------------------------------- errors
-
-static ERRORS_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-
-fn error_class(err: &CoreError) -> &'static str {
-    match err {
-        CoreError::InvalidId(_) => "InvalidIdError",
-        CoreError::NotFound { .. } => "NotFoundError",
-        CoreError::Duplicate { .. } => "DuplicateError",
-        CoreError::Collision { .. } => "CollisionError",
-        CoreError::IdMismatch { .. } | CoreError::InvalidExprType(_) => "ValidationError",
-        CoreError::InvalidRelType(_) => "InvalidRelationshipTypeError",
-        CoreError::TooLarge(_) => "LimitExceededError",
-        CoreError::CorruptDump(_) => "StorageError",
-    }
-}
-
-fn error_details<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'py, PyDict>> {
-    let details = PyDict::new(py);
-    match err {
-        CoreError::InvalidId(text) => details.set_item("value", text)?,
-        CoreError::NotFound { kind, id } | CoreError::Duplicate { kind, id } => {
-            details.set_item(kind.id_field(), format_id(*id))?
-        }
-        CoreError::Collision { id } => details.set_item("id", format_id(*id))?,
-        CoreError::IdMismatch { given, computed } => {
-            details.set_item("given", format_id(*given))?;
-            details.set_item("computed", format_id(*computed))?;
-        }
-        CoreError::InvalidRelType(name) => {
-            details.set_item("rel_type", name)?;
-            let allowed: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
-            details.set_item("allowed", allowed)?;
-        }
-        CoreError::InvalidExprType(name) => details.set_item("expression_type", name)?,
-        CoreError::TooLarge(field) => details.set_item("field", *field)?,
-        CoreError::CorruptDump(_) => {}
-    }
-    Ok(details)
-}
-
-/// The `bfx.errors` exception instance for a core error (not raised).
-fn error_instance<'py>(py: Python<'py>, err: &CoreError) -> PyResult<Bound<'py, PyAny>> {
-    let module =
-        ERRORS_MODULE.get_or_try_init(py, || py.import("bfx.errors").map(Bound::unbind))?;
-    let class = module.bind(py).getattr(error_class(err))?;
-    class.call1((err.to_string(), error_details(py, err)?))
-}
-
-pub(crate) fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
-    match error_instance(py, &err) {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(failure) => failure,
-    }
-}
-
-trait IntoPy<T> {
-    fn py_err(self, py: Python<'_>) -> PyResult<T>;
-}
-
-impl<T> IntoPy<T> for Result<T, CoreError> {
-    fn py_err(self, py: Python<'_>) -> PyResult<T> {
-        self.map_err(|e| to_pyerr(py, e))
-    }
-}
-
-// ---------------------------------------------------------------- arguments
-
-/// An id given as an int in u64 range, or as text in the documented form.
-pub(crate) fn id_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let py = obj.py();
-    if obj.is_instance_of::<PyBool>() {
-        return Err(to_pyerr(py, CoreError::InvalidId(obj.repr()?.to_string())));
-    }
-    if let Ok(id) = obj.extract::<u64>() {
-        return Ok(id);
-    }
-    if let Ok(text) = obj.cast::<PyString>() {
-        return parse_id(text.to_str()?).py_err(py);
-    }
-    Err(to_pyerr(py, CoreError::InvalidId(obj.repr()?.to_string())))
-}
-
-fn opt_id_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
-    obj.filter(|o| !o.is_none()).map(id_arg).transpose()
-}
-
-fn rel_arg(py: Python<'_>, name: Option<&str>) -> PyResult<Option<RelType>> {
-    name.map(RelType::parse).transpose().py_err(py)
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
 
 /// `CoreArena::outgoing` or `CoreArena::incoming`.
 type Neighbours = for<'a> fn(
@@ -140,178 +28,11 @@ type Neighbours = for<'a> fn(
     usize,
 ) -> Result<(usize, Vec<EdgeView<'a>>), CoreError>;
 
-/// One `insert_many` item as Python hands it in.
-type SubstrateItem<'py> = (
-    String,
-    String,
-    String,
-    Vec<u8>,
-    Option<i64>,
-    Option<Bound<'py, PyAny>>,
-);
-
-/// `(rel_type, source, target, bidirectional, constraints, created_at)`.
-type EdgeItem<'py> = (
-    String,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Vec<u8>,
-    Option<i64>,
-);
-
-/// A substrate as handed in by a batch call, owned so the GIL can be released.
-struct OwnedSubstrate {
-    expr_type: ExprType,
-    code: String,
-    canonical: String,
-    metadata: Vec<u8>,
-    created_at: i64,
-    expected_id: Option<u64>,
-}
-
-impl OwnedSubstrate {
-    fn as_new(&self) -> NewSubstrate<'_> {
-        NewSubstrate {
-            expr_type: self.expr_type,
-            code: &self.code,
-            canonical: &self.canonical,
-            metadata: &self.metadata,
-            created_at: self.created_at,
-            expected_id: self.expected_id,
-        }
-    }
-}
-
-struct OwnedEdgeIn {
-    rel: RelType,
-    source: u64,
-    target: u64,
-    bidirectional: bool,
-    constraints: Vec<u8>,
-    created_at: i64,
-}
-
-// ---------------------------------------------------------------- results
-
-/// A record copied out of the arena so the lock can be released before
-/// Python objects are built.
-struct SubstrateOut {
-    id: u64,
-    expr_type: ExprType,
-    code: String,
-    canonical: Option<String>,
-    metadata: Vec<u8>,
-    created_at: i64,
-    invocations: u32,
-}
-
-impl From<SubstrateView<'_>> for SubstrateOut {
-    fn from(v: SubstrateView<'_>) -> Self {
-        SubstrateOut {
-            id: v.id,
-            expr_type: v.expr_type,
-            code: v.code.to_owned(),
-            canonical: (v.canonical != v.code).then(|| v.canonical.to_owned()),
-            metadata: v.metadata.to_vec(),
-            created_at: v.created_at,
-            invocations: v.invocations,
-        }
-    }
-}
-
-impl SubstrateOut {
-    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-        let code = PyString::new(py, &self.code);
-        let canonical = match &self.canonical {
-            Some(c) => PyString::new(py, c),
-            None => code.clone(),
-        };
-        (
-            self.id,
-            self.expr_type.name(),
-            code,
-            canonical,
-            PyBytes::new(py, &self.metadata),
-            self.created_at,
-            self.invocations,
-        )
-            .into_pyobject(py)
-    }
-}
-
-struct EdgeOut {
-    id: u64,
-    rel: RelType,
-    source: u64,
-    target: u64,
-    bidirectional: bool,
-    constraints: Vec<u8>,
-    created_at: i64,
-}
-
-impl From<EdgeView<'_>> for EdgeOut {
-    fn from(v: EdgeView<'_>) -> Self {
-        EdgeOut {
-            id: v.id,
-            rel: v.rel,
-            source: v.source,
-            target: v.target,
-            bidirectional: v.bidirectional,
-            constraints: v.constraints.to_vec(),
-            created_at: v.created_at,
-        }
-    }
-}
-
-impl EdgeOut {
-    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-        (
-            self.id,
-            self.rel.name(),
-            self.source,
-            self.target,
-            self.bidirectional,
-            PyBytes::new(py, &self.constraints),
-            self.created_at,
-        )
-            .into_pyobject(py)
-    }
-}
-
-fn edges_into_py(
-    py: Python<'_>,
-    total: usize,
-    edges: Vec<EdgeOut>,
-) -> PyResult<(usize, Bound<'_, PyList>)> {
-    let items = edges
-        .into_iter()
-        .map(|e| e.into_py(py))
-        .collect::<PyResult<Vec<_>>>()?;
-    Ok((total, PyList::new(py, items)?))
-}
-
-fn results_into_py<'py>(
-    py: Python<'py>,
-    results: Vec<Result<u64, CoreError>>,
-) -> PyResult<Bound<'py, PyList>> {
-    let items = results
-        .iter()
-        .map(|r| match r {
-            Ok(id) => Ok(id.into_pyobject(py)?.into_any()),
-            Err(e) => error_instance(py, e),
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
-}
-
-// ---------------------------------------------------------------- the class
-
 /// The in-memory substrate arena and relationship store. Thread-safe: reads
 /// share a lock, writes take it alone.
 #[pyclass(frozen, module = "bfx._core")]
 pub struct Arena {
-    pub(crate) inner: RwLock<CoreArena>,
+    pub(super) inner: RwLock<CoreArena>,
 }
 
 impl Arena {
@@ -463,39 +184,12 @@ impl Arena {
         atomic: bool,
         dry_run: bool,
     ) -> PyResult<(Bound<'py, PyList>, bool)> {
-        let mut owned = Vec::new();
-        for item in items.try_iter()? {
-            let item = item?;
-            let (t, code, canonical, metadata, created_at, expected): SubstrateItem<'py> = item.extract().map_err(|_| {
-                PyTypeError::new_err(
-                    "each item must be (expression_type, code, canonical, metadata: bytes, created_at, expected_id)",
-                )
-            })?;
-            owned.push((
-                t,
-                code,
-                canonical,
-                metadata,
-                created_at,
-                opt_id_arg(expected.as_ref())?,
-            ));
-        }
+        let owned = substrate_items(items)?;
         let now = now_micros();
         let (results, written) = py.detach(|| {
             // Items with a bad expression type fail alone; the rest go through.
-            let parsed: Vec<Result<OwnedSubstrate, CoreError>> = owned
-                .into_iter()
-                .map(|(t, code, canonical, metadata, created_at, expected_id)| {
-                    Ok(OwnedSubstrate {
-                        expr_type: ExprType::parse(&t)?,
-                        code,
-                        canonical,
-                        metadata,
-                        created_at: created_at.unwrap_or(now),
-                        expected_id,
-                    })
-                })
-                .collect();
+            let parsed: Vec<Result<OwnedSubstrate, CoreError>> =
+                owned.into_iter().map(|item| item.parse(now)).collect();
             let valid: Vec<NewSubstrate<'_>> = parsed
                 .iter()
                 .filter_map(|p| p.as_ref().ok().map(OwnedSubstrate::as_new))
@@ -527,13 +221,7 @@ impl Arena {
         let out = self.with_read(py, |a| a.get(id).map(SubstrateOut::from));
         match out {
             Some(record) => record.into_py(py),
-            None => Err(to_pyerr(
-                py,
-                CoreError::NotFound {
-                    kind: crate::error::Kind::Substrate,
-                    id,
-                },
-            )),
+            None => Err(not_found(py, Kind::Substrate, id)),
         }
     }
 
@@ -599,11 +287,7 @@ impl Arena {
                 .collect();
             (records, next)
         });
-        let items = records
-            .into_iter()
-            .map(|r| r.into_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((PyList::new(py, items)?, next))
+        Ok((records_into_py(py, records)?, next))
     }
 
     /// Up to `limit` records in storage order from position `position`, and
@@ -626,11 +310,7 @@ impl Arena {
                 next,
             )
         });
-        let items = records
-            .into_iter()
-            .map(|r| r.into_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((PyList::new(py, items)?, next))
+        Ok((records_into_py(py, records)?, next))
     }
 
     /// Like `scan`, for relationships.
@@ -649,11 +329,7 @@ impl Arena {
                 next,
             )
         });
-        let items = edges
-            .into_iter()
-            .map(|e| e.into_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((PyList::new(py, items)?, next))
+        Ok((edge_list_into_py(py, edges)?, next))
     }
 
     /// Every substrate id, in storage order.
@@ -716,39 +392,11 @@ impl Arena {
         dry_run: bool,
     ) -> PyResult<(Bound<'py, PyList>, bool)> {
         let now = now_micros();
-        let mut parsed: Vec<Result<OwnedEdgeIn, CoreError>> = Vec::new();
-        for item in items.try_iter()? {
-            let item = item?;
-            // `bidirectional` is read for its truth, so database rows (0/1) load as-is.
-            let (rel, source, target, bidirectional, constraints, created_at): EdgeItem<'py> =
-                item.extract().map_err(|_| {
-                PyTypeError::new_err(
-                    "each item must be (rel_type, source, target, bidirectional, constraints: bytes, created_at)",
-                )
-            })?;
-            let (source, target) = (id_arg(&source)?, id_arg(&target)?);
-            let bidirectional = bidirectional.is_truthy()?;
-            parsed.push(RelType::parse(&rel).map(|rel| OwnedEdgeIn {
-                rel,
-                source,
-                target,
-                bidirectional,
-                constraints,
-                created_at: created_at.unwrap_or(now),
-            }));
-        }
+        let parsed = edge_items(items, now)?;
         let (results, written) = py.detach(|| {
             let valid: Vec<NewEdge<'_>> = parsed
                 .iter()
-                .filter_map(|p| p.as_ref().ok())
-                .map(|e| NewEdge {
-                    rel: e.rel,
-                    source: e.source,
-                    target: e.target,
-                    bidirectional: e.bidirectional,
-                    constraints: &e.constraints,
-                    created_at: e.created_at,
-                })
+                .filter_map(|p| p.as_ref().ok().map(OwnedEdgeIn::as_new))
                 .collect();
             let any_invalid = valid.len() != parsed.len();
             let (mut linked, written) = if dry_run || (atomic && any_invalid) {
@@ -782,13 +430,7 @@ impl Arena {
         let out = self.with_read(py, |a| a.edge(rid).map(EdgeOut::from));
         match out {
             Some(e) => e.into_py(py),
-            None => Err(to_pyerr(
-                py,
-                CoreError::NotFound {
-                    kind: crate::error::Kind::Relationship,
-                    id: rid,
-                },
-            )),
+            None => Err(not_found(py, Kind::Relationship, rid)),
         }
     }
 
@@ -852,83 +494,4 @@ impl Arena {
         d.set_item("relationship_bytes", m.edge_bytes)?;
         Ok(d)
     }
-}
-
-// ---------------------------------------------------------------- functions
-
-/// The 64-bit id of a substrate: XXH3-64 of `expression_type ‖ 0x00 ‖ canonical`.
-#[pyfunction]
-fn substrate_id(py: Python<'_>, expression_type: &str, canonical: &str) -> PyResult<u64> {
-    Ok(identity::substrate_id(
-        ExprType::parse(expression_type).py_err(py)?,
-        canonical,
-    ))
-}
-
-/// The 64-bit id of a relationship: XXH3-64 of `source_le ‖ target_le ‖ TYPE`.
-#[pyfunction]
-fn relationship_id(
-    py: Python<'_>,
-    source: &Bound<'_, PyAny>,
-    target: &Bound<'_, PyAny>,
-    rel_type: &str,
-) -> PyResult<u64> {
-    let rel = RelType::parse(rel_type).py_err(py)?;
-    Ok(identity::relationship_id(
-        id_arg(source)?,
-        id_arg(target)?,
-        rel,
-    ))
-}
-
-#[pyfunction(name = "format_id")]
-fn py_format_id(id: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(format_id(id_arg(id)?))
-}
-
-/// Accepts an int in u64 range or text of 1-16 hex digits (optional 0x).
-#[pyfunction(name = "parse_id")]
-fn py_parse_id(id: &Bound<'_, PyAny>) -> PyResult<u64> {
-    id_arg(id)
-}
-
-/// The upper-case name of a relationship type given in any case.
-#[pyfunction]
-fn normalize_rel_type(py: Python<'_>, name: &str) -> PyResult<&'static str> {
-    Ok(RelType::parse(name).py_err(py)?.name())
-}
-
-/// Whether a JSON text nests arrays/objects more than `limit` deep (brackets in
-/// strings do not count); large texts are scanned with the GIL released.
-#[pyfunction]
-fn json_nesting_exceeds(py: Python<'_>, text: &[u8], limit: usize) -> bool {
-    if text.len() < 1 << 16 {
-        return crate::jsondepth::nesting_exceeds(text, limit);
-    }
-    py.detach(|| crate::jsondepth::nesting_exceeds(text, limit))
-}
-
-#[pyfunction]
-fn now_us() -> i64 {
-    now_micros()
-}
-
-#[pymodule]
-#[pyo3(name = "_core")]
-fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Arena>()?;
-    m.add_function(wrap_pyfunction!(substrate_id, m)?)?;
-    m.add_function(wrap_pyfunction!(relationship_id, m)?)?;
-    m.add_function(wrap_pyfunction!(py_format_id, m)?)?;
-    m.add_function(wrap_pyfunction!(py_parse_id, m)?)?;
-    m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
-    m.add_function(wrap_pyfunction!(now_us, m)?)?;
-    m.add_function(wrap_pyfunction!(json_nesting_exceeds, m)?)?;
-    crate::py_graph::register(m)?;
-    let rel_types: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
-    m.add("REL_TYPES", PyTuple::new(m.py(), rel_types)?)?;
-    let expr_types: Vec<&str> = ExprType::ALL.iter().map(|t| t.name()).collect();
-    m.add("EXPRESSION_TYPES", PyTuple::new(m.py(), expr_types)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
 }

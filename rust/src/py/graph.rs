@@ -1,53 +1,19 @@
 //! Bindings of the graph algorithms ([`crate::graph`]) as `bfx._core`
 //! functions taking an `Arena`.
 //!
-//! Same discipline as [`crate::py`]: arguments are converted first, the work
-//! runs with the GIL released and the arena's read lock held, and Python
-//! objects are built only after the lock is gone. Big answers are cut to the
-//! requested page inside the detached part, so a page of a million-node
-//! result costs the page in Python objects, not the million.
+//! Same discipline as the rest of the layer: arguments are converted first,
+//! the work runs with the GIL released and the arena's read lock held, and
+//! Python objects are built only after the lock is gone. Big answers are cut
+//! to the requested page inside the detached part, so a page of a
+//! million-node result costs the page in Python objects, not the million.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::error::CoreError;
-use crate::graph::{self, Csr, Direction, Rows, TypeMask};
-use crate::kinds::RelType;
-use crate::py::{id_arg, to_pyerr, Arena};
-
-fn validation_error(py: Python<'_>, message: String, field: &str) -> PyErr {
-    let make = || -> PyResult<PyErr> {
-        let details = PyDict::new(py);
-        details.set_item("field", field)?;
-        let class = py.import("bfx.errors")?.getattr("ValidationError")?;
-        Ok(PyErr::from_value(class.call1((message, details))?))
-    };
-    make().unwrap_or_else(|e| e)
-}
-
-fn direction_arg(py: Python<'_>, text: &str) -> PyResult<Direction> {
-    Direction::parse(text).ok_or_else(|| {
-        validation_error(
-            py,
-            format!("direction must be outgoing, incoming or both, not {text:?}"),
-            "direction",
-        )
-    })
-}
-
-fn types_arg(py: Python<'_>, names: Option<Vec<String>>) -> PyResult<TypeMask> {
-    match names {
-        None => Ok(TypeMask::ALL),
-        Some(names) => {
-            let types = names
-                .iter()
-                .map(|n| RelType::parse(n))
-                .collect::<Result<Vec<_>, CoreError>>()
-                .map_err(|e| to_pyerr(py, e))?;
-            Ok(TypeMask::new(Some(&types)))
-        }
-    }
-}
+use super::arena::Arena;
+use super::convert::{direction_arg, id_arg, types_arg};
+use super::errors::{validation_error, CoreResultExt};
+use crate::graph::{self, Csr, Rows, TypeMask};
 
 /// Breadth-first traversal. Returns `(nodes, edges, truncated)`: nodes as
 /// `(id, depth, parent_index, via_relationship_id)` in BFS order (the start
@@ -72,7 +38,7 @@ fn graph_traverse<'py>(
             let a = arena.inner.read();
             graph::traverse(&a, start, dir, max_depth, mask, max_nodes)
         })
-        .map_err(|e| to_pyerr(py, e))?;
+        .py_err(py)?;
     let nodes = t
         .nodes
         .iter()
@@ -122,7 +88,7 @@ fn graph_bfs(
         }
         Ok(layers)
     })
-    .map_err(|e| to_pyerr(py, e))
+    .py_err(py)
 }
 
 /// The fewest-steps path as a list of ids, or None.
@@ -143,7 +109,7 @@ fn graph_shortest_path(
         let a = arena.inner.read();
         graph::shortest_path(&a, src, dst, dir, mask)
     })
-    .map_err(|e| to_pyerr(py, e))
+    .py_err(py)
 }
 
 /// `(count, [(size, ids)])`.
@@ -270,7 +236,7 @@ fn graph_stats<'py>(py: Python<'py>, arena: &Arena) -> PyResult<Bound<'py, PyDic
     Ok(d)
 }
 
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(graph_traverse, m)?)?;
     m.add_function(wrap_pyfunction!(graph_bfs, m)?)?;
     m.add_function(wrap_pyfunction!(graph_shortest_path, m)?)?;

@@ -1,0 +1,78 @@
+//! The module functions of `bfx._core` that need no arena: identities, id
+//! text, relationship-type names, the clock and the JSON nesting check.
+
+use pyo3::prelude::*;
+
+use super::convert::{id_arg, now_micros};
+use super::errors::CoreResultExt;
+use crate::identity::{self, format_id};
+use crate::kinds::{ExprType, RelType};
+
+/// The 64-bit id of a substrate: XXH3-64 of `expression_type ‖ 0x00 ‖ canonical`.
+#[pyfunction]
+fn substrate_id(py: Python<'_>, expression_type: &str, canonical: &str) -> PyResult<u64> {
+    Ok(identity::substrate_id(
+        ExprType::parse(expression_type).py_err(py)?,
+        canonical,
+    ))
+}
+
+/// The 64-bit id of a relationship: XXH3-64 of `source_le ‖ target_le ‖ TYPE`.
+#[pyfunction]
+fn relationship_id(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    target: &Bound<'_, PyAny>,
+    rel_type: &str,
+) -> PyResult<u64> {
+    let rel = RelType::parse(rel_type).py_err(py)?;
+    Ok(identity::relationship_id(
+        id_arg(source)?,
+        id_arg(target)?,
+        rel,
+    ))
+}
+
+#[pyfunction(name = "format_id")]
+fn py_format_id(id: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(format_id(id_arg(id)?))
+}
+
+/// Accepts an int in u64 range or text of 1-16 hex digits (optional 0x).
+#[pyfunction(name = "parse_id")]
+fn py_parse_id(id: &Bound<'_, PyAny>) -> PyResult<u64> {
+    id_arg(id)
+}
+
+/// The upper-case name of a relationship type given in any case.
+#[pyfunction]
+fn normalize_rel_type(py: Python<'_>, name: &str) -> PyResult<&'static str> {
+    Ok(RelType::parse(name).py_err(py)?.name())
+}
+
+/// Whether a JSON text nests arrays/objects more than `limit` deep (brackets in
+/// strings do not count); large texts are scanned with the GIL released.
+#[pyfunction]
+fn json_nesting_exceeds(py: Python<'_>, text: &[u8], limit: usize) -> bool {
+    if text.len() < 1 << 16 {
+        return crate::jsondepth::nesting_exceeds(text, limit);
+    }
+    py.detach(|| crate::jsondepth::nesting_exceeds(text, limit))
+}
+
+/// Now, in microseconds since the Unix epoch.
+#[pyfunction]
+fn now_us() -> i64 {
+    now_micros()
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(substrate_id, m)?)?;
+    m.add_function(wrap_pyfunction!(relationship_id, m)?)?;
+    m.add_function(wrap_pyfunction!(py_format_id, m)?)?;
+    m.add_function(wrap_pyfunction!(py_parse_id, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
+    m.add_function(wrap_pyfunction!(now_us, m)?)?;
+    m.add_function(wrap_pyfunction!(json_nesting_exceeds, m)?)?;
+    Ok(())
+}
