@@ -44,7 +44,10 @@ with Registry(storage=storage) as reg:
         out["s"] = time.perf_counter() - t
     elif case.startswith("get_http"):
         from bfx.asgi.app import App
-        from bfx.asgi.config import Settings
+        try:
+            from bfx.settings import Settings
+        except ImportError:  # a tree from before bfx.settings
+            from bfx.asgi.config import Settings
         s = reg.create("constant", "7", {"name": "seven", "tags": ["a", "b"], "n": 1})
         app = App(Settings(access_log=False), registry_factory=lambda _settings: reg)
         app.registry = reg

@@ -43,29 +43,6 @@ def _failed(answers: list[Any]) -> bool:
     return any(isinstance(a, errors.BfxError) for a in answers)
 
 
-def _check(arena: Arena, kind: str, items: list[tuple[Any, ...]]) -> tuple[list[Answer], Any]:
-    """``Arena.check_<kind>``: the answers and the prepared rows."""
-    check = getattr(arena, f"check_{kind}", None)
-    if check is not None:
-        return check(items)
-    # A core built before ``check_insert_many``/``apply``: check with a dry run and
-    # apply by converting (and hashing) the rows again.
-    answers = getattr(arena, kind)(items, dry_run=True)[0]
-    return answers, (kind, items, answers)
-
-
-def _apply(arena: Arena, prepared: Any, upto: int) -> list[Answer]:
-    if not isinstance(prepared, tuple):
-        return arena.apply(prepared, upto)
-    kind, items, answers = prepared
-    rows = [
-        (*item[:5], a) if kind == "insert_many" else item
-        for item, a in zip(items[:upto], answers, strict=False)
-        if type(a) is int
-    ]
-    return getattr(arena, kind)(rows)[0]
-
-
 class Engine:
     """Owns a store and the arena it fills; every write goes through here."""
 
@@ -103,7 +80,7 @@ class Engine:
         if not self.store.durable and not until_failure:
             return arena.insert_many(items, atomic=atomic, dry_run=dry_run)[0]
         with self.store.write() as w:
-            answers, prepared = _check(arena, "insert_many", items)
+            answers, prepared = arena.check_insert_many(items)
             upto = self._upto(answers, atomic, dry_run, until_failure)
             if upto:
                 self.store.add_substrates(
@@ -127,7 +104,7 @@ class Engine:
         if not self.store.durable and not until_failure:
             return arena.link_many(items, atomic=atomic, dry_run=dry_run)[0]
         with self.store.write() as w:
-            answers, prepared = _check(arena, "link_many", items)
+            answers, prepared = arena.check_link_many(items)
             upto = self._upto(answers, atomic, dry_run, until_failure)
             if upto:
                 self.store.add_relationships(
@@ -153,7 +130,7 @@ class Engine:
     def _apply(self, prepared: Any, upto: int, kind: str) -> None:
         # Checked against this very state under the lock, so the arena cannot refuse
         # it; the store reports it as damage if it ever does.
-        self.store.check_applied(_apply(self.arena, prepared, upto), kind)
+        self.store.check_applied(self.arena.apply(prepared, upto), kind)
 
     def delete_substrate(self, identity: int) -> int:
         """Deletes a substrate and its relationships; returns how many went with it."""

@@ -728,6 +728,35 @@ impl Arena {
         (results, ok)
     }
 
+    /// Inserts `s` under the id [`Arena::check_insert`] computed for it, without
+    /// computing it again (the engine's apply after commit); refuses only an id
+    /// taken since the check.
+    pub fn insert_checked(&mut self, id: u64, s: &NewSubstrate<'_>) -> CoreResult<()> {
+        if self.contains(id) {
+            return Err(CoreError::Duplicate {
+                kind: Kind::Substrate,
+                id,
+            });
+        }
+        self.insert_unchecked(id, s, 0);
+        Ok(())
+    }
+
+    /// Links `e` under the id [`Arena::check_link`] computed for it; refuses a
+    /// missing endpoint or an id taken since the check.
+    pub fn link_checked(&mut self, rid: u64, e: &NewEdge<'_>) -> CoreResult<()> {
+        self.required_slot(e.source)?;
+        self.required_slot(e.target)?;
+        if self.find_edge(rid).is_some() {
+            return Err(CoreError::Duplicate {
+                kind: Kind::Relationship,
+                id: rid,
+            });
+        }
+        self.link_unchecked(rid, e);
+        Ok(())
+    }
+
     pub fn unlink(&mut self, rid: u64) -> CoreResult<()> {
         let e = self.find_edge(rid).ok_or(CoreError::NotFound {
             kind: Kind::Relationship,

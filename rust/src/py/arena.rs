@@ -35,6 +35,26 @@ pub struct Arena {
     pub(super) inner: RwLock<CoreArena>,
 }
 
+/// Rows a check converted, with the ids it computed, waiting for `Arena.apply`
+/// (which takes them, once).
+#[pyclass(frozen, module = "bfx._core")]
+pub struct Prepared {
+    rows: parking_lot::Mutex<Option<PreparedRows>>,
+}
+
+enum PreparedRows {
+    Substrates(Vec<(usize, u64, OwnedSubstrate)>),
+    Edges(Vec<(usize, u64, OwnedEdgeIn)>),
+}
+
+impl Prepared {
+    fn new(rows: PreparedRows) -> Self {
+        Prepared {
+            rows: parking_lot::Mutex::new(Some(rows)),
+        }
+    }
+}
+
 impl Arena {
     /// Runs `f` under the read lock. If the lock is not free at once, the
     /// wait happens with the GIL released: no thread ever waits for the
@@ -415,6 +435,115 @@ impl Arena {
             (results, written)
         });
         Ok((results_into_py(py, results)?, written))
+    }
+
+    /// What `insert_many` would answer for each item, and a handle on the items
+    /// that passed, converted and with their ids computed, for [`Arena::apply`]
+    /// (the engine's write: check, commit, apply, converting and hashing once).
+    /// Writes nothing.
+    fn check_insert_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Prepared)> {
+        let owned = substrate_items(items)?;
+        let now = now_micros();
+        let (results, keep) = py.detach(|| {
+            let parsed: Vec<Result<OwnedSubstrate, CoreError>> =
+                owned.into_iter().map(|item| item.parse(now)).collect();
+            let checked = {
+                let valid: Vec<NewSubstrate<'_>> = parsed
+                    .iter()
+                    .filter_map(|p| p.as_ref().ok().map(OwnedSubstrate::as_new))
+                    .collect();
+                self.inner.read().check_many(&valid)
+            };
+            let mut checked = checked.into_iter();
+            let (mut results, mut keep) = (Vec::with_capacity(parsed.len()), Vec::new());
+            for (index, p) in parsed.into_iter().enumerate() {
+                match p {
+                    Ok(row) => {
+                        let r = checked.next().expect("one result per valid item");
+                        if let Ok(id) = r {
+                            keep.push((index, id, row));
+                        }
+                        results.push(r);
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, keep)
+        });
+        let prepared = Prepared::new(PreparedRows::Substrates(keep));
+        Ok((results_into_py(py, results)?, prepared))
+    }
+
+    /// Like `check_insert_many`, for `link_many` items.
+    fn check_link_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Prepared)> {
+        let now = now_micros();
+        let parsed = edge_items(items, now)?;
+        let (results, keep) = py.detach(|| {
+            let checked = {
+                let valid: Vec<NewEdge<'_>> = parsed
+                    .iter()
+                    .filter_map(|p| p.as_ref().ok().map(OwnedEdgeIn::as_new))
+                    .collect();
+                self.inner.read().check_links(&valid)
+            };
+            let mut checked = checked.into_iter();
+            let (mut results, mut keep) = (Vec::with_capacity(parsed.len()), Vec::new());
+            for (index, p) in parsed.into_iter().enumerate() {
+                match p {
+                    Ok(edge) => {
+                        let r = checked.next().expect("one result per valid item");
+                        if let Ok(rid) = r {
+                            keep.push((index, rid, edge));
+                        }
+                        results.push(r);
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, keep)
+        });
+        let prepared = Prepared::new(PreparedRows::Edges(keep));
+        Ok((results_into_py(py, results)?, prepared))
+    }
+
+    /// Applies a check's rows, once: those before input position `upto` (all by
+    /// default), under the ids the check computed. Answers per applied row (an
+    /// error only if the arena changed since the check).
+    #[pyo3(signature = (prepared, upto = None))]
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        prepared: &Prepared,
+        upto: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let rows = prepared.rows.lock().take().ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err("these rows were applied already")
+        })?;
+        let upto = upto.unwrap_or(usize::MAX);
+        let results = py.detach(|| {
+            let mut arena = self.inner.write();
+            match &rows {
+                PreparedRows::Substrates(items) => items
+                    .iter()
+                    .take_while(|(i, _, _)| *i < upto)
+                    .map(|(_, id, row)| arena.insert_checked(*id, &row.as_new()).map(|()| *id))
+                    .collect::<Vec<_>>(),
+                PreparedRows::Edges(items) => items
+                    .iter()
+                    .take_while(|(i, _, _)| *i < upto)
+                    .map(|(_, rid, e)| arena.link_checked(*rid, &e.as_new()).map(|()| *rid))
+                    .collect(),
+            }
+        });
+        results_into_py(py, results)
     }
 
     fn unlink(&self, py: Python<'_>, rid: &Bound<'_, PyAny>) -> PyResult<()> {
