@@ -1,0 +1,31 @@
+"""The service interface of bfx, split by noun, and its local implementation.
+
+``bfx.services.interfaces`` holds the Protocols (what handlers and clients depend on);
+:func:`local_services` composes them over a :class:`~bfx.Registry` in process.
+"""
+
+from __future__ import annotations
+
+from bfx.services.interfaces import (
+    OPERATION_METHODS,
+    GraphService,
+    OperatorService,
+    RelationshipService,
+    Services,
+    SubstrateService,
+    SystemService,
+    TransferService,
+)
+from bfx.services.local import local_services
+
+__all__ = [
+    "OPERATION_METHODS",
+    "GraphService",
+    "OperatorService",
+    "RelationshipService",
+    "Services",
+    "SubstrateService",
+    "SystemService",
+    "TransferService",
+    "local_services",
+]

@@ -1,0 +1,288 @@
+"""The service interface: one Protocol per noun of the API, and the container of all six.
+
+HTTP handlers and the Python clients depend on these Protocols, never on the
+:class:`~bfx.Registry`: the local implementation (:func:`bfx.services.local_services`)
+composes a registry, and a remote or sharded implementation could stand in for it
+without a handler or a caller changing.
+
+Conventions, the same for every method:
+
+- ids are ``int`` (already parsed; an id in a URL is the caller's to parse);
+- single values and small flat bodies are plain arguments; batches, graph requests and
+  queries with paging take their :mod:`bfx.api.types` Struct as decoded (``None`` means
+  the Struct's defaults), so a service sees exactly what the operation declares;
+- answers are the :mod:`bfx.api.types` Structs the API answers (``None`` for 204);
+- failures raise :mod:`bfx.errors` classes, whose ``status`` is the HTTP status.
+
+:data:`OPERATION_METHODS` maps each operation of :data:`bfx.api.operations.OPERATIONS`
+(those with ``client=True``) to its ``(service, method)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from bfx.api import types as s
+
+__all__ = [
+    "EXPORT_MEDIA_TYPES",
+    "OPERATION_METHODS",
+    "GraphService",
+    "OperatorService",
+    "RelationshipService",
+    "Services",
+    "SubstrateService",
+    "SystemService",
+    "TransferService",
+]
+
+#: Checked between steps of a long operation; True when nobody waits for the answer any
+#: more (the client went away): the operation raises :class:`bfx.budget.Cancelled`.
+Cancelled = Callable[[], bool]
+
+Number = int | float
+Parameters = dict[str, Any] | None
+ExportFormat = Literal["json", "ndjson"]
+
+#: The media type of each export format.
+EXPORT_MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+}
+
+
+class SubstrateService(Protocol):
+    """Substrates: records, invocation, batches, search."""
+
+    def create(
+        self, expression_type: str, expression_code: str, metadata: dict[str, Any] | None = None
+    ) -> s.SubstrateRecord:
+        """``create_substrate``: SandboxError/ValidationError for rejected code,
+        DuplicateError (``details.substrate_id`` names the existing one), CollisionError."""
+        ...
+
+    def get(self, substrate_id: int) -> s.SubstrateRecord:
+        """``get_substrate``: NotFoundError for an unknown id."""
+        ...
+
+    def delete(self, substrate_id: int) -> None:
+        """``delete_substrate``: the substrate and its relationships."""
+        ...
+
+    def list(self, query: s.ListQuery | None = None) -> s.SubstratePage:
+        """``list_substrates``: a page by id; ``query.cursor`` is the last id of the page
+        before (a malformed one is a 400 ``invalid_id``)."""
+        ...
+
+    def search(self, query: s.SearchQuery | None = None) -> s.SubstrateList:
+        """``search``: by name (in metadata) and type, oldest first."""
+        ...
+
+    def query(self, request: s.QueryRequest) -> s.SubstrateList:
+        """``query``: filters on type, metadata and creation time, sorted by creation."""
+        ...
+
+    def create_many(self, request: s.BatchCreate) -> s.BatchResult:
+        """``create_substrates``: one item per input, in order (BatchError when atomic)."""
+        ...
+
+    def invoke(self, substrate_id: int, parameters: Parameters = None) -> s.InvokeResponse:
+        """``invoke``: InvocationError when the expression fails."""
+        ...
+
+    def invoke_many(
+        self, request: s.BatchInvoke, *, cancelled: Cancelled | None = None
+    ) -> s.BatchInvokeResult:
+        """``invoke_many``: within the service's time and answer-size budget
+        (ResultTooLargeError past it); :class:`bfx.budget.Cancelled` once ``cancelled()``."""
+        ...
+
+
+class OperatorService(Protocol):
+    """The operators on a substrate's value (DESIGN.md: divide, multiply, arithmetic)."""
+
+    def divide(self, substrate_id: int) -> s.DivideResponse:
+        """``divide``."""
+        ...
+
+    def multiply(self, dimension_values: Sequence[Number]) -> s.MultiplyResponse:
+        """``multiply``."""
+        ...
+
+    def add(
+        self, substrate_id: int, value: Number, parameters: Parameters = None
+    ) -> s.ArithmeticResponse:
+        """``add``."""
+        ...
+
+    def subtract(
+        self, substrate_id: int, value: Number, parameters: Parameters = None
+    ) -> s.ArithmeticResponse:
+        """``subtract``."""
+        ...
+
+    def modulus(
+        self, substrate_id: int, modulus: Number, parameters: Parameters = None
+    ) -> s.ModulusResponse:
+        """``modulus``."""
+        ...
+
+    def power(
+        self, substrate_id: int, exponent: Number, parameters: Parameters = None
+    ) -> s.PowerResponse:
+        """``power``."""
+        ...
+
+    def root(
+        self, substrate_id: int, degree: Number, parameters: Parameters = None
+    ) -> s.PowerResponse:
+        """``root``."""
+        ...
+
+
+class RelationshipService(Protocol):
+    """Typed edges between substrates, their lists and statistics."""
+
+    def create(self, request: s.CreateRelationship) -> s.RelationshipRecord:
+        """``create_relationship``: ids in the body are text; a malformed one is a 422
+        ``invalid_id`` naming the field."""
+        ...
+
+    def get(self, relationship_id: int) -> s.RelationshipRecord:
+        """``get_relationship``."""
+        ...
+
+    def delete(self, relationship_id: int) -> None:
+        """``delete_relationship``."""
+        ...
+
+    def create_many(self, request: s.BatchRelate) -> s.BatchResult:
+        """``create_relationships``."""
+        ...
+
+    def outgoing(self, substrate_id: int, query: s.EdgeQuery | None = None) -> s.RelationshipPage:
+        """``outgoing``: ``rel_type`` and its alias ``type`` must agree when both given."""
+        ...
+
+    def incoming(self, substrate_id: int, query: s.EdgeQuery | None = None) -> s.RelationshipPage:
+        """``incoming``."""
+        ...
+
+    def list(self, query: s.RelationshipQuery | None = None) -> s.RelationshipPage:
+        """``list_relationships``: ``query.source_id``/``target_id`` are text from the URL
+        (a malformed one is a 400 ``invalid_id``)."""
+        ...
+
+    def stats(self) -> s.RelationshipStats:
+        """``relationship_stats``: one O(V + E) pass."""
+        ...
+
+
+class GraphService(Protocol):
+    """Graph algorithms over the relationships (``docs/graph.md``)."""
+
+    def traverse(self, request: s.TraverseRequest) -> s.TraverseResponse:
+        """``traverse``: LimitExceededError past ``HTTP_MAX_NODES``."""
+        ...
+
+    def shortest_path(
+        self, source_id: int, target_id: int, query: s.PathQuery | None = None
+    ) -> s.PathResponse:
+        """``shortest_path``: NoPathError (404 ``no_path``) when none exists."""
+        ...
+
+    def cycles(self, query: s.CyclesQuery | None = None) -> s.CyclesResponse:
+        """``cycles``."""
+        ...
+
+    def components(self, query: s.ComponentsQuery | None = None) -> s.ComponentsResponse:
+        """``components``."""
+        ...
+
+    def pagerank(self, query: s.PageRankQuery | None = None) -> s.PageRankResponse:
+        """``pagerank``."""
+        ...
+
+
+class TransferService(Protocol):
+    """The whole registry out and in."""
+
+    def export(self, format: ExportFormat = "json") -> Iterator[bytes]:
+        """``export``: the records as chunks of one JSON document or of NDJSON lines
+        (media type: :data:`EXPORT_MEDIA_TYPES`), pulled lazily."""
+        ...
+
+    def import_records(self, body: bytes, content_type: bytes | None = None) -> s.ImportResult:
+        """``import_records``: a JSON document (``content_type`` None or
+        application/json) or NDJSON lines; another media type is a 415. The first
+        invalid record raises, naming its ``index`` (and ``line`` for NDJSON); the
+        records before it are imported."""
+        ...
+
+
+class SystemService(Protocol):
+    def health(self) -> s.Health:
+        """``health``."""
+        ...
+
+    def metrics(self) -> s.Metrics:
+        """``metrics``: the registry's totals, this worker's counters."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the API does, by noun: what handlers and clients are given."""
+
+    substrates: SubstrateService
+    operators: OperatorService
+    relationships: RelationshipService
+    graph: GraphService
+    transfer: TransferService
+    system: SystemService
+
+
+#: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
+OPERATION_METHODS: dict[str, tuple[str, str]] = {
+    # system
+    "health": ("system", "health"),
+    "metrics": ("system", "metrics"),
+    # substrates
+    "create_substrate": ("substrates", "create"),
+    "list_substrates": ("substrates", "list"),
+    "get_substrate": ("substrates", "get"),
+    "delete_substrate": ("substrates", "delete"),
+    "invoke": ("substrates", "invoke"),
+    "create_substrates": ("substrates", "create_many"),
+    "invoke_many": ("substrates", "invoke_many"),
+    "search": ("substrates", "search"),
+    "query": ("substrates", "query"),
+    # operators
+    "divide": ("operators", "divide"),
+    "multiply": ("operators", "multiply"),
+    "add": ("operators", "add"),
+    "subtract": ("operators", "subtract"),
+    "modulus": ("operators", "modulus"),
+    "power": ("operators", "power"),
+    "root": ("operators", "root"),
+    # transfer
+    "export": ("transfer", "export"),
+    "import_records": ("transfer", "import_records"),
+    # relationships
+    "create_relationship": ("relationships", "create"),
+    "list_relationships": ("relationships", "list"),
+    "create_relationships": ("relationships", "create_many"),
+    "relationship_stats": ("relationships", "stats"),
+    "outgoing": ("relationships", "outgoing"),
+    "incoming": ("relationships", "incoming"),
+    "get_relationship": ("relationships", "get"),
+    "delete_relationship": ("relationships", "delete"),
+    # graph
+    "traverse": ("graph", "traverse"),
+    "shortest_path": ("graph", "shortest_path"),
+    "cycles": ("graph", "cycles"),
+    "components": ("graph", "components"),
+    "pagerank": ("graph", "pagerank"),
+}

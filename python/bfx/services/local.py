@@ -1,0 +1,43 @@
+"""The local services: the six nouns composed over one :class:`~bfx.Registry`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bfx.services.interfaces import Services
+from bfx.services.relationships import LocalGraph, LocalRelationships
+from bfx.services.substrates import LocalOperators, LocalSubstrates
+from bfx.services.system import LocalSystem
+from bfx.services.transfer import LocalTransfer
+
+if TYPE_CHECKING:
+    from bfx.registry import Registry
+
+__all__ = ["local_services"]
+
+
+def local_services(
+    registry: Registry,
+    *,
+    max_answer_bytes: int | None,
+    batch_time_budget: float | None,
+    request_metrics: Callable[[], Mapping[str, Any]],
+) -> Services:
+    """Services over ``registry``, in process.
+
+    What only the server knows comes in here: the bounds of a batch invoke
+    (``max_answer_bytes``; ``batch_time_budget`` in seconds; None: unbounded) and
+    ``request_metrics``, returning this worker's request counters for ``/metrics``
+    (``RequestMetrics.snapshot``).
+    """
+    return Services(
+        substrates=LocalSubstrates(
+            registry, max_answer_bytes=max_answer_bytes, batch_time_budget=batch_time_budget
+        ),
+        operators=LocalOperators(registry),
+        relationships=LocalRelationships(registry),
+        graph=LocalGraph(registry),
+        transfer=LocalTransfer(registry),
+        system=LocalSystem(registry, request_metrics),
+    )

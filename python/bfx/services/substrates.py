@@ -1,0 +1,223 @@
+"""The local :class:`~bfx.services.interfaces.SubstrateService` and
+:class:`~bfx.services.interfaces.OperatorService`: a Registry, answers as api Structs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bfx import errors
+from bfx.api import types as s
+from bfx.budget import BatchBudget
+from bfx.identity import format_id
+from bfx.paging import Page
+from bfx.services import records
+from bfx.services.inputs import body_id, query_id
+
+if TYPE_CHECKING:
+    from bfx.registry import Registry
+
+__all__ = ["LocalOperators", "LocalSubstrates"]
+
+_LIST = s.ListQuery()
+_SEARCH = s.SearchQuery()
+
+
+def _substrate_list(found: Page[Any]) -> s.SubstrateList:
+    return s.SubstrateList(
+        substrates=[records.substrate(x) for x in found],
+        count=found.count,
+        next_cursor=found.next_cursor,
+    )
+
+
+class LocalSubstrates:
+    """Substrates of a :class:`~bfx.Registry`. A batch invoke is bounded by
+    ``max_answer_bytes`` (its answer's JSON size) and ``batch_time_budget`` (seconds,
+    shared by its items); None: unbounded."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        max_answer_bytes: int | None = None,
+        batch_time_budget: float | None = None,
+    ) -> None:
+        self._registry = registry
+        self._max_answer_bytes = max_answer_bytes
+        self._batch_time_ms = None if batch_time_budget is None else batch_time_budget * 1000.0
+
+    def create(
+        self, expression_type: str, expression_code: str, metadata: dict[str, Any] | None = None
+    ) -> s.SubstrateRecord:
+        return records.substrate(self._registry.create(expression_type, expression_code, metadata))
+
+    def get(self, substrate_id: int) -> s.SubstrateRecord:
+        return records.substrate(self._registry.get(substrate_id))
+
+    def delete(self, substrate_id: int) -> None:
+        self._registry.delete(substrate_id)
+
+    def list(self, query: s.ListQuery | None = None) -> s.SubstratePage:
+        q = query or _LIST
+        reg = self._registry
+        items, nxt = reg.list(limit=q.limit, cursor=query_id(q.cursor, "cursor"))
+        return s.SubstratePage(
+            substrates=[records.substrate(x) for x in items],
+            next_cursor=records.optional_hex(nxt),
+            count=len(reg),
+        )
+
+    def search(self, query: s.SearchQuery | None = None) -> s.SubstrateList:
+        q = query or _SEARCH
+        found = self._registry.search(
+            name=q.name, expression_type=q.type, limit=q.limit, cursor=q.cursor
+        )
+        return _substrate_list(found)
+
+    def query(self, request: s.QueryRequest) -> s.SubstrateList:
+        d = request
+        return _substrate_list(
+            self._registry.query(d.filters, sort=d.sort, limit=d.limit, cursor=d.cursor)
+        )
+
+    def create_many(self, request: s.BatchCreate) -> s.BatchResult:
+        items = [
+            {
+                "expression_type": x.expression_type,
+                "expression_code": x.expression_code,
+                "metadata": x.metadata,
+            }
+            for x in request.substrates
+        ]
+        results = []
+        for i, r in enumerate(self._registry.create_many(items, atomic=request.atomic)):
+            if isinstance(r, errors.BfxError):
+                results.append(s.BatchItem(index=i, status=r.status, error=records.error(r)))
+            else:
+                results.append(s.BatchItem(index=i, status=201, substrate_id=format_id(r.identity)))
+        return s.BatchResult(results=results)
+
+    def invoke(
+        self, substrate_id: int, parameters: dict[str, Any] | None = None
+    ) -> s.InvokeResponse:
+        inv = self._registry.invoke(substrate_id, parameters)
+        return s.InvokeResponse(
+            substrate_id=format_id(inv.substrate),
+            result=inv.result,
+            invocation_time_ms=inv.elapsed_ms,
+        )
+
+    def invoke_many(
+        self, request: s.BatchInvoke, *, cancelled: Callable[[], bool] | None = None
+    ) -> s.BatchInvokeResult:
+        invocations = request.invocations
+        results: list[s.BatchInvokeItem | None] = [None] * len(invocations)
+        calls: list[tuple[int, dict[str, Any] | None]] = []
+        where: list[int] = []
+        for i, item in enumerate(invocations):
+            try:
+                calls.append(
+                    (body_id(item.substrate_id, f"invocations[{i}].substrate_id"), item.parameters)
+                )
+                where.append(i)
+            except errors.InvalidIdError as exc:
+                results[i] = s.BatchInvokeItem(index=i, status=exc.status, error=records.error(exc))
+        budget = BatchBudget(
+            time_ms=self._batch_time_ms, max_bytes=self._max_answer_bytes, cancelled=cancelled
+        )
+        answers = self._registry.invoke_many(calls, budget=budget) if calls else []
+        for i, r in zip(where, answers, strict=True):
+            if isinstance(r, errors.BfxError):
+                results[i] = s.BatchInvokeItem(index=i, status=r.status, error=records.error(r))
+            else:
+                results[i] = s.BatchInvokeItem(
+                    index=i,
+                    status=200,
+                    substrate_id=format_id(r.substrate),
+                    result=r.result,
+                    invocation_time_ms=r.elapsed_ms,
+                )
+        return s.BatchInvokeResult(results=results)  # type: ignore[arg-type]
+
+
+class LocalOperators:
+    """The operators of a :class:`~bfx.Registry`."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def divide(self, substrate_id: int) -> s.DivideResponse:
+        dims = self._registry.divide(substrate_id)
+        return s.DivideResponse(
+            substrate_id=format_id(substrate_id),
+            dimensions=[
+                s.Dimension(level=d["level"], name=d["name"], description=d["description"])
+                for d in dims
+            ],
+            fibonacci_sequence=[d["level"] for d in dims],
+        )
+
+    def multiply(self, dimension_values: Sequence[int | float]) -> s.MultiplyResponse:
+        r = self._registry.multiply(dimension_values)
+        return s.MultiplyResponse(
+            operation="multiply",
+            unity_value=r["unity_value"],
+            unity_hex=r.get("unity_hex"),
+            dimensions_collapsed=r["dimensions_collapsed"],
+        )
+
+    def _arith(
+        self, op: str, substrate_id: int, value: int | float, parameters: dict[str, Any] | None
+    ) -> s.ArithmeticResponse:
+        r = getattr(self._registry, op)(substrate_id, value, parameters)
+        return s.ArithmeticResponse(
+            substrate_id=format_id(substrate_id),
+            operation=op,
+            original_value=r["original_value"],
+            value=r["value"],
+            new_value=r["new_value"],
+        )
+
+    def add(
+        self, substrate_id: int, value: int | float, parameters: dict[str, Any] | None = None
+    ) -> s.ArithmeticResponse:
+        return self._arith("add", substrate_id, value, parameters)
+
+    def subtract(
+        self, substrate_id: int, value: int | float, parameters: dict[str, Any] | None = None
+    ) -> s.ArithmeticResponse:
+        return self._arith("subtract", substrate_id, value, parameters)
+
+    def modulus(
+        self, substrate_id: int, modulus: int | float, parameters: dict[str, Any] | None = None
+    ) -> s.ModulusResponse:
+        r = self._registry.modulus(substrate_id, modulus, parameters)
+        return s.ModulusResponse(
+            substrate_id=format_id(substrate_id),
+            value=r["value"],
+            modulus=r["modulus"],
+            expressed=r["expressed"],
+            residue=r["residue"],
+        )
+
+    def _power_like(
+        self, op: str, substrate_id: int, arg: int | float, parameters: dict[str, Any] | None
+    ) -> s.PowerResponse:
+        r = getattr(self._registry, op)(substrate_id, arg, parameters)
+        return s.PowerResponse(
+            substrate_id=format_id(substrate_id),
+            operation=op,
+            original_value=r["original_value"],
+            result_value=r["result_value"],
+        )
+
+    def power(
+        self, substrate_id: int, exponent: int | float, parameters: dict[str, Any] | None = None
+    ) -> s.PowerResponse:
+        return self._power_like("power", substrate_id, exponent, parameters)
+
+    def root(
+        self, substrate_id: int, degree: int | float, parameters: dict[str, Any] | None = None
+    ) -> s.PowerResponse:
+        return self._power_like("root", substrate_id, degree, parameters)
