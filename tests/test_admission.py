@@ -21,8 +21,9 @@ import pytest
 from asgi_driver import finish, started
 from bfx import Registry
 from bfx.asgi import Settings
-from bfx.asgi.access_log import AccessLog
-from bfx.asgi.admission import HeavyPool, check_depth, check_items
+from bfx.asgi.middleware.access_log import AccessLog
+from bfx.asgi.middleware.body import check_depth, check_items
+from bfx.asgi.middleware.dispatch import HeavyPool
 from bfx.budget import BatchBudget, Cancelled, json_size
 from bfx.errors import (
     InvocationError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -89,9 +89,13 @@ def _default(kind: type[Any]) -> Any:
 
 
 class Response:
-    """Status, body and headers; ``stream`` (an iterator of chunks) replaces ``body``."""
+    """Status, body and headers; ``stream`` (an iterator of chunks) replaces ``body``.
 
-    __slots__ = ("body", "content_type", "headers", "status", "stream")
+    ``value`` is the typed answer (or the error) the body was encoded from, for middleware
+    that counts by it; ``on_sent`` callbacks run once the adapter has sent the last byte.
+    """
+
+    __slots__ = ("_after", "body", "content_type", "first", "headers", "status", "stream", "value")
 
     def __init__(
         self,
@@ -100,19 +104,40 @@ class Response:
         content_type: bytes | None = JSON,
         headers: list[tuple[bytes, bytes]] | None = None,
         stream: Iterator[bytes] | None = None,
+        value: Any = None,
     ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
         self.headers = headers
         self.stream = stream
+        self.value = value
+        #: A stream's first chunk, pulled before the status goes out.
+        self.first: bytes | None = None
+        self._after: list[Callable[[int], None]] | None = None
+
+    def on_sent(self, callback: Callable[[int], None]) -> None:
+        """Run ``callback(status)`` after the answer is sent (or the client left: 499)."""
+        if self._after is None:
+            self._after = [callback]
+        else:
+            self._after.append(callback)
+
+    def sent(self, status: int) -> None:
+        """Called by the adapter once: the answer is out (or cut off with ``status``)."""
+        after, self._after = self._after, None
+        if after:
+            for callback in reversed(after):  # innermost middleware first
+                callback(status)
 
 
 def json(obj: Any, status: int = 200) -> Response:
     return Response(status, encode(obj))
 
 
-NO_CONTENT = Response(204, b"", None)
+def no_content() -> Response:
+    """A fresh 204 (answers carry per-request callbacks, so none is shared)."""
+    return Response(204, b"", None)
 
 
 def path_id(text: str) -> int:

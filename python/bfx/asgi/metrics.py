@@ -74,6 +74,10 @@ class RequestMetrics:
         with self._lock:
             self.creations += n
 
+    def count_divisions(self) -> None:
+        with self._lock:
+            self.divisions += 1
+
     # -- reading -----------------------------------------------------------------------
 
     def percentile_ms(self, q: float) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 from bfx import errors
 from bfx.api import types as s
 from bfx.asgi import records
-from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
+from bfx.asgi.base import PREFIX, Request, Response, body_id, encode, no_content, path_id, query_id
 from bfx.identity import format_id
 from bfx.paging import next_offset_cursor, offset_of
 
@@ -40,7 +40,7 @@ def get_relationship(req: Request) -> Response:
 
 def delete_relationship(req: Request) -> Response:
     req.registry.delete_relationship(path_id(req.params[0]))
-    return NO_CONTENT
+    return no_content()
 
 
 def create_relationships(req: Request) -> Response:

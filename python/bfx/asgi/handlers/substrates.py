@@ -7,7 +7,7 @@ from typing import Any
 from bfx import errors
 from bfx.api import types as s
 from bfx.asgi import records
-from bfx.asgi.base import NO_CONTENT, PREFIX, Request, Response, body_id, encode, path_id, query_id
+from bfx.asgi.base import PREFIX, Request, Response, body_id, encode, no_content, path_id, query_id
 from bfx.budget import BatchBudget
 from bfx.identity import format_id
 from bfx.paging import Page
@@ -17,13 +17,12 @@ BASE = f"{PREFIX}/substrates"
 
 def _created(rec: s.SubstrateRecord) -> Response:
     location = f"{BASE}/{rec.substrate_id}".encode()
-    return Response(201, encode(rec), headers=[(b"location", location)])
+    return Response(201, encode(rec), headers=[(b"location", location)], value=rec)
 
 
 def create_substrate(req: Request) -> Response:
     d: s.CreateSubstrate = req.data
     sub = req.registry.create(d.expression_type, d.expression_code, d.metadata)
-    req.app.metrics.count_creations(1)
     return _created(records.substrate(sub))
 
 
@@ -33,7 +32,7 @@ def get_substrate(req: Request) -> Response:
 
 def delete_substrate(req: Request) -> Response:
     req.registry.delete(path_id(req.params[0]))
-    return NO_CONTENT
+    return no_content()
 
 
 def list_substrates(req: Request) -> Response:
@@ -49,29 +48,18 @@ def list_substrates(req: Request) -> Response:
 
 def invoke(req: Request) -> Response:
     sid = path_id(req.params[0])
-    metrics = req.app.metrics
-    try:
-        inv = req.registry.invoke(sid, req.data.parameters)
-    except errors.InvocationError:
-        metrics.count_invocations(0, 1, 0.0)
-        raise
-    metrics.count_invocations(1, 0, inv.elapsed_ms)
-    return Response(
-        200,
-        encode(
-            s.InvokeResponse(
-                substrate_id=format_id(inv.substrate),
-                result=inv.result,
-                invocation_time_ms=inv.elapsed_ms,
-            )
-        ),
+    inv = req.registry.invoke(sid, req.data.parameters)
+    answer = s.InvokeResponse(
+        substrate_id=format_id(inv.substrate),
+        result=inv.result,
+        invocation_time_ms=inv.elapsed_ms,
     )
+    return Response(200, encode(answer), value=answer)
 
 
 def divide(req: Request) -> Response:
     sid = path_id(req.params[0])
     dims = req.registry.divide(sid)
-    req.app.metrics.divisions += 1
     return Response(
         200,
         encode(
@@ -185,15 +173,13 @@ def create_substrates(req: Request) -> Response:
     ]
     outcome = req.registry.create_many(items, atomic=d.atomic)
     results = []
-    created = 0
     for i, r in enumerate(outcome):
         if isinstance(r, errors.BfxError):
             results.append(s.BatchItem(index=i, status=r.status, error=records.error(r)))
         else:
-            created += 1
             results.append(s.BatchItem(index=i, status=201, substrate_id=format_id(r.identity)))
-    req.app.metrics.count_creations(created)
-    return Response(200, encode(s.BatchResult(results=results)))
+    answer = s.BatchResult(results=results)
+    return Response(200, encode(answer), value=answer)
 
 
 def invoke_many(req: Request) -> Response:
@@ -209,8 +195,6 @@ def invoke_many(req: Request) -> Response:
             where.append(i)
         except errors.InvalidIdError as exc:
             results[i] = s.BatchInvokeItem(index=i, status=exc.status, error=records.error(exc))
-    ok = failed = 0
-    elapsed = 0.0
     settings = req.app.settings
     cancelled = req.cancelled
     budget = BatchBudget(
@@ -221,11 +205,8 @@ def invoke_many(req: Request) -> Response:
     answers = req.registry.invoke_many(calls, budget=budget) if calls else []
     for i, r in zip(where, answers, strict=True):
         if isinstance(r, errors.BfxError):
-            failed += isinstance(r, errors.InvocationError)
             results[i] = s.BatchInvokeItem(index=i, status=r.status, error=records.error(r))
         else:
-            ok += 1
-            elapsed += r.elapsed_ms
             results[i] = s.BatchInvokeItem(
                 index=i,
                 status=200,
@@ -233,8 +214,8 @@ def invoke_many(req: Request) -> Response:
                 result=r.result,
                 invocation_time_ms=r.elapsed_ms,
             )
-    req.app.metrics.count_invocations(ok, failed, elapsed)
-    return Response(200, encode(s.BatchInvokeResult(results=results)))  # type: ignore[arg-type]
+    answer = s.BatchInvokeResult(results=results)  # type: ignore[arg-type]
+    return Response(200, encode(answer), value=answer)
 
 
 # --- search and query ---------------------------------------------------------------

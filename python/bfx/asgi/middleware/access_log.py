@@ -1,4 +1,4 @@
-"""The access log: one line per request on stderr, as text or JSON.
+"""Middleware: the access log, one line per request on stderr, as text or JSON.
 
 A line names the client, method, route template (never the raw path: ids would make
 every line unique to a log indexer), status, duration, bytes sent and principal (``-``
@@ -16,7 +16,10 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["AccessLog"]
+from bfx.asgi.base import Response
+from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+
+__all__ = ["AccessLog", "access_log"]
 
 _encode = msgspec.json.encode
 
@@ -69,3 +72,45 @@ class AccessLog:
         # A closed or full stderr must not fail the request.
         with contextlib.suppress(OSError):
             os.write(self.fd, line + b"\n")
+
+
+def access_log(log: AccessLog) -> Middleware:
+    """Times the rest of the pipeline and writes the line when the answer is ready (a
+    streamed one: once it is sent, with the bytes the adapter counted in ``call.sent``);
+    a departed client logs 499."""
+
+    def wrap(next_: Handle) -> Handle:
+        async def handle(call: Call) -> Response:
+            start = time.perf_counter()
+            try:
+                resp = await next_(call)
+            except ClientGone:
+                _line(log, call, 499, start)
+                raise
+            if resp.stream is None:
+                call.sent = len(resp.body)
+                _line(log, call, resp.status, start)
+            else:
+
+                def done(status: int) -> None:
+                    _line(log, call, status, start)
+
+                resp.on_sent(done)
+            return resp
+
+        return handle
+
+    return wrap
+
+
+def _line(log: AccessLog, call: Call, status: int, start: float) -> None:
+    route = call.route.path if call.route is not None else "-"
+    log.write(
+        call.client,
+        call.method,
+        route,
+        status,
+        time.perf_counter() - start,
+        call.sent,
+        call.principal,
+    )

@@ -1,4 +1,4 @@
-"""CORS: no cross-origin access unless origins are configured.
+"""Middleware: CORS — no cross-origin access unless origins are configured.
 
 With no origins configured no ``Access-Control-*`` header is ever sent, so browsers keep
 other sites out. A configured origin (or ``*``) gets the header on every answer and a
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["Cors"]
+from bfx.asgi.base import Response
+from bfx.asgi.pipeline import Call, Handle, Middleware
+
+__all__ = ["Cors", "cors"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -68,3 +71,39 @@ class Cors:
         if allowed != b"*":
             headers.append((b"vary", b"origin"))
         return headers
+
+
+def cors(policy: Cors) -> Middleware:
+    """Adds the policy's headers to every answer, errors included; a preflight (an
+    ``OPTIONS`` answered 204 with ``Allow``) gets the preflight headers instead."""
+
+    def wrap(next_: Handle) -> Handle:
+        async def handle(call: Call) -> Response:
+            origin = call.header(b"origin")
+            resp = await next_(call)
+            if origin is None:
+                return resp
+            allow = _allow(resp) if call.method == "OPTIONS" and resp.status == 204 else None
+            if allow is not None:
+                extra = policy.preflight(
+                    origin,
+                    call.header(b"access-control-request-method"),
+                    call.header(b"access-control-request-headers"),
+                    allow,
+                )
+            else:
+                extra = policy.simple(origin)
+            if extra:
+                resp.headers = [*(resp.headers or ()), *extra]
+            return resp
+
+        return handle
+
+    return wrap
+
+
+def _allow(resp: Response) -> tuple[str, ...] | None:
+    for name, value in resp.headers or ():
+        if name == b"allow":
+            return tuple(m.strip() for m in value.decode("latin-1").split(","))
+    return None

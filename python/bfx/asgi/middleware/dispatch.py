@@ -1,14 +1,15 @@
-"""Admission: what the service agrees to start, and where heavy work runs.
+"""The endpoint: runs the operation's handler where the operation says (admission).
 
-Three checks run before a handler sees a request — the body's JSON nesting depth, the
-number of items in a batch — and heavy routes (batches, search, query, graph
-algorithms, export, import) run in :class:`HeavyPool`: a fixed number of threads and a
-bounded queue in front of them. When both are full the request is refused at once with
-503 ``overloaded`` and ``Retry-After`` rather than queued without end, so cheap routes
-(get, create, invoke, health), which run on the event loop, keep answering.
+Cheap operations (get, create, invoke: microseconds) run on the event loop; ``light``
+ones in a plain thread; ``heavy`` ones (batches, search, query, graph algorithms, export,
+import) in :class:`HeavyPool`: a fixed number of threads and a bounded queue in front of
+them. When both are full the request is refused at once with 503 ``overloaded`` and
+``Retry-After`` rather than queued without end, so cheap operations keep answering.
 
 A heavy request also learns when its client goes away (:func:`watch_disconnect`): a job
 still queued is dropped, and a batch invoke stops between steps (:mod:`bfx.budget`).
+A streamed answer's first chunk is pulled here too, so that a failure there is still
+answered as an error rather than a cut stream.
 """
 
 from __future__ import annotations
@@ -20,32 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bfx import errors
-from bfx._core import json_nesting_exceeds
+from bfx.asgi.base import Response
+from bfx.asgi.pipeline import Call, Handle
 from bfx.budget import Cancelled
 
-__all__ = ["HeavyPool", "check_depth", "check_items", "watch_disconnect"]
+__all__ = ["HeavyPool", "dispatch", "next_chunk", "watch_disconnect"]
 
 T = TypeVar("T")
-
-
-def check_depth(body: bytes, limit: int) -> None:
-    """422 for a body nesting arrays/objects deeper than ``limit``, before decoding it:
-    a decoder would recurse (and fail far less gracefully) long before."""
-    if body and json_nesting_exceeds(body, limit):
-        raise errors.ValidationError(
-            f"request body is nested more than {limit} levels deep",
-            {"reason": "too_deep", "limit": limit, "location": "body"},
-        )
-
-
-def check_items(data: Any, field: str, limit: int) -> None:
-    """413 ``too_many_items`` for a batch longer than ``limit``: nothing is computed."""
-    n = len(getattr(data, field))
-    if n > limit:
-        raise errors.TooManyItemsError(
-            f"{field} holds {n} items; the limit is {limit} per request",
-            {"field": field, "items": n, "limit": limit},
-        )
 
 
 class HeavyPool:
@@ -103,3 +85,46 @@ async def watch_disconnect(receive: Callable[[], Any], cancelled: threading.Even
 
 def next_chunk(stream: Iterator[bytes]) -> bytes:
     return next(stream, b"")
+
+
+def dispatch(pool: HeavyPool, run: Callable[[Call], Response]) -> Handle:
+    """The innermost stage: ``run(call)`` (the handler, its answer made a Response) on
+    the loop, in a plain thread, or in the heavy pool."""
+
+    def run_and_pull(call: Call) -> Response:
+        resp = run(call)
+        if resp.stream is not None:
+            resp.first = next_chunk(resp.stream)
+        return resp
+
+    async def handle(call: Call) -> Response:
+        runs = call.route.runs
+        if runs == "heavy":
+            return await _heavy(pool, run_and_pull, call)
+        if runs == "light":
+            return await asyncio.to_thread(run_and_pull, call)
+        resp = run(call)
+        if resp.stream is not None:
+            resp.first = await asyncio.to_thread(next_chunk, resp.stream)
+        return resp
+
+    return handle
+
+
+async def _heavy(pool: HeavyPool, run: Callable[[Call], Response], call: Call) -> Response:
+    pool.admit()
+    cancelled = threading.Event()
+    call.input.cancelled = cancelled
+    watcher = asyncio.ensure_future(watch_disconnect(call.receive, cancelled))
+    try:
+        resp = await pool.call(cancelled, run, call)
+    except BaseException:
+        pool.release()
+        raise
+    finally:
+        watcher.cancel()
+    if resp.stream is None:
+        pool.release()
+    else:  # a streamed answer holds its slot until its last chunk is out
+        resp.on_sent(lambda _status: pool.release())
+    return resp

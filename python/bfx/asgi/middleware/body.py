@@ -1,0 +1,192 @@
+"""Middleware: the request body and query string, read within their bounds and decoded
+into the operation's types before any handler runs.
+
+In order: the declared length against the body limit (413 before a byte is read), the
+media type (415), the body read within the body deadline (408), its nesting depth (422
+before a decoder recurses into it), the typed decode (400 malformed / 422 naming the
+field), a batch's item count (413 ``too_many_items``), and the query string into the
+operation's query type (422 naming the field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from bfx import errors
+from bfx._core import json_nesting_exceeds
+from bfx.api.decoding import MalformedJsonError, field_error
+from bfx.asgi.base import JSON, Response
+from bfx.asgi.errors import BodyTooLargeError, UnsupportedMediaTypeError
+from bfx.asgi.middleware.body_deadline import BodyDeadlines, BodyTimeoutError
+from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.settings import Settings
+
+__all__ = ["body", "check_depth", "check_items", "decode_query"]
+
+_JSON_SUFFIX = b"+json"
+
+
+def body(settings: Settings, deadlines: BodyDeadlines) -> Middleware:
+    limits = {
+        "body_limit": settings.body_limit,
+        "import_body_limit": settings.import_body_limit,
+    }
+    depth = settings.max_body_depth
+    max_items = settings.max_batch_items
+    # One decoder per request type, built once: decoding is schema-driven and cached.
+    decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+    def wrap(next_: Handle) -> Handle:
+        async def handle(call: Call) -> Response:
+            route = call.route
+            inp = call.input
+            if route.query is not None:
+                inp.query = decode_query(call.query_string, route.query)
+            kind = route.body
+            if kind is not None:
+                ctype, raw = await _read(call, limits[route.body_limit], kind, deadlines)
+                check_depth(raw, depth)
+                inp.raw = raw
+                inp.content_type = ctype
+                if kind is not bytes:
+                    decoder = decoders.get(kind)
+                    if decoder is None:
+                        decoder = decoders[kind] = msgspec.json.Decoder(kind)
+                    inp.body = _decode(decoder, raw or b"{}")
+                    if route.items is not None:
+                        check_items(inp.body, route.items, max_items)
+            return await next_(call)
+
+        return handle
+
+    return wrap
+
+
+def check_depth(raw: bytes, limit: int) -> None:
+    """422 for a body nesting arrays/objects deeper than ``limit``, before decoding it:
+    a decoder would recurse (and fail far less gracefully) long before."""
+    if raw and json_nesting_exceeds(raw, limit):
+        raise errors.ValidationError(
+            f"request body is nested more than {limit} levels deep",
+            {"reason": "too_deep", "limit": limit, "location": "body"},
+        )
+
+
+def check_items(data: Any, field: str, limit: int) -> None:
+    """413 ``too_many_items`` for a batch longer than ``limit``: nothing is computed."""
+    n = len(getattr(data, field))
+    if n > limit:
+        raise errors.TooManyItemsError(
+            f"{field} holds {n} items; the limit is {limit} per request",
+            {"field": field, "items": n, "limit": limit},
+        )
+
+
+_DEFAULTS: dict[type[Any], Any] = {}
+
+
+def decode_query(query_string: bytes, kind: type[Any]) -> Any:
+    """The query string converted to ``kind``; unknown keys ignored, blanks dropped."""
+    if not query_string:
+        obj = _DEFAULTS.get(kind)
+        if obj is None:
+            obj = _DEFAULTS[kind] = kind()
+        return obj
+    pairs = parse_qsl(query_string.decode("utf-8", "replace"))
+    try:
+        return msgspec.convert(dict(pairs), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc, location="query") from None
+
+
+def _media_type(value: bytes) -> bytes:
+    if value == JSON:  # by far the most common: skip the parsing
+        return JSON
+    return value.split(b";", 1)[0].strip().lower()
+
+
+async def _read(
+    call: Call, limit: int, kind: Any, deadlines: BodyDeadlines
+) -> tuple[bytes | None, bytes]:
+    ctype = None
+    declared = None
+    for name, value in call.headers:
+        if name == b"content-type":
+            ctype = _media_type(value)
+        elif name == b"content-length":
+            declared = value
+    # Refuse what will not fit before reading a byte of it.
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    if (
+        ctype is not None
+        and ctype != JSON
+        and not ctype.endswith(_JSON_SUFFIX)
+        and not (kind is bytes and ctype.startswith(b"application/"))
+        and declared != b"0"
+    ):
+        raise UnsupportedMediaTypeError(
+            f"expected application/json, got {ctype.decode('latin-1')}",
+            {"content_type": ctype.decode("latin-1")},
+        )
+    # One budget for the whole body (Granian bounds only the headers): a client
+    # trickling its body in holds a connection for at most this long.
+    task = deadlines.begin()
+    try:
+        return ctype, await _receive(call, limit, declared)
+    except asyncio.CancelledError:
+        if deadlines.timed_out(task):
+            raise BodyTimeoutError(deadlines.budget) from None
+        raise
+    finally:
+        deadlines.end(task)
+
+
+async def _receive(call: Call, limit: int, declared: bytes | None) -> bytes:
+    msg = await call.receive()
+    if msg["type"] == "http.disconnect":
+        raise ClientGone
+    chunk = msg.get("body", b"")
+    # Granian sends the body, then an empty closing message; waiting for that one
+    # costs a second wake-up from the server thread. When the declared length has
+    # arrived there is nothing left to wait for.
+    if not msg.get("more_body") or (
+        declared is not None and declared.isdigit() and len(chunk) == int(declared)
+    ):
+        if len(chunk) > limit:
+            raise BodyTooLargeError(limit)
+        return chunk  # type: ignore[no-any-return]
+    chunks = [chunk]
+    size = len(chunk)
+    while True:
+        msg = await call.receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(limit)
+        chunks.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(chunks)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        # A typed decode stops at the first shape error, before it would notice trailing
+        # garbage; re-read untyped so that malformed JSON is always the 400.
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as syntax:
+            raise MalformedJsonError(f"request body is not valid JSON: {syntax}") from None
+        raise field_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None

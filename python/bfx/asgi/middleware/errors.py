@@ -1,0 +1,47 @@
+"""Middleware: any exception below becomes the documented error answer
+``{"error", "message", "details"}`` (the mapping is :func:`bfx.asgi.errors.error_body`),
+with the headers some errors call for. A departed client is not an error: it passes on."""
+
+from __future__ import annotations
+
+from bfx.api.types import ErrorBody
+from bfx.asgi.base import Response, encode
+from bfx.asgi.errors import BodyTooLargeError, MethodNotAllowedError, error_body
+from bfx.asgi.middleware.body_deadline import BodyTimeoutError
+from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.budget import Cancelled
+from bfx.errors import OverloadedError
+
+__all__ = ["error_answer", "errors"]
+
+
+def errors() -> Middleware:
+    def wrap(next_: Handle) -> Handle:
+        async def handle(call: Call) -> Response:
+            try:
+                return await next_(call)
+            except ClientGone:
+                raise
+            except Cancelled:
+                raise ClientGone from None
+            except Exception as exc:
+                return error_answer(exc)
+
+        return handle
+
+    return wrap
+
+
+def error_answer(exc: BaseException) -> Response:
+    status, err = error_body(exc)
+    headers = None
+    if isinstance(err, MethodNotAllowedError):
+        headers = [(b"allow", ", ".join(err.allow).encode())]
+    elif isinstance(err, OverloadedError):
+        headers = [(b"retry-after", str(err.retry_after).encode())]
+    elif isinstance(err, (BodyTimeoutError, BodyTooLargeError)):
+        # The rest of the body is still coming: this connection cannot carry another
+        # request.
+        headers = [(b"connection", b"close")]
+    body = ErrorBody(error=err.code, message=err.message, details=err.details)
+    return Response(status, encode(body), headers=headers, value=err)

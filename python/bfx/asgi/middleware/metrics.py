@@ -1,0 +1,102 @@
+"""Middleware: the request counters of ``GET /metrics`` (:class:`~bfx.asgi.metrics.RequestMetrics`).
+
+Every answer is counted by status and time; invocations, creations and divisions are
+counted from the typed answer the handler returned (``Response.value``), so no handler
+counts anything itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from bfx import errors
+from bfx.api import types as t
+from bfx.asgi.base import Response
+from bfx.asgi.metrics import RequestMetrics
+from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+
+__all__ = ["metrics"]
+
+
+def metrics(counters: RequestMetrics) -> Middleware:
+    """Counts each request once its answer is ready (a streamed answer: once it is sent)."""
+
+    def wrap(next_: Handle) -> Handle:
+        async def handle(call: Call) -> Response:
+            counters.active += 1
+            start = perf_counter()
+            try:
+                resp = await next_(call)
+            except ClientGone:
+                counters.active -= 1
+                end = perf_counter()
+                counters.record(499, end - start, end)  # nginx's "client closed request"
+                raise
+            route = call.route
+            if route is not None:
+                count = _COUNTERS.get(route.op.name)
+                if count is not None:
+                    count(counters, resp.status, resp.value)
+            if resp.stream is None:
+                counters.active -= 1
+                end = perf_counter()
+                counters.record(resp.status, end - start, end)
+            else:
+
+                def done(status: int) -> None:
+                    counters.active -= 1
+                    end = perf_counter()
+                    counters.record(status, end - start, end)
+
+                resp.on_sent(done)
+            return resp
+
+        return handle
+
+    return wrap
+
+
+def _invoke(c: RequestMetrics, status: int, value: Any) -> None:
+    if isinstance(value, t.InvokeResponse):
+        c.count_invocations(1, 0, value.invocation_time_ms)
+    elif isinstance(value, errors.InvocationError):
+        c.count_invocations(0, 1, 0.0)
+
+
+def _invoke_many(c: RequestMetrics, status: int, value: Any) -> None:
+    if isinstance(value, t.BatchInvokeResult):
+        ok = failed = 0
+        elapsed = 0.0
+        for item in value.results:
+            if item.status == 200:
+                ok += 1
+                elapsed += item.invocation_time_ms or 0.0
+            elif item.error is not None and item.error.error == errors.InvocationError.code:
+                failed += 1
+        c.count_invocations(ok, failed, elapsed)
+
+
+def _create(c: RequestMetrics, status: int, value: Any) -> None:
+    if status == 201:
+        c.count_creations(1)
+
+
+def _create_many(c: RequestMetrics, status: int, value: Any) -> None:
+    if isinstance(value, t.BatchResult):
+        c.count_creations(sum(1 for item in value.results if item.status == 201))
+
+
+def _divide(c: RequestMetrics, status: int, value: Any) -> None:
+    if status == 200:
+        c.count_divisions()
+
+
+_COUNTERS: dict[str, Callable[[RequestMetrics, int, Any], None]] = {
+    "invoke": _invoke,
+    "invoke_many": _invoke_many,
+    "create_substrate": _create,
+    "create_substrates": _create_many,
+    "divide": _divide,
+}
