@@ -24,7 +24,7 @@ def test_record_shape_and_typed_errors():
     a = Arena()
     sid = a.insert("lambda", "lambda  x: x", "lambda x: x", b'{"name":"id"}', 123)
     assert sid == substrate_id("lambda", "lambda x: x")
-    assert a.get(sid) == (sid, "lambda", "lambda  x: x", "lambda x: x", b'{"name":"id"}', 123, 0)
+    assert a.get(sid) == (sid, "lambda", "lambda  x: x", "lambda x: x", b'{"name":"id"}', 123)
     assert a.get(hex(sid)) == a.get(sid)
     with pytest.raises(errors.DuplicateError) as dup:
         a.insert("lambda", "lambda x:x", "lambda x: x")
@@ -103,13 +103,11 @@ def test_dump_and_load_round_trip_and_corruption():
     ids = [make(a, f"x + {i}", b'{"i":%d}' % i) for i in range(100)]
     for s, t in itertools.pairwise(ids):
         a.link("lineage", s, t)
-    a.record_invocations(ids[0], 3)
     data = a.dump()
     b = Arena.from_dump(data)
     assert len(b) == 100
     assert b.relationship_count == 99
     assert all(b.get(i) == a.get(i) for i in ids)
-    assert b.top_invoked(1) == [(ids[0], 3)]
     with pytest.raises(errors.StorageError):
         Arena.from_dump(data[:-1])
     with pytest.raises(errors.StorageError):

@@ -1,4 +1,4 @@
-"""Type stubs for the native module ``bfx._core`` (rust/src/py.rs)."""
+"""Type stubs for the native module ``bfx._core`` (rust/src/py/)."""
 
 import os
 from collections.abc import Iterable
@@ -11,8 +11,9 @@ REL_TYPES: Final[tuple[str, ...]]
 EXPRESSION_TYPES: Final[tuple[str, ...]]
 
 IdLike = int | str
-# (id, expression_type, code, canonical, metadata_json, created_at_us, invocations)
-SubstrateRecord = tuple[int, str, str, str, bytes, int, int]
+# (id, expression_type, code, canonical, metadata_json, created_at_us); invocation
+# counts are not in the arena (bfx.invocations)
+SubstrateRecord = tuple[int, str, str, str, bytes, int]
 # (id, rel_type, source, target, bidirectional, constraints_json, created_at_us)
 EdgeRecord = tuple[int, str, int, int, bool, bytes, int]
 
@@ -65,8 +66,6 @@ class Arena:
         self, position: int = 0, limit: int = 1000
     ) -> tuple[list[EdgeRecord], int | None]: ...
     def ids(self) -> list[int]: ...
-    def record_invocations(self, id: IdLike, count: int = 1) -> int: ...
-    def top_invoked(self, k: int = 5) -> list[tuple[int, int]]: ...
     def link(
         self,
         rel_type: str,

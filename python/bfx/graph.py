@@ -8,7 +8,7 @@ multi-edges and self-loops count) are in ``docs/graph.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bfx import _core, errors, paging
@@ -123,9 +123,11 @@ def _float(value: Any, field: str) -> float:
 
 
 class GraphMixin:
-    """Graph methods of the Registry (needs ``self._arena``, a ``bfx._core.Arena``)."""
+    """Graph methods of the Registry (needs ``self._arena``, a ``bfx._core.Arena``, and
+    ``self._substrate``, which makes an arena record a ``Substrate`` with its count)."""
 
     _arena: _core.Arena
+    _substrate: Callable[[tuple], Any]  # Registry._substrate: the record with its count
 
     def traverse(
         self,
@@ -161,11 +163,9 @@ class GraphMixin:
             paths.append([node_id] if parent < 0 else [*paths[parent], node_id])
             out_nodes.append({"substrate_id": node_id, "depth": depth})
         if include_substrates:
-            from bfx.models import Substrate
-
             records = self._arena.get_many([n["substrate_id"] for n in out_nodes])
             for n, r in zip(out_nodes, records, strict=True):
-                n["substrate"] = None if r is None else Substrate.from_record(r)
+                n["substrate"] = None if r is None else self._substrate(r)
         out_edges = [
             {
                 "relationship_id": rid,

@@ -96,9 +96,10 @@ class Substrate(msgspec.Struct, frozen=True):
         )
 
     @classmethod
-    def from_record(cls, record: tuple) -> Substrate:
-        """From the arena's record (``Arena.get``; a 7th field is the invocation count)."""
-        return cls.from_row(SubstrateRow.from_arena(record), record[6] if len(record) > 6 else 0)
+    def from_record(cls, record: tuple, invocations: int = 0) -> Substrate:
+        """From the arena's record (``Arena.get``) and its count of this process
+        (:class:`bfx.invocations.InvocationCounts`: counts are not in the arena)."""
+        return cls.from_row(SubstrateRow.from_arena(record), invocations)
 
 
 class Relationship(msgspec.Struct, frozen=True):

@@ -10,7 +10,6 @@ lock, the store its own, and the compiled cache a small one of its own.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -34,6 +33,7 @@ from bfx._core import (
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.engine import Engine
 from bfx.graph import GraphMixin
+from bfx.invocations import InvocationCounts
 from bfx.models import (
     MAX_MICROS,
     MIN_MICROS,
@@ -181,6 +181,8 @@ class Registry(GraphMixin):
         self._engine = Engine(open_store(data_dir if data_dir is not None else storage))
         self._store = self._engine.store
         self._arena = self._engine.arena
+        #: Successful invocations per substrate, of this process (``bfx.invocations``).
+        self._invocations = InvocationCounts()
 
     @property
     def arena(self) -> Arena:
@@ -190,6 +192,14 @@ class Registry(GraphMixin):
     @property
     def limits(self) -> Limits:
         return self._limits
+
+    @property
+    def invocations(self) -> InvocationCounts:
+        """Successful invocations per substrate in this process (not stored)."""
+        return self._invocations
+
+    def _substrate(self, record: tuple) -> Substrate:
+        return Substrate.from_record(record, self._invocations.get(record[0]))
 
     @property
     def store(self) -> Store:
@@ -320,12 +330,11 @@ class Registry(GraphMixin):
         return results
 
     def get(self, substrate_id: int | str) -> Substrate:
-        return Substrate.from_record(self._arena.get(substrate_id))
+        return self._substrate(self._arena.get(substrate_id))
 
     def get_many(self, substrate_ids: Iterable[int | str]) -> list[Substrate | None]:
         return [
-            None if r is None else Substrate.from_record(r)
-            for r in self._arena.get_many(substrate_ids)
+            None if r is None else self._substrate(r) for r in self._arena.get_many(substrate_ids)
         ]
 
     def delete(self, substrate_id: int | str) -> int:
@@ -334,6 +343,7 @@ class Registry(GraphMixin):
         identity = parse_id(substrate_id)
         removed = self._engine.delete_substrate(identity)
         self._cache.discard(identity)
+        self._invocations.discard(identity)
         return removed
 
     def list(
@@ -346,7 +356,7 @@ class Registry(GraphMixin):
         """
         _check_page(limit)
         records, next_cursor = self._arena.page(cursor, limit)
-        return [Substrate.from_record(r) for r in records], next_cursor
+        return [self._substrate(r) for r in records], next_cursor
 
     def iter_substrates(self) -> Iterator[Substrate]:
         """Every substrate, in storage order, fetched a page at a time."""
@@ -354,7 +364,7 @@ class Registry(GraphMixin):
         while position is not None:
             records, position = self._arena.scan(position, _SCAN_PAGE)
             for r in records:
-                yield Substrate.from_record(r)
+                yield self._substrate(r)
 
     def iter_relationships(self) -> Iterator[Relationship]:
         position: int | None = 0
@@ -384,7 +394,7 @@ class Registry(GraphMixin):
         start = time.perf_counter()
         result = compiled.invoke(parameters)
         elapsed = (time.perf_counter() - start) * 1000.0
-        self._arena.record_invocations(identity)
+        self._invocations.add(identity)
         return Invocation(identity, result, elapsed)
 
     def invoke_many(
@@ -430,9 +440,7 @@ class Registry(GraphMixin):
                     identity, compiled, items, indices, results, budget
                 )
             if succeeded:
-                # A substrate deleted meanwhile simply has no counter to bump.
-                with contextlib.suppress(errors.NotFoundError):
-                    self._arena.record_invocations(identity, succeeded)
+                self._invocations.add(identity, succeeded)
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -900,7 +908,14 @@ class Registry(GraphMixin):
         }
 
     def top_invoked(self, k: int = 5) -> list[tuple[int, int]]:
-        return self._arena.top_invoked(k)
+        """The ``k`` most invoked substrates of this process, ``(id, count)``, most first."""
+        while True:
+            top = self._invocations.top(k)
+            # Deleted meanwhile, or by another process (seen at a refresh): drop.
+            gone = [identity for identity, _ in top if identity not in self._arena]
+            if not gone:
+                return top
+            self._invocations.discard_many(gone)
 
 
 def export_record(row: SubstrateRow | RelationshipRow) -> dict[str, Any]:

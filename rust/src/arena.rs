@@ -7,6 +7,8 @@
 //! * Records are fixed-size and live in [`SegVec`]s indexed by a `u32` slot.
 //!   A deleted slot goes on a free list and is reused, so slots never move and
 //!   edges can refer to their endpoints by slot (4 bytes, not an 8-byte id).
+//!   A substrate record is 32 bytes and a relationship record 32, and neither
+//!   changes on a read or an invoke: nothing is counted in them per request.
 //! * Variable-length bytes (code, canonical code, metadata, constraints) are
 //!   packed into a [`ByteSlab`] with varint length prefixes.
 //! * Lookup by id is a `HashTable<u32>` of slots. The ids are already uniform
@@ -20,7 +22,6 @@
 //! A bidirectional edge is stored once (source → target) and is reported as
 //! outgoing and incoming of both of its ends.
 
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use hashbrown::HashTable;
@@ -41,17 +42,24 @@ const BIDIRECTIONAL: u64 = 1 << 63;
 /// Compact a slab once its garbage exceeds both its live bytes and this.
 const COMPACT_MIN_GARBAGE: usize = 16 << 20;
 
+/// A substrate record: 32 bytes. It holds nothing that changes per request
+/// (invocation counts live with the Python metrics, `bfx.invocations`): a
+/// record is written only when the substrate or one of its relationships is,
+/// so pages of records that worker processes may come to share stay clean
+/// under read traffic.
 #[derive(Clone, Copy)]
 struct Node {
     id: u64,
     created_at: i64,
     /// Slab handle (low 48 bits) | expression type << 48; `FREE_NODE` if free.
     data: u64,
-    invocations: u32,
     /// Head of the outgoing list; the next free slot when the slot is free.
     head_out: u32,
     head_in: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Node>() == 32);
+const _: () = assert!(std::mem::size_of::<Edge>() == 32);
 
 #[derive(Clone, Copy)]
 struct Edge {
@@ -108,7 +116,6 @@ pub struct SubstrateView<'a> {
     pub canonical: &'a str,
     pub metadata: &'a [u8],
     pub created_at: i64,
-    pub invocations: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +258,6 @@ impl Arena {
             canonical,
             metadata,
             created_at: node.created_at,
-            invocations: node.invocations,
         }
     }
 
@@ -294,11 +300,11 @@ impl Arena {
 
     pub fn insert(&mut self, s: &NewSubstrate<'_>) -> CoreResult<u64> {
         let id = self.check_insert(s)?;
-        self.insert_unchecked(id, s, 0);
+        self.insert_unchecked(id, s);
         Ok(id)
     }
 
-    fn insert_unchecked(&mut self, id: u64, s: &NewSubstrate<'_>, invocations: u32) {
+    fn insert_unchecked(&mut self, id: u64, s: &NewSubstrate<'_>) {
         let mut prefix = Vec::with_capacity(12);
         put_varint(&mut prefix, s.code.len() as u64);
         let same = s.code == s.canonical;
@@ -319,7 +325,6 @@ impl Arena {
             id,
             created_at: s.created_at,
             data: handle | (s.expr_type as u64) << HANDLE_BITS,
-            invocations,
             head_out: NIL,
             head_in: NIL,
         };
@@ -384,7 +389,7 @@ impl Arena {
         let ok = results.iter().all(Result::is_ok);
         if ok {
             for (s, id) in items.iter().zip(&results) {
-                self.insert_unchecked(*id.as_ref().expect("checked"), s, 0);
+                self.insert_unchecked(*id.as_ref().expect("checked"), s);
             }
         }
         (results, ok)
@@ -423,7 +428,6 @@ impl Arena {
             id: 0,
             created_at: 0,
             data: FREE_NODE,
-            invocations: 0,
             head_out: free_next,
             head_in: NIL,
         };
@@ -570,33 +574,6 @@ impl Arena {
         (ids, next)
     }
 
-    pub fn record_invocations(&mut self, id: u64, count: u32) -> CoreResult<u32> {
-        let slot = self.required_slot(id)?;
-        let node = self.nodes.get_mut(slot as usize);
-        node.invocations = node.invocations.saturating_add(count);
-        Ok(node.invocations)
-    }
-
-    /// The `k` most invoked substrates, most first (ties: smaller id first).
-    pub fn top_invoked(&self, k: usize) -> Vec<(u64, u32)> {
-        let mut heap: BinaryHeap<Reverse<(u32, Reverse<u64>)>> = BinaryHeap::new();
-        for n in self.nodes.iter() {
-            if n.data == FREE_NODE || n.invocations == 0 {
-                continue;
-            }
-            heap.push(Reverse((n.invocations, Reverse(n.id))));
-            if heap.len() > k {
-                heap.pop();
-            }
-        }
-        let mut out: Vec<(u64, u32)> = heap
-            .into_iter()
-            .map(|Reverse((count, Reverse(id)))| (id, count))
-            .collect();
-        out.sort_by_key(|&(id, count)| (Reverse(count), id));
-        out
-    }
-
     // ---- relationships ----
 
     fn find_edge(&self, rid: u64) -> Option<u32> {
@@ -738,7 +715,7 @@ impl Arena {
                 id,
             });
         }
-        self.insert_unchecked(id, s, 0);
+        self.insert_unchecked(id, s);
         Ok(())
     }
 
@@ -952,13 +929,6 @@ impl Arena {
             edge_index: self.edge_index.capacity() * slot,
             edge_bytes: self.edge_data.heap_bytes(),
         }
-    }
-
-    /// Restores a record with its stored id and invocation count (bulk load).
-    pub(crate) fn restore(&mut self, s: &NewSubstrate<'_>, invocations: u32) -> CoreResult<u64> {
-        let id = self.check_insert(s)?;
-        self.insert_unchecked(id, s, invocations);
-        Ok(id)
     }
 }
 

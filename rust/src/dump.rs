@@ -2,8 +2,8 @@
 //!
 //! Layout (all integers little-endian):
 //! ```text
-//! magic "BFXARENA" | version u32 = 1 | substrates u64 | relationships u64
-//! per substrate:   id u64 | created_at i64 | invocations u32 | type u8 |
+//! magic "BFXARENA" | version u32 = 2 | substrates u64 | relationships u64
+//! per substrate:   id u64 | created_at i64 | type u8 |
 //!                  code_len u32 | canonical_len u32 | metadata_len u32 | bytes
 //! per relationship: source u64 | target u64 | type u8 | bidirectional u8 |
 //!                  created_at i64 | constraints_len u32 | bytes
@@ -11,6 +11,11 @@
 //! ```
 //! Loading recomputes every id from the content and checks it, so a dump can
 //! neither smuggle in a record under a wrong id nor load half of itself.
+//!
+//! Version 1 also held a per-substrate invocation count; the counts left the
+//! arena (they are per-process statistics, not records), and a version-1 dump
+//! is refused as unsupported before any record is read, so the storage layer
+//! falls back to a full load from its database.
 //!
 //! Files go through `dump_to` / `load_from`, which stream through a 1 MiB buffer
 //! with the checksum computed a buffer at a time: a snapshot of tens of
@@ -30,12 +35,13 @@ use crate::error::{CoreError, CoreResult};
 use crate::kinds::{ExprType, RelType};
 
 const MAGIC: &[u8; 8] = b"BFXARENA";
-const VERSION: u32 = 1;
+/// 2: substrates without the invocation count of version 1.
+const VERSION: u32 = 2;
 const HEADER_LEN: u64 = 8 + 4 + 16;
 const CHECKSUM_LEN: u64 = 8;
-/// The smallest a substrate or relationship record can be, which bounds how
-/// many records a dump of a given length can hold.
-const MIN_RECORD_LEN: u64 = 33;
+/// The smallest a substrate (29 bytes) or relationship (30) record can be,
+/// which bounds how many records a dump of a given length can hold.
+const MIN_RECORD_LEN: u64 = 29;
 
 /// The dump as one buffer (small arenas, tests, `Arena.dump()`).
 pub fn dump(arena: &Arena) -> Vec<u8> {
@@ -83,7 +89,6 @@ fn write_body<S: Sink>(arena: &Arena, w: &mut S) -> io::Result<()> {
     for s in arena.iter() {
         w.put(&s.id.to_le_bytes())?;
         w.put(&s.created_at.to_le_bytes())?;
-        w.put(&s.invocations.to_le_bytes())?;
         w.put(&[s.expr_type as u8])?;
         for part in [s.code.as_bytes(), s.canonical.as_bytes(), s.metadata] {
             w.put(&(part.len() as u32).to_le_bytes())?;
@@ -333,7 +338,6 @@ fn parse<S: Source>(r: &mut S) -> CoreResult<Arena> {
     for _ in 0..substrates {
         let id = r.u64()?;
         let created_at = r.u64()? as i64;
-        let invocations = r.u32()?;
         let expr_type = ExprType::from_u8(r.u8()?).ok_or_else(|| corrupt("bad expression type"))?;
         let (code_len, canon_len, meta_len) =
             (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
@@ -348,7 +352,7 @@ fn parse<S: Source>(r: &mut S) -> CoreResult<Arena> {
             created_at,
             expected_id: Some(id),
         };
-        arena.restore(&record, invocations).map_err(damaged)?;
+        arena.insert(&record).map_err(damaged)?;
     }
     for _ in 0..relationships {
         let source = r.u64()?;

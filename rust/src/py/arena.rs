@@ -235,7 +235,7 @@ impl Arena {
     }
 
     /// The record `(id, expression_type, code, canonical, metadata,
-    /// created_at_us, invocations)`; NotFoundError if absent.
+    /// created_at_us)`; NotFoundError if absent.
     fn get<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
         let id = id_arg(id)?;
         let out = self.with_read(py, |a| a.get(id).map(SubstrateOut::from));
@@ -356,23 +356,6 @@ impl Arena {
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let ids: Vec<u64> = py.detach(|| self.inner.read().iter().map(|s| s.id).collect());
         PyList::new(py, ids)
-    }
-
-    #[pyo3(signature = (id, count = 1))]
-    fn record_invocations(
-        &self,
-        py: Python<'_>,
-        id: &Bound<'_, PyAny>,
-        count: u32,
-    ) -> PyResult<u32> {
-        let id = id_arg(id)?;
-        let result = self.with_write(py, |a| a.record_invocations(id, count));
-        result.py_err(py)
-    }
-
-    #[pyo3(signature = (k = 5))]
-    fn top_invoked(&self, py: Python<'_>, k: usize) -> Vec<(u64, u32)> {
-        py.detach(|| self.inner.read().top_invoked(k))
     }
 
     // ---- relationships ----

@@ -239,7 +239,6 @@ pub(crate) struct SubstrateOut {
     canonical: Option<String>,
     metadata: Vec<u8>,
     created_at: i64,
-    invocations: u32,
 }
 
 impl From<SubstrateView<'_>> for SubstrateOut {
@@ -251,14 +250,13 @@ impl From<SubstrateView<'_>> for SubstrateOut {
             canonical: (v.canonical != v.code).then(|| v.canonical.to_owned()),
             metadata: v.metadata.to_vec(),
             created_at: v.created_at,
-            invocations: v.invocations,
         }
     }
 }
 
 impl SubstrateOut {
-    /// `(id, expression_type, code, canonical, metadata, created_at_us,
-    /// invocations)`; `canonical` is the very `code` string when they agree.
+    /// `(id, expression_type, code, canonical, metadata, created_at_us)`;
+    /// `canonical` is the very `code` string when they agree.
     pub(crate) fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
         let code = PyString::new(py, &self.code);
         let canonical = match &self.canonical {
@@ -272,7 +270,6 @@ impl SubstrateOut {
             canonical,
             PyBytes::new(py, &self.metadata),
             self.created_at,
-            self.invocations,
         )
             .into_pyobject(py)
     }
