@@ -11,9 +11,9 @@ import bfx
 from asgi_driver import Driver, finish, started
 from bfx.api.operations import Operation
 from bfx.asgi import App, Settings
-from bfx.settings import parse_size, split_origins
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
 from bfx.asgi.router import Route, Router
+from bfx.settings import parse_size, split_origins
 
 API = "/api/v1"
 LAMBDA = {"expression_type": "lambda", "expression_code": "lambda x, y=2: x * y"}

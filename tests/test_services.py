@@ -23,6 +23,8 @@ from bfx import Registry, errors
 from bfx.api import types as s
 from bfx.api.operations import BY_NAME, OPERATIONS
 from bfx.budget import Cancelled
+from bfx.errors import UnsupportedMediaTypeError
+from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     OPERATION_METHODS,
     GraphService,
@@ -34,7 +36,6 @@ from bfx.services import (
     TransferService,
     local_services,
 )
-from bfx.services.inputs import QueryIdError, UnsupportedMediaTypeError
 
 API = "/api/v1"
 PROTOCOLS = {

@@ -29,6 +29,8 @@ __all__ = [
     "SandboxError",
     "StorageError",
     "TooManyItemsError",
+    "UnsupportedMediaTypeError",
+    "UrlIdError",
     "ValidationError",
 ]
 
@@ -66,6 +68,13 @@ class InvalidIdError(ValidationError):
     """
 
     code = "invalid_id"
+
+
+class UrlIdError(InvalidIdError):
+    """An id in the URL (path or query string) is not 1-16 hex digits: a 400 rather than
+    the 422 of an id in a body, since the URL itself is malformed."""
+
+    status = 400
 
 
 class InvalidRelationshipTypeError(ValidationError):
@@ -130,6 +139,13 @@ class StorageError(BfxError):
 
     code = "storage_error"
     status = 503
+
+
+class UnsupportedMediaTypeError(BfxError):
+    """A body in a media type the operation does not read (HTTP 415)."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 class TooManyItemsError(BfxError):

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bfx.asgi import handlers
-from bfx.asgi.base import JSON, Request, Response
+from bfx.asgi.base import JSON, Response, encode, no_content
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
 from bfx.asgi.middleware.dispatch import HeavyPool, dispatch, next_chunk
 from bfx.asgi.pipeline import Call, ClientGone, Handle, build
 from bfx.asgi.router import Router
+from bfx.services import Services, local_services
 from bfx.settings import Settings
 
 __all__ = ["App", "create_app"]
@@ -51,8 +52,7 @@ class App:
         self.registry: Any = None
         self.router = Router(handlers.bind())
         self.metrics = RequestMetrics()
-        self.openapi_bytes: bytes | None = None
-        self.static_cache: dict[str, bytes] = {}
+        self.services: Services | None = None
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
         self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
         self._pipeline: Handle | None = None
@@ -62,6 +62,13 @@ class App:
     def startup(self) -> None:
         if self.registry is None:
             self.registry = self._registry_factory(self.settings)
+        settings = self.settings
+        self.services = local_services(
+            self.registry,
+            max_answer_bytes=settings.max_answer_bytes,
+            batch_time_budget=settings.batch_time_budget,
+            request_metrics=self.metrics.snapshot,
+        )
         middleware = assemble(
             self.settings,
             router=self.router,
@@ -104,18 +111,14 @@ class App:
     # -- the handler, below the pipeline -------------------------------------------------
 
     def _run(self, call: Call) -> Response:
-        inp = call.input
-        req = Request(
-            self,
-            self.registry,
-            inp.params,
-            call.query_string,
-            inp.raw,
-            inp.body,
-            inp.content_type,
-        )
-        req.cancelled = inp.cancelled
-        return call.route.handler(req)  # type: ignore[no-any-return]
+        """The handler on the services, its typed answer made a Response."""
+        route = call.route
+        value = route.handler(self.services, call.input)
+        if type(value) is Response:
+            return value
+        if value is None:
+            return no_content()
+        return Response(route.op.status, encode(value), value=value)
 
     # -- requests --------------------------------------------------------------------------
 

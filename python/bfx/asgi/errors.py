@@ -1,8 +1,7 @@
 """Errors of the HTTP layer, and the one place that turns any exception into a response.
 
 The domain errors (:mod:`bfx.errors`) carry their own code and status; this module adds
-the few that only exist over HTTP (route, method, media type, body size, JSON syntax, an
-id in the URL) and :func:`error_body`, which every error answer goes through.
+the few that only exist over HTTP (route, method, body size) and :func:`error_body`, which every error answer goes through.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ __all__ = [
     "BodyTooLargeError",
     "MalformedJsonError",
     "MethodNotAllowedError",
-    "PathIdError",
     "RouteNotFoundError",
-    "UnsupportedMediaTypeError",
     "error_body",
     "field_error",
 ]
@@ -43,17 +40,6 @@ class MethodNotAllowedError(errors.BfxError):
             f"method {method} is not allowed here", {"method": method, "allow": list(allow)}
         )
         self.allow = allow
-
-
-class PathIdError(errors.InvalidIdError):
-    """An id in the URL (path or query string) is not 1-16 hex digits: 400, not 422."""
-
-    status = 400
-
-
-class UnsupportedMediaTypeError(errors.BfxError):
-    code = "unsupported_media_type"
-    status = 415
 
 
 class BodyTooLargeError(errors.BfxError):

@@ -10,24 +10,11 @@ from bfx import errors
 from bfx.identity import parse_id
 
 __all__ = [
-    "QueryIdError",
-    "UnsupportedMediaTypeError",
     "body_id",
     "one_type",
     "query_id",
     "type_list",
 ]
-
-
-class QueryIdError(errors.InvalidIdError):
-    """An id in the query string is not 1-16 hex digits: 400 ``invalid_id``, not 422."""
-
-    status = 400
-
-
-class UnsupportedMediaTypeError(errors.BfxError):
-    code = "unsupported_media_type"
-    status = 415
 
 
 def body_id(text: str, field: str) -> int:
@@ -42,13 +29,15 @@ def body_id(text: str, field: str) -> int:
 
 
 def query_id(text: str | None, field: str) -> int | None:
-    """An id from the query string (None when absent); malformed: :class:`QueryIdError`."""
+    """An id from the query string (None when absent); malformed: :class:`~bfx.errors.UrlIdError`."""
     if text is None:
         return None
     try:
         return parse_id(text)
     except errors.InvalidIdError as exc:
-        raise QueryIdError(exc.message, {**exc.details, "field": field, "value": text}) from None
+        raise errors.UrlIdError(
+            exc.message, {**exc.details, "field": field, "value": text}
+        ) from None
 
 
 def type_list(text: str | None) -> list[str] | None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from bfx import transfer
+from bfx import errors, transfer
 from bfx.api import types as s
-from bfx.services.inputs import UnsupportedMediaTypeError
 
 if TYPE_CHECKING:
     from bfx.registry import Registry
@@ -46,7 +45,7 @@ class LocalTransfer:
         elif content_type in NDJSON_TYPES:
             recs = transfer.read_ndjson(body.split(b"\n"))
         else:
-            raise UnsupportedMediaTypeError(
+            raise errors.UnsupportedMediaTypeError(
                 "import takes application/json or application/x-ndjson",
                 {"content_type": content_type.decode("latin-1")},
             )

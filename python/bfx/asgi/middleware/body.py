@@ -20,7 +20,7 @@ from bfx import errors
 from bfx._core import json_nesting_exceeds
 from bfx.api.decoding import MalformedJsonError, field_error
 from bfx.asgi.base import JSON, Response
-from bfx.asgi.errors import BodyTooLargeError, UnsupportedMediaTypeError
+from bfx.asgi.errors import BodyTooLargeError
 from bfx.asgi.middleware.body_deadline import BodyDeadlines, BodyTimeoutError
 from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
 from bfx.settings import Settings
@@ -129,7 +129,7 @@ async def _read(
         and not (kind is bytes and ctype.startswith(b"application/"))
         and declared != b"0"
     ):
-        raise UnsupportedMediaTypeError(
+        raise errors.UnsupportedMediaTypeError(
             f"expected application/json, got {ctype.decode('latin-1')}",
             {"content_type": ctype.decode("latin-1")},
         )
