@@ -10,6 +10,9 @@ an int in ``[0, 2**64)`` or 1-16 hex digits in any case, with or without
 ``0x``. Test vectors: ``tests/identity_vectors.json``.
 """
 
+from typing import Any
+
+from bfx import errors
 from bfx._core import (
     EXPRESSION_TYPES,
     REL_TYPES,
@@ -23,9 +26,22 @@ from bfx._core import (
 __all__ = [
     "EXPRESSION_TYPES",
     "REL_TYPES",
+    "field_id",
     "format_id",
     "normalize_rel_type",
     "parse_id",
     "relationship_id",
     "substrate_id",
 ]
+
+
+def field_id(value: Any, field: str) -> int:
+    """An id given in a body field; a malformed one is a 422 ``invalid_id`` naming the
+    field (an id in a URL is a 400 instead: :class:`~bfx.errors.UrlIdError`)."""
+    try:
+        return parse_id(value)
+    except errors.InvalidIdError as exc:
+        raise errors.InvalidIdError(
+            f"{field}: {exc.message}",
+            {**exc.details, "field": field, "location": "body", "value": value},
+        ) from None

@@ -33,6 +33,7 @@ from bfx._core import (
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.engine import Engine
 from bfx.graph import GraphMixin
+from bfx.identity import field_id
 from bfx.invocations import InvocationCounts
 from bfx.models import (
     MAX_MICROS,
@@ -661,8 +662,8 @@ class Registry(GraphMixin):
             raise errors.ValidationError(
                 "bidirectional must be a boolean", {"field": "bidirectional"}
             )
-        source = _body_id(item.get("source_id"), "source_id")
-        target = _body_id(item.get("target_id"), "target_id")
+        source = field_id(item.get("source_id"), "source_id")
+        target = field_id(item.get("target_id"), "target_id")
         constraints = _json_object_bytes(item.get("constraints"), "constraints")
         return RelationshipRow(
             None, normalize_rel_type(rel_type), source, target, bidirectional, constraints, created
@@ -853,7 +854,7 @@ class Registry(GraphMixin):
             row = self._edge_row(record, created)
             given = record.get("relationship_id")
             if given is not None:
-                expected = _body_id(given, "relationship_id")
+                expected = field_id(given, "relationship_id")
                 computed = relationship_id(row.source, row.target, row.rel_type)
                 if expected != computed:
                     raise _id_mismatch(expected, computed, "relationship_id")
@@ -953,14 +954,6 @@ def _one(answers: list[Any]) -> int:
     return answer
 
 
-def _body_id(value: Any, field: str) -> int:
-    """An id from a request body: invalid ones are 422 naming the field."""
-    try:
-        return parse_id(value)
-    except errors.InvalidIdError as exc:
-        raise errors.InvalidIdError(exc.message, {**exc.details, "field": field}) from None
-
-
 def _created_key(s: Substrate) -> tuple[int, int]:
     return (to_micros(s.created_at), s.identity)
 
@@ -1018,7 +1011,7 @@ def _import_substrate_id(record: Mapping[str, Any]) -> int | None:
     """The id an imported substrate claims (``substrate_id`` and ``identity`` must
     agree when both are given); the store checks it against the content."""
     given = [
-        (_body_id(record[f], "substrate_id"), f)
+        (field_id(record[f], "substrate_id"), f)
         for f in ("substrate_id", "identity")
         if record.get(f) is not None
     ]

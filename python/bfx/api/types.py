@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from bfx import graph, paging
+from bfx._core import EXPRESSION_TYPES
 
 # Page sizes: one bound for every list route (bfx.paging), so no request can ask for the
 # whole registry; every number a list takes has an upper bound (422 naming it beyond).
@@ -61,7 +62,8 @@ Identity = Annotated[
 ]
 Number = int | float
 JsonObject = dict[str, Any]
-ExpressionType = Literal["lambda", "constant", "expression"]
+#: The core's list (``bfx._core.EXPRESSION_TYPES``), as a type the decoders check.
+ExpressionType = Literal[EXPRESSION_TYPES]  # type: ignore[valid-type]
 
 
 class _Request(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

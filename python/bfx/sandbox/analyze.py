@@ -20,6 +20,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+# The one list of expression types is the core's: ids hash the type name.
+from bfx._core import EXPRESSION_TYPES
 from bfx.errors import SandboxError, ValidationError
 
 from .limits import DEFAULT_LIMITS, Limits
@@ -27,8 +29,6 @@ from .tables import CONSTANTS, FUNCTIONS, KEYWORDS, MATH_FUNCTIONS, NUMERIC_FUNC
 from .values import find_surrogate
 
 __all__ = ["EXPRESSION_TYPES", "Analysis", "analyze"]
-
-EXPRESSION_TYPES = ("lambda", "constant", "expression")
 
 # Operator precedences, numbered as ``ast._Precedence``: only their order matters.
 _TUPLE, _TEST, _OR, _AND, _NOT, _CMP, _EXPR = 2, 4, 5, 6, 7, 8, 9

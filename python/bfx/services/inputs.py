@@ -10,22 +10,10 @@ from bfx import errors
 from bfx.identity import parse_id
 
 __all__ = [
-    "body_id",
     "one_type",
     "query_id",
     "type_list",
 ]
-
-
-def body_id(text: str, field: str) -> int:
-    """An id from a JSON body; a malformed one is a 422 ``invalid_id`` naming the field."""
-    try:
-        return parse_id(text)
-    except errors.InvalidIdError as exc:
-        raise errors.InvalidIdError(
-            f"{field}: {exc.message}",
-            {**exc.details, "field": field, "location": "body", "value": text},
-        ) from None
 
 
 def query_id(text: str | None, field: str) -> int | None:

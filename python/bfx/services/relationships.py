@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from bfx import errors
 from bfx.api import types as s
+from bfx.identity import field_id as body_id
 from bfx.identity import format_id
 from bfx.paging import next_offset_cursor, offset_of
 from bfx.services import records
-from bfx.services.inputs import body_id, one_type, query_id, type_list
+from bfx.services.inputs import one_type, query_id, type_list
 
 if TYPE_CHECKING:
     from bfx.registry import Registry

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from bfx import errors
 from bfx.api import types as s
 from bfx.budget import BatchBudget
+from bfx.identity import field_id as body_id
 from bfx.identity import format_id
 from bfx.paging import Page
 from bfx.services import records
-from bfx.services.inputs import body_id, query_id
+from bfx.services.inputs import query_id
 
 if TYPE_CHECKING:
     from bfx.registry import Registry
