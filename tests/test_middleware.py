@@ -1,0 +1,309 @@
+"""Each middleware of the request pipeline alone: a Call, a stub for the rest of the
+pipeline, and what the middleware does before, after or instead of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import msgspec
+import pytest
+
+from bfx import errors
+from bfx.api import types as t
+from bfx.api.operations import BY_NAME, Operation
+from bfx.asgi.base import Response, encode
+from bfx.asgi.metrics import RequestMetrics
+from bfx.asgi.middleware.access_log import AccessLog, access_log
+from bfx.asgi.middleware.body import body
+from bfx.asgi.middleware.body_deadline import BodyDeadlines
+from bfx.asgi.middleware.cors import Cors, cors
+from bfx.asgi.middleware.dispatch import HeavyPool, dispatch
+from bfx.asgi.middleware.errors import errors as errors_mw
+from bfx.asgi.middleware.freshness import freshness
+from bfx.asgi.middleware.metrics import metrics
+from bfx.asgi.middleware.routing import routing
+from bfx.asgi.pipeline import Call, ClientGone, build
+from bfx.asgi.router import Route, Router
+from bfx.budget import Cancelled
+from bfx.settings import Settings
+
+
+def _call(method="GET", path="/x", headers=(), body_parts=(b"",), query=b"", route=None):
+    parts = list(body_parts)
+
+    async def receive():
+        if parts:
+            return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+        await asyncio.sleep(3600)
+
+    call = Call(method, path, query, list(headers), ("10.1.2.3", 1), receive)
+    call.route = route
+    return call
+
+
+def _route(name):
+    return Route(BY_NAME[name], lambda svc, inp: None)
+
+
+def _run(handle, call):
+    return asyncio.run(handle(call))
+
+
+async def _ok(call):
+    return Response(200, b"{}", value=None)
+
+
+def _raising(exc):
+    async def handle(call):
+        raise exc
+
+    return handle
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_errors_maps_exceptions_to_the_documented_shape():
+    resp = _run(errors_mw()(_raising(errors.ValidationError("bad", {"field": "x"}))), _call())
+    assert resp.status == 422
+    assert json.loads(resp.body) == {
+        "error": "validation_error",
+        "message": "bad",
+        "details": {"field": "x"},
+    }
+    assert isinstance(resp.value, errors.ValidationError)
+    resp = _run(errors_mw()(_raising(errors.OverloadedError("busy", retry_after=3))), _call())
+    assert (resp.status, resp.headers) == (503, [(b"retry-after", b"3")])
+    resp = _run(errors_mw()(_raising(RuntimeError("boom"))), _call())
+    assert resp.status == 500
+    assert json.loads(resp.body)["error"] == "internal_error"
+    assert b"boom" not in resp.body
+
+
+def test_errors_lets_a_departed_client_through():
+    for exc in (ClientGone(), Cancelled()):
+        with pytest.raises(ClientGone):
+            _run(errors_mw()(_raising(exc)), _call())
+
+
+# --- CORS ---------------------------------------------------------------------------------
+
+
+def test_cors_adds_headers_only_for_an_allowed_origin():
+    wrap = cors(Cors(["https://app.example"]))
+    resp = _run(wrap(_ok), _call(headers=[(b"origin", b"https://app.example")]))
+    assert (b"access-control-allow-origin", b"https://app.example") in resp.headers
+    resp = _run(wrap(_ok), _call(headers=[(b"origin", b"https://evil.example")]))
+    assert not resp.headers
+    resp = _run(wrap(_ok), _call())
+    assert not resp.headers
+
+
+def test_cors_answers_a_preflight_with_the_routes_methods():
+    async def options(call):
+        return Response(204, b"", None, headers=[(b"allow", b"GET, HEAD, OPTIONS")])
+
+    call = _call(
+        "OPTIONS",
+        headers=[(b"origin", b"https://a.example"), (b"access-control-request-method", b"GET")],
+    )
+    resp = _run(cors(Cors(["*"]))(options), call)
+    headers = dict(resp.headers)
+    assert headers[b"access-control-allow-methods"] == b"GET, HEAD, OPTIONS"
+    assert headers[b"access-control-allow-origin"] == b"*"
+
+
+# --- routing ------------------------------------------------------------------------------
+
+
+def test_routing_finds_the_operation_and_parses_ids():
+    router = Router([_route("get_substrate"), _route("shortest_path"), _route("static")])
+    seen = {}
+
+    async def rest(call):
+        seen["route"] = call.route.op.name
+        seen["params"] = call.input.params
+        return Response(200)
+
+    handle = routing(router)(rest)
+    _run(handle, _call(path="/api/v1/substrates/0x2a"))
+    assert seen == {"route": "get_substrate", "params": [42]}
+    _run(handle, _call(path="/api/v1/relationships/path/1/ff"))
+    assert seen["params"] == [1, 255]
+    _run(handle, _call(path="/api/v1/static/swagger-ui.css"))
+    assert seen["params"] == ["swagger-ui.css"]
+    with pytest.raises(errors.UrlIdError):
+        _run(handle, _call(path="/api/v1/substrates/nothex"))
+    with pytest.raises(errors.NotFoundError):
+        _run(handle, _call(path="/api/v1/nowhere"))
+    resp = _run(handle, _call("OPTIONS", path="/api/v1/substrates/1"))
+    assert resp.status == 204
+    assert dict(resp.headers)[b"allow"] == b"GET, HEAD, OPTIONS"
+
+
+# --- freshness ----------------------------------------------------------------------------
+
+
+def test_freshness_refreshes_before_the_rest_runs():
+    order = []
+
+    class Registry:
+        def refresh(self):
+            order.append("refresh")
+
+    async def rest(call):
+        order.append("handler")
+        return Response(200)
+
+    _run(freshness(Registry())(rest), _call())
+    assert order == ["refresh", "handler"]
+
+
+# --- body -----------------------------------------------------------------------------------
+
+
+def _body_handle(**settings):
+    seen = {}
+
+    async def rest(call):
+        seen["body"] = call.input.body
+        seen["query"] = call.input.query
+        return Response(200)
+
+    return body(Settings(**settings), BodyDeadlines(1.0))(rest), seen
+
+
+def test_body_decodes_into_the_operations_types():
+    handle, seen = _body_handle()
+    raw = msgspec.json.encode({"parameters": {"x": 2}})
+    _run(handle, _call("POST", body_parts=[raw], route=_route("invoke")))
+    assert seen["body"] == t.InvokeRequest(parameters={"x": 2})
+    _run(handle, _call(query=b"limit=7&junk=1", route=_route("list_substrates")))
+    assert seen["query"].limit == 7
+
+
+def test_body_refuses_what_it_must_before_the_handler():
+    handle, seen = _body_handle(body_limit=64, max_batch_items=2, max_body_depth=3)
+    invoke = _route("invoke")
+    with pytest.raises(errors.ValidationError) as info:
+        _run(
+            handle,
+            _call("POST", body_parts=[b'{"parameters": {"a": {"b": {"c": 1}}}}'], route=invoke),
+        )
+    assert info.value.details["reason"] == "too_deep"
+    with pytest.raises(errors.BfxError) as info:
+        _run(handle, _call("POST", headers=[(b"content-length", b"65")], route=invoke))
+    assert info.value.status == 413
+    with pytest.raises(errors.UnsupportedMediaTypeError):
+        _run(handle, _call("POST", headers=[(b"content-type", b"text/plain")], route=invoke))
+    batch = msgspec.json.encode({"invocations": [{"substrate_id": "1"}] * 3})
+    handle, seen = _body_handle(max_batch_items=2)
+    with pytest.raises(errors.TooManyItemsError):
+        _run(handle, _call("POST", body_parts=[batch], route=_route("invoke_many")))
+    assert seen == {}
+
+
+# --- metrics and the access log -------------------------------------------------------------
+
+
+def test_metrics_count_from_the_typed_answer():
+    counters = RequestMetrics()
+
+    async def invoked(call):
+        value = t.InvokeResponse(substrate_id="0x1", result=1, invocation_time_ms=2.0)
+        return Response(200, encode(value), value=value)
+
+    call = _call(route=_route("invoke"))
+    resp = _run(metrics(counters)(invoked), call)
+    resp.sent(resp.status)
+    failed = _run(
+        metrics(counters)(errors_mw()(_raising(errors.InvocationError("x")))),
+        _call(route=_route("invoke")),
+    )
+    failed.sent(failed.status)
+    assert (counters.invocations, counters.failed_invocations) == (1, 1)
+    assert counters.by_status == {200: 1, 422: 1}
+    assert counters.active == 0
+    with pytest.raises(ClientGone):
+        _run(metrics(counters)(_raising(ClientGone())), _call())
+    assert counters.by_status[499] == 1
+
+
+def test_access_log_names_the_route_template(tmp_path):
+    path = tmp_path / "log"
+    with path.open("wb") as f:
+        wrap = access_log(AccessLog("json", fd=f.fileno()))
+        call = _call(path="/api/v1/substrates/0x2a", route=_route("get_substrate"))
+        resp = _run(wrap(_ok), call)
+        with pytest.raises(ClientGone):
+            _run(wrap(_raising(ClientGone())), _call())
+    first, second = (json.loads(x) for x in path.read_text().splitlines())
+    assert (first["route"], first["status"], first["bytes"]) == (
+        "/api/v1/substrates/{id}",
+        200,
+        len(resp.body),
+    )
+    assert first["client"] == "10.1.2.3"
+    assert (second["route"], second["status"]) == ("-", 499)
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+def _op(runs):
+    return Route(Operation(f"op_{runs}", "GET", f"/{runs}", "", "", None, runs=runs), None)
+
+
+def test_dispatch_runs_each_operation_where_it_says():
+    where = {}
+
+    def run(call):
+        where[call.route.op.name] = threading.current_thread().name
+        return Response(200)
+
+    pool = HeavyPool(threads=1, queue=0)
+    handle = dispatch(pool, run)
+    for runs in ("loop", "light", "heavy"):
+        assert _run(handle, _call(route=_op(runs))).status == 200
+    assert where["op_loop"] == "MainThread"
+    assert where["op_heavy"].startswith("bfx-heavy")
+    assert where["op_light"] not in ("MainThread", where["op_heavy"])
+    assert pool.admitted == 0
+    pool.admit()
+    with pytest.raises(errors.OverloadedError):
+        _run(handle, _call(route=_op("heavy")))
+    pool.release()
+    pool.shutdown()
+
+
+def test_dispatch_pulls_a_streams_first_chunk_and_holds_the_slot_until_sent():
+    pool = HeavyPool(threads=1, queue=0)
+
+    def run(call):
+        return Response(200, stream=iter([b"a", b"b"]))
+
+    resp = _run(dispatch(pool, run), _call(route=_op("heavy")))
+    assert resp.first == b"a"
+    assert pool.admitted == 1
+    resp.sent(200)
+    assert pool.admitted == 0
+    pool.shutdown()
+
+
+def test_the_pipeline_runs_outermost_first():
+    order = []
+
+    def tag(name):
+        def wrap(next_):
+            async def handle(call):
+                order.append(name)
+                return await next_(call)
+
+            return handle
+
+        return wrap
+
+    _run(build([tag("a"), tag("b")], _ok), _call())
+    assert order == ["a", "b"]
