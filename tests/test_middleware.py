@@ -124,7 +124,7 @@ def test_routing_finds_the_operation_and_parses_ids():
 
     async def rest(call):
         seen["route"] = call.route.op.name
-        seen["params"] = call.input.params
+        seen["params"] = call.params
         return Response(200)
 
     handle = routing(router)(rest)
@@ -168,8 +168,8 @@ def _body_handle(**settings):
     seen = {}
 
     async def rest(call):
-        seen["body"] = call.input.body
-        seen["query"] = call.input.query
+        seen["body"] = call.body
+        seen["query"] = call.query
         return Response(200)
 
     return body(Settings(**settings), BodyDeadlines(1.0))(rest), seen
@@ -252,28 +252,32 @@ def test_access_log_names_the_route_template(tmp_path):
 # --- dispatch -------------------------------------------------------------------------------
 
 
-def _op(runs):
-    return Route(Operation(f"op_{runs}", "GET", f"/{runs}", "", "", None, runs=runs), None)
+def _op(runs, handler):
+    return Route(Operation(f"op_{runs}", "GET", f"/{runs}", "", "", None, runs=runs), handler)
 
 
 def test_dispatch_runs_each_operation_where_it_says():
     where = {}
 
-    def run(call):
-        where[call.route.op.name] = threading.current_thread().name
+    def handler(svc, inp):
+        assert svc == "services"
+        where[threading.current_thread().name] = inp
         return Response(200)
 
     pool = HeavyPool(threads=1, queue=0)
-    handle = dispatch(pool, run)
+    handle = dispatch(pool, "services")
+    names = []
     for runs in ("loop", "light", "heavy"):
-        assert _run(handle, _call(route=_op(runs))).status == 200
-    assert where["op_loop"] == "MainThread"
-    assert where["op_heavy"].startswith("bfx-heavy")
-    assert where["op_light"] not in ("MainThread", where["op_heavy"])
+        call = _call(route=_op(runs, handler))
+        assert _run(handle, call).status == 200
+        names.append(next(k for k, v in where.items() if v is call))
+    assert names[0] == "MainThread"
+    assert names[2].startswith("bfx-heavy")
+    assert names[1] not in ("MainThread", names[2])
     assert pool.admitted == 0
     pool.admit()
     with pytest.raises(errors.OverloadedError):
-        _run(handle, _call(route=_op("heavy")))
+        _run(handle, _call(route=_op("heavy", handler)))
     pool.release()
     pool.shutdown()
 
@@ -281,10 +285,10 @@ def test_dispatch_runs_each_operation_where_it_says():
 def test_dispatch_pulls_a_streams_first_chunk_and_holds_the_slot_until_sent():
     pool = HeavyPool(threads=1, queue=0)
 
-    def run(call):
+    def handler(svc, inp):
         return Response(200, stream=iter([b"a", b"b"]))
 
-    resp = _run(dispatch(pool, run), _call(route=_op("heavy")))
+    resp = _run(dispatch(pool, None), _call(route=_op("heavy", handler)))
     assert resp.first == b"a"
     assert pool.admitted == 1
     resp.sent(200)

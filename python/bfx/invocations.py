@@ -41,6 +41,11 @@ class InvocationCounts:
             lock.release()
         return count
 
+    @property
+    def counts(self) -> dict[int, int]:
+        """The live counts (read-only for callers: every write goes through :meth:`add`)."""
+        return self._counts
+
     def get(self, identity: int) -> int:
         """The count of ``identity`` (0 if never invoked)."""
         # One dict lookup is atomic: no lock needed to read.

@@ -99,7 +99,18 @@ class Substrate(msgspec.Struct, frozen=True):
     def from_record(cls, record: tuple, invocations: int = 0) -> Substrate:
         """From the arena's record (``Arena.get``) and its count of this process
         (:class:`bfx.invocations.InvocationCounts`: counts are not in the arena)."""
-        return cls.from_row(SubstrateRow.from_arena(record), invocations)
+        # The hot read path (every GET): the record's fields in SubstrateRow's order
+        # (rows.SubstrateRow.from_arena), without building the row in between.
+        identity, expression_type, code, canonical, metadata, created_us = record
+        return cls(
+            identity,
+            expression_type,
+            code,
+            canonical,
+            _json_object(metadata),
+            from_micros(created_us),
+            invocations,
+        )
 
 
 class Relationship(msgspec.Struct, frozen=True):

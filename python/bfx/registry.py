@@ -184,6 +184,8 @@ class Registry(GraphMixin):
         self._arena = self._engine.arena
         #: Successful invocations per substrate, of this process (``bfx.invocations``).
         self._invocations = InvocationCounts()
+        # Read on every GET: the counts' dict itself (a lookup is atomic; writes lock).
+        self._counts = self._invocations.counts
 
     @property
     def arena(self) -> Arena:
@@ -200,7 +202,7 @@ class Registry(GraphMixin):
         return self._invocations
 
     def _substrate(self, record: tuple) -> Substrate:
-        return Substrate.from_record(record, self._invocations.get(record[0]))
+        return Substrate.from_record(record, self._counts.get(record[0], 0))
 
     @property
     def store(self) -> Store:
@@ -226,7 +228,7 @@ class Registry(GraphMixin):
         """Applies what other processes wrote to a shared store since the last
         look; returns how many changes. Cheap when there are none (the HTTP
         service calls it before every request)."""
-        return self._engine.refresh()
+        return self._engine.store.refresh()  # per request: straight to the store
 
     def __len__(self) -> int:
         return len(self._arena)
@@ -331,7 +333,8 @@ class Registry(GraphMixin):
         return results
 
     def get(self, substrate_id: int | str) -> Substrate:
-        return self._substrate(self._arena.get(substrate_id))
+        record = self._arena.get(substrate_id)  # the hot read: no helper frame
+        return Substrate.from_record(record, self._counts.get(record[0], 0))
 
     def get_many(self, substrate_ids: Iterable[int | str]) -> list[Substrate | None]:
         return [

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bfx.asgi import handlers
-from bfx.asgi.base import JSON, Response, encode, no_content
+from bfx.asgi.base import JSON, Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
@@ -76,7 +76,7 @@ class App:
             counters=self.metrics,
             deadlines=self._body_deadlines,
         )
-        self._pipeline = build(middleware, dispatch(self.heavy, self._run))
+        self._pipeline = build(middleware, dispatch(self.heavy, self.services))
 
     def shutdown(self) -> None:
         self.heavy.shutdown()
@@ -107,18 +107,6 @@ class App:
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    # -- the handler, below the pipeline -------------------------------------------------
-
-    def _run(self, call: Call) -> Response:
-        """The handler on the services, its typed answer made a Response."""
-        route = call.route
-        value = route.handler(self.services, call.input)
-        if type(value) is Response:
-            return value
-        if value is None:
-            return no_content()
-        return Response(route.op.status, encode(value), value=value)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -169,7 +157,8 @@ class App:
                 )
             status = resp.status
         finally:
-            resp.sent(status)
+            if resp._after is not None:  # someone waits for the answer to be out
+                resp.sent(status)
 
 
 async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> None:

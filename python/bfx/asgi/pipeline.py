@@ -1,12 +1,15 @@
 """The request pipeline: a :class:`Call` passes through an ordered list of middleware down
 to the endpoint, which runs the operation's handler.
 
-A middleware is a factory ``wrap(next_) -> handle``: given the rest of the pipeline it
-returns an ``async def handle(call) -> Response`` that may act before, after or instead of
-it. Each cross-cutting concern is one such factory in ``bfx.asgi.middleware`` (errors,
-access log, metrics, CORS, routing, freshness, body, admission), testable alone with a
-stub ``next_``; the list is built once per app, and a concern that is switched off (no
-CORS origins, no access log) is simply left out of it.
+A middleware is either a factory ``wrap(next_) -> handle``, which given the rest of the
+pipeline returns an ``async def handle(call) -> Response`` that may act before, after or
+instead of it, or a :class:`Before` — a concern that only acts before the rest (routing,
+freshness, reading the body). Each cross-cutting concern is one of these in
+``bfx.asgi.middleware`` (errors, access log, metrics, CORS, routing, freshness, body,
+admission), testable alone with a stub ``next_``; the list is built once per app, and a
+concern that is switched off (no CORS origins, no access log) is simply left out of it.
+Consecutive :class:`Before` steps share one coroutine: every layer of ``await`` costs
+about as much as a small step itself, and a GET runs through the whole list.
 
 Handlers sit below all of it: ``handler(services, inp) -> answer`` takes the service
 interface (:mod:`bfx.services`) and an :class:`Input` — decoded path ids, query and body
@@ -26,7 +29,7 @@ from typing import Any
 
 from bfx.asgi.base import Response
 
-__all__ = ["Call", "ClientGone", "Handle", "Input", "Middleware", "build"]
+__all__ = ["Before", "Call", "ClientGone", "Handle", "Input", "Middleware", "build"]
 
 
 class ClientGone(Exception):
@@ -53,13 +56,15 @@ class Input:
         self.cancelled: threading.Event | None = None
 
 
-class Call:
-    """One request on its way through the pipeline (built by the protocol adapter)."""
+class Call(Input):
+    """One request on its way through the pipeline (built by the protocol adapter).
+
+    It is the handler's :class:`Input` too (one object per request, not two): a handler
+    is typed to see only the Input part."""
 
     __slots__ = (
         "client",
         "headers",
-        "input",
         "method",
         "path",
         "principal",
@@ -78,6 +83,13 @@ class Call:
         client: Any,
         receive: Callable[[], Awaitable[dict[str, Any]]],
     ) -> None:
+        # Input's fields, set here rather than through a second __init__ call.
+        self.params = []
+        self.query = None
+        self.body = None
+        self.raw = b""
+        self.content_type = None
+        self.cancelled = None
         self.method = method
         self.path = path
         self.query_string = query_string
@@ -87,7 +99,6 @@ class Call:
         self.receive = receive
         #: The matched route (``bfx.asgi.router.Route``), once routing has run.
         self.route: Any = None
-        self.input = Input()
         #: Who is calling: ``-`` until authentication names them.
         self.principal = "-"
         #: Body bytes sent, filled in by the adapter (for the access log).
@@ -101,12 +112,51 @@ class Call:
 
 
 Handle = Callable[[Call], Awaitable[Response]]
-Middleware = Callable[[Handle], Handle]
+
+
+class Before:
+    """A concern that acts only before the rest of the pipeline: :meth:`step` inspects
+    or fills in the call and raises to refuse it; it returns None, an awaitable to wait
+    for first (such as reading the body), or a :class:`Response` that answers instead of
+    the rest."""
+
+    def step(self, call: Call) -> Awaitable[None] | Response | None:
+        raise NotImplementedError
+
+    def __call__(self, next_: Handle) -> Handle:
+        """As a wrap factory on its own (what :func:`build` fuses away)."""
+        return _fused((self,), next_)
+
+
+Middleware = Callable[[Handle], Handle] | Before
 
 
 def build(middleware: Sequence[Middleware], endpoint: Handle) -> Handle:
     """The pipeline: ``middleware[0]`` outermost, ``endpoint`` innermost."""
     handle = endpoint
-    for wrap in reversed(middleware):
-        handle = wrap(handle)
+    run: list[Before] = []
+    for item in reversed(middleware):
+        if isinstance(item, Before):
+            run.insert(0, item)
+            continue
+        if run:
+            handle, run = _fused(tuple(run), handle), []
+        handle = item(handle)
+    if run:
+        handle = _fused(tuple(run), handle)
+    return handle
+
+
+def _fused(steps: tuple[Before, ...], next_: Handle) -> Handle:
+    bound = tuple(step.step for step in steps)
+
+    async def handle(call: Call) -> Response:
+        for step in bound:
+            result = step(call)
+            if result is not None:
+                if type(result) is Response:
+                    return result
+                await result  # type: ignore[misc]
+        return await next_(call)
+
     return handle

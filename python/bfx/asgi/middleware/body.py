@@ -11,6 +11,7 @@ operation's query type (422 naming the field).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,10 +20,10 @@ import msgspec
 from bfx import errors
 from bfx._core import json_nesting_exceeds
 from bfx.api.decoding import MalformedJsonError, field_error
-from bfx.asgi.base import JSON, Response
+from bfx.asgi.base import JSON
 from bfx.asgi.errors import BodyTooLargeError
 from bfx.asgi.middleware.body_deadline import BodyDeadlines, BodyTimeoutError
-from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.asgi.pipeline import Before, Call, ClientGone
 from bfx.settings import Settings
 
 __all__ = ["body", "check_depth", "check_items", "decode_query"]
@@ -30,40 +31,41 @@ __all__ = ["body", "check_depth", "check_items", "decode_query"]
 _JSON_SUFFIX = b"+json"
 
 
-def body(settings: Settings, deadlines: BodyDeadlines) -> Middleware:
-    limits = {
-        "body_limit": settings.body_limit,
-        "import_body_limit": settings.import_body_limit,
-    }
-    depth = settings.max_body_depth
-    max_items = settings.max_batch_items
-    # One decoder per request type, built once: decoding is schema-driven and cached.
-    decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+class body(Before):
+    def __init__(self, settings: Settings, deadlines: BodyDeadlines) -> None:
+        self.limits = {
+            "body_limit": settings.body_limit,
+            "import_body_limit": settings.import_body_limit,
+        }
+        self.depth = settings.max_body_depth
+        self.max_items = settings.max_batch_items
+        self.deadlines = deadlines
+        # One decoder per request type, built once: decoding is schema-driven and cached.
+        self.decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            route = call.route
-            inp = call.input
-            if route.query is not None:
-                inp.query = decode_query(call.query_string, route.query)
-            kind = route.body
-            if kind is not None:
-                ctype, raw = await _read(call, limits[route.body_limit], kind, deadlines)
-                check_depth(raw, depth)
-                inp.raw = raw
-                inp.content_type = ctype
-                if kind is not bytes:
-                    decoder = decoders.get(kind)
-                    if decoder is None:
-                        decoder = decoders[kind] = msgspec.json.Decoder(kind)
-                    inp.body = _decode(decoder, raw or b"{}")
-                    if route.items is not None:
-                        check_items(inp.body, route.items, max_items)
-            return await next_(call)
+    def step(self, call: Call) -> Awaitable[None] | None:
+        route = call.route
+        if route.query is not None:
+            call.query = decode_query(call.query_string, route.query)
+        if route.body is None:
+            return None
+        return self._read(call)
 
-        return handle
-
-    return wrap
+    async def _read(self, call: Call) -> None:
+        route = call.route
+        inp = call
+        kind = route.body
+        ctype, raw = await _read(call, self.limits[route.body_limit], kind, self.deadlines)
+        check_depth(raw, self.depth)
+        inp.raw = raw
+        inp.content_type = ctype
+        if kind is not bytes:
+            decoder = self.decoders.get(kind)
+            if decoder is None:
+                decoder = self.decoders[kind] = msgspec.json.Decoder(kind)
+            inp.body = _decode(decoder, raw or b"{}")
+            if route.items is not None:
+                check_items(inp.body, route.items, self.max_items)
 
 
 def check_depth(raw: bytes, limit: int) -> None:

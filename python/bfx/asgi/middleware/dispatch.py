@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bfx import errors
-from bfx.asgi.base import Response
+from bfx.asgi.base import Response, encode, no_content
 from bfx.asgi.pipeline import Call, Handle
 from bfx.budget import Cancelled
 
@@ -87,23 +87,25 @@ def next_chunk(stream: Iterator[bytes]) -> bytes:
     return next(stream, b"")
 
 
-def dispatch(pool: HeavyPool, run: Callable[[Call], Response]) -> Handle:
-    """The innermost stage: ``run(call)`` (the handler, its answer made a Response) on
-    the loop, in a plain thread, or in the heavy pool."""
+def dispatch(pool: HeavyPool, services: Any) -> Handle:
+    """The innermost stage: the operation's handler on the services, on the loop, in a
+    plain thread, or in the heavy pool; its typed answer becomes the Response."""
 
     def run_and_pull(call: Call) -> Response:
-        resp = run(call)
+        route = call.route
+        resp = answer(route.op, route.handler(services, call))
         if resp.stream is not None:
             resp.first = next_chunk(resp.stream)
         return resp
 
     async def handle(call: Call) -> Response:
-        runs = call.route.runs
+        route = call.route
+        runs = route.runs
         if runs == "heavy":
             return await _heavy(pool, run_and_pull, call)
         if runs == "light":
             return await asyncio.to_thread(run_and_pull, call)
-        resp = run(call)
+        resp = answer(route.op, route.handler(services, call))
         if resp.stream is not None:
             resp.first = await asyncio.to_thread(next_chunk, resp.stream)
         return resp
@@ -111,10 +113,20 @@ def dispatch(pool: HeavyPool, run: Callable[[Call], Response]) -> Handle:
     return handle
 
 
+def answer(op: Any, value: Any) -> Response:
+    """A handler's answer as a Response: a typed answer is encoded with the operation's
+    status, None is a 204, a Response (streams, headers) passes as it is."""
+    if type(value) is Response:
+        return value
+    if value is None:
+        return no_content()
+    return Response(op.status, encode(value), value=value)
+
+
 async def _heavy(pool: HeavyPool, run: Callable[[Call], Response], call: Call) -> Response:
     pool.admit()
     cancelled = threading.Event()
-    call.input.cancelled = cancelled
+    call.cancelled = cancelled
     watcher = asyncio.ensure_future(watch_disconnect(call.receive, cancelled))
     try:
         resp = await pool.call(cancelled, run, call)

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bfx.asgi.base import Response
-from bfx.asgi.pipeline import Call, Handle, Middleware
+from bfx.asgi.pipeline import Before, Call
 
 __all__ = ["freshness"]
 
 
-def freshness(registry: Any) -> Middleware:
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            registry.refresh()
-            return await next_(call)
+class freshness(Before):
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
 
-        return handle
-
-    return wrap
+    def step(self, call: Call) -> None:
+        self.registry.refresh()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bfx.asgi.base import Response, path_id
 from bfx.asgi.errors import RouteNotFoundError
-from bfx.asgi.pipeline import Call, Handle, Middleware
+from bfx.asgi.pipeline import Before, Call
 from bfx.asgi.router import Router, allowed
 
 __all__ = ["ID_PARAMS", "routing"]
@@ -18,23 +18,26 @@ __all__ = ["ID_PARAMS", "routing"]
 ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
 
 
-def routing(router: Router) -> Middleware:
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            if call.method == "OPTIONS":
-                return _options(router, call.path)
-            route, values = router.match(call.method, call.path)
-            call.route = route
-            if values:
-                call.input.params = [
+class routing(Before):
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def step(self, call: Call) -> Response | None:
+        if call.method == "OPTIONS":
+            return _options(self.router, call.path)
+        route, values = self.router.match(call.method, call.path)
+        call.route = route
+        if values:
+            names = route.param_names
+            if len(values) == 1:  # the common case, without building a comprehension
+                value = values[0]
+                call.params = [path_id(value) if names[0] in ID_PARAMS else value]
+            else:
+                call.params = [
                     path_id(v) if name in ID_PARAMS else v
-                    for name, v in zip(route.param_names, values, strict=True)
+                    for name, v in zip(names, values, strict=True)
                 ]
-            return await next_(call)
-
-        return handle
-
-    return wrap
+        return None
 
 
 def _options(router: Router, path: str) -> Response:
