@@ -24,8 +24,9 @@ from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
 from bfx.asgi.middleware.dispatch import HeavyPool, dispatch, next_chunk
-from bfx.asgi.pipeline import Call, ClientGone, Handle, build
+from bfx.asgi.pipeline import Call, Handle, build
 from bfx.asgi.router import Router
+from bfx.budget import Cancelled
 from bfx.services import Services, local_services
 from bfx.settings import Settings
 
@@ -136,8 +137,8 @@ class App:
         )
         try:
             resp = await self._pipeline(call)
-        except ClientGone:
-            return  # counted and logged as 499 by the middleware; nobody to answer
+        except Cancelled:
+            return  # the client left: counted and logged as 499; nobody to answer
         status = 499  # what the middleware learns if sending fails: the client left
         try:
             if resp.stream is not None:

@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 from bfx.asgi.base import Response
+from bfx.budget import Cancelled
 
-__all__ = ["Before", "Call", "ClientGone", "Handle", "Input", "Middleware", "build"]
+__all__ = ["Around", "Before", "Call", "ClientGone", "Handle", "Input", "Middleware", "build"]
 
 
-class ClientGone(Exception):
-    """The client disconnected before it could be answered (logged as status 499)."""
+class ClientGone(Cancelled):
+    """The client disconnected before it could be answered (logged as status 499).
+
+    A :class:`~bfx.budget.Cancelled`: work stopped for a departed client (a batch, a
+    queued job) and a disconnect seen while reading are the same event to the pipeline."""
 
 
 class Input:
@@ -72,6 +77,7 @@ class Call(Input):
         "receive",
         "route",
         "sent",
+        "started",
     )
 
     def __init__(
@@ -103,6 +109,8 @@ class Call(Input):
         self.principal = "-"
         #: Body bytes sent, filled in by the adapter (for the access log).
         self.sent = 0
+        #: When the request began (``perf_counter``), for the metrics and the access log.
+        self.started = perf_counter()
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -112,6 +120,26 @@ class Call(Input):
 
 
 Handle = Callable[[Call], Awaitable[Response]]
+
+
+class Around:
+    """A concern around the rest of the pipeline, as hooks: :meth:`enter` before it,
+    :meth:`leave` with its answer, :meth:`fail` with what it raised (return an answer to
+    stand for it, or None to let it go on out). Override only the hooks you need: the
+    others are never called."""
+
+    def enter(self, call: Call) -> None:
+        pass
+
+    def leave(self, call: Call, resp: Response) -> Response:
+        return resp
+
+    def fail(self, call: Call, exc: BaseException) -> Response | None:
+        return None
+
+    def __call__(self, next_: Handle) -> Handle:
+        """As a wrap factory on its own (what :func:`build` fuses away)."""
+        return _fused((self,), (), next_)
 
 
 class Before:
@@ -125,38 +153,83 @@ class Before:
 
     def __call__(self, next_: Handle) -> Handle:
         """As a wrap factory on its own (what :func:`build` fuses away)."""
-        return _fused((self,), next_)
+        return _fused((), (self,), next_)
 
 
-Middleware = Callable[[Handle], Handle] | Before
+Middleware = Callable[[Handle], Handle] | Around | Before
 
 
 def build(middleware: Sequence[Middleware], endpoint: Handle) -> Handle:
-    """The pipeline: ``middleware[0]`` outermost, ``endpoint`` innermost."""
+    """The pipeline: ``middleware[0]`` outermost, ``endpoint`` innermost.
+
+    A run of :class:`Around` concerns followed by :class:`Before` steps becomes one
+    coroutine; a plain ``wrap`` factory stands between runs."""
     handle = endpoint
-    run: list[Before] = []
-    for item in reversed(middleware):
-        if isinstance(item, Before):
-            run.insert(0, item)
-            continue
-        if run:
-            handle, run = _fused(tuple(run), handle), []
-        handle = item(handle)
-    if run:
-        handle = _fused(tuple(run), handle)
+    items = list(middleware)
+    while items:
+        end = len(items)
+        start = end
+        while start > 0 and isinstance(items[start - 1], Before):
+            start -= 1
+        steps = tuple(items[start:end])
+        first = start
+        while first > 0 and isinstance(items[first - 1], Around):
+            first -= 1
+        arounds = tuple(items[first:start])
+        if arounds or steps:
+            handle = _fused(arounds, steps, handle)  # type: ignore[arg-type]
+            del items[first:]
+        else:
+            handle = items.pop()(handle)  # type: ignore[operator]
     return handle
 
 
-def _fused(steps: tuple[Before, ...], next_: Handle) -> Handle:
+def _overrides(around: Around, hook: str) -> bool:
+    return getattr(type(around), hook) is not getattr(Around, hook)
+
+
+def _fused(arounds: tuple[Around, ...], steps: tuple[Before, ...], next_: Handle) -> Handle:
+    enters = tuple(a.enter for a in arounds if _overrides(a, "enter"))
+    # After the rest, innermost first: the answer an inner concern gives is what the
+    # outer ones see.
+    inner_first = arounds[::-1]
+    leaves = tuple(a.leave for a in inner_first if _overrides(a, "leave"))
     bound = tuple(step.step for step in steps)
+    # The endpoint may answer without a coroutine of its own (cheap operations).
+    sync = getattr(next_, "sync", None)
 
     async def handle(call: Call) -> Response:
-        for step in bound:
-            result = step(call)
-            if result is not None:
-                if type(result) is Response:
-                    return result
-                await result  # type: ignore[misc]
-        return await next_(call)
+        try:
+            for enter in enters:
+                enter(call)
+            for step in bound:
+                result = step(call)
+                if result is not None:
+                    if type(result) is Response:
+                        resp = result
+                        break
+                    await result  # type: ignore[misc]
+            else:
+                resp = None
+                if sync is not None:
+                    resp = sync(call)
+                if resp is None:
+                    resp = await next_(call)
+        except BaseException as exc:
+            return _failed(inner_first, call, exc)
+        for leave in leaves:
+            resp = leave(call, resp)
+        return resp
 
     return handle
+
+
+def _failed(inner_first: tuple[Around, ...], call: Call, exc: BaseException) -> Response:
+    """Hands the exception out through the arounds, innermost first, until one answers
+    for it; the ones outside that one then see the answer. Nobody answering: re-raise."""
+    resp: Response | None = None
+    for around in inner_first:
+        resp = around.fail(call, exc) if resp is None else around.leave(call, resp)
+    if resp is None:
+        raise exc
+    return resp

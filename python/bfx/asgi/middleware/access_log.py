@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 from bfx.asgi.base import Response
-from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.asgi.pipeline import Around, Call
+from bfx.budget import Cancelled
 
 __all__ = ["AccessLog", "access_log"]
 
@@ -74,43 +75,35 @@ class AccessLog:
             os.write(self.fd, line + b"\n")
 
 
-def access_log(log: AccessLog) -> Middleware:
-    """Times the rest of the pipeline and writes the line when the answer is ready (a
-    streamed one: once it is sent, with the bytes the adapter counted in ``call.sent``);
-    a departed client logs 499."""
+class access_log(Around):
+    """Writes the line when the answer is ready (a streamed one: once it is sent, with the
+    bytes the adapter counted in ``call.sent``); a departed client logs 499."""
 
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            start = time.perf_counter()
-            try:
-                resp = await next_(call)
-            except ClientGone:
-                _line(log, call, 499, start)
-                raise
-            if resp.stream is None:
-                call.sent = len(resp.body)
-                _line(log, call, resp.status, start)
-            else:
+    def __init__(self, log: AccessLog) -> None:
+        self.log = log
 
-                def done(status: int) -> None:
-                    _line(log, call, status, start)
+    def leave(self, call: Call, resp: Response) -> Response:
+        if resp.stream is None:
+            call.sent = len(resp.body)
+            _line(self.log, call, resp.status)
+        else:
+            resp.on_sent(lambda status: _line(self.log, call, status))
+        return resp
 
-                resp.on_sent(done)
-            return resp
-
-        return handle
-
-    return wrap
+    def fail(self, call: Call, exc: BaseException) -> Response | None:
+        if isinstance(exc, Cancelled):
+            _line(self.log, call, 499)
+        return None
 
 
-def _line(log: AccessLog, call: Call, status: int, start: float) -> None:
+def _line(log: AccessLog, call: Call, status: int) -> None:
     route = call.route.path if call.route is not None else "-"
     log.write(
         call.client,
         call.method,
         route,
         status,
-        time.perf_counter() - start,
+        time.perf_counter() - call.started,
         call.sent,
         call.principal,
     )

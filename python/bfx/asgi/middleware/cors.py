@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bfx.asgi.base import Response
-from bfx.asgi.pipeline import Call, Handle, Middleware
+from bfx.asgi.pipeline import Around, Call
 
 __all__ = ["Cors", "cors"]
 
@@ -73,33 +73,30 @@ class Cors:
         return headers
 
 
-def cors(policy: Cors) -> Middleware:
+class cors(Around):
     """Adds the policy's headers to every answer, errors included; a preflight (an
     ``OPTIONS`` answered 204 with ``Allow``) gets the preflight headers instead."""
 
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            origin = call.header(b"origin")
-            resp = await next_(call)
-            if origin is None:
-                return resp
-            allow = _allow(resp) if call.method == "OPTIONS" and resp.status == 204 else None
-            if allow is not None:
-                extra = policy.preflight(
-                    origin,
-                    call.header(b"access-control-request-method"),
-                    call.header(b"access-control-request-headers"),
-                    allow,
-                )
-            else:
-                extra = policy.simple(origin)
-            if extra:
-                resp.headers = [*(resp.headers or ()), *extra]
+    def __init__(self, policy: Cors) -> None:
+        self.policy = policy
+
+    def leave(self, call: Call, resp: Response) -> Response:
+        origin = call.header(b"origin")
+        if origin is None:
             return resp
-
-        return handle
-
-    return wrap
+        allow = _allow(resp) if call.method == "OPTIONS" and resp.status == 204 else None
+        if allow is not None:
+            extra = self.policy.preflight(
+                origin,
+                call.header(b"access-control-request-method"),
+                call.header(b"access-control-request-headers"),
+                allow,
+            )
+        else:
+            extra = self.policy.simple(origin)
+        if extra:
+            resp.headers = [*(resp.headers or ()), *extra]
+        return resp
 
 
 def _allow(resp: Response) -> tuple[str, ...] | None:

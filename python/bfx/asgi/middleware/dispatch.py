@@ -98,18 +98,28 @@ def dispatch(pool: HeavyPool, services: Any) -> Handle:
             resp.first = next_chunk(resp.stream)
         return resp
 
-    async def handle(call: Call) -> Response:
+    def on_the_loop(call: Call) -> Response | None:
+        """A cheap operation answered right here, without a coroutine of its own (the
+        pipeline calls this first); None for the others."""
         route = call.route
-        runs = route.runs
+        if route.runs != "loop":
+            return None
+        resp = answer(route.op, route.handler(services, call))
+        if resp.stream is not None:
+            # Loop operations answer in microseconds and do not stream; one that did
+            # would pull its first chunk here.
+            resp.first = next_chunk(resp.stream)
+        return resp
+
+    async def handle(call: Call) -> Response:
+        runs = call.route.runs
         if runs == "heavy":
             return await _heavy(pool, run_and_pull, call)
         if runs == "light":
             return await asyncio.to_thread(run_and_pull, call)
-        resp = answer(route.op, route.handler(services, call))
-        if resp.stream is not None:
-            resp.first = await asyncio.to_thread(next_chunk, resp.stream)
-        return resp
+        return on_the_loop(call)  # type: ignore[return-value]
 
+    handle.sync = on_the_loop  # type: ignore[attr-defined]
     return handle
 
 

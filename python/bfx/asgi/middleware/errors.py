@@ -8,28 +8,18 @@ from bfx.api.types import ErrorBody
 from bfx.asgi.base import Response, encode
 from bfx.asgi.errors import BodyTooLargeError, MethodNotAllowedError, error_body
 from bfx.asgi.middleware.body_deadline import BodyTimeoutError
-from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.asgi.pipeline import Around, Call
 from bfx.budget import Cancelled
 from bfx.errors import OverloadedError
 
 __all__ = ["error_answer", "errors"]
 
 
-def errors() -> Middleware:
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            try:
-                return await next_(call)
-            except ClientGone:
-                raise
-            except Cancelled:
-                raise ClientGone from None
-            except Exception as exc:
-                return error_answer(exc)
-
-        return handle
-
-    return wrap
+class errors(Around):
+    def fail(self, call: Call, exc: BaseException) -> Response | None:
+        if isinstance(exc, Cancelled) or not isinstance(exc, Exception):
+            return None  # a departed client, or the task itself cancelled: not an answer
+        return error_answer(exc)
 
 
 def error_answer(exc: BaseException) -> Response:

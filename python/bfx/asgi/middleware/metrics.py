@@ -15,47 +15,45 @@ from bfx import errors
 from bfx.api import types as t
 from bfx.asgi.base import Response
 from bfx.asgi.metrics import RequestMetrics
-from bfx.asgi.pipeline import Call, ClientGone, Handle, Middleware
+from bfx.asgi.pipeline import Around, Call
+from bfx.budget import Cancelled
 
 __all__ = ["metrics"]
 
 
-def metrics(counters: RequestMetrics) -> Middleware:
+class metrics(Around):
     """Counts each request once its answer is ready (a streamed answer: once it is sent)."""
 
-    def wrap(next_: Handle) -> Handle:
-        async def handle(call: Call) -> Response:
-            counters.active += 1
-            start = perf_counter()
-            try:
-                resp = await next_(call)
-            except ClientGone:
-                counters.active -= 1
-                end = perf_counter()
-                counters.record(499, end - start, end)  # nginx's "client closed request"
-                raise
-            route = call.route
-            if route is not None:
-                count = _COUNTERS.get(route.op.name)
-                if count is not None:
-                    count(counters, resp.status, resp.value)
-            if resp.stream is None:
-                counters.active -= 1
-                end = perf_counter()
-                counters.record(resp.status, end - start, end)
-            else:
+    def __init__(self, counters: RequestMetrics) -> None:
+        self.counters = counters
 
-                def done(status: int) -> None:
-                    counters.active -= 1
-                    end = perf_counter()
-                    counters.record(status, end - start, end)
+    def enter(self, call: Call) -> None:
+        self.counters.active += 1
 
-                resp.on_sent(done)
-            return resp
+    def leave(self, call: Call, resp: Response) -> Response:
+        counters = self.counters
+        route = call.route
+        if route is not None:
+            count = _COUNTERS.get(route.op.name)
+            if count is not None:
+                count(counters, resp.status, resp.value)
+        if resp.stream is None:
+            counters.active -= 1
+            end = perf_counter()
+            counters.record(resp.status, end - call.started, end)
+        else:
+            resp.on_sent(lambda status: self._finished(call, status))
+        return resp
 
-        return handle
+    def fail(self, call: Call, exc: BaseException) -> Response | None:
+        if isinstance(exc, Cancelled):
+            self._finished(call, 499)  # nginx's "client closed request"
+        return None
 
-    return wrap
+    def _finished(self, call: Call, status: int) -> None:
+        self.counters.active -= 1
+        end = perf_counter()
+        self.counters.record(status, end - call.started, end)
 
 
 def _invoke(c: RequestMetrics, status: int, value: Any) -> None:
