@@ -1,15 +1,16 @@
 """The request pipeline: a :class:`Call` passes through an ordered list of middleware down
 to the endpoint, which runs the operation's handler.
 
-A middleware is either a factory ``wrap(next_) -> handle``, which given the rest of the
-pipeline returns an ``async def handle(call) -> Response`` that may act before, after or
-instead of it, or a :class:`Before` — a concern that only acts before the rest (routing,
-freshness, reading the body). Each cross-cutting concern is one of these in
-``bfx.asgi.middleware`` (errors, access log, metrics, CORS, routing, freshness, body,
-admission), testable alone with a stub ``next_``; the list is built once per app, and a
-concern that is switched off (no CORS origins, no access log) is simply left out of it.
-Consecutive :class:`Before` steps share one coroutine: every layer of ``await`` costs
-about as much as a small step itself, and a GET runs through the whole list.
+A middleware takes one of three shapes: an :class:`Around` (hooks before the rest, after
+it and on what it raises: access log, metrics, CORS, errors), a :class:`Before` (a step
+that only acts before the rest: routing, freshness, reading the body), or, for anything
+else, a plain factory ``wrap(next_) -> handle`` returning an ``async def handle(call)``.
+Each cross-cutting concern is one of these in ``bfx.asgi.middleware``, testable alone
+with a stub ``next_`` (every shape is also a wrap factory); the list is built once per
+app, and a concern that is switched off (no CORS origins, no access log) is left out of
+it. :func:`build` runs a run of Around hooks and Before steps in one coroutine, and the
+endpoint answers cheap operations without one of its own: every layer of ``await`` costs
+about as much as a small step, and every GET runs through the whole list.
 
 Handlers sit below all of it: ``handler(services, inp) -> answer`` takes the service
 interface (:mod:`bfx.services`) and an :class:`Input` — decoded path ids, query and body

@@ -2,8 +2,9 @@
 request meets them (outermost first). :func:`assemble` lists them for an app's settings;
 a concern that is switched off is left out rather than run as a no-op.
 
-Adding a concern: a factory ``wrap(next_) -> handle`` in its own file here, one line in
-:func:`assemble`. No handler changes.
+Adding a concern: an ``Around``, a ``Before`` or a ``wrap(next_) -> handle`` factory
+(``bfx.asgi.pipeline``) in its own file here, one line in :func:`assemble`. No handler
+changes.
 """
 
 from __future__ import annotations
