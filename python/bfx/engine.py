@@ -75,20 +75,17 @@ class Engine:
         writes nothing unless every row can be written; ``dry_run`` writes nothing;
         ``until_failure`` (imports) writes the rows before the first one that fails
         other than as a duplicate, and nothing from there on."""
-        items = [r.arena_item() for r in rows]
         arena = self.arena
-        if not self.store.durable and not until_failure:
-            return arena.insert_many(items, atomic=atomic, dry_run=dry_run)[0]
-        with self.store.write() as w:
-            answers, prepared = arena.check_insert_many(items)
-            upto = self._upto(answers, atomic, dry_run, until_failure)
-            if upto:
-                self.store.add_substrates(
-                    w,
-                    [(r, a) for r, a in zip(rows[:upto], answers, strict=False) if type(a) is int],
-                )
-                w.after = lambda: self._apply(prepared, upto, "substrate")
-        return answers
+        return self._insert(
+            rows,
+            arena.insert_many,
+            arena.check_insert_many,
+            self.store.add_substrates,
+            "substrate",
+            atomic=atomic,
+            dry_run=dry_run,
+            until_failure=until_failure,
+        )
 
     def insert_relationships(
         self,
@@ -99,20 +96,44 @@ class Engine:
         until_failure: bool = False,
     ) -> list[Answer]:
         """Like :meth:`insert_substrates`, for relationships."""
-        items = [r.arena_item() for r in rows]
         arena = self.arena
+        return self._insert(
+            rows,
+            arena.link_many,
+            arena.check_link_many,
+            self.store.add_relationships,
+            "relationship",
+            atomic=atomic,
+            dry_run=dry_run,
+            until_failure=until_failure,
+        )
+
+    def _insert(
+        self,
+        rows: Sequence[Any],
+        write_in_memory: Any,
+        check: Any,
+        add: Any,
+        kind: str,
+        *,
+        atomic: bool,
+        dry_run: bool,
+        until_failure: bool,
+    ) -> list[Answer]:
+        """The write path of both record kinds: check, commit, apply once."""
+        items = [r.arena_item() for r in rows]
         if not self.store.durable and not until_failure:
-            return arena.link_many(items, atomic=atomic, dry_run=dry_run)[0]
+            return write_in_memory(items, atomic=atomic, dry_run=dry_run)[0]  # type: ignore[no-any-return]
         with self.store.write() as w:
-            answers, prepared = arena.check_link_many(items)
+            answers, prepared = check(items)
             upto = self._upto(answers, atomic, dry_run, until_failure)
             if upto:
-                self.store.add_relationships(
+                add(
                     w,
                     [(r, a) for r, a in zip(rows[:upto], answers, strict=False) if type(a) is int],
                 )
-                w.after = lambda: self._apply(prepared, upto, "relationship")
-        return answers
+                w.after = lambda: self._apply(prepared, upto, kind)
+        return answers  # type: ignore[no-any-return]
 
     @staticmethod
     def _upto(answers: list[Answer], atomic: bool, dry_run: bool, until_failure: bool) -> int:

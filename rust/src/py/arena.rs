@@ -441,21 +441,7 @@ impl Arena {
                     .collect();
                 self.inner.read().check_many(&valid)
             };
-            let mut checked = checked.into_iter();
-            let (mut results, mut keep) = (Vec::with_capacity(parsed.len()), Vec::new());
-            for (index, p) in parsed.into_iter().enumerate() {
-                match p {
-                    Ok(row) => {
-                        let r = checked.next().expect("one result per valid item");
-                        if let Ok(id) = r {
-                            keep.push((index, id, row));
-                        }
-                        results.push(r);
-                    }
-                    Err(e) => results.push(Err(e)),
-                }
-            }
-            (results, keep)
+            merge_checked(parsed, checked)
         });
         let prepared = Prepared::new(PreparedRows::Substrates(keep));
         Ok((results_into_py(py, results)?, prepared))
@@ -477,21 +463,7 @@ impl Arena {
                     .collect();
                 self.inner.read().check_links(&valid)
             };
-            let mut checked = checked.into_iter();
-            let (mut results, mut keep) = (Vec::with_capacity(parsed.len()), Vec::new());
-            for (index, p) in parsed.into_iter().enumerate() {
-                match p {
-                    Ok(edge) => {
-                        let r = checked.next().expect("one result per valid item");
-                        if let Ok(rid) = r {
-                            keep.push((index, rid, edge));
-                        }
-                        results.push(r);
-                    }
-                    Err(e) => results.push(Err(e)),
-                }
-            }
-            (results, keep)
+            merge_checked(parsed, checked)
         });
         let prepared = Prepared::new(PreparedRows::Edges(keep));
         Ok((results_into_py(py, results)?, prepared))
@@ -606,4 +578,28 @@ impl Arena {
         d.set_item("relationship_bytes", m.edge_bytes)?;
         Ok(d)
     }
+}
+
+/// Each item's answer in input order — its own parse error, else the arena's check — and
+/// the items that passed, with their position and id, to apply after the commit.
+#[allow(clippy::type_complexity)]
+fn merge_checked<T>(
+    parsed: Vec<Result<T, CoreError>>,
+    checked: Vec<Result<u64, CoreError>>,
+) -> (Vec<Result<u64, CoreError>>, Vec<(usize, u64, T)>) {
+    let mut checked = checked.into_iter();
+    let (mut results, mut keep) = (Vec::with_capacity(parsed.len()), Vec::new());
+    for (index, p) in parsed.into_iter().enumerate() {
+        match p {
+            Ok(item) => {
+                let r = checked.next().expect("one result per valid item");
+                if let Ok(id) = r {
+                    keep.push((index, id, item));
+                }
+                results.push(r);
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    (results, keep)
 }
