@@ -46,3 +46,15 @@ def error(exc: errors.BfxError) -> s.ErrorBody:
 
 def optional_hex(value: Any) -> str | None:
     return None if value is None else format_id(value)
+
+
+def batch_result(outcome: list[Any], id_field: str) -> s.BatchResult:
+    """A batch's answers in input order: 201 with the new record's id under ``id_field``
+    (``substrate_id`` or ``relationship_id``), or the item's error."""
+    results = []
+    for i, r in enumerate(outcome):
+        if isinstance(r, errors.BfxError):
+            results.append(s.BatchItem(index=i, status=r.status, error=error(r)))
+        else:
+            results.append(s.BatchItem(index=i, status=201, **{id_field: format_id(r.identity)}))
+    return s.BatchResult(results=results)

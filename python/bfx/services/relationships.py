@@ -76,15 +76,8 @@ class LocalRelationships:
             }
             for x in request.relationships
         ]
-        results = []
-        for i, r in enumerate(self._registry.relate_many(items, atomic=request.atomic)):
-            if isinstance(r, errors.BfxError):
-                results.append(s.BatchItem(index=i, status=r.status, error=records.error(r)))
-            else:
-                results.append(
-                    s.BatchItem(index=i, status=201, relationship_id=format_id(r.identity))
-                )
-        return s.BatchResult(results=results)
+        outcome = self._registry.relate_many(items, atomic=request.atomic)
+        return records.batch_result(outcome, "relationship_id")
 
     def outgoing(self, substrate_id: int, query: s.EdgeQuery | None = None) -> s.RelationshipPage:
         q = query or _EDGES

@@ -91,13 +91,8 @@ class LocalSubstrates:
             }
             for x in request.substrates
         ]
-        results = []
-        for i, r in enumerate(self._registry.create_many(items, atomic=request.atomic)):
-            if isinstance(r, errors.BfxError):
-                results.append(s.BatchItem(index=i, status=r.status, error=records.error(r)))
-            else:
-                results.append(s.BatchItem(index=i, status=201, substrate_id=format_id(r.identity)))
-        return s.BatchResult(results=results)
+        outcome = self._registry.create_many(items, atomic=request.atomic)
+        return records.batch_result(outcome, "substrate_id")
 
     def invoke(
         self, substrate_id: int, parameters: dict[str, Any] | None = None
