@@ -420,7 +420,7 @@ def test_refresh_does_not_wait_for_an_import_chunk(store_locator, window):
         kept = reg.create("constant", "-1")
         store = reg.store
         entered, release = threading.Event(), threading.Event()
-        hook = "_execmany" if window == "writing" else "_check_applied"
+        hook = "_execmany" if window == "writing" else "check_applied"
         original = getattr(store, hook)
 
         def stall(*args, **kw):

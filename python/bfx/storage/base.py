@@ -129,9 +129,9 @@ class Store:
 
     def check_applied(self, answers: list[Any], kind: str) -> None:
         """Raises StorageError if the arena refused rows it was given to apply."""
-        self._check_applied(answers, kind)
+        self._refused(answers, f"the arena refuses a {kind} it was given")
 
-    def _check_applied(self, answers: list[Any], kind: str) -> None:
+    def _refused(self, answers: list[Any], what: str) -> None:
         for answer in answers:
             # A duplicate is an add already applied (the log is replayed from a cursor
             # that may precede rows loaded with their current content).
@@ -139,8 +139,7 @@ class Store:
                 answer, errors.DuplicateError
             ):
                 raise errors.StorageError(
-                    f"{self.describe()}: the arena refuses a {kind} it was given "
-                    f"({answer.message})",
+                    f"{self.describe()}: {what} ({answer.message})",
                     {"cause": answer.to_dict()},
                 )
 
@@ -467,13 +466,13 @@ class SqlStore(Store):
                 "substrates", self._substrate_select() + " FROM substrates s", ids
             )
             answers, _ = arena.insert_many(rows)
-            self._check_applied(answers, "substrate")
+            self._refused(answers, "the change log holds a substrate the arena refuses")
         elif op == OP_ADD_RELATIONSHIP:
             rows = self._rows_by_id(
                 "relationships", self._relationship_select() + " FROM relationships r", ids
             )
             answers, _ = arena.link_many(rows)
-            self._check_applied(answers, "relationship")
+            self._refused(answers, "the change log holds a relationship the arena refuses")
         elif op == OP_DELETE_SUBSTRATE:
             for db_id in ids:
                 with contextlib.suppress(errors.NotFoundError):
@@ -493,19 +492,6 @@ class SqlStore(Store):
             marks = ",".join("?" * len(chunk))
             out += self._exec(f"{select} WHERE {alias}.id IN ({marks})", chunk).fetchall()
         return out
-
-    def _check_applied(self, answers: list[Any], kind: str) -> None:
-        for answer in answers:
-            # A duplicate is an add already applied (the log is replayed from a cursor
-            # that may precede rows loaded with their current content).
-            if isinstance(answer, errors.BfxError) and not isinstance(
-                answer, errors.DuplicateError
-            ):
-                raise errors.StorageError(
-                    f"{self.describe()}: the change log holds a {kind} the arena refuses "
-                    f"({answer.message})",
-                    {"cause": answer.to_dict()},
-                )
 
     # ---- writes -----------------------------------------------------------------------
 
