@@ -108,18 +108,7 @@ impl Csr {
             out_adj.extend_from_slice(row);
             out_off[u + 1] = out_adj.len();
         }
-        let mut in_rows: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for (u, row) in rows.iter().enumerate() {
-            for &v in row {
-                in_rows[v as usize].push(u as u32);
-            }
-        }
-        let mut in_off = vec![0usize; n + 1];
-        let mut in_adj = Vec::new();
-        for (v, row) in in_rows.iter().enumerate() {
-            in_adj.extend_from_slice(row);
-            in_off[v + 1] = in_adj.len();
-        }
+        let (in_off, in_adj) = transpose(n, &out_off, &out_adj);
         Csr {
             ids,
             out_off,
