@@ -129,11 +129,11 @@ def test_routing_finds_the_operation_and_parses_ids():
 
     handle = routing(router)(rest)
     _run(handle, _call(path="/api/v1/substrates/0x2a"))
-    assert seen == {"route": "get_substrate", "params": [42]}
+    assert seen == {"route": "get_substrate", "params": (42,)}
     _run(handle, _call(path="/api/v1/relationships/path/1/ff"))
-    assert seen["params"] == [1, 255]
+    assert seen["params"] == (1, 255)
     _run(handle, _call(path="/api/v1/static/swagger-ui.css"))
-    assert seen["params"] == ["swagger-ui.css"]
+    assert seen["params"] == ("swagger-ui.css",)
     with pytest.raises(errors.UrlIdError):
         _run(handle, _call(path="/api/v1/substrates/nothex"))
     with pytest.raises(errors.NotFoundError):
@@ -149,7 +149,7 @@ def test_routing_finds_the_operation_and_parses_ids():
 def test_freshness_refreshes_before_the_rest_runs():
     order = []
 
-    class Registry:
+    class Store:
         def refresh(self):
             order.append("refresh")
 
@@ -157,7 +157,7 @@ def test_freshness_refreshes_before_the_rest_runs():
         order.append("handler")
         return Response(200)
 
-    _run(freshness(Registry())(rest), _call())
+    _run(freshness(Store())(rest), _call())
     assert order == ["refresh", "handler"]
 
 

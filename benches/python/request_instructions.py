@@ -5,7 +5,7 @@ shared machine, unlike wall-clock time).
     python benches/python/request_instructions.py --tree /tmp/old/python
 
 Runs the in-process app (memory store, no access log) for 200 and for 1,200 requests of
-``GET /substrates/{id}`` and of invoke under ``valgrind --tool=callgrind`` and prints the
+``GET /substrates/{id}``, of invoke and of create under ``valgrind --tool=callgrind`` and prints the
 difference divided by 1,000: the cost of one request, start-up excluded. Needs valgrind
 (Debian's ``valgrind``).
 """
@@ -30,7 +30,14 @@ def _run(tree: str, n: int, kind: str) -> None:
     app.startup()
     sid = app.registry.create("lambda", "lambda x, y=2: x * y").substrate_id
     body = b'{"parameters": {"x": 21}}'
-    if kind == "get":
+    bodies = (b'{"expression_type": "constant", "expression_code": "%d"}' % i for i in range(n))
+    if kind == "create":
+        scope = {
+            "method": "POST",
+            "path": "/api/v1/substrates",
+            "headers": [(b"content-type", b"application/json")],
+        }
+    elif kind == "get":
         scope = {"method": "GET", "path": f"/api/v1/substrates/{sid}", "headers": []}
     else:
         scope = {
@@ -42,6 +49,8 @@ def _run(tree: str, n: int, kind: str) -> None:
     msg = {"type": "http.request", "body": body if kind != "get" else b"", "more_body": False}
 
     async def receive() -> dict:
+        if kind == "create":  # a new substrate each time
+            return {"type": "http.request", "body": next(bodies), "more_body": False}
         return msg
 
     async def send(_: dict) -> None:
@@ -82,7 +91,7 @@ def main() -> int:
     ap.add_argument("--tree", default=str(ROOT / "python"), help="python/ directory to measure")
     args = ap.parse_args()
     tree = str(Path(args.tree).resolve())
-    for kind in ("get", "invoke"):
+    for kind in ("get", "invoke", "create"):
         per_request = (_count(tree, 1200, kind) - _count(tree, 200, kind)) / 1000
         print(f"{kind:6} {per_request:10,.0f} instructions per request  ({tree})")
     return 0

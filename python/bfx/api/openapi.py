@@ -18,7 +18,6 @@ __all__ = ["build"]
 
 _REF = "#/components/schemas/{name}"
 _ID_PATTERN = "^(0[xX])?[0-9a-fA-F]{1,16}$"
-_ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
 _ID_TEXT = (
     "a 64-bit id: 1-16 hex digits, optional 0x, any case; answers spell it 0x + 16 upper-case "
     "digits (the same number as the record's `identity`, an unsigned 64-bit integer)"
@@ -70,13 +69,11 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
                 "in": "path",
                 "required": True,
                 "schema": (
-                    {"type": "string", "pattern": _ID_PATTERN}
-                    if n in _ID_PARAMS
-                    else {"type": "string"}
+                    {"type": "string", "pattern": _ID_PATTERN} if is_id else {"type": "string"}
                 ),
-                **({"description": _ID_TEXT} if n in _ID_PARAMS else {}),
+                **({"description": _ID_TEXT} if is_id else {}),
             }
-            for n in r.param_names
+            for n, is_id in zip(r.param_names, r.id_params, strict=True)
         ]
         if r.query is not None:
             params += _query_params(r.query)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from bfx.api import types as t
 from bfx.api.examples import EXAMPLES, IMPORT_EXAMPLE
 
-__all__ = ["BY_NAME", "OPERATIONS", "PREFIX", "SCOPES", "Operation"]
+__all__ = ["BY_NAME", "ID_PARAMS", "OPERATIONS", "PREFIX", "SCOPES", "Operation"]
 
 PREFIX = "/api/v1"
 
@@ -37,6 +37,10 @@ SCOPES = (
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
 Runs = Literal["loop", "light", "heavy"]
+
+
+#: Path parameters that are 64-bit ids.
+ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +77,16 @@ class Operation:
     #: Part of the client surface (docs pages and static files are not).
     client: bool = True
     param_names: tuple[str, ...] = field(init=False)
+    #: For each path parameter: whether it is a 64-bit id (parsed to an int before the
+    #: handler runs, 400 ``invalid_id`` when malformed).
+    id_params: tuple[bool, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.scope is not None and self.scope not in SCOPES:
             raise ValueError(f"{self.name}: unknown scope {self.scope!r}")
         names = tuple(s[1:-1] for s in self.path.split("/") if s.startswith("{"))
         object.__setattr__(self, "param_names", names)
+        object.__setattr__(self, "id_params", tuple(n in ID_PARAMS for n in names))
 
 
 _S = f"{PREFIX}/substrates"

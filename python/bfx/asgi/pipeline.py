@@ -50,7 +50,7 @@ class Input:
     def __init__(self) -> None:
         #: Path parameters in template order: ids (``{id}``, ``{rid}``, ``{src}``,
         #: ``{dst}``) parsed to ints, others as text.
-        self.params: list[Any] = []
+        self.params: tuple[Any, ...] = ()
         #: The query string decoded into the operation's query type, or None.
         self.query: Any = None
         #: The body decoded into the operation's body type, or None.
@@ -91,7 +91,7 @@ class Call(Input):
         receive: Callable[[], Awaitable[dict[str, Any]]],
     ) -> None:
         # Input's fields, set here rather than through a second __init__ call.
-        self.params = []
+        self.params = ()
         self.query = None
         self.body = None
         self.raw = b""

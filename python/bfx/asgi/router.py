@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bfx.api.operations import Operation
+from bfx.asgi.base import path_id
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
 
 __all__ = ["Route", "Router"]
@@ -66,9 +67,9 @@ class _Node:
 class Router:
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self.routes: list[Route] = []
-        self._fixed: dict[str, dict[str, Route]] = {}
+        self._fixed: dict[str, tuple[dict[str, Route], tuple[Any, ...]]] = {}
         self._root = _Node()
-        self._recent: dict[str, tuple[dict[str, Route], list[str]]] = {}
+        self._recent: dict[str, tuple[dict[str, Route], tuple[Any, ...]]] = {}
         for route in routes:
             self.add(route)
 
@@ -83,19 +84,21 @@ class Router:
                 node = node.static.setdefault(seg, _Node())
         if route.method in node.methods:
             raise ValueError(f"duplicate route {route.method} {route.path}")
+        for other in node.methods.values():
+            # The ids of a path are parsed once for all its methods.
+            if other.op.id_params != route.op.id_params:
+                raise ValueError(f"{route.path}: its methods disagree on which parameters are ids")
         node.methods[route.method] = route
         if not route.param_names:
-            self._fixed[route.path] = node.methods
+            self._fixed[route.path] = (node.methods, ())
         self.routes.append(route)
 
-    def methods_for(self, path: str) -> tuple[dict[str, Route], list[str]] | None:
-        """The routes of ``path`` by method and the parameter values, or None (no path)."""
-        fixed = self._fixed.get(path)
-        if fixed is not None:
-            return fixed, []
-        hit = self._recent.get(path)
-        if hit is not None:
-            return hit
+    def methods_for(self, path: str) -> tuple[dict[str, Route], tuple[Any, ...]] | None:
+        """The routes of ``path`` by method and its parameters (ids parsed to ints), or
+        None (no such path). A malformed id is a 400 ``invalid_id``."""
+        found = self._fixed.get(path) or self._recent.get(path)
+        if found is not None:
+            return found
         segs = path.split("/")
         if segs[0] != "":
             return None
@@ -103,26 +106,32 @@ class Router:
         node = _walk(self._root, segs, 1, values)
         if node is None:
             return None
-        found = (node.methods, values)
+        ids = next(iter(node.methods.values())).op.id_params
+        found = (
+            node.methods,
+            tuple(path_id(v) if is_id else v for v, is_id in zip(values, ids, strict=True)),
+        )
         # Hot paths repeat (the same substrate read or invoked again): remember the last
-        # few thousand matches. Only matches are kept, so unknown paths cannot churn it.
+        # few thousand matches, ids parsed. Only matches are kept, so unknown paths (and
+        # malformed ids, refused above) cannot churn it.
         if len(self._recent) >= _RECENT:
             self._recent.clear()
         self._recent[path] = found
         return found
 
-    def match(self, method: str, path: str) -> tuple[Route, list[str]]:
-        """The route and its positional parameter values; 404 or 405 errors otherwise."""
-        found = self.methods_for(path)
+    def match(self, method: str, path: str) -> tuple[Route, tuple[Any, ...]]:
+        """The route and its parameters in template order (ids parsed to ints); 404,
+        405 or 400 ``invalid_id`` errors otherwise."""
+        found = self._fixed.get(path) or self._recent.get(path) or self.methods_for(path)
         if found is None:
             raise RouteNotFoundError(f"no route for {path}", {"path": path})
-        methods, values = found
+        methods, params = found
         route = methods.get(method)
         if route is None and method == "HEAD":
             route = methods.get("GET")
         if route is None:
             raise MethodNotAllowedError(method, allowed(methods))
-        return route, values
+        return route, params
 
 
 def allowed(methods: dict[str, Route]) -> tuple[str, ...]:

@@ -42,10 +42,8 @@ def assemble(
     policy = Cors(settings.cors_origins)
     if policy.enabled:
         chain.append(cors(policy))
-    chain += [
-        errors(),
-        routing(router),
-        freshness(registry),
-        body(settings, deadlines),
-    ]
+    chain += [errors(), routing(router)]
+    if registry.store.durable:  # only a durable store has other writers to catch up with
+        chain.append(freshness(registry.store))
+    chain.append(body(settings, deadlines))
     return chain

@@ -104,12 +104,17 @@ def dispatch(pool: HeavyPool, services: Any) -> Handle:
         route = call.route
         if route.runs != "loop":
             return None
-        resp = answer(route.op, route.handler(services, call))
-        if resp.stream is not None:
-            # Loop operations answer in microseconds and do not stream; one that did
-            # would pull its first chunk here.
-            resp.first = next_chunk(resp.stream)
-        return resp
+        # answer(), inlined: this runs for every GET, invoke and create.
+        value = route.handler(services, call)
+        if type(value) is Response:
+            if value.stream is not None:
+                # Loop operations answer in microseconds and do not stream; one that
+                # did would pull its first chunk here.
+                value.first = next_chunk(value.stream)
+            return value
+        if value is None:
+            return no_content()
+        return Response(route.op.status, encode(value), value=value)
 
     async def handle(call: Call) -> Response:
         runs = call.route.runs

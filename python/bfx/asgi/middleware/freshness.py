@@ -1,5 +1,8 @@
 """Middleware: freshness — applies what other workers and nodes wrote before this request
-reads anything (read-your-writes across processes; docs/storage.md)."""
+reads anything (read-your-writes across processes; docs/storage.md).
+
+Only a durable store has other writers: over the in-memory store the pipeline leaves
+this step out (``assemble``)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ __all__ = ["freshness"]
 
 
 class freshness(Before):
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
+    def __init__(self, store: Any) -> None:
+        self.refresh = store.refresh
 
     def step(self, call: Call) -> None:
-        self.registry.refresh()
+        self.refresh()

@@ -1,21 +1,19 @@
-"""Middleware: routing — finds the operation of the method and path (404/405 otherwise),
-answers ``OPTIONS`` with the path's methods, and parses the path's ids.
+"""Middleware: routing — finds the operation of the method and path (404/405 otherwise)
+and answers ``OPTIONS`` with the path's methods.
 
-Ids in the path (``{id}``, ``{rid}``, ``{src}``, ``{dst}``) reach handlers as ints; a
+Ids in the path (the operation's ``id_params``: ``{id}``, ``{rid}``, ``{src}``,
+``{dst}``) reach handlers as ints, parsed by the router once per path it remembers; a
 malformed one is a 400 ``invalid_id`` here, before anything else runs.
 """
 
 from __future__ import annotations
 
-from bfx.asgi.base import Response, path_id
+from bfx.asgi.base import Response
 from bfx.asgi.errors import RouteNotFoundError
 from bfx.asgi.pipeline import Before, Call
 from bfx.asgi.router import Router, allowed
 
-__all__ = ["ID_PARAMS", "routing"]
-
-#: Path parameters that are 64-bit ids.
-ID_PARAMS = frozenset({"id", "rid", "src", "dst"})
+__all__ = ["routing"]
 
 
 class routing(Before):
@@ -25,18 +23,7 @@ class routing(Before):
     def step(self, call: Call) -> Response | None:
         if call.method == "OPTIONS":
             return _options(self.router, call.path)
-        route, values = self.router.match(call.method, call.path)
-        call.route = route
-        if values:
-            names = route.param_names
-            if len(values) == 1:  # the common case, without building a comprehension
-                value = values[0]
-                call.params = [path_id(value) if names[0] in ID_PARAMS else value]
-            else:
-                call.params = [
-                    path_id(v) if name in ID_PARAMS else v
-                    for name, v in zip(names, values, strict=True)
-                ]
+        call.route, call.params = self.router.match(call.method, call.path)
         return None
 
 
