@@ -9,6 +9,7 @@ import pytest
 
 import bfx
 from asgi_driver import Driver, finish, started
+from bfx import errors
 from bfx.api.operations import Operation
 from bfx.asgi import App, Settings
 from bfx.asgi.errors import MethodNotAllowedError, RouteNotFoundError
@@ -59,10 +60,10 @@ def test_router_prefers_fixed_segments_and_answers_405_for_fixed_paths():
         ]
     )
     route, values = router.match("GET", "/s/abc")
-    assert (route.path, values) == ("/s/{id}", ["abc"])
+    assert (route.path, values) == ("/s/{id}", (0xABC,))  # ids parsed (hex)
     assert router.match("POST", "/s/batch")[0].path == "/s/batch"
     assert router.match("POST", "/s/batch/invoke")[0].path == "/s/batch/invoke"
-    assert router.match("POST", "/s/ab/invoke")[1] == ["ab"]
+    assert router.match("POST", "/s/ab/invoke")[1] == (0xAB,)
     with pytest.raises(MethodNotAllowedError) as info:
         router.match("GET", "/s/batch")
     assert info.value.allow == ("OPTIONS", "POST")
@@ -79,9 +80,12 @@ def test_router_remembers_recent_matches_within_a_bound():
 
     router = Router([_route("GET", "/s/{id}")])
     for n in range(router_module._RECENT + 10):
-        assert router.match("GET", f"/s/{n}")[1] == [str(n)]
+        assert router.match("GET", f"/s/{n}")[1] == (int(str(n), 16),)
         assert len(router._recent) <= router_module._RECENT
-    assert router.match("GET", "/s/7")[1] == ["7"]
+    assert router.match("GET", "/s/7")[1] == (7,)
+    with pytest.raises(errors.UrlIdError):  # a malformed id is refused, never remembered
+        router.match("GET", "/s/nothex")
+    assert "/s/nothex" not in router._recent
     with pytest.raises(RouteNotFoundError):
         router.match("GET", "/nothing/here")
     assert "/nothing/here" not in router._recent
@@ -469,14 +473,15 @@ def test_cors_wildcard():
 # --- lifespan and settings ---------------------------------------------------------------
 
 
-class _Spy:
+class _Spy(bfx.Registry):
+    """An in-memory registry that says whether it was closed."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.closed = False
 
-    def stats(self):
-        return {"total_substrates": 0, "total_relationships": 0}
-
     def close(self):
+        super().close()
         self.closed = True
 
 
@@ -521,12 +526,9 @@ def test_without_lifespan_the_registry_is_made_on_first_request():
 
 
 def test_a_bug_is_a_500_without_internals(caplog):
-    class Broken:
+    class Broken(bfx.Registry):
         def stats(self):
             raise KeyError("secret internals")
-
-        def close(self):
-            pass
 
     driver = Driver(App(Settings(), registry_factory=lambda s: Broken()))
     try:

@@ -87,6 +87,16 @@ class Engine:
             until_failure=until_failure,
         )
 
+    def insert_substrate(self, row: SubstrateRow) -> int:
+        """One row (a single create): its id, or its error raised."""
+        if self.store.durable:
+            answer = self.insert_substrates([row])[0]
+        else:  # the in-memory store: one arena call, nothing to commit
+            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+        if isinstance(answer, errors.BfxError):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
     def insert_relationships(
         self,
         rows: Sequence[RelationshipRow],

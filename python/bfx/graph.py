@@ -137,11 +137,14 @@ class GraphMixin:
         relationship_types: Iterable[str] | None = None,
         include_substrates: bool = False,
         max_nodes: int = 10_000,
+        *,
+        substrate: Callable[[tuple], Any] | None = None,
     ) -> dict[str, Any]:
         """Breadth-first walk from ``start_id`` (depth 0) up to ``max_depth`` steps.
 
         Returns ``nodes`` (``{"substrate_id", "depth"}`` in breadth-first order, plus
-        ``"substrate"`` with ``include_substrates``), ``edges`` (each relationship
+        ``"substrate"`` with ``include_substrates``: the arena record made a
+        ``Substrate``, or whatever ``substrate(record)`` makes it), ``edges`` (each relationship
         crossed from a node above ``max_depth`` to a returned node, once),
         ``paths`` (a list, one per node in the order of ``nodes``: the ids from
         the start to that node) and ``truncated`` (``max_nodes`` stopped the walk).
@@ -163,9 +166,10 @@ class GraphMixin:
             paths.append([node_id] if parent < 0 else [*paths[parent], node_id])
             out_nodes.append({"substrate_id": node_id, "depth": depth})
         if include_substrates:
+            as_substrate = substrate or self._substrate
             records = self._arena.get_many([n["substrate_id"] for n in out_nodes])
             for n, r in zip(out_nodes, records, strict=True):
-                n["substrate"] = None if r is None else self._substrate(r)
+                n["substrate"] = None if r is None else as_substrate(r)
         out_edges = [
             {
                 "relationship_id": rid,

@@ -11,6 +11,7 @@ from bfx._core import format_id
 from bfx.rows import RelationshipRow, SubstrateRow
 
 __all__ = [
+    "EPOCH",
     "MAX_MICROS",
     "MIN_MICROS",
     "Invocation",
@@ -21,7 +22,8 @@ __all__ = [
     "to_micros",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The Unix epoch, aware (times are stored as microseconds since it).
+EPOCH = _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME = datetime.min.replace(tzinfo=UTC)
 _MAX_TIME = datetime.max.replace(tzinfo=UTC)
 _json_decode = msgspec.json.decode

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from bfx import graph, paging
 from bfx._core import EXPRESSION_TYPES
@@ -62,6 +62,10 @@ Identity = Annotated[
 ]
 Number = int | float
 JsonObject = dict[str, Any]
+#: A stored JSON object (a record's metadata or constraints) in an answer: the stored
+#: bytes as a ``msgspec.Raw``, embedded in the JSON as they are — never decoded and
+#: encoded again on a read. ``msgspec.json.decode(record.metadata)`` gives the dict.
+StoredObject = Annotated[Raw, Meta(extra_json_schema={"type": "object"})]
 #: The core's list (``bfx._core.EXPRESSION_TYPES``), as a type the decoders check.
 ExpressionType = Literal[EXPRESSION_TYPES]  # type: ignore[valid-type]
 
@@ -158,7 +162,7 @@ class SubstrateRecord(_Response):
     expression_type: str
     expression_code: str
     canonical_code: str
-    metadata: JsonObject
+    metadata: StoredObject
     invocations: int
 
 
@@ -332,7 +336,7 @@ class RelationshipRecord(_Response):
     source_id: HexId
     target_id: HexId
     bidirectional: bool
-    constraints: JsonObject
+    constraints: StoredObject
     created_at: datetime
 
 

@@ -1,4 +1,5 @@
-"""The local services: the six nouns composed over one :class:`~bfx.Registry`."""
+"""The local services: the six nouns composed over the domain parts
+(:mod:`bfx.domain`) a :class:`~bfx.Registry` holds, and its graph and operators."""
 
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ def local_services(
     """
     return Services(
         substrates=LocalSubstrates(
-            registry, max_answer_bytes=max_answer_bytes, batch_time_budget=batch_time_budget
+            registry.substrates,
+            max_answer_bytes=max_answer_bytes,
+            batch_time_budget=batch_time_budget,
         ),
         operators=LocalOperators(registry),
-        relationships=LocalRelationships(registry),
+        relationships=LocalRelationships(registry.relationships_domain, registry),
         graph=LocalGraph(registry),
-        transfer=LocalTransfer(registry),
+        transfer=LocalTransfer(registry.transfer),
         system=LocalSystem(registry, request_metrics),
     )

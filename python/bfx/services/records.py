@@ -1,43 +1,83 @@
-"""Domain objects -> API records, and domain errors -> batch items.
+"""Stored rows and arena records -> API records, and domain errors -> batch items.
 
-The services build every answer with these; nothing here does I/O.
+The services build every answer with these; nothing here does I/O. Metadata and
+constraints go out as the stored bytes (``api.types.StoredObject``), never decoded.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from msgspec import Raw
+from msgspec.structs import astuple
 
 from bfx import errors
 from bfx.api import types as s
 from bfx.identity import format_id
-from bfx.models import Relationship, Substrate
+from bfx.models import EPOCH, MAX_MICROS, MIN_MICROS, from_micros
+from bfx.rows import RelationshipRow, SubstrateRow
 
-__all__ = ["error", "optional_hex", "relationship", "substrate"]
+__all__ = [
+    "error",
+    "optional_hex",
+    "relationship",
+    "relationship_row",
+    "stored",
+    "substrate",
+    "substrate_row",
+]
+
+#: The stored form of an empty object (the arena stores no ``{}``).
+_EMPTY = Raw(b"{}")
 
 
-def substrate(sub: Substrate) -> s.SubstrateRecord:
+def stored(raw: bytes) -> Raw:
+    """Stored JSON bytes as an answer embeds them."""
+    return Raw(raw) if raw else _EMPTY
+
+
+def substrate(record: tuple[Any, ...], invocations: int) -> s.SubstrateRecord:
+    """An arena record (``Arena.get``/``page``/``scan``: SubstrateRow's fields in
+    order) and its count of this process. The hot read (every GET): the tuple is read
+    as it is, without building a row in between."""
+    identity, expression_type, code, canonical, metadata, created_us = record
     return s.SubstrateRecord(
-        substrate_id=format_id(sub.identity),
-        identity=sub.identity,
-        created_at=sub.created_at,
-        expression_type=sub.expression_type,
-        expression_code=sub.expression_code,
-        canonical_code=sub.canonical_code,
-        metadata=sub.metadata,
-        invocations=sub.invocations,
+        substrate_id=format_id(identity),
+        identity=identity,
+        created_at=(
+            EPOCH + timedelta(microseconds=created_us)
+            if MIN_MICROS <= created_us <= MAX_MICROS
+            else from_micros(created_us)
+        ),
+        expression_type=expression_type,
+        expression_code=code,
+        canonical_code=canonical,
+        metadata=Raw(metadata) if metadata else _EMPTY,
+        invocations=invocations,
     )
 
 
-def relationship(rel: Relationship) -> s.RelationshipRecord:
+def substrate_row(row: SubstrateRow, invocations: int = 0) -> s.SubstrateRecord:
+    """A row just written (its id filled in): its fields are the arena record's."""
+    return substrate(astuple(row), invocations)
+
+
+def relationship_row(row: RelationshipRow) -> s.RelationshipRecord:
     return s.RelationshipRecord(
-        relationship_id=format_id(rel.identity),
-        rel_type=rel.rel_type,
-        source_id=format_id(rel.source),
-        target_id=format_id(rel.target),
-        bidirectional=rel.bidirectional,
-        constraints=rel.constraints,
-        created_at=rel.created_at,
+        relationship_id=format_id(row.identity),  # type: ignore[arg-type]
+        rel_type=row.rel_type,
+        source_id=format_id(row.source),
+        target_id=format_id(row.target),
+        bidirectional=row.bidirectional,
+        constraints=stored(row.constraints),
+        created_at=from_micros(row.created_us),
     )
+
+
+def relationship(record: tuple[Any, ...]) -> s.RelationshipRecord:
+    """An arena relationship record (``Arena.edge``/``outgoing``/``edges``)."""
+    return relationship_row(RelationshipRow.from_arena(record))
 
 
 def error(exc: errors.BfxError) -> s.ErrorBody:

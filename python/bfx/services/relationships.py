@@ -1,5 +1,6 @@
 """The local :class:`~bfx.services.interfaces.RelationshipService` and
-:class:`~bfx.services.interfaces.GraphService` over a Registry.
+:class:`~bfx.services.interfaces.GraphService`: the domain's relationships, and the
+Registry's graph algorithms.
 
 The graph work runs in the Rust core with the GIL released; every answer is bounded
 (``docs/graph.md``): traversal by ``max_depth`` and ``max_nodes`` (at most
@@ -20,6 +21,7 @@ from bfx.services import records
 from bfx.services.inputs import one_type, query_id, type_list
 
 if TYPE_CHECKING:
+    from bfx.domain.relationships import Relationships
     from bfx.registry import Registry
 
 __all__ = ["LocalGraph", "LocalRelationships"]
@@ -41,30 +43,32 @@ def _page(offset: int, total: int, rels: list[Any]) -> s.RelationshipPage:
 
 
 class LocalRelationships:
-    """Relationships of a :class:`~bfx.Registry`."""
+    """Relationships of the domain (:class:`~bfx.domain.relationships.Relationships`);
+    their statistics come from the Registry's graph."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, relationships: Relationships, registry: Registry) -> None:
+        self._relationships = relationships
         self._registry = registry
 
     def create(self, request: s.CreateRelationship) -> s.RelationshipRecord:
         d = request
-        rel = self._registry.relate(
+        row = self._relationships.relate(
             d.rel_type,
             body_id(d.source_id, "source_id"),
             body_id(d.target_id, "target_id"),
             bidirectional=d.bidirectional,
             constraints=d.constraints,
         )
-        return records.relationship(rel)
+        return records.relationship_row(row)
 
     def get(self, relationship_id: int) -> s.RelationshipRecord:
-        return records.relationship(self._registry.get_relationship(relationship_id))
+        return records.relationship(self._relationships.record(relationship_id))
 
     def delete(self, relationship_id: int) -> None:
-        self._registry.delete_relationship(relationship_id)
+        self._relationships.delete(relationship_id)
 
     def create_many(self, request: s.BatchRelate) -> s.BatchResult:
-        # Ids go to the registry as text: it parses them per item, so a bad id fails that
+        # Ids go to the domain as text: it parses them per item, so a bad id fails that
         # item (or, atomic, the batch) like any other invalid item.
         items = [
             {
@@ -76,14 +80,14 @@ class LocalRelationships:
             }
             for x in request.relationships
         ]
-        outcome = self._registry.relate_many(items, atomic=request.atomic)
+        outcome = self._relationships.relate_many(items, atomic=request.atomic)
         return records.batch_result(outcome, "relationship_id")
 
     def outgoing(self, substrate_id: int, query: s.EdgeQuery | None = None) -> s.RelationshipPage:
         q = query or _EDGES
         rel_type = one_type(q.rel_type, q.type, ("rel_type", "type"))
         offset = offset_of(q.cursor, q.offset)
-        total, rels = self._registry.outgoing(
+        total, rels = self._relationships.outgoing(
             substrate_id, rel_type=rel_type, limit=q.limit, offset=offset
         )
         return _page(offset, total, rels)
@@ -92,7 +96,7 @@ class LocalRelationships:
         q = query or _EDGES
         rel_type = one_type(q.rel_type, q.type, ("rel_type", "type"))
         offset = offset_of(q.cursor, q.offset)
-        total, rels = self._registry.incoming(
+        total, rels = self._relationships.incoming(
             substrate_id, rel_type=rel_type, limit=q.limit, offset=offset
         )
         return _page(offset, total, rels)
@@ -100,7 +104,7 @@ class LocalRelationships:
     def list(self, query: s.RelationshipQuery | None = None) -> s.RelationshipPage:
         q = query or _RELATIONSHIPS
         offset = offset_of(q.cursor, q.offset)
-        total, rels = self._registry.relationships(
+        total, rels = self._relationships.list(
             rel_type=one_type(q.type, q.rel_type, ("type", "rel_type")),
             source_id=query_id(q.source_id, "source_id"),
             target_id=query_id(q.target_id, "target_id"),
@@ -118,6 +122,10 @@ class LocalGraph:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        self._counts = registry.substrates.counts
+
+    def _record(self, record: tuple[Any, ...]) -> s.SubstrateRecord:
+        return records.substrate(record, self._counts.get(record[0], 0))
 
     def traverse(self, request: s.TraverseRequest) -> s.TraverseResponse:
         d = request
@@ -133,6 +141,7 @@ class LocalGraph:
             relationship_types=d.relationship_types,
             include_substrates=d.include_substrates,
             max_nodes=d.max_nodes,
+            substrate=self._record,
         )
         nodes = []
         for n in t["nodes"]:
@@ -141,7 +150,7 @@ class LocalGraph:
                 s.TraversedNode(
                     substrate_id=format_id(n["substrate_id"]),
                     depth=n["depth"],
-                    substrate=None if sub is None else records.substrate(sub),
+                    substrate=sub,
                 )
             )
         edges = [

@@ -1,14 +1,16 @@
 """The local :class:`~bfx.services.interfaces.SubstrateService` and
-:class:`~bfx.services.interfaces.OperatorService`: a Registry, answers as api Structs."""
+:class:`~bfx.services.interfaces.OperatorService`: the domain's substrates (and the
+Registry's operators), answers as api Structs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bfx import errors
 from bfx.api import types as s
 from bfx.budget import BatchBudget
+from bfx.domain import search as scans
 from bfx.identity import field_id as body_id
 from bfx.identity import format_id
 from bfx.paging import Page
@@ -16,6 +18,7 @@ from bfx.services import records
 from bfx.services.inputs import query_id
 
 if TYPE_CHECKING:
+    from bfx.domain.substrates import Substrates
     from bfx.registry import Registry
 
 __all__ = ["LocalOperators", "LocalSubstrates"]
@@ -24,62 +27,63 @@ _LIST = s.ListQuery()
 _SEARCH = s.SearchQuery()
 
 
-def _substrate_list(found: Page[Any]) -> s.SubstrateList:
-    return s.SubstrateList(
-        substrates=[records.substrate(x) for x in found],
-        count=found.count,
-        next_cursor=found.next_cursor,
-    )
-
-
 class LocalSubstrates:
-    """Substrates of a :class:`~bfx.Registry`. A batch invoke is bounded by
-    ``max_answer_bytes`` (its answer's JSON size) and ``batch_time_budget`` (seconds,
-    shared by its items); None: unbounded."""
+    """Substrates of the domain (:class:`~bfx.domain.substrates.Substrates`). A batch
+    invoke is bounded by ``max_answer_bytes`` (its answer's JSON size) and
+    ``batch_time_budget`` (seconds, shared by its items); None: unbounded."""
 
     def __init__(
         self,
-        registry: Registry,
+        substrates: Substrates,
         *,
         max_answer_bytes: int | None = None,
         batch_time_budget: float | None = None,
     ) -> None:
-        self._registry = registry
+        self._substrates = substrates
+        self._arena = substrates.arena
+        self._counts = substrates.counts
         self._max_answer_bytes = max_answer_bytes
         self._batch_time_ms = None if batch_time_budget is None else batch_time_budget * 1000.0
 
     def create(
         self, expression_type: str, expression_code: str, metadata: dict[str, Any] | None = None
     ) -> s.SubstrateRecord:
-        return records.substrate(self._registry.create(expression_type, expression_code, metadata))
+        return records.substrate_row(
+            self._substrates.create(expression_type, expression_code, metadata)
+        )
 
     def get(self, substrate_id: int) -> s.SubstrateRecord:
-        return records.substrate(self._registry.get(substrate_id))
+        return records.substrate(self._arena.get(substrate_id), self._counts.get(substrate_id, 0))
 
     def delete(self, substrate_id: int) -> None:
-        self._registry.delete(substrate_id)
+        self._substrates.delete(substrate_id)
+
+    def _records(self, found: Iterable[tuple[Any, ...]]) -> list[s.SubstrateRecord]:
+        counts = self._counts
+        return [records.substrate(r, counts.get(r[0], 0)) for r in found]
 
     def list(self, query: s.ListQuery | None = None) -> s.SubstratePage:
         q = query or _LIST
-        reg = self._registry
-        items, nxt = reg.list(limit=q.limit, cursor=query_id(q.cursor, "cursor"))
+        found, nxt = self._substrates.page(q.limit, query_id(q.cursor, "cursor"))
         return s.SubstratePage(
-            substrates=[records.substrate(x) for x in items],
+            substrates=self._records(found),
             next_cursor=records.optional_hex(nxt),
-            count=len(reg),
+            count=len(self._arena),
+        )
+
+    def _list(self, found: Page[Any]) -> s.SubstrateList:
+        return s.SubstrateList(
+            substrates=self._records(found), count=found.count, next_cursor=found.next_cursor
         )
 
     def search(self, query: s.SearchQuery | None = None) -> s.SubstrateList:
         q = query or _SEARCH
-        found = self._registry.search(
-            name=q.name, expression_type=q.type, limit=q.limit, cursor=q.cursor
-        )
-        return _substrate_list(found)
+        return self._list(scans.search(self._substrates.scan(), q.name, q.type, q.limit, q.cursor))
 
     def query(self, request: s.QueryRequest) -> s.SubstrateList:
         d = request
-        return _substrate_list(
-            self._registry.query(d.filters, sort=d.sort, limit=d.limit, cursor=d.cursor)
+        return self._list(
+            scans.query(self._substrates.scan(), d.filters, d.sort, d.limit, d.cursor)
         )
 
     def create_many(self, request: s.BatchCreate) -> s.BatchResult:
@@ -91,13 +95,13 @@ class LocalSubstrates:
             }
             for x in request.substrates
         ]
-        outcome = self._registry.create_many(items, atomic=request.atomic)
+        outcome = self._substrates.create_many(items, atomic=request.atomic)
         return records.batch_result(outcome, "substrate_id")
 
     def invoke(
         self, substrate_id: int, parameters: dict[str, Any] | None = None
     ) -> s.InvokeResponse:
-        inv = self._registry.invoke(substrate_id, parameters)
+        inv = self._substrates.invoke(substrate_id, parameters)
         return s.InvokeResponse(
             substrate_id=format_id(inv.substrate),
             result=inv.result,
@@ -122,7 +126,7 @@ class LocalSubstrates:
         budget = BatchBudget(
             time_ms=self._batch_time_ms, max_bytes=self._max_answer_bytes, cancelled=cancelled
         )
-        answers = self._registry.invoke_many(calls, budget=budget) if calls else []
+        answers = self._substrates.invoke_many(calls, budget=budget) if calls else []
         for i, r in zip(where, answers, strict=True):
             if isinstance(r, errors.BfxError):
                 results[i] = s.BatchInvokeItem(index=i, status=r.status, error=records.error(r))

@@ -1,8 +1,9 @@
 """The local :class:`~bfx.services.interfaces.TransferService`: export and import of a
-whole Registry, as one JSON document or NDJSON lines (formats: :mod:`bfx.transfer`).
+whole registry, as one JSON document or NDJSON lines (formats: :mod:`bfx.transfer`),
+through the domain's :class:`~bfx.domain.transfer.Transfer`.
 
-Export is lazy: records are pulled from the registry as the chunks are consumed. Import
-decodes and checks records one at a time as the registry consumes them.
+Export is lazy: records are pulled from the store as the chunks are consumed. Import
+decodes and checks records one at a time as the domain consumes them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from bfx import errors, transfer
 from bfx.api import types as s
 
 if TYPE_CHECKING:
-    from bfx.registry import Registry
+    from bfx.domain.transfer import Transfer
 
 __all__ = ["JSON_TYPES", "NDJSON_TYPES", "LocalTransfer"]
 
@@ -30,11 +31,11 @@ NDJSON_TYPES = frozenset(
 
 
 class LocalTransfer:
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, transfer: Transfer) -> None:
+        self._transfer = transfer
 
     def export(self, format: str = "json") -> Iterator[bytes]:
-        recs = self._registry.export_records()
+        recs = self._transfer.export_records()
         if format == "ndjson":
             return transfer.write_ndjson(recs)
         return transfer.write_document(recs)
@@ -50,7 +51,7 @@ class LocalTransfer:
                 {"content_type": content_type.decode("latin-1")},
             )
         # An import that stops at an NDJSON record names its line next to its index.
-        r = transfer.import_records(self._registry, recs)
+        r = transfer.import_records(self._transfer, recs)
         return s.ImportResult(
             imported_substrates=r["imported_substrates"],
             imported_relationships=r["imported_relationships"],

@@ -1,0 +1,349 @@
+"""Substrates: create (one or a batch), read, delete, page, the compiled cache, and
+invocation (one or a batch, within a budget), over the engine.
+
+Answers are stored rows (:class:`~bfx.rows.SubstrateRow`, the id filled in), the
+arena's records for reads (the hot path: each face builds its own type from the tuple
+directly), and :class:`~bfx.models.Invocation` values.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from bfx import errors, operators
+from bfx._core import EXPRESSION_TYPES, now_us, parse_id
+from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
+from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
+from bfx.engine import Engine
+from bfx.invocations import InvocationCounts
+from bfx.models import Invocation
+from bfx.rows import SubstrateRow
+from bfx.sandbox import Compiled, Limits, compile_substrate
+
+__all__ = ["CompiledCache", "Substrates"]
+
+_SCAN_PAGE = 4096
+
+
+class CompiledCache:
+    """A bounded LRU of compiled expressions keyed by substrate id.
+
+    Compiled callables are Python objects, so they live here and never in the
+    arena; a miss recompiles from the stored canonical code.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("cache_size must be at least 1")
+        self._maxsize = maxsize
+        self._items: OrderedDict[int, Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: int) -> Compiled | None:
+        # acquire/release rather than ``with``: every invoke looks here, and on 3.11 the
+        # context-manager protocol costs about as much as the lookup.
+        lock = self._lock
+        lock.acquire()
+        try:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+        finally:
+            lock.release()
+        return item
+
+    def put(self, key: int, value: Compiled) -> None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._maxsize:
+                self._items.popitem(last=False)
+        finally:
+            lock.release()
+
+    def discard(self, key: int) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Substrates:
+    """The substrates of one engine, with their compiled cache and invocation counts."""
+
+    def __init__(self, engine: Engine, limits: Limits, cache_size: int) -> None:
+        self.engine = engine
+        self.arena = engine.arena
+        self.limits = limits
+        self.cache = CompiledCache(cache_size)
+        #: Successful invocations per substrate, of this process (``bfx.invocations``).
+        self.invocations = InvocationCounts()
+        #: Read on every GET: the counts' dict itself (a lookup is atomic; writes lock).
+        self.counts = self.invocations.counts
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def prepare(
+        self, expression_type: Any, expression_code: Any, metadata: Any
+    ) -> tuple[Compiled, bytes]:
+        """The sandbox's verdict and the stored metadata, or the error refusing them."""
+        if not isinstance(expression_type, str) or expression_type not in EXPRESSION_TYPES:
+            raise errors.ValidationError(
+                f"expression_type must be one of {', '.join(EXPRESSION_TYPES)}",
+                {"field": "expression_type", "allowed": list(EXPRESSION_TYPES)},
+            )
+        if not isinstance(expression_code, str):
+            raise errors.ValidationError(
+                "expression_code must be a string", {"field": "expression_code"}
+            )
+        compiled = compile_substrate(expression_type, expression_code, self.limits)
+        return compiled, json_object_bytes(metadata, "metadata")
+
+    def create(
+        self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None
+    ) -> SubstrateRow:
+        """Validates, canonicalises and stores an expression; the stored row.
+
+        Raises SandboxError/ValidationError for rejected code, DuplicateError
+        (``details["substrate_id"]`` names the existing one) or CollisionError.
+        """
+        compiled, meta = self.prepare(expression_type, expression_code, metadata)
+        created = now_us()
+        row = SubstrateRow(
+            None, expression_type, expression_code, compiled.canonical, meta, created
+        )
+        answer = self.engine.insert_substrate(row)
+        self.cache.put(answer, compiled)
+        return SubstrateRow(
+            answer, expression_type, expression_code, compiled.canonical, meta, created
+        )
+
+    def create_many(
+        self, items: Sequence[Mapping[str, Any]], atomic: bool = False
+    ) -> list[SubstrateRow | errors.BfxError]:
+        """Creates in input order; each answer is the stored row or the error for that
+        item. A repeat inside the batch fails as a duplicate of the earlier one. With
+        ``atomic``, any failure raises BatchError and writes nothing."""
+        prepared: list[tuple[Mapping[str, Any], Compiled, bytes] | errors.BfxError] = []
+        for item in items:
+            try:
+                if not isinstance(item, Mapping):
+                    raise errors.ValidationError("each item must be an object", {})
+                compiled, meta = self.prepare(
+                    item.get("expression_type"), item.get("expression_code"), item.get("metadata")
+                )
+                prepared.append((item, compiled, meta))
+            except errors.BfxError as exc:
+                prepared.append(exc)
+        created = now_us()
+
+        def row(p: tuple[Mapping[str, Any], Compiled, bytes], identity: int | None) -> SubstrateRow:
+            item, compiled, meta = p
+            return SubstrateRow(
+                identity,
+                item["expression_type"],
+                item["expression_code"],
+                compiled.canonical,
+                meta,
+                created,
+            )
+
+        rows = [row(p, None) for p in prepared if not isinstance(p, errors.BfxError)]
+        dry_run = atomic and len(rows) != len(prepared)
+        answers = self.engine.insert_substrates(rows, atomic=atomic, dry_run=dry_run)
+        results = merge(prepared, answers, row)
+        if atomic:
+            raise_if_any_failed(results)
+        # Only what was written is cached (an atomic failure wrote nothing).
+        for p, r in zip(prepared, results, strict=True):
+            if isinstance(r, SubstrateRow):
+                self.cache.put(r.identity, p[1])  # type: ignore[arg-type,index]
+        return results
+
+    def delete(self, substrate_id: int | str) -> int:
+        """Deletes a substrate and its relationships; returns how many relationships
+        went with it."""
+        identity = parse_id(substrate_id)
+        removed = self.engine.delete_substrate(identity)
+        self.cache.discard(identity)
+        self.invocations.discard(identity)
+        return removed
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def page(
+        self, limit: int = 100, cursor: int | str | None = None
+    ) -> tuple[list[tuple[Any, ...]], int | None]:
+        """A page of the arena's records ordered by id, and the cursor of the next page.
+
+        The cursor is the last id of the page; a page holds the ids above it, so paging
+        stays correct while records are created and deleted."""
+        check_page(limit)
+        return self.arena.page(cursor, limit)  # type: ignore[no-any-return]
+
+    def scan(self) -> Iterator[tuple[Any, ...]]:
+        """Every record of the arena, in storage order, fetched a page at a time."""
+        position: int | None = 0
+        while position is not None:
+            records, position = self.arena.scan(position, _SCAN_PAGE)
+            yield from records
+
+    # ---- invocation ---------------------------------------------------------------------
+
+    def compiled(self, substrate_id: int | str) -> Compiled:
+        """The compiled expression of a substrate (from the cache, or compiled again
+        from its stored canonical code)."""
+        identity = parse_id(substrate_id)
+        compiled = self.cache.get(identity)
+        if compiled is None:
+            row = self.engine.substrate(identity)
+            compiled = compile_substrate(row.expression_type, row.canonical_code, self.limits)
+            self.cache.put(identity, compiled)
+        return compiled
+
+    def invoke(
+        self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
+    ) -> Invocation:
+        identity = parse_id(substrate_id)
+        compiled = self.compiled(identity)
+        start = time.perf_counter()
+        result = compiled.invoke(parameters)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        self.invocations.add(identity)
+        return Invocation(identity, result, elapsed)
+
+    def value(
+        self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
+    ) -> int | float:
+        """The substrate's value for the operators: its result, which must be a number."""
+        result = self.invoke(substrate_id, parameters).result
+        operators.require_number(result, "value of the substrate")
+        return result  # type: ignore[no-any-return]
+
+    def invoke_many(
+        self,
+        invocations: Iterable[tuple[int | str, Mapping[str, Any] | None]],
+        *,
+        budget: BatchBudget | None = None,
+    ) -> list[Invocation | errors.BfxError]:
+        """Invokes in input order; each answer is an Invocation or the error for
+        that item. Items for the same substrate run through the sandbox's batch
+        fast path together; ``elapsed_ms`` is then the group's mean.
+
+        With a ``budget`` (:mod:`bfx.budget`) the batch shares one deadline (items
+        not started in time answer ``reason: batch_time_budget``), its answer size is
+        charged as results arrive (:class:`~bfx.errors.ResultTooLargeError` stops it),
+        and a cancelled budget stops it between steps (:class:`~bfx.budget.Cancelled`).
+        """
+        items = list(invocations)
+        results: list[Invocation | errors.BfxError | None] = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for index, (substrate_id, _parameters) in enumerate(items):
+            try:
+                groups.setdefault(parse_id(substrate_id), []).append(index)
+            except errors.BfxError as exc:
+                results[index] = exc
+        for identity, indices in groups.items():
+            if budget is not None:
+                budget.check()
+                if budget.expired():
+                    for index in indices:
+                        results[index] = budget.out_of_time()
+                    continue
+            try:
+                compiled = self.compiled(identity)
+            except errors.BfxError as exc:
+                for index in indices:
+                    results[index] = exc
+                continue
+            if budget is None:
+                succeeded = _invoke_group(identity, compiled, items, indices, results)
+            else:
+                succeeded = _invoke_group_within(
+                    identity, compiled, items, indices, results, budget
+                )
+            if succeeded:
+                self.invocations.add(identity, succeeded)
+        return results  # type: ignore[return-value]
+
+    def top_invoked(self, k: int = 5) -> list[tuple[int, int]]:
+        """The ``k`` most invoked substrates of this process, ``(id, count)``, most first."""
+        while True:
+            top = self.invocations.top(k)
+            # Deleted meanwhile, or by another process (seen at a refresh): drop.
+            gone = [identity for identity, _ in top if identity not in self.arena]
+            if not gone:
+                return top
+            self.invocations.discard_many(gone)
+
+
+def _invoke_group(
+    identity: int,
+    compiled: Compiled,
+    items: list[Any],
+    indices: list[int],
+    results: list[Any],
+) -> int:
+    """One substrate's items in one fast-path call; returns how many succeeded."""
+    start = time.perf_counter()
+    answers = compiled.invoke_many([items[i][1] for i in indices], return_exceptions=True)
+    elapsed = (time.perf_counter() - start) * 1000.0 / len(indices)
+    succeeded = 0
+    for index, answer in zip(indices, answers, strict=True):
+        if isinstance(answer, errors.BfxError):
+            results[index] = answer
+        else:
+            results[index] = Invocation(identity, answer, elapsed)
+            succeeded += 1
+    return succeeded
+
+
+def _invoke_group_within(
+    identity: int,
+    compiled: Compiled,
+    items: list[Any],
+    indices: list[int],
+    results: list[Any],
+    budget: BatchBudget,
+) -> int:
+    """Like :func:`_invoke_group`, a step at a time, checking the budget between
+    steps. Steps are long while items are cheap (the fast path stays fast) and one
+    item long once an item costs over a millisecond, so the deadline is overrun by
+    at most one item's own time budget."""
+    perf = time.perf_counter
+    step = 16
+    succeeded = 0
+    pos = 0
+    while pos < len(indices):
+        budget.check()
+        if budget.expired():
+            for index in indices[pos:]:
+                results[index] = budget.out_of_time()
+            break
+        part = indices[pos : pos + step]
+        pos += len(part)
+        start = perf()
+        answers = compiled.invoke_many([items[i][1] for i in part], return_exceptions=True)
+        elapsed = (perf() - start) * 1000.0 / len(part)
+        for index, answer in zip(part, answers, strict=True):
+            if not isinstance(answer, errors.BfxError):
+                try:
+                    size = json_size(answer)
+                except errors.InvocationError as exc:
+                    answer = exc
+                else:
+                    budget.charge(size + ITEM_OVERHEAD)
+                    results[index] = Invocation(identity, answer, elapsed)
+                    succeeded += 1
+                    continue
+            budget.charge(len(answer.message) + ITEM_OVERHEAD)
+            results[index] = answer
+        step = 1 if elapsed > 1.0 else 256
+    return succeeded

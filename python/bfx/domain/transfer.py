@@ -1,0 +1,248 @@
+"""Export and import: every stored row as an export record, and the streaming import
+that checks each record like a created one, and more (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from bfx import errors
+from bfx._core import format_id, now_us, relationship_id
+from bfx.domain.relationships import edge_row
+from bfx.domain.substrates import Substrates
+from bfx.identity import field_id
+from bfx.models import MAX_MICROS, MIN_MICROS, Relationship, Substrate, format_time, to_micros
+from bfx.rows import RelationshipRow, SubstrateRow
+from bfx.sandbox import Compiled
+
+__all__ = ["MAX_IMPORT_DEPTH", "Transfer", "export_record"]
+
+#: Records an import checks and writes together.
+_IMPORT_CHUNK = 2048
+#: How deeply an imported record's ``metadata`` or ``constraints`` may nest
+#: (DESIGN.md §6: 32 levels, as for any request body).
+MAX_IMPORT_DEPTH = 32
+
+_Chunk = list[tuple[int, str, SubstrateRow | RelationshipRow, Compiled | None]]
+
+
+def export_record(row: SubstrateRow | RelationshipRow) -> dict[str, Any]:
+    """A stored row as an export dict with its ``kind``."""
+    if isinstance(row, SubstrateRow):
+        s = Substrate.from_row(row)
+        return {
+            "kind": "substrate",
+            "substrate_id": s.substrate_id,
+            "identity": s.identity,
+            "expression_type": s.expression_type,
+            "expression_code": s.expression_code,
+            "canonical_code": s.canonical_code,
+            "metadata": s.metadata,
+            "created_at": format_time(s.created_at),
+        }
+    r = Relationship.from_row(row)
+    return {
+        "kind": "relationship",
+        "relationship_id": r.relationship_id,
+        "rel_type": r.rel_type,
+        "source_id": r.source_id,
+        "target_id": r.target_id,
+        "bidirectional": r.bidirectional,
+        "constraints": r.constraints,
+        "created_at": format_time(r.created_at),
+    }
+
+
+class Transfer:
+    """Export and import over the engine of ``substrates`` (whose sandbox and compiled
+    cache an import uses)."""
+
+    def __init__(self, substrates: Substrates) -> None:
+        self.substrates = substrates
+        self.engine = substrates.engine
+
+    def export_records(self) -> Iterator[dict[str, Any]]:
+        """Every substrate, then every relationship, as JSON-ready dicts with a ``kind``
+        field; lazily. A database store is read in one consistent snapshot on a
+        connection of its own; the in-memory one page by page."""
+        for row in self.engine.export_rows():
+            yield export_record(row)
+
+    def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """Imports exported records, streaming: they are checked and written
+        ``_IMPORT_CHUNK`` at a time, so an import of any size holds one chunk.
+        Substrates must come before the relationships that use them. Code goes
+        through the sandbox again and each id is checked against the content;
+        ids that exist are skipped and counted. The first invalid record raises
+        (with its ``index``): every record before it is imported, none after."""
+        counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
+        chunk: _Chunk = []
+        for index, record in enumerate(records):
+            try:
+                kind, row, compiled = self._import_row(record)
+            except errors.BfxError as exc:
+                self._import_chunk(chunk, counts)
+                exc.details.setdefault("index", index)
+                raise
+            if chunk and (chunk[-1][1] != kind or len(chunk) >= _IMPORT_CHUNK):
+                self._import_chunk(chunk, counts)
+                chunk = []
+            chunk.append((index, kind, row, compiled))
+        self._import_chunk(chunk, counts)
+        return counts
+
+    def _import_row(
+        self, record: Any
+    ) -> tuple[str, SubstrateRow | RelationshipRow, Compiled | None]:
+        """One imported record checked like a created one, and more (DESIGN.md §6):
+        a time zone-aware ``created_at`` within years 1-9999 in UTC, ids that match
+        the content, nesting within ``MAX_IMPORT_DEPTH``. Nothing it lets through
+        can make a later read fail."""
+        if not isinstance(record, Mapping):
+            raise errors.ValidationError("each record must be an object", {})
+        kind = record.get("kind", "substrate" if "expression_code" in record else "relationship")
+        created = _import_time(record.get("created_at"))
+        if kind == "substrate":
+            _check_depth(record.get("metadata"), "metadata")
+            expected_id = _import_substrate_id(record)
+            compiled, meta = self.substrates.prepare(
+                record.get("expression_type"), record.get("expression_code"), record.get("metadata")
+            )
+            canonical = record.get("canonical_code")
+            if canonical is not None and canonical != compiled.canonical:
+                raise errors.ValidationError(
+                    "canonical_code does not match the canonical form of expression_code",
+                    {"field": "canonical_code", "computed": compiled.canonical[:200]},
+                )
+            row: SubstrateRow | RelationshipRow = SubstrateRow(
+                expected_id,
+                record["expression_type"],
+                record["expression_code"],
+                compiled.canonical,
+                meta,
+                created,
+            )
+            return kind, row, compiled
+        if kind == "relationship":
+            _check_depth(record.get("constraints"), "constraints")
+            row = edge_row(record, created)
+            given = record.get("relationship_id")
+            if given is not None:
+                expected = field_id(given, "relationship_id")
+                computed = relationship_id(row.source, row.target, row.rel_type)
+                if expected != computed:
+                    raise _id_mismatch(expected, computed, "relationship_id")
+            return kind, row, None
+        raise errors.ValidationError("kind must be substrate or relationship", {"field": "kind"})
+
+    def _import_chunk(self, chunk: _Chunk, counts: dict[str, int]) -> None:
+        """Writes a run of same-kind records: up to the first that fails (other
+        than as a duplicate, which is skipped), then raises that failure."""
+        if not chunk:
+            return
+        kind = chunk[0][1]
+        insert = (
+            self.engine.insert_substrates
+            if kind == "substrate"
+            else self.engine.insert_relationships
+        )
+        # One check and one write: the rows before the first failure (duplicates are
+        # skipped), nothing from it on.
+        answers = insert([c[2] for c in chunk], until_failure=True)  # type: ignore[arg-type]
+        failure: errors.BfxError | None = None
+        stop = len(answers)
+        for position, answer in enumerate(answers):
+            if isinstance(answer, errors.BfxError) and not isinstance(
+                answer, errors.DuplicateError
+            ):
+                failure, stop = answer, position
+                break
+        cache = self.substrates.cache
+        for (_index, _kind, _row, compiled), answer in zip(chunk[:stop], answers, strict=False):
+            if isinstance(answer, errors.DuplicateError):
+                counts["skipped"] += 1
+            else:
+                counts[f"imported_{kind}s"] += 1
+                if compiled is not None:
+                    cache.put(answer, compiled)
+        if failure is not None:
+            failure.details.setdefault(
+                "index", chunk[stop][0] if stop < len(chunk) else chunk[0][0]
+            )
+            raise failure
+
+
+def _import_time(value: Any) -> int:
+    """An imported ``created_at`` as microseconds: RFC 3339 (or an aware datetime)
+    naming its UTC offset, within years 1-9999 once converted to UTC, so that it
+    can always be read back. Absent means now."""
+    if value is None:
+        return now_us()
+    field = {"field": "created_at"}
+    if isinstance(value, str):
+        try:
+            value = msgspec.convert(value, datetime)
+        except msgspec.ValidationError:
+            raise errors.ValidationError(
+                "created_at must be an RFC 3339 timestamp", {**field, "value": value[:64]}
+            ) from None
+    if not isinstance(value, datetime):
+        raise errors.ValidationError("created_at must be an RFC 3339 timestamp", field)
+    if value.utcoffset() is None:
+        raise errors.ValidationError(
+            "created_at must name its UTC offset (RFC 3339), e.g. 2026-01-01T00:00:00Z",
+            {**field, "value": value.isoformat()},
+        )
+    us = to_micros(value)
+    if not MIN_MICROS <= us <= MAX_MICROS:
+        raise errors.ValidationError(
+            "created_at must lie within years 1 to 9999 once converted to UTC",
+            {**field, "value": value.isoformat()},
+        )
+    return us
+
+
+def _import_substrate_id(record: Mapping[str, Any]) -> int | None:
+    """The id an imported substrate claims (``substrate_id`` and ``identity`` must
+    agree when both are given); the store checks it against the content."""
+    given = [
+        (field_id(record[f], "substrate_id"), f)
+        for f in ("substrate_id", "identity")
+        if record.get(f) is not None
+    ]
+    if len(given) == 2 and given[0][0] != given[1][0]:
+        raise errors.ValidationError(
+            "substrate_id and identity name different ids",
+            {"field": "identity", "given": format_id(given[1][0])},
+        )
+    return given[0][0] if given else None
+
+
+def _id_mismatch(given: int, computed: int, field: str) -> errors.ValidationError:
+    return errors.ValidationError(
+        f"id {format_id(given)} does not match the record's content "
+        f"(its id is {format_id(computed)})",
+        {"field": field, "given": format_id(given), "computed": format_id(computed)},
+    )
+
+
+def _check_depth(value: Any, field: str, limit: int = MAX_IMPORT_DEPTH) -> None:
+    """Refuses a JSON value nested deeper than ``limit`` (iteratively: no
+    RecursionError however deep it is)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise errors.ValidationError(
+                f"{field} is nested deeper than {limit} levels", {"field": field, "limit": limit}
+            )
+        stack.extend((child, depth + 1) for child in children)
