@@ -18,8 +18,9 @@ commit between the check and the apply: its writes are one ``insert_many`` /
 ``link_many`` call. Why check-then-apply rather than apply-then-roll-back:
 ``docs/storage.md`` (The write path).
 
-The engine answers in rows (:mod:`bfx.rows`); :class:`bfx.registry.Registry` turns
-them into models and adds validation, batching and the sandbox.
+The engine answers in rows (:mod:`bfx.rows`); the domain (:mod:`bfx.domain`) adds
+validation, batching and the sandbox, and its two faces (:class:`bfx.registry.Registry`,
+the local services) turn rows into models or API records.
 """
 
 from __future__ import annotations
