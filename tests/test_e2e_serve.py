@@ -168,6 +168,22 @@ def test_client_sdk(server):
             c["substrate_id"],
         }
         assert b'"substrates"' in api.export()
+        # The rest of the methods: each reaches the route its operation names.
+        assert api.metrics()["total_substrates"] >= 2
+        assert api.list(limit=1)["count"] >= 2
+        assert api.subtract(s["substrate_id"], 1, {"x": 1})["new_value"] == 3
+        assert api.power(s["substrate_id"], 2, {"x": 1})["result_value"] == 16
+        assert api.root(s["substrate_id"], 2, {"x": 5})["result_value"] == 4
+        assert api.incoming(s["substrate_id"])["count"] == 1
+        assert api.relationship_stats()["total_relationships"] >= 1
+        assert [x["substrate_id"] for x in api.query({"metadata.name": "sdk"})] == [
+            s["substrate_id"]
+        ]
+        assert [
+            r["status"]
+            for r in api.relate_many([{"rel_type": "X", "source_id": 1, "target_id": 2}])
+        ] == [422]  # unknown endpoints
+        assert api.import_(api.export())["skipped"] >= 2
         with pytest.raises(errors.DuplicateError) as dup:
             api.create("constant", "99")
         assert dup.value.status == 409

@@ -6,7 +6,9 @@
     ...     api.invoke(s["substrate_id"], {"x": 21})["result"]
     42
 
-Answers are the API's JSON objects as dicts. Error answers raise the matching
+Every method is an operation of the table (:mod:`bfx.api.operations`): its HTTP method
+and path come from there, never spelt out here. Answers are the API's JSON objects as
+dicts. Error answers raise the matching
 :mod:`bfx.errors` class (by the ``error`` code), with ``status`` set to the HTTP status
 received. One connection, kept alive; a client is not meant to be shared across threads.
 """
@@ -21,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import msgspec
 
 from bfx import errors
+from bfx.api.operations import BY_NAME, PREFIX
 
 __all__ = ["Client", "ClientError"]
 
@@ -70,7 +73,7 @@ class Client:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port
-        self._prefix = parts.path.rstrip("/") + "/api/v1"
+        self._prefix = parts.path.rstrip("/") + PREFIX
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 
@@ -150,17 +153,29 @@ class Client:
             exc.code = code  # type: ignore[misc]
         return exc
 
-    def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        _, data, _ = self.request(method, path, body, **kw)
+    def _send_op(
+        self, operation: str, *ids: Id, body: Any = None, **kw: Any
+    ) -> tuple[int, bytes, str]:
+        """One operation of the table (``bfx.api.operations``): its method and path
+        template, the path's ids filled in."""
+        op = BY_NAME[operation]
+        values = iter(ids)
+        path = "/".join(
+            _id(next(values)) if seg.startswith("{") else seg for seg in op.path.split("/")
+        )
+        return self.request(op.method, path.removeprefix(PREFIX), body, **kw)
+
+    def _call(self, operation: str, *ids: Id, body: Any = None, **kw: Any) -> Any:
+        _, data, _ = self._send_op(operation, *ids, body=body, **kw)
         return _decode(data) if data else None
 
     # -- system ---------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return self._json("GET", "/health")
+        return self._call("health")
 
     def metrics(self) -> dict[str, Any]:
-        return self._json("GET", "/metrics")
+        return self._call("metrics")
 
     # -- substrates -------------------------------------------------------------------------
 
@@ -173,18 +188,17 @@ class Client:
         }
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        return self._json("POST", "/substrates", body)
+        return self._call("create_substrate", body=body)
 
     def get(self, substrate_id: Id) -> dict[str, Any]:
-        return self._json("GET", f"/substrates/{_id(substrate_id)}")
+        return self._call("get_substrate", substrate_id)
 
     def delete(self, substrate_id: Id) -> None:
-        self.request("DELETE", f"/substrates/{_id(substrate_id)}")
+        self._call("delete_substrate", substrate_id)
 
     def list(self, limit: int = 100, cursor: Id | None = None) -> dict[str, Any]:
-        return self._json(
-            "GET",
-            "/substrates",
+        return self._call(
+            "list_substrates",
             query={"limit": limit, "cursor": None if cursor is None else _id(cursor)},
         )
 
@@ -200,23 +214,23 @@ class Client:
     def invoke(
         self, substrate_id: Id, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        return self._json(
-            "POST",
-            f"/substrates/{_id(substrate_id)}/invoke",
-            {"parameters": None if parameters is None else dict(parameters)},
+        return self._call(
+            "invoke",
+            substrate_id,
+            body={"parameters": None if parameters is None else dict(parameters)},
         )
 
     def create_many(
         self, items: Iterable[Mapping[str, Any]], atomic: bool = False
     ) -> list[dict[str, Any]]:
         body = {"substrates": [dict(x) for x in items], "atomic": atomic}
-        return self._json("POST", "/substrates/batch", body)["results"]
+        return self._call("create_substrates", body=body)["results"]
 
     def invoke_many(
         self, calls: Iterable[tuple[Id, Mapping[str, Any] | None]]
     ) -> list[dict[str, Any]]:
         body = {"invocations": [{"substrate_id": _id(i), "parameters": p} for i, p in calls]}
-        return self._json("POST", "/substrates/batch/invoke", body)["results"]
+        return self._call("invoke_many", body=body)["results"]
 
     def search(
         self,
@@ -236,9 +250,8 @@ class Client:
         limit: int = 100,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            "GET",
-            "/substrates/search",
+        return self._call(
+            "search",
             query={"name": name, "type": expression_type, "limit": limit, "cursor": cursor},
         )
 
@@ -267,7 +280,7 @@ class Client:
         body: dict[str, Any] = {"filters": dict(filters or {}), "sort": sort, "limit": limit}
         if cursor is not None:
             body["cursor"] = cursor
-        return self._json("POST", "/substrates/query", body)
+        return self._call("query", body=body)
 
     def iter_query(
         self, filters: Mapping[str, Any] | None = None, sort: str = "created_at", page: int = 1000
@@ -276,25 +289,25 @@ class Client:
 
     def export(self, format: str = "json") -> bytes:
         """The raw export document (``json``) or lines (``ndjson``)."""
-        return self.request("GET", "/substrates/export", query={"format": format})[1]
+        return self._send_op("export", query={"format": format})[1]
 
     def import_(self, data: bytes, format: str = "json") -> dict[str, Any]:
         ctype = "application/x-ndjson" if format == "ndjson" else "application/json"
-        return self._json("POST", "/substrates/import", raw=data, content_type=ctype)
+        return self._call("import_records", raw=data, content_type=ctype)
 
     # -- operators --------------------------------------------------------------------------
 
     def divide(self, substrate_id: Id) -> dict[str, Any]:
-        return self._json("POST", f"/substrates/{_id(substrate_id)}/divide")
+        return self._call("divide", substrate_id)
 
     def multiply(self, values: Iterable[int | float]) -> dict[str, Any]:
-        return self._json("POST", "/substrates/multiply", {"dimension_values": list(values)})
+        return self._call("multiply", body={"dimension_values": list(values)})
 
     def _op(
         self, op: str, substrate_id: Id, field: str, arg: Any, parameters: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         body = {field: arg, "parameters": None if parameters is None else dict(parameters)}
-        return self._json("POST", f"/substrates/{_id(substrate_id)}/{op}", body)
+        return self._call(op, substrate_id, body=body)
 
     def add(
         self, substrate_id: Id, value: int | float, parameters: Mapping[str, Any] | None = None
@@ -331,10 +344,9 @@ class Client:
         bidirectional: bool = False,
         constraints: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            "POST",
-            "/relationships",
-            {
+        return self._call(
+            "create_relationship",
+            body={
                 "rel_type": rel_type,
                 "source_id": _id(source_id),
                 "target_id": _id(target_id),
@@ -349,15 +361,15 @@ class Client:
         rels = [
             {**x, "source_id": _id(x["source_id"]), "target_id": _id(x["target_id"])} for x in items
         ]
-        return self._json(
-            "POST", "/relationships/batch", {"relationships": rels, "atomic": atomic}
-        )["results"]
+        return self._call("create_relationships", body={"relationships": rels, "atomic": atomic})[
+            "results"
+        ]
 
     def get_relationship(self, relationship_id: Id) -> dict[str, Any]:
-        return self._json("GET", f"/relationships/{_id(relationship_id)}")
+        return self._call("get_relationship", relationship_id)
 
     def delete_relationship(self, relationship_id: Id) -> None:
-        self.request("DELETE", f"/relationships/{_id(relationship_id)}")
+        self._call("delete_relationship", relationship_id)
 
     def outgoing(
         self,
@@ -367,9 +379,9 @@ class Client:
         offset: int | None = None,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            "GET",
-            f"/relationships/outgoing/{_id(substrate_id)}",
+        return self._call(
+            "outgoing",
+            substrate_id,
             query={"rel_type": rel_type, "limit": limit, "offset": offset, "cursor": cursor},
         )
 
@@ -381,9 +393,9 @@ class Client:
         offset: int | None = None,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            "GET",
-            f"/relationships/incoming/{_id(substrate_id)}",
+        return self._call(
+            "incoming",
+            substrate_id,
             query={"rel_type": rel_type, "limit": limit, "offset": offset, "cursor": cursor},
         )
 
@@ -396,9 +408,8 @@ class Client:
         offset: int | None = None,
         cursor: str | None = None,
     ) -> dict[str, Any]:
-        return self._json(
-            "GET",
-            "/relationships",
+        return self._call(
+            "list_relationships",
             query={
                 "type": rel_type,
                 "source_id": None if source_id is None else _id(source_id),
@@ -422,4 +433,4 @@ class Client:
         )
 
     def relationship_stats(self) -> dict[str, Any]:
-        return self._json("GET", "/relationships/stats")
+        return self._call("relationship_stats")
