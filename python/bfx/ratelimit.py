@@ -147,6 +147,12 @@ class Limiter:
         self.strategy = MovingWindowRateLimiter(backend)
         self._down_until = 0.0
 
+    async def aclose(self) -> None:
+        """Close the Redis connections (a worker's exit does it too; tests call this)."""
+        bridge = getattr(self.strategy.storage, "bridge", None)
+        if bridge is not None:
+            await bridge.storage.aclose()
+
     @property
     def limit(self) -> int:
         return int(self.item.amount)
