@@ -202,6 +202,14 @@ def test_a_request_costing_more_than_the_whole_limit_is_refused_with_the_reason(
     assert (details["cost"], details["limit"], details["remaining"]) == (100, 50, 50)
 
 
+def test_browsers_may_read_the_rate_limit_headers():
+    from bfx.asgi.middleware.cors import Cors
+
+    exposed = dict(Cors(["*"]).simple(b"https://app.example"))[b"access-control-expose-headers"]
+    names = {n.strip() for n in exposed.split(b",")}
+    assert {b"retry-after", b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"} <= names
+
+
 # --- the whole app, in process -------------------------------------------------------------
 
 
@@ -365,3 +373,24 @@ def test_a_stalled_redis_costs_a_request_the_timeout_not_a_hang():
     assert not seen
     assert STORAGE_TIMEOUT * 0.8 <= slow < STORAGE_TIMEOUT + 1.0
     assert fast < 0.1
+
+
+# --- the documented cost table --------------------------------------------------------------
+
+
+def cost_table() -> str:
+    """The cost table of docs/security.md, rendered from the operation table."""
+    rows = ["| operation | route | cost |", "|---|---|---:|"]
+    for op in OPERATIONS:
+        if op.scope is None:
+            continue
+        cost = f"{op.cost} per item of `{op.items}`" if op.items else str(op.cost)
+        rows.append(f"| `{op.name}` | `{op.method} {op.path}` | {cost} |")
+    return "\n".join(rows)
+
+
+def test_the_documented_cost_table_is_the_operation_tables():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "security.md").read_text()
+    assert cost_table() in doc, "docs/security.md: paste the output of cost_table()"
