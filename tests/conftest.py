@@ -54,3 +54,29 @@ def store_locator(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "data")
     return request.getfixturevalue("postgres").new_database()
+
+
+# ---- Redis (rate limits) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A throwaway Redis server (tests/redis_server.py) for the whole session."""
+    import redis_server as rs
+
+    try:
+        server = rs.start()
+    except rs.Unavailable as exc:
+        if os.environ.get("BFX_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required here (BFX_REQUIRE_REDIS=1): {exc}")
+        pytest.skip(f"Redis tests skipped: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The URL of the session's Redis, emptied for this test."""
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url

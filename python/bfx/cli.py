@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
     )
     _add_admission_arguments(p)
+    _add_rate_limit_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -208,6 +209,42 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         choices=("text", "json"),
         default=None,
         help="access log as text or JSON lines (env BFX_LOG_FORMAT; default text)",
+    )
+
+
+def _checked(parse: Callable[[str], str]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
+
+
+def _add_rate_limit_arguments(p: argparse.ArgumentParser) -> None:
+    from bfx.ratelimit import parse_rate, parse_rate_storage
+
+    g = p.add_argument_group(
+        "rate limits (docs/security.md; each also read from its BFX_* variable)"
+    )
+    g.add_argument(
+        "--rate-limit",
+        type=_checked(parse_rate),
+        default=None,
+        metavar="RATE",
+        help="per principal (key, user, else client address), e.g. 600/minute; a batch "
+        "costs per item, graph algorithms more; over it a 429 (env BFX_RATE_LIMIT; "
+        "default: off)",
+    )
+    g.add_argument(
+        "--rate-limit-storage",
+        type=_checked(parse_rate_storage),
+        default=None,
+        metavar="memory|redis://...",
+        help="where the limit is counted: memory (each worker process on its own) or a "
+        "Redis URL (exact across workers and nodes) (env BFX_RATE_LIMIT_STORAGE; "
+        "default memory)",
     )
 
 
@@ -305,7 +342,7 @@ def _serve(args: argparse.Namespace) -> int:
     for name in ("header_timeout", "body_timeout", "max_connections", "backlog", "keep_alive"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
-    for name in _ADMISSION_FLAGS:
+    for name in (*_ADMISSION_FLAGS, "rate_limit", "rate_limit_storage"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     settings = msgspec.structs.replace(base, **changes)
@@ -332,6 +369,12 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(exc.message)
     description = store.describe()
     store.close()
+    if settings.rate_limit:
+        from bfx.ratelimit import check_storage
+
+        problem = check_storage(settings.rate_limit_storage)
+        if problem is not None:
+            return _fail(problem)
     settings = _fit_open_files(settings)
     # Workers are separate processes that build the app from the environment.
     os.environ.update(settings.to_env())
@@ -351,6 +394,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"{settings.max_connections} connections per worker, backlog {settings.backlog}",
         flush=True,
     )
+    if settings.rate_limit:
+        where = settings.rate_limit_storage
+        shared = "per worker process" if where == "memory" else "shared through Redis"
+        print(f"bfx: rate limit {settings.rate_limit} per principal ({shared})", flush=True)
 
     Granian(
         "bfx.asgi:create_app",

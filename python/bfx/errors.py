@@ -25,6 +25,8 @@ __all__ = [
     "NoPathError",
     "NotFoundError",
     "OverloadedError",
+    "RateLimitUnavailableError",
+    "RateLimitedError",
     "ResultTooLargeError",
     "SandboxError",
     "StorageError",
@@ -182,3 +184,25 @@ class BatchError(ValidationError):
     """
 
     code = "batch_failed"
+
+
+class RateLimitedError(BfxError):
+    """The caller has spent its rate limit (HTTP 429): retry after ``retry_after`` seconds.
+
+    ``details`` holds ``limit``, ``remaining``, ``cost`` and ``retry_after``."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, retry_after: int = 1
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class RateLimitUnavailableError(OverloadedError):
+    """The rate-limit storage (Redis) did not answer in time (HTTP 503, ``Retry-After``):
+    the request is refused rather than let through unlimited (docs/security.md)."""
+
+    code = "rate_limit_unavailable"

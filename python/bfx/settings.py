@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from bfx.ratelimit import parse_rate, parse_rate_storage
+
 __all__ = ["Settings"]
 
 MIB = 1024 * 1024
@@ -67,6 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: bool = True
     #: ``text`` or ``json`` (one JSON object per line).
     log_format: str = "text"
+    # -- Rate limits (docs/security.md "Rate limits").
+    #: Per principal, e.g. ``600/minute``; empty: no rate limit.
+    rate_limit: str = ""
+    #: ``memory`` (per worker process) or a ``redis://`` URL (shared by workers and nodes).
+    rate_limit_storage: str = "memory"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -227,4 +234,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
+    "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
+    "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
 }

@@ -139,6 +139,8 @@ class Metrics(_Response):
     avg_invocation_time_ms: float
     total_creations: int
     total_divisions: int
+    #: Security events of this worker by name (``rate_limited``: 429 answers).
+    security_events: dict[str, int]
     memory_usage_mb: float
     cpu_usage_percent: float
     active_requests: int

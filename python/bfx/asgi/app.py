@@ -73,7 +73,7 @@ class App:
         middleware = assemble(
             self.settings,
             router=self.router,
-            registry=self.registry,
+            store=self.registry.store,
             counters=self.metrics,
             deadlines=self._body_deadlines,
         )

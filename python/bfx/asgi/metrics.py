@@ -41,6 +41,8 @@ class RequestMetrics:
         self.invocation_ms = 0.0
         self.creations = 0
         self.divisions = 0
+        #: Security events by name (``rate_limited``: 429 answers; more as auth lands).
+        self.security_events: dict[str, int] = {"rate_limited": 0}
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first reading is always 0.0: prime it
 
@@ -77,6 +79,10 @@ class RequestMetrics:
     def count_divisions(self) -> None:
         with self._lock:
             self.divisions += 1
+
+    def count_security_event(self, name: str) -> None:
+        with self._lock:
+            self.security_events[name] = self.security_events.get(name, 0) + 1
 
     # -- reading -----------------------------------------------------------------------
 
@@ -132,6 +138,7 @@ class RequestMetrics:
             ),
             "total_creations": self.creations,
             "total_divisions": self.divisions,
+            "security_events": dict(self.security_events),
             "memory_usage_mb": round(mem, 2),
             "cpu_usage_percent": self._process.cpu_percent(None),
             "active_requests": self.active,

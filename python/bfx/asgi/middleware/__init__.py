@@ -19,9 +19,11 @@ from bfx.asgi.middleware.cors import Cors, cors
 from bfx.asgi.middleware.errors import errors
 from bfx.asgi.middleware.freshness import freshness
 from bfx.asgi.middleware.metrics import metrics
+from bfx.asgi.middleware.rate_limit import rate_limit
 from bfx.asgi.middleware.routing import routing
 from bfx.asgi.pipeline import Middleware
 from bfx.asgi.router import Router
+from bfx.ratelimit import Limiter
 from bfx.settings import Settings
 
 __all__ = ["assemble"]
@@ -31,7 +33,7 @@ def assemble(
     settings: Settings,
     *,
     router: Router,
-    registry: Any,
+    store: Any,
     counters: RequestMetrics,
     deadlines: BodyDeadlines,
 ) -> list[Middleware]:
@@ -43,7 +45,11 @@ def assemble(
     if policy.enabled:
         chain.append(cors(policy))
     chain += [errors(), routing(router)]
-    if registry.store.durable:  # only a durable store has other writers to catch up with
-        chain.append(freshness(registry.store))
+    if store.durable:  # only a durable store has other writers to catch up with
+        chain.append(freshness(store))
     chain.append(body(settings, deadlines))
+    if settings.rate_limit:  # after body: a batch's cost is known (rate_limit.py)
+        chain.append(
+            rate_limit(Limiter(settings.rate_limit, settings.rate_limit_storage), counters)
+        )
     return chain

@@ -18,6 +18,9 @@ __all__ = ["Cors", "cors"]
 Headers = list[tuple[bytes, bytes]]
 
 _MAX_AGE = b"600"
+_EXPOSE = (
+    b"allow, content-length, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset"
+)
 
 
 class Cors:
@@ -42,7 +45,8 @@ class Cors:
             return []
         headers = [
             (b"access-control-allow-origin", allowed),
-            (b"access-control-expose-headers", b"allow, content-length"),
+            # Browsers hide other headers from scripts: the rate-limit ones are for them.
+            (b"access-control-expose-headers", _EXPOSE),
         ]
         if allowed != b"*":
             headers.append((b"vary", b"origin"))
