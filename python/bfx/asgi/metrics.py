@@ -9,7 +9,6 @@ from a ring of 60 one-second counters.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from bisect import bisect_left
 
@@ -34,8 +33,6 @@ class RequestMetrics:
         self._hist = [0] * (len(_BOUNDS_MS) + 1)
         self._ring = [0] * _WINDOW
         self._ring_sec = int(self._started_clock)
-        # Handlers that run in worker threads (batches) count invocations too.
-        self._lock = threading.Lock()
         self.invocations = 0
         self.failed_invocations = 0
         self.invocation_ms = 0.0
@@ -66,23 +63,22 @@ class RequestMetrics:
             self._ring[s % _WINDOW] = 0
         self._ring_sec = sec
 
+    # Like record(), these run only on the event loop's thread (the metrics and security
+    # middleware count from the typed answers), so they take no lock.
+
     def count_invocations(self, ok: int, failed: int, elapsed_ms: float) -> None:
-        with self._lock:
-            self.invocations += ok
-            self.failed_invocations += failed
-            self.invocation_ms += elapsed_ms
+        self.invocations += ok
+        self.failed_invocations += failed
+        self.invocation_ms += elapsed_ms
 
     def count_creations(self, n: int) -> None:
-        with self._lock:
-            self.creations += n
+        self.creations += n
 
     def count_divisions(self) -> None:
-        with self._lock:
-            self.divisions += 1
+        self.divisions += 1
 
     def count_security_event(self, name: str) -> None:
-        with self._lock:
-            self.security_events[name] = self.security_events.get(name, 0) + 1
+        self.security_events[name] = self.security_events.get(name, 0) + 1
 
     # -- reading -----------------------------------------------------------------------
 
