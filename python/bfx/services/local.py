@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bfx.services.interfaces import Services
+from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
 from bfx.services.substrates import LocalOperators, LocalSubstrates
 from bfx.services.system import LocalSystem
@@ -40,4 +41,5 @@ def local_services(
         graph=LocalGraph(registry),
         transfer=LocalTransfer(registry),
         system=LocalSystem(registry, request_metrics),
+        keys=LocalKeys(lambda: registry.store),
     )
