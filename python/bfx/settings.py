@@ -67,6 +67,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: bool = True
     #: ``text`` or ``json`` (one JSON object per line).
     log_format: str = "text"
+    # -- Security (docs/security.md).
+    #: ``off`` (no credential needed) or ``required`` (an API key with the operation's
+    #: scope on every route but health and the docs).
+    auth: str = "off"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -198,6 +202,19 @@ def parse_whole(text: str) -> int:
     return int(raw)
 
 
+#: ``--auth`` / ``BFX_AUTH`` values.
+AUTH_MODES = ("off", "required")
+
+
+def parse_auth(text: str) -> str:
+    """``off`` or ``required``: anything else stops the service rather than serving
+    without the authentication someone meant to ask for."""
+    raw = text.strip().lower()
+    if raw not in AUTH_MODES:
+        raise ValueError(f"not an auth mode: {text!r} (use off or required)")
+    return raw
+
+
 def _lower(text: str) -> str:
     return text.strip().lower()
 
@@ -227,4 +244,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
+    "auth": ("BFX_AUTH", parse_auth, str),
 }

@@ -41,6 +41,8 @@ class RequestMetrics:
         self.invocation_ms = 0.0
         self.creations = 0
         self.divisions = 0
+        #: Refused credentials (401) and scopes (403), by kind (docs/security.md).
+        self.security: dict[str, int] = {"unauthorized": 0, "forbidden": 0}
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first reading is always 0.0: prime it
 
@@ -77,6 +79,10 @@ class RequestMetrics:
     def count_divisions(self) -> None:
         with self._lock:
             self.divisions += 1
+
+    def count_security(self, kind: str) -> None:
+        """A security event: ``unauthorized`` (401) or ``forbidden`` (403)."""
+        self.security[kind] = self.security.get(kind, 0) + 1
 
     # -- reading -----------------------------------------------------------------------
 
@@ -135,4 +141,5 @@ class RequestMetrics:
             "memory_usage_mb": round(mem, 2),
             "cpu_usage_percent": self._process.cpu_percent(None),
             "active_requests": self.active,
+            "security_events": dict(self.security),
         }
