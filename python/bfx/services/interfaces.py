@@ -1,4 +1,4 @@
-"""The service interface: one Protocol per noun of the API, and the container of all six.
+"""The service interface: one Protocol per noun of the API, and the container of them all.
 
 HTTP handlers and the Python clients depend on these Protocols, never on the
 :class:`~bfx.Registry`: the local implementation (:func:`bfx.services.local_services`)

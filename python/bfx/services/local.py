@@ -1,4 +1,4 @@
-"""The local services: the six nouns composed over one :class:`~bfx.Registry`."""
+"""The local services: the nouns composed over one :class:`~bfx.Registry`."""
 
 from __future__ import annotations
 
