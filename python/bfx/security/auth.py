@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bfx import errors
-from bfx.security.keys import KEY_PREFIX, KeyRecord, digest, now_us, parse_key_id
+from bfx.security.keys import KEY_PREFIX, KeyRecord, hasher, parse_key_id
 
 __all__ = ["Authenticator", "KeyAuthenticator", "Principal", "credential_of", "unauthorized"]
 
@@ -70,12 +70,15 @@ def credential_of(header: Callable[[bytes], bytes | None]) -> str | None:
 
 class KeyAuthenticator:
     """API keys, checked against the store's in-memory key map (``Store.keys``, which
-    the change log keeps current in every worker): an HMAC and a dict lookup, no I/O."""
+    the change log keeps current in every worker): a keyed hash and a dict lookup, no
+    I/O (about 2 µs)."""
 
     def __init__(self, keys: Callable[[], Mapping[str, KeyRecord]], secret: bytes) -> None:
         self._keys = keys
-        self._secret = secret
-        self._dummy = digest(secret, "")
+        self._hash = hasher(secret)
+        self._dummy = self._hash("")
+        # The principal of each record, made once (records are replaced, never changed).
+        self._principals: dict[str, tuple[KeyRecord, Principal]] = {}
 
     def authenticate(self, credential: str) -> Principal | None:
         if not credential.startswith(KEY_PREFIX):
@@ -84,7 +87,11 @@ class KeyAuthenticator:
         found = self._keys().get(key_id) if key_id is not None else None
         # Hash and compare whatever was found, so that an unknown id costs the same.
         expected = found.digest if found is not None else self._dummy
-        matches = hmac.compare_digest(expected, digest(self._secret, credential))
-        if found is None or not matches or not found.usable(now_us()):
+        matches = hmac.compare_digest(expected, self._hash(credential))
+        if found is None or not matches or not found.usable():
             raise unauthorized()
-        return Principal(found.key_id, frozenset(found.scopes))
+        cached = self._principals.get(found.key_id)
+        if cached is None or cached[0] is not found:
+            cached = (found, Principal(found.key_id, frozenset(found.scopes)))
+            self._principals[found.key_id] = cached
+        return cached[1]

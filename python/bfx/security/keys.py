@@ -4,7 +4,9 @@ record every store keeps (``bfx.storage``).
 A key reads ``bfx_<key id>_<secret>``: ``bfx_`` makes a leaked key easy to recognise
 (secret scanners, logs), the key id (16 hex digits, 64 random bits) names the key in
 lists, logs and ``DELETE /keys/{key_id}``, and the secret is ``secrets.token_urlsafe(32)``
-(256 random bits). The store keeps ``HMAC-SHA256(store secret, whole key)`` only.
+(256 random bits). The store keeps ``BLAKE2b-256(whole key, key=store secret)`` only:
+BLAKE2b's keyed mode is a MAC by design (no HMAC construction needed), and at about
+0.5 µs it costs a fifth of HMAC-SHA256 in CPython, on every request.
 
 Why a fast keyed hash and not argon2: a slow hash protects *guessable* secrets
 (passwords) by making each guess expensive; 256 random bits cannot be guessed whatever
@@ -16,11 +18,10 @@ key table alone is not even enough to test a candidate key offline.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bfx import errors
@@ -30,6 +31,7 @@ __all__ = [
     "KeyRecord",
     "digest",
     "grants",
+    "hasher",
     "is_key_id",
     "new_key",
     "now_us",
@@ -53,16 +55,18 @@ class KeyRecord:
     key_id: str
     name: str
     scopes: tuple[str, ...]
-    #: ``HMAC-SHA256(store secret, key)``.
+    #: ``BLAKE2b-256(key, key=store secret)``.
     digest: bytes
     created_us: int
     expires_us: int | None = None
     revoked_us: int | None = None
 
-    def usable(self, now_us: int) -> bool:
+    def usable(self) -> bool:
+        """Not revoked, and not expired now (the clock is read only for a key that
+        expires)."""
         if self.revoked_us is not None:
             return False
-        return self.expires_us is None or now_us < self.expires_us
+        return self.expires_us is None or now_us() < self.expires_us
 
 
 def new_key() -> tuple[str, str]:
@@ -84,7 +88,20 @@ def is_key_id(text: str) -> bool:
 
 
 def digest(store_secret: bytes, key: str) -> bytes:
-    return hmac.new(store_secret, key.encode("ascii", "replace"), hashlib.sha256).digest()
+    return hasher(store_secret)(key)
+
+
+def hasher(store_secret: bytes) -> Callable[[str], bytes]:
+    """``digest`` with the keyed state prepared once: each call copies it (cheaper than
+    keying anew, which matters on every request)."""
+    keyed = hashlib.blake2b(key=store_secret, digest_size=32)
+
+    def hash_key(key: str) -> bytes:
+        h = keyed.copy()
+        h.update(key.encode("ascii", "replace"))
+        return h.digest()
+
+    return hash_key
 
 
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:

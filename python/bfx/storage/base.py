@@ -114,7 +114,7 @@ class Store:
     #: Usable-or-expired API keys by key id (revoked ones are dropped): what request
     #: authentication reads, so it costs no database round trip.
     keys: dict[str, KeyRecord]
-    #: The HMAC key of stored key digests (a database keeps it in ``bfx_meta``).
+    #: The key of the stored key digests (a database keeps it in ``bfx_meta``).
     key_secret: bytes
 
     def __init__(self) -> None:
@@ -374,7 +374,7 @@ class SqlStore(Store):
         raise NotImplementedError
 
     def _key_secret(self) -> bytes:
-        """The store's HMAC key for key digests, made on first use (inside the
+        """The store's key for key digests, made on first use (inside the
         migration's transaction, so workers starting together agree on one)."""
         row = self._exec("SELECT value FROM bfx_meta WHERE key = 'key_secret'").fetchone()
         if row is None:
