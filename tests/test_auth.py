@@ -237,6 +237,17 @@ def test_an_unknown_key_id_and_a_wrong_secret_for_a_known_one_are_the_same_401()
     assert auth.authenticate("eyJhbGciOiJIUzI1NiJ9.e30.sig") is None
 
 
+def test_surrounding_whitespace_is_ignored_and_the_bearer_scheme_is_case_insensitive():
+    store = MemoryStore()
+    key_id, key = make_key(store, ["substrates:read"])
+    handle = authenticate([KeyAuthenticator(lambda: store.keys, store.key_secret)])(_ok)
+    for headers in ([(b"x-api-key", f" {key}\t".encode())],
+                    [(b"authorization", f"bearer  {key} ".encode())]):  # fmt: skip
+        call = _call(headers)
+        assert asyncio.run(handle(call)).status == 200
+        assert call.principal == key_id
+
+
 def test_an_expired_key_is_refused_from_the_moment_it_expires():
     store = MemoryStore()
     _, key = make_key(store, ["admin"], expires_us=now_us() + 200_000)

@@ -52,7 +52,9 @@ def credential_of(header: Callable[[bytes], bytes | None]) -> str | None:
     """The credential of a request: ``X-API-Key``, else ``Authorization: Bearer``; None
     without either. A header that is there but unreadable is a 401."""
     raw = header(b"x-api-key")
-    if raw is None:
+    if raw is not None:
+        raw = raw.strip()  # a pasted key often carries a stray space or newline
+    else:
         auth = header(b"authorization")
         if auth is None:
             return None
