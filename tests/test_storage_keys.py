@@ -127,3 +127,25 @@ def test_keys_load_on_start_with_or_without_the_snapshot(tmp_path, snapshot):
         assert set(reg.store.keys) == {later.key_id}
     finally:
         reg.close()
+
+
+def test_a_damaged_key_row_or_key_secret_is_a_storage_error(tmp_path):
+    import sqlite3
+
+    from bfx import errors
+
+    data = tmp_path / "d"
+    reg = Registry(storage=str(data))
+    _, rec = _record(reg.store)
+    reg.store.add_key(rec)
+    reg.close()
+    conn = sqlite3.connect(data / "bfx.db")
+    conn.execute("UPDATE api_keys SET digest = 'not hex'")
+    conn.commit()
+    with pytest.raises(errors.StorageError, match="stored API key cannot be read"):
+        Registry(storage=str(data))
+    conn.execute("UPDATE bfx_meta SET value = 'abcd' WHERE key = 'key_secret'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(errors.StorageError, match="no readable key_secret"):
+        open_store(str(data))

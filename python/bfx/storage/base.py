@@ -76,15 +76,21 @@ def _key_db_id(key_id: str) -> int:
 
 
 def _key_record(row: Sequence[Any]) -> KeyRecord:
-    return KeyRecord(
-        key_id=format(from_db(row[0]), "016x"),
-        name=row[1],
-        scopes=tuple(row[2].split()),
-        digest=bytes.fromhex(row[3]),
-        created_us=row[4],
-        expires_us=row[5],
-        revoked_us=row[6],
-    )
+    try:
+        return KeyRecord(
+            key_id=format(from_db(row[0]), "016x"),
+            name=row[1],
+            scopes=tuple(row[2].split()),
+            digest=bytes.fromhex(row[3]),
+            created_us=row[4],
+            expires_us=row[5],
+            revoked_us=row[6],
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise errors.StorageError(
+            "a stored API key cannot be read; the database is damaged or was edited by hand",
+            {"key": format(from_db(row[0]), "016x") if isinstance(row[0], int) else None},
+        ) from None
 
 
 def to_db(identity: int) -> int:
@@ -382,7 +388,10 @@ class SqlStore(Store):
             self._exec("INSERT INTO bfx_meta (key, value) VALUES ('key_secret', ?)", (value,))
             return bytes.fromhex(value)
         try:
-            return bytes.fromhex(row[0])
+            secret = bytes.fromhex(row[0])
+            if not 16 <= len(secret) <= 64:  # what keyed BLAKE2b takes
+                raise ValueError(len(secret))
+            return secret
         except (TypeError, ValueError):
             raise errors.StorageError(
                 f"{self.describe()}: bfx_meta has no readable key_secret", {}
