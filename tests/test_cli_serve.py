@@ -158,7 +158,9 @@ def test_a_port_in_use_is_refused_before_granian_starts(fake_granian, capsys):
 
 
 def test_an_unknown_host_is_refused(fake_granian, capsys):
-    assert cli.main(["serve", "--memory", "--host", "no-such-host.invalid"]) == 1
+    # Past the secure default (a non-loopback address needs --auth or the opt-out).
+    argv = ["serve", "--memory", "--host", "no-such-host.invalid", "--insecure-no-auth"]
+    assert cli.main(argv) == 1
     assert not fake_granian.made
     assert "cannot bind to --host 'no-such-host.invalid'" in capsys.readouterr().err
 

@@ -28,6 +28,7 @@ from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     OPERATION_METHODS,
     GraphService,
+    KeyService,
     OperatorService,
     RelationshipService,
     Services,
@@ -45,6 +46,7 @@ PROTOCOLS = {
     "graph": GraphService,
     "transfer": TransferService,
     "system": SystemService,
+    "keys": KeyService,
 }
 CLOCK = frozenset({"created_at", "invocation_time_ms", "timestamp"})
 

@@ -138,6 +138,21 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _add_admission_arguments(p)
     _add_rate_limit_arguments(p)
+    g = p.add_argument_group("security (docs/security.md)")
+    auth = g.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--auth",
+        choices=("off", "required"),
+        default=None,
+        help="required: an API key with the operation's scope on every route but health and "
+        "the docs (env BFX_AUTH; default off, allowed on a loopback address only)",
+    )
+    auth.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve a non-loopback address without authentication (anyone reaching it "
+        "may create, delete and run code)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -345,7 +360,15 @@ def _serve(args: argparse.Namespace) -> int:
     for name in (*_ADMISSION_FLAGS, "rate_limit", "rate_limit_storage"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.auth is not None:
+        changes["auth"] = args.auth
     settings = msgspec.structs.replace(base, **changes)
+    from bfx.security.cli import serve_problem
+
+    refused = serve_problem(args.host, settings.auth, args.insecure_no_auth, settings.storage)
+    if refused is not None:
+        print(f"bfx: {refused}", file=sys.stderr)
+        return 2
     if args.workers > 1 and not settings.shares_state_across_processes:
         # Each worker is its own process: with an in-memory registry every
         # worker would answer from a different registry (the prototype's bug).
@@ -368,6 +391,7 @@ def _serve(args: argparse.Namespace) -> int:
     except StorageError as exc:
         return _fail(exc.message)
     description = store.describe()
+    keys = len(store.list_keys())
     store.close()
     if settings.rate_limit:
         from bfx.ratelimit import check_storage
@@ -388,6 +412,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"bfx: storage: {description}", flush=True)
     origins = ", ".join(settings.cors_origins) or "none"
     print(f"bfx: body limit {settings.body_limit} bytes, CORS origins: {origins}", flush=True)
+    if settings.auth == "required":
+        hint = "" if keys else "; make one with `bfx keys create --name admin --scopes admin`"
+        print(f"bfx: auth required: {keys} API key{'s' if keys != 1 else ''}{hint}", flush=True)
+    else:
+        print("bfx: auth off: every caller may do everything", flush=True)
     print(
         f"bfx: header timeout {settings.header_timeout:g}s, body timeout "
         f"{settings.body_timeout:g}s, keep-alive {'on' if settings.keep_alive else 'off'}, "
@@ -664,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bfx import capacity
 
     capacity.add_parser(sub)
+    from bfx.security import cli as security_cli
+
+    security_cli.add_parser(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "CollisionError",
     "ConflictError",
     "DuplicateError",
+    "ForbiddenError",
     "InvalidIdError",
     "InvalidRelationshipTypeError",
     "InvocationError",
@@ -31,6 +32,7 @@ __all__ = [
     "SandboxError",
     "StorageError",
     "TooManyItemsError",
+    "UnauthorizedError",
     "UnsupportedMediaTypeError",
     "UrlIdError",
     "ValidationError",
@@ -174,6 +176,22 @@ class OverloadedError(BfxError):
     ) -> None:
         super().__init__(message, details)
         self.retry_after = retry_after
+
+
+class UnauthorizedError(BfxError):
+    """No credential, or one that is malformed, unknown, expired or revoked (HTTP 401,
+    answered with ``WWW-Authenticate: Bearer``). The message never says which."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(BfxError):
+    """A valid credential without the operation's scope (HTTP 403);
+    ``details.required_scope`` names it."""
+
+    code = "forbidden"
+    status = 403
 
 
 class BatchError(ValidationError):

@@ -74,6 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: str = ""
     #: ``memory`` (per worker process) or a ``redis://`` URL (shared by workers and nodes).
     rate_limit_storage: str = "memory"
+    # -- Security (docs/security.md).
+    #: ``off`` (no credential needed) or ``required`` (an API key with the operation's
+    #: scope on every route but health and the docs).
+    auth: str = "off"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -205,6 +209,19 @@ def parse_whole(text: str) -> int:
     return int(raw)
 
 
+#: ``--auth`` / ``BFX_AUTH`` values.
+AUTH_MODES = ("off", "required")
+
+
+def parse_auth(text: str) -> str:
+    """``off`` or ``required``: anything else stops the service rather than serving
+    without the authentication someone meant to ask for."""
+    raw = text.strip().lower()
+    if raw not in AUTH_MODES:
+        raise ValueError(f"not an auth mode: {text!r} (use off or required)")
+    return raw
+
+
 def _lower(text: str) -> str:
     return text.strip().lower()
 
@@ -236,4 +253,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
+    "auth": ("BFX_AUTH", parse_auth, str),
 }

@@ -21,6 +21,7 @@ TWENTY_ONE_ID = "0xB8006468A3C924E6"
 SUBSTRATES = ((DOUBLE, DOUBLE_ID), (TWENTY_ONE, TWENTY_ONE_ID))
 
 EXAMPLES: dict[str, dict[str, Any]] = {
+    "CreateKey": {"name": "reporting", "scopes": ["substrates:read", "graph:read"]},
     "CreateSubstrate": {**DOUBLE, "metadata": {"name": "double"}},
     "InvokeRequest": {"parameters": {"x": 21}},
     "MultiplyRequest": {"dimension_values": [1, 1, 2, 3, 5, 8, 13, 21, 34]},

@@ -28,6 +28,8 @@ _STATUS_TEXT = {
     201: "Created",
     204: "No Content",
     400: "Malformed JSON or id",
+    401: "No valid credential (with --auth required)",
+    403: "The credential lacks the operation's scope",
     404: "Unknown id or route",
     405: "Method not allowed",
     409: "Duplicate or collision",
@@ -96,6 +98,8 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
             codes |= {400, 413, 415, 422}
         if r.query is not None:
             codes.add(422)
+        if r.scope is not None:
+            codes |= {401, 403}
         for code in sorted(codes):
             responses[str(code)] = {"description": _STATUS_TEXT[code], **error}
         op["responses"] = responses

@@ -139,7 +139,8 @@ class Metrics(_Response):
     avg_invocation_time_ms: float
     total_creations: int
     total_divisions: int
-    #: Security events of this worker by name (``rate_limited``: 429 answers).
+    #: Security events of this worker by name: ``unauthorized`` (401), ``forbidden``
+    #: (403), ``rate_limited`` (429), ``rate_limit_unavailable`` (docs/security.md).
     security_events: dict[str, int]
     memory_usage_mb: float
     cpu_usage_percent: float
@@ -593,3 +594,53 @@ class PageRankResponse(_Response):
     iterations: int
     converged: bool
     next_cursor: str | None
+
+
+# --- API keys (DESIGN.md §7, docs/security.md) ------------------------------------------
+
+#: A scope of DESIGN.md §7 (the same list as ``bfx.api.operations.SCOPES``).
+Scope = Literal[
+    "substrates:read",
+    "substrates:write",
+    "substrates:invoke",
+    "relationships:read",
+    "relationships:write",
+    "graph:read",
+    "transfer",
+    "metrics:read",
+    "admin",
+]
+
+
+class CreateKey(_Request):
+    name: Annotated[str, Meta(min_length=1, max_length=100, description="who or what it is for")]
+    scopes: Annotated[
+        list[Scope], Meta(min_length=1, max_length=9, description="`admin` implies every scope")
+    ]
+    #: When it stops working (in the future, with a time zone); null: never.
+    expires_at: (
+        Annotated[datetime, Meta(tz=True, description="with a time zone, in the future")] | None
+    ) = None
+
+
+class ApiKey(_Response):
+    """A key as listed: never its secret."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class CreatedKey(ApiKey):
+    """The one answer that holds the key: send it as ``X-API-Key`` or
+    ``Authorization: Bearer``. Only a hash of it is kept."""
+
+    secret: str
+
+
+class KeyList(_Response):
+    """Every key not revoked (expired ones included), oldest first."""
+
+    keys: list[ApiKey]

@@ -38,8 +38,13 @@ class RequestMetrics:
         self.invocation_ms = 0.0
         self.creations = 0
         self.divisions = 0
-        #: Security events by name (``rate_limited``: 429 answers; more as auth lands).
-        self.security_events: dict[str, int] = {"rate_limited": 0}
+        #: Security events by name (docs/security.md): ``unauthorized`` (401),
+        #: ``forbidden`` (403), ``rate_limited`` (429), ``rate_limit_unavailable``.
+        self.security_events: dict[str, int] = {
+            "unauthorized": 0,
+            "forbidden": 0,
+            "rate_limited": 0,
+        }
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first reading is always 0.0: prime it
 

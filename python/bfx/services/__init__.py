@@ -9,6 +9,7 @@ from __future__ import annotations
 from bfx.services.interfaces import (
     OPERATION_METHODS,
     GraphService,
+    KeyService,
     OperatorService,
     RelationshipService,
     Services,
@@ -21,6 +22,7 @@ from bfx.services.local import local_services
 __all__ = [
     "OPERATION_METHODS",
     "GraphService",
+    "KeyService",
     "OperatorService",
     "RelationshipService",
     "Services",

@@ -1,4 +1,4 @@
-"""The service interface: one Protocol per noun of the API, and the container of all six.
+"""The service interface: one Protocol per noun of the API, and the container of them all.
 
 HTTP handlers and the Python clients depend on these Protocols, never on the
 :class:`~bfx.Registry`: the local implementation (:func:`bfx.services.local_services`)
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bfx.api import types as s
@@ -30,6 +31,7 @@ __all__ = [
     "EXPORT_MEDIA_TYPES",
     "OPERATION_METHODS",
     "GraphService",
+    "KeyService",
     "OperatorService",
     "RelationshipService",
     "Services",
@@ -232,6 +234,25 @@ class SystemService(Protocol):
         ...
 
 
+class KeyService(Protocol):
+    """API keys (DESIGN.md §7): the admin operations."""
+
+    def create(
+        self, name: str, scopes: Sequence[str], expires_at: datetime | None = None
+    ) -> s.CreatedKey:
+        """``create_key``: the one answer holding the key's secret. ValidationError for
+        an unknown scope or an expiry not in the future."""
+        ...
+
+    def list(self) -> s.KeyList:
+        """``list_keys``: keys not revoked, without secrets."""
+        ...
+
+    def revoke(self, key_id: str) -> None:
+        """``revoke_key``: NotFoundError when no such key is left to revoke."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything the API does, by noun: what handlers and clients are given."""
@@ -242,6 +263,7 @@ class Services:
     graph: GraphService
     transfer: TransferService
     system: SystemService
+    keys: KeyService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -249,6 +271,10 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     # system
     "health": ("system", "health"),
     "metrics": ("system", "metrics"),
+    # keys
+    "create_key": ("keys", "create"),
+    "list_keys": ("keys", "list"),
+    "revoke_key": ("keys", "revoke"),
     # substrates
     "create_substrate": ("substrates", "create"),
     "list_substrates": ("substrates", "list"),

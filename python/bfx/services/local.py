@@ -1,5 +1,5 @@
-"""The local services: the six nouns composed over the domain parts
-(:mod:`bfx.domain`) a :class:`~bfx.Registry` holds, and its graph and operators."""
+"""The local services: the nouns composed over the domain parts (:mod:`bfx.domain`) a
+:class:`~bfx.Registry` holds, its graph and operators, and its store's keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bfx.services.interfaces import Services
+from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
 from bfx.services.substrates import LocalOperators, LocalSubstrates
 from bfx.services.system import LocalSystem
@@ -43,4 +44,5 @@ def local_services(
         graph=LocalGraph(registry),
         transfer=LocalTransfer(registry.transfer),
         system=LocalSystem(registry, request_metrics),
+        keys=LocalKeys(lambda: registry.store),
     )

@@ -14,12 +14,17 @@ Every process follows the change log (``changes``: a gap-free sequence of adds a
 deletes, numbered by the one-row ``bfx_head`` table that writers lock first, so
 numbers are handed out in commit order). :meth:`Store.refresh` is the cheap
 per-request check that another process wrote something, followed by the catch-up.
+
+API keys (``bfx.security.keys``) live in every store too: :attr:`Store.keys` is the map
+the authentication middleware reads (never the database), and a database store logs
+each key added or revoked (op 5), so every process's map follows on its next refresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +34,14 @@ from typing import Any
 from bfx import errors
 from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
+from bfx.security.keys import KeyRecord
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
 
 log = logging.getLogger("bfx.storage")
 
 #: The schema this bfx writes and reads; a database with a higher one is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
@@ -44,6 +50,8 @@ OP_ADD_SUBSTRATE = 1
 OP_DELETE_SUBSTRATE = 2
 OP_ADD_RELATIONSHIP = 3
 OP_DELETE_RELATIONSHIP = 4
+#: An API key was added or revoked: re-read its row (``api_keys``).
+OP_KEY = 5
 
 #: Rows fetched per round trip while loading or catching up. Larger batches load no
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
@@ -54,6 +62,35 @@ FETCH = 8_192
 #: any value a hand edit put there; a REAL or TEXT would otherwise stop every load).
 #: Out of datetime's range it is clamped when read (``bfx.models.from_micros``).
 _TIME = "CAST({} AS BIGINT)"
+
+
+_KEY_SELECT = (
+    "SELECT id, name, scopes, digest, "
+    + ", ".join(_TIME.format(c) for c in ("created_us", "expires_us", "revoked_us"))
+    + " FROM api_keys"
+)
+
+
+def _key_db_id(key_id: str) -> int:
+    return to_db(int(key_id, 16))
+
+
+def _key_record(row: Sequence[Any]) -> KeyRecord:
+    try:
+        return KeyRecord(
+            key_id=format(from_db(row[0]), "016x"),
+            name=row[1],
+            scopes=tuple(row[2].split()),
+            digest=bytes.fromhex(row[3]),
+            created_us=row[4],
+            expires_us=row[5],
+            revoked_us=row[6],
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise errors.StorageError(
+            "a stored API key cannot be read; the database is damaged or was edited by hand",
+            {"key": format(from_db(row[0]), "016x") if isinstance(row[0], int) else None},
+        ) from None
 
 
 def to_db(identity: int) -> int:
@@ -80,8 +117,16 @@ class Store:
     #: takes its own lock and the database's).
     _write_lock: threading.Lock
 
+    #: Usable-or-expired API keys by key id (revoked ones are dropped): what request
+    #: authentication reads, so it costs no database round trip.
+    keys: dict[str, KeyRecord]
+    #: The key of the stored key digests (a database keeps it in ``bfx_meta``).
+    key_secret: bytes
+
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
+        self.keys = {}
+        self.key_secret = secrets.token_bytes(32)
 
     def attach(self, arena: Arena) -> None:
         """Fills ``arena`` with what is stored; called once, before any other call."""
@@ -148,6 +193,22 @@ class Store:
         or None to read the arena."""
         return None
 
+    # API keys: the in-memory store keeps them in :attr:`keys` alone.
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key not revoked (expired ones included), oldest first."""
+        return sorted(self.keys.values(), key=lambda k: (k.created_us, k.key_id))
+
+    def add_key(self, record: KeyRecord) -> None:
+        with self._write_lock:
+            self.keys[record.key_id] = record
+
+    def revoke_key(self, key_id: str, when_us: int) -> bool:
+        """Revokes a key; False when no such key is usable-or-expired (unknown, or
+        revoked already)."""
+        with self._write_lock:
+            return self.keys.pop(key_id, None) is not None
+
     def close(self) -> None:
         """Releases connections; the store is unusable afterwards."""
 
@@ -197,6 +258,8 @@ class SqlStore(Store):
         self._conn: Any = None
         self._arena: Arena | None = None
         self.store_id = ""
+        self.keys = {}
+        self.key_secret = b""
         # The freshness check's own connection (see :meth:`refresh`), under its own
         # small lock, so that a request never waits behind this process's writer.
         self._probe_lock = threading.Lock()
@@ -278,6 +341,7 @@ class SqlStore(Store):
                     log.info("storage: schema %d -> %d", version, SCHEMA_VERSION)
                 row = self._exec("SELECT value FROM bfx_meta WHERE key = 'store_id'").fetchone()
                 self.store_id = row[0] if row else ""
+                self.key_secret = self._key_secret()
                 self._commit()
             except errors.BfxError:
                 self._rollback()
@@ -315,6 +379,24 @@ class SqlStore(Store):
         """Starts the write transaction the schema check and migration run in."""
         raise NotImplementedError
 
+    def _key_secret(self) -> bytes:
+        """The store's key for key digests, made on first use (inside the
+        migration's transaction, so workers starting together agree on one)."""
+        row = self._exec("SELECT value FROM bfx_meta WHERE key = 'key_secret'").fetchone()
+        if row is None:
+            value = secrets.token_hex(32)
+            self._exec("INSERT INTO bfx_meta (key, value) VALUES ('key_secret', ?)", (value,))
+            return bytes.fromhex(value)
+        try:
+            secret = bytes.fromhex(row[0])
+            if not 16 <= len(secret) <= 64:  # what keyed BLAKE2b takes
+                raise ValueError(len(secret))
+            return secret
+        except (TypeError, ValueError):
+            raise errors.StorageError(
+                f"{self.describe()}: bfx_meta has no readable key_secret", {}
+            ) from None
+
     # ---- loading and following the log --------------------------------------------------
 
     def _substrate_select(self) -> str:
@@ -348,6 +430,7 @@ class SqlStore(Store):
             cur = self._stream(self._conn, f"{self._relationship_select()} FROM relationships r")
             self._load_chunks(cur, arena.link_many, "relationship")
             cur.close()
+            self._load_keys()
         finally:
             self._rollback()
         self._seq = seq
@@ -481,6 +564,16 @@ class SqlStore(Store):
             for db_id in ids:
                 with contextlib.suppress(errors.NotFoundError):
                     arena.unlink(from_db(db_id))
+        elif op == OP_KEY:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._exec(f"{_KEY_SELECT} WHERE id IN ({marks})", chunk).fetchall():
+                    record = _key_record(row)
+                    if record.revoked_us is None:
+                        self.keys[record.key_id] = record
+                    else:
+                        self.keys.pop(record.key_id, None)
         else:
             raise errors.StorageError(f"unknown change-log operation {op}", {"op": op})
 
@@ -513,7 +606,12 @@ class SqlStore(Store):
             w = Write()
             try:
                 if head != self._seq:
-                    self._catch_up()
+                    if self._arena is None:
+                        # A store opened without an arena (``bfx keys``) follows no
+                        # log: its entries are numbered after the committed head.
+                        self._seq = head
+                    else:
+                        self._catch_up()
                 yield w
                 if not w.entries:
                     self._rollback()
@@ -582,6 +680,48 @@ class SqlStore(Store):
     def remove_relationship(self, w: Write, rid: int) -> None:
         self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
         w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
+
+    # ---- API keys ---------------------------------------------------------------------
+
+    def _load_keys(self) -> None:
+        """Every key not revoked, into :attr:`keys` (within the load's read)."""
+        rows = self._exec(f"{_KEY_SELECT} WHERE revoked_us IS NULL").fetchall()
+        self.keys = {r.key_id: r for r in map(_key_record, rows)}
+
+    def list_keys(self) -> list[KeyRecord]:
+        """From the database, so that it answers without an arena too (``bfx keys``)."""
+        with self._lock:
+            if self._conn is None:
+                raise errors.StorageError("the store is closed", {})
+            rows = self._exec(
+                f"{_KEY_SELECT} WHERE revoked_us IS NULL ORDER BY created_us, id"
+            ).fetchall()
+        return [_key_record(r) for r in rows]
+
+    def add_key(self, record: KeyRecord) -> None:
+        with self.write() as w:
+            self._exec(
+                "INSERT INTO api_keys (id, name, scopes, digest, created_us, expires_us) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (_key_db_id(record.key_id), record.name, " ".join(record.scopes),
+                 record.digest.hex(), record.created_us, record.expires_us),
+            )  # fmt: skip
+            w.entries.append((OP_KEY, _key_db_id(record.key_id)))
+            w.after = lambda: self.keys.__setitem__(record.key_id, record)
+
+    def revoke_key(self, key_id: str, when_us: int) -> bool:
+        db_id = _key_db_id(key_id)
+        done = False
+        with self.write() as w:
+            cur = self._exec(
+                "UPDATE api_keys SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL",
+                (when_us, db_id),
+            )
+            if cur.rowcount == 1:
+                w.entries.append((OP_KEY, db_id))
+                w.after = lambda: self.keys.pop(key_id, None)
+                done = True
+        return done
 
     def _require_arena(self) -> Arena:
         if self._arena is None:

@@ -1,6 +1,7 @@
 """The cross-cutting concerns of the request pipeline, one file each, in the order a
 request meets them (outermost first). :func:`assemble` lists them for an app's settings;
-a concern that is switched off is left out rather than run as a no-op.
+a concern that is switched off is left out rather than run as a no-op (authentication
+with ``--auth off``).
 
 Adding a concern: an ``Around``, a ``Before`` or a ``wrap(next_) -> handle`` factory
 (``bfx.asgi.pipeline``) in its own file here, one line in :func:`assemble`. No handler
@@ -13,6 +14,7 @@ from typing import Any
 
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware.access_log import AccessLog, access_log
+from bfx.asgi.middleware.auth import authenticate
 from bfx.asgi.middleware.body import body
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
 from bfx.asgi.middleware.cors import Cors, cors
@@ -24,9 +26,15 @@ from bfx.asgi.middleware.routing import routing
 from bfx.asgi.pipeline import Middleware
 from bfx.asgi.router import Router
 from bfx.ratelimit import Limiter
+from bfx.security.auth import KeyAuthenticator
 from bfx.settings import Settings
 
 __all__ = ["assemble"]
+
+
+def key_authenticators(store: Any) -> list[KeyAuthenticator]:
+    """The authenticators of ``--auth required``: API keys in the store's key map."""
+    return [KeyAuthenticator(lambda: store.keys, store.key_secret)]
 
 
 def assemble(
@@ -47,6 +55,8 @@ def assemble(
     chain += [errors(), routing(router)]
     if store.durable:  # only a durable store has other writers to catch up with
         chain.append(freshness(store))
+    if settings.auth == "required":  # before the body: an anonymous body is never read
+        chain.append(authenticate(key_authenticators(store), counters))
     chain.append(body(settings, deadlines))
     if settings.rate_limit:  # after body: a batch's cost is known (rate_limit.py)
         chain.append(

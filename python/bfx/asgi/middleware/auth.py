@@ -1,0 +1,66 @@
+"""Middleware: authentication and authorization (DESIGN.md §7, docs/security.md).
+
+Runs after routing (it needs the operation's ``scope``) and freshness (so a key revoked
+in another worker or node is seen on this very request), before the body is read (an
+anonymous client cannot make the server read a body). A public operation (health,
+docs, ``openapi.json``; ``scope`` None) and an ``OPTIONS`` preflight (answered by
+routing) pass untouched. Otherwise: no credential, or one no authenticator accepts, is
+a 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``; a principal without the scope
+is a 403 ``forbidden`` naming ``details.required_scope``. ``call.principal`` is set to the
+principal's name (a key id), which the access log prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bfx import errors
+from bfx.asgi.base import Response
+from bfx.asgi.metrics import RequestMetrics
+from bfx.asgi.middleware.errors import error_answer
+from bfx.asgi.pipeline import Before, Call
+from bfx.security.auth import Authenticator, credential_of, unauthorized
+from bfx.security.keys import grants
+
+__all__ = ["authenticate"]
+
+_CHALLENGE = (b"www-authenticate", b"Bearer")
+
+
+class authenticate(Before):
+    def __init__(
+        self, authenticators: Sequence[Authenticator], counters: RequestMetrics | None = None
+    ) -> None:
+        self.authenticators = tuple(authenticators)
+        self.counters = counters
+
+    def step(self, call: Call) -> Response | None:
+        required = call.route.op.scope
+        if required is None:
+            return None
+        try:
+            credential = credential_of(call.header)
+            if credential is None:
+                raise unauthorized()
+            for authenticator in self.authenticators:
+                principal = authenticator.authenticate(credential)
+                if principal is not None:
+                    break
+            else:
+                raise unauthorized()
+        except errors.UnauthorizedError as exc:
+            if self.counters is not None:
+                self.counters.count_security_event("unauthorized")
+            resp = error_answer(exc)
+            resp.headers = [*(resp.headers or ()), _CHALLENGE]
+            return resp
+        call.principal = principal.name
+        if not grants(principal.scopes, required):
+            if self.counters is not None:
+                self.counters.count_security_event("forbidden")
+            return error_answer(
+                errors.ForbiddenError(
+                    f"this credential lacks the scope {required}", {"required_scope": required}
+                )
+            )
+        return None

@@ -1,0 +1,6 @@
+"""Authentication and authorization (DESIGN.md §7, docs/security.md).
+
+``keys``: API keys — their format, the keyed hash stored in place of the secret, and the
+records every store keeps. ``auth``: the authenticators the HTTP middleware asks, in
+order, who a credential belongs to, and the scope check. ``cli``: ``bfx keys``.
+"""
