@@ -15,11 +15,14 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bfx import errors, operators, paging
+from msgspec.structs import asdict
+
+from bfx import errors, paging
 from bfx._core import Arena, format_id
 from bfx.budget import BatchBudget
 from bfx.domain import search as scans
 from bfx.domain.checks import MAX_METADATA_BYTES
+from bfx.domain.operators import Operators
 from bfx.domain.relationships import Relationships
 from bfx.domain.substrates import Substrates
 from bfx.domain.transfer import Transfer, export_record
@@ -94,6 +97,7 @@ class Registry(GraphMixin):
         self.substrates = Substrates(self._engine, self._limits, cache_size)
         self.relationships_domain = Relationships(self._engine)
         self.transfer = Transfer(self.substrates)
+        self.operators = Operators(self.substrates)
         self._cache = self.substrates.cache
         # Read on every GET: the counts' dict itself (a lookup is atomic; writes lock).
         self._counts = self.substrates.counts
@@ -238,59 +242,35 @@ class Registry(GraphMixin):
     # ------------------------------------------------------------ operators
 
     def divide(self, substrate_id: int | str) -> list[dict[str, Any]]:
-        self._arena.get(substrate_id)  # 404 for an unknown id
-        return operators.divide()
+        return self.operators.divide(substrate_id)
 
     def multiply(self, values: Sequence[Any]) -> dict[str, Any]:
-        unity_value, unity_hex = operators.multiply(values)
-        return {
-            "unity_value": unity_value,
-            "unity_hex": unity_hex,
-            "dimensions_collapsed": len(values),
-        }
+        return asdict(self.operators.multiply(values))
 
     def add(
         self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        return self._shift(operators.add, substrate_id, value, parameters)
+        return asdict(self.operators.add(substrate_id, value, parameters))
 
     def subtract(
         self, substrate_id: int | str, value: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        return self._shift(operators.subtract, substrate_id, value, parameters)
-
-    def _shift(
-        self,
-        op: Any,
-        substrate_id: int | str,
-        value: Any,
-        parameters: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
-        operators.require_number(value, "value")
-        original = self.value(substrate_id, parameters)
-        return {"original_value": original, "value": value, "new_value": op(original, value)}
+        return asdict(self.operators.subtract(substrate_id, value, parameters))
 
     def modulus(
         self, substrate_id: int | str, modulus: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        operators.require_number(modulus, "modulus")
-        original = self.value(substrate_id, parameters)
-        expressed, residue = operators.modulus(original, modulus)
-        return {"value": original, "modulus": modulus, "expressed": expressed, "residue": residue}
+        return asdict(self.operators.modulus(substrate_id, modulus, parameters))
 
     def power(
         self, substrate_id: int | str, exponent: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        operators.require_number(exponent, "exponent")
-        original = self.value(substrate_id, parameters)
-        return {"original_value": original, "result_value": operators.power(original, exponent)}
+        return asdict(self.operators.power(substrate_id, exponent, parameters))
 
     def root(
         self, substrate_id: int | str, degree: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        operators.require_number(degree, "degree")
-        original = self.value(substrate_id, parameters)
-        return {"original_value": original, "result_value": operators.root(original, degree)}
+        return asdict(self.operators.root(substrate_id, degree, parameters))
 
     # ------------------------------------------------------------ search
 

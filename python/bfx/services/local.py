@@ -39,7 +39,7 @@ def local_services(
             max_answer_bytes=max_answer_bytes,
             batch_time_budget=batch_time_budget,
         ),
-        operators=LocalOperators(registry),
+        operators=LocalOperators(registry.operators),
         relationships=LocalRelationships(registry.relationships_domain, registry),
         graph=LocalGraph(registry),
         transfer=LocalTransfer(registry.transfer),

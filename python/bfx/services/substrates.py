@@ -1,6 +1,6 @@
 """The local :class:`~bfx.services.interfaces.SubstrateService` and
-:class:`~bfx.services.interfaces.OperatorService`: the domain's substrates (and the
-Registry's operators), answers as api Structs."""
+:class:`~bfx.services.interfaces.OperatorService`: the domain's substrates and
+operators, answers as api Structs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from bfx.services import records
 from bfx.services.inputs import query_id
 
 if TYPE_CHECKING:
+    from bfx.domain.operators import Operators
     from bfx.domain.substrates import Substrates
-    from bfx.registry import Registry
 
 __all__ = ["LocalOperators", "LocalSubstrates"]
 
@@ -142,13 +142,13 @@ class LocalSubstrates:
 
 
 class LocalOperators:
-    """The operators of a :class:`~bfx.Registry`."""
+    """The domain's operators (:class:`~bfx.domain.operators.Operators`)."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, operators: Operators) -> None:
+        self._operators = operators
 
     def divide(self, substrate_id: int) -> s.DivideResponse:
-        dims = self._registry.divide(substrate_id)
+        dims = self._operators.divide(substrate_id)
         return s.DivideResponse(
             substrate_id=format_id(substrate_id),
             dimensions=[
@@ -159,24 +159,24 @@ class LocalOperators:
         )
 
     def multiply(self, dimension_values: Sequence[int | float]) -> s.MultiplyResponse:
-        r = self._registry.multiply(dimension_values)
+        r = self._operators.multiply(dimension_values)
         return s.MultiplyResponse(
             operation="multiply",
-            unity_value=r["unity_value"],
-            unity_hex=r.get("unity_hex"),
-            dimensions_collapsed=r["dimensions_collapsed"],
+            unity_value=r.unity_value,
+            unity_hex=r.unity_hex,
+            dimensions_collapsed=r.dimensions_collapsed,
         )
 
     def _arith(
         self, op: str, substrate_id: int, value: int | float, parameters: dict[str, Any] | None
     ) -> s.ArithmeticResponse:
-        r = getattr(self._registry, op)(substrate_id, value, parameters)
+        r = getattr(self._operators, op)(substrate_id, value, parameters)
         return s.ArithmeticResponse(
             substrate_id=format_id(substrate_id),
             operation=op,
-            original_value=r["original_value"],
-            value=r["value"],
-            new_value=r["new_value"],
+            original_value=r.original_value,
+            value=r.value,
+            new_value=r.new_value,
         )
 
     def add(
@@ -192,24 +192,24 @@ class LocalOperators:
     def modulus(
         self, substrate_id: int, modulus: int | float, parameters: dict[str, Any] | None = None
     ) -> s.ModulusResponse:
-        r = self._registry.modulus(substrate_id, modulus, parameters)
+        r = self._operators.modulus(substrate_id, modulus, parameters)
         return s.ModulusResponse(
             substrate_id=format_id(substrate_id),
-            value=r["value"],
-            modulus=r["modulus"],
-            expressed=r["expressed"],
-            residue=r["residue"],
+            value=r.value,
+            modulus=r.modulus,
+            expressed=r.expressed,
+            residue=r.residue,
         )
 
     def _power_like(
         self, op: str, substrate_id: int, arg: int | float, parameters: dict[str, Any] | None
     ) -> s.PowerResponse:
-        r = getattr(self._registry, op)(substrate_id, arg, parameters)
+        r = getattr(self._operators, op)(substrate_id, arg, parameters)
         return s.PowerResponse(
             substrate_id=format_id(substrate_id),
             operation=op,
-            original_value=r["original_value"],
-            result_value=r["result_value"],
+            original_value=r.original_value,
+            result_value=r.result_value,
         )
 
     def power(
