@@ -1,6 +1,7 @@
-"""Graph traversal and algorithms over the relationship graph, for the Registry.
+"""Graph traversal and algorithms over the relationship graph.
 
-:class:`GraphMixin` is a base class of :class:`bfx.Registry`; the work runs in the Rust
+:class:`Graph` is composed by :class:`bfx.Registry` (its graph methods) and used by the
+local graph service; the work runs in the Rust
 core (``bfx._core.graph_*``) with the GIL released. This module validates arguments,
 bounds every answer, and shapes the results. Semantics (how bidirectional edges,
 multi-edges and self-loops count) are in ``docs/graph.md``.
@@ -26,7 +27,7 @@ __all__ = [
     "MAX_PAGERANK_ITER",
     "MIN_PAGERANK_TOL",
     "PAGERANK_WORK",
-    "GraphMixin",
+    "Graph",
     "pagerank_iterations",
 ]
 
@@ -122,12 +123,14 @@ def _float(value: Any, field: str) -> float:
     return float(value)
 
 
-class GraphMixin:
-    """Graph methods of the Registry (needs ``self._arena``, a ``bfx._core.Arena``, and
-    ``self._substrate``, which makes an arena record a ``Substrate`` with its count)."""
+class Graph:
+    """The graph algorithms over an arena's relationships (the work runs in the Rust
+    core with the GIL released). ``substrate`` makes an arena record the substrate a
+    traversal includes (the Registry's makes a ``Substrate`` with its count)."""
 
-    _arena: _core.Arena
-    _substrate: Callable[[tuple], Any]  # Registry._substrate: the record with its count
+    def __init__(self, arena: _core.Arena, substrate: Callable[[tuple], Any]) -> None:
+        self._arena = arena
+        self._substrate = substrate
 
     def traverse(
         self,

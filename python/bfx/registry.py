@@ -27,7 +27,7 @@ from bfx.domain.relationships import Relationships
 from bfx.domain.substrates import Substrates
 from bfx.domain.transfer import Transfer, export_record
 from bfx.engine import Engine
-from bfx.graph import GraphMixin
+from bfx.graph import Graph
 from bfx.invocations import InvocationCounts
 from bfx.models import Invocation, Relationship, Substrate, from_micros
 from bfx.rows import RelationshipRow, SubstrateRow
@@ -65,7 +65,7 @@ def _substrate(row: SubstrateRow, metadata: Mapping[str, Any] | None) -> Substra
     )
 
 
-class Registry(GraphMixin):
+class Registry:
     """Substrates, relationships and operators, in process.
 
     Where records live: ``data_dir`` (an embedded SQLite database in that
@@ -98,6 +98,14 @@ class Registry(GraphMixin):
         self.relationships_domain = Relationships(self._engine)
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)
+        self.graph = Graph(self._arena, self._substrate)
+        # The graph algorithms are the Registry's own methods (signatures and docs kept).
+        self.traverse = self.graph.traverse
+        self.shortest_path = self.graph.shortest_path
+        self.cycles = self.graph.cycles
+        self.components = self.graph.components
+        self.pagerank = self.graph.pagerank
+        self.relationship_stats = self.graph.relationship_stats
         self._cache = self.substrates.cache
         # Read on every GET: the counts' dict itself (a lookup is atomic; writes lock).
         self._counts = self.substrates.counts

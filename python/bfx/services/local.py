@@ -1,5 +1,5 @@
 """The local services: the nouns composed over the domain parts (:mod:`bfx.domain`) a
-:class:`~bfx.Registry` holds, its graph and operators, and its store's keys."""
+:class:`~bfx.Registry` holds, its graph, and its store's keys."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def local_services(
             batch_time_budget=batch_time_budget,
         ),
         operators=LocalOperators(registry.operators),
-        relationships=LocalRelationships(registry.relationships_domain, registry),
-        graph=LocalGraph(registry),
+        relationships=LocalRelationships(registry.relationships_domain, registry.graph),
+        graph=LocalGraph(registry.graph, registry.substrates.counts),
         transfer=LocalTransfer(registry.transfer),
         system=LocalSystem(registry, request_metrics),
         keys=LocalKeys(lambda: registry.store),

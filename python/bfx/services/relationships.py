@@ -1,6 +1,6 @@
 """The local :class:`~bfx.services.interfaces.RelationshipService` and
-:class:`~bfx.services.interfaces.GraphService`: the domain's relationships, and the
-Registry's graph algorithms.
+:class:`~bfx.services.interfaces.GraphService`: the domain's relationships and the graph
+algorithms (:mod:`bfx.graph`).
 
 The graph work runs in the Rust core with the GIL released; every answer is bounded
 (``docs/graph.md``): traversal by ``max_depth`` and ``max_nodes`` (at most
@@ -22,7 +22,7 @@ from bfx.services.inputs import one_type, query_id, type_list
 
 if TYPE_CHECKING:
     from bfx.domain.relationships import Relationships
-    from bfx.registry import Registry
+    from bfx.graph import Graph
 
 __all__ = ["LocalGraph", "LocalRelationships"]
 
@@ -44,11 +44,11 @@ def _page(offset: int, total: int, rels: list[Any]) -> s.RelationshipPage:
 
 class LocalRelationships:
     """Relationships of the domain (:class:`~bfx.domain.relationships.Relationships`);
-    their statistics come from the Registry's graph."""
+    their statistics come from the graph (:class:`~bfx.graph.Graph`)."""
 
-    def __init__(self, relationships: Relationships, registry: Registry) -> None:
+    def __init__(self, relationships: Relationships, graph: Graph) -> None:
         self._relationships = relationships
-        self._registry = registry
+        self._graph = graph
 
     def create(self, request: s.CreateRelationship) -> s.RelationshipRecord:
         d = request
@@ -114,15 +114,16 @@ class LocalRelationships:
         return _page(offset, total, rels)
 
     def stats(self) -> s.RelationshipStats:
-        return s.RelationshipStats(**self._registry.relationship_stats())
+        return s.RelationshipStats(**self._graph.relationship_stats())
 
 
 class LocalGraph:
-    """Graph algorithms over a :class:`~bfx.Registry`."""
+    """The graph algorithms (:class:`~bfx.graph.Graph`); a traversal's substrates are
+    records with their counts (``counts``: the substrates' invocation counts)."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self._counts = registry.substrates.counts
+    def __init__(self, graph: Graph, counts: dict[int, int]) -> None:
+        self._graph = graph
+        self._counts = counts
 
     def _record(self, record: tuple[Any, ...]) -> s.SubstrateRecord:
         return records.substrate(record, self._counts.get(record[0], 0))
@@ -134,7 +135,7 @@ class LocalGraph:
                 f"max_nodes is {d.max_nodes}; the limit is {s.HTTP_MAX_NODES}",
                 {"field": "max_nodes", "limit": s.HTTP_MAX_NODES},
             )
-        t = self._registry.traverse(
+        t = self._graph.traverse(
             body_id(d.start_substrate_id, "start_substrate_id"),
             direction=d.direction,
             max_depth=d.max_depth,
@@ -175,7 +176,7 @@ class LocalGraph:
         self, source_id: int, target_id: int, query: s.PathQuery | None = None
     ) -> s.PathResponse:
         q = query or _PATH
-        ids = self._registry.shortest_path(
+        ids = self._graph.shortest_path(
             source_id,
             target_id,
             relationship_types=type_list(q.relationship_types),
@@ -190,7 +191,7 @@ class LocalGraph:
 
     def cycles(self, query: s.CyclesQuery | None = None) -> s.CyclesResponse:
         q = query or _CYCLES
-        c = self._registry.cycles(
+        c = self._graph.cycles(
             limit=q.limit,
             relationship_types=type_list(q.relationship_types),
             max_length=q.max_length,
@@ -203,7 +204,7 @@ class LocalGraph:
 
     def components(self, query: s.ComponentsQuery | None = None) -> s.ComponentsResponse:
         q = query or _COMPONENTS
-        c = self._registry.components(
+        c = self._graph.components(
             limit=q.limit,
             cursor=q.cursor,
             member_limit=q.member_limit,
@@ -224,7 +225,7 @@ class LocalGraph:
 
     def pagerank(self, query: s.PageRankQuery | None = None) -> s.PageRankResponse:
         q = query or _PAGERANK
-        p = self._registry.pagerank(
+        p = self._graph.pagerank(
             damping=q.damping,
             tol=q.tol,
             max_iter=q.max_iter,
