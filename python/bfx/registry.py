@@ -29,8 +29,7 @@ from bfx.domain.transfer import Transfer, export_record
 from bfx.engine import Engine
 from bfx.graph import Graph
 from bfx.invocations import InvocationCounts
-from bfx.models import Invocation, Relationship, Substrate, from_micros
-from bfx.rows import RelationshipRow, SubstrateRow
+from bfx.models import Invocation, Relationship, Substrate
 from bfx.sandbox import DEFAULT_LIMITS, Compiled, Limits
 from bfx.storage import Store, open_store
 
@@ -38,31 +37,6 @@ __all__ = ["MAX_METADATA_BYTES", "Registry", "export_record"]
 
 #: The page cap of every list (``bfx.paging``): one fact, one place.
 MAX_PAGE = paging.MAX_PAGE
-
-
-def _relationship(row: RelationshipRow, constraints: Mapping[str, Any] | None) -> Relationship:
-    return Relationship(
-        row.identity,  # type: ignore[arg-type]
-        row.rel_type,
-        row.source,
-        row.target,
-        row.bidirectional,
-        dict(constraints or {}),
-        from_micros(row.created_us),
-    )
-
-
-def _substrate(row: SubstrateRow, metadata: Mapping[str, Any] | None) -> Substrate:
-    """A row just written, with the metadata as the caller gave it (not decoded again)."""
-    return Substrate(
-        row.identity,  # type: ignore[arg-type]
-        row.expression_type,
-        row.expression_code,
-        row.canonical_code,
-        dict(metadata) if metadata else {},
-        from_micros(row.created_us),
-        0,
-    )
 
 
 class Registry:
@@ -169,8 +143,8 @@ class Registry:
         Raises SandboxError/ValidationError for rejected code, DuplicateError
         (``details["substrate_id"]`` names the existing one) or CollisionError.
         """
-        return _substrate(
-            self.substrates.create(expression_type, expression_code, metadata), metadata
+        return Substrate.from_row(
+            self.substrates.create(expression_type, expression_code, metadata)
         )
 
     def create_many(
@@ -180,10 +154,7 @@ class Registry:
         item. A repeat inside the batch fails as a duplicate of the earlier one. With
         ``atomic``, any failure raises BatchError and writes nothing."""
         answers = self.substrates.create_many(items, atomic=atomic)
-        return [
-            r if isinstance(r, errors.BfxError) else _substrate(r, item.get("metadata"))
-            for item, r in zip(items, answers, strict=True)
-        ]
+        return [r if isinstance(r, errors.BfxError) else Substrate.from_row(r) for r in answers]
 
     def get(self, substrate_id: int | str) -> Substrate:
         record = self._arena.get(substrate_id)  # the hot read: no helper frame
@@ -324,16 +295,13 @@ class Registry:
         row = self.relationships_domain.relate(
             rel_type, source_id, target_id, bidirectional, constraints
         )
-        return _relationship(row, constraints)
+        return Relationship.from_row(row)
 
     def relate_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False
     ) -> list[Relationship | errors.BfxError]:
         answers = self.relationships_domain.relate_many(items, atomic=atomic)
-        return [
-            r if isinstance(r, errors.BfxError) else _relationship(r, item.get("constraints"))
-            for item, r in zip(items, answers, strict=True)
-        ]
+        return [r if isinstance(r, errors.BfxError) else Relationship.from_row(r) for r in answers]
 
     def get_relationship(self, relationship_id: int | str) -> Relationship:
         return Relationship.from_record(self.relationships_domain.record(relationship_id))

@@ -21,18 +21,8 @@ __all__ = ["BY_NAME", "ID_PARAMS", "OPERATIONS", "PREFIX", "SCOPES", "Operation"
 
 PREFIX = "/api/v1"
 
-#: DESIGN.md §7: every operation requires exactly one of these (or none: public).
-SCOPES = (
-    "substrates:read",
-    "substrates:write",
-    "substrates:invoke",
-    "relationships:read",
-    "relationships:write",
-    "graph:read",
-    "transfer",
-    "metrics:read",
-    "admin",
-)
+#: DESIGN.md §7 (declared with the types: ``bfx.api.types.SCOPES``).
+SCOPES = t.SCOPES
 
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).

@@ -598,8 +598,8 @@ class PageRankResponse(_Response):
 
 # --- API keys (DESIGN.md §7, docs/security.md) ------------------------------------------
 
-#: A scope of DESIGN.md §7 (the same list as ``bfx.api.operations.SCOPES``).
-Scope = Literal[
+#: DESIGN.md §7: every operation requires exactly one of these (or none: public).
+SCOPES = (
     "substrates:read",
     "substrates:write",
     "substrates:invoke",
@@ -609,7 +609,9 @@ Scope = Literal[
     "transfer",
     "metrics:read",
     "admin",
-]
+)
+#: A scope, as a type the decoders check.
+Scope = Literal[SCOPES]  # type: ignore[valid-type]
 
 
 class CreateKey(_Request):
