@@ -5,7 +5,8 @@
 Each tree is a ``python/`` directory holding a built ``bfx`` package (check an old commit
 out with ``git worktree add /tmp/old <commit>`` and copy a built ``_core.abi3.so`` into
 ``/tmp/old/python/bfx/`` when its Rust is the same). Both servers run ``bfx serve
---memory`` on loopback, one worker each; every round runs each route against both,
+--memory`` (or, with ``--store sqlite``, each on a fresh SQLite data directory) on
+loopback, one worker each; every round runs each route against both,
 alternating which goes first, and the median of the rounds is printed with the ratio
 after/before. The machine is shared: ratios from one run are what to compare.
 """
@@ -27,10 +28,13 @@ from pathlib import Path
 ROUTES = ("get", "invoke", "create")
 
 
-def _serve(tree: str, port: int, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _serve(
+    tree: str, port: int, extra: list[str], log: Path, data_dir: Path | None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
     env["PYTHONPATH"] = tree
-    cmd = [sys.executable, "-m", "bfx.cli", "serve", "--memory", "--port", str(port)]
+    store = ["--memory"] if data_dir is None else ["--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "bfx.cli", "serve", *store, "--port", str(port)]
     return subprocess.Popen(
         [*cmd, "--log-level", "warning", *extra],
         env=env,
@@ -102,6 +106,12 @@ def main() -> int:
     ap.add_argument("--after", default="python", help="python/ directory of the new tree")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument(
+        "--store",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="--memory, or each server on a fresh SQLite data directory of its own",
+    )
     args, serve_args = (
         ap.parse_known_args()
     )  # the rest goes to both bfx serve (e.g. --no-access-log)
@@ -110,7 +120,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         procs = {
-            name: _serve(tree, ports[name], serve_args, tmp / f"{name}.log")
+            name: _serve(
+                tree,
+                ports[name],
+                serve_args,
+                tmp / f"{name}.log",
+                None if args.store == "memory" else tmp / f"{name}-data",
+            )
             for name, tree in trees.items()
         }
         try:

@@ -3,8 +3,9 @@ shared machine, unlike wall-clock time).
 
     python benches/python/request_instructions.py                  # this tree
     python benches/python/request_instructions.py --tree /tmp/old/python
+    python benches/python/request_instructions.py --access-log  # bfx serve's default
 
-Runs the in-process app (memory store, no access log) for 200 and for 1,200 requests of
+Runs the in-process app (memory store; no access log unless ``--access-log``) for 200 and for 1,200 requests of
 ``GET /substrates/{id}``, of invoke and of create under ``valgrind --tool=callgrind`` and prints the
 difference divided by 1,000: the cost of one request, start-up excluded. Needs valgrind
 (Debian's ``valgrind``).
@@ -22,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(tree: str, n: int, kind: str) -> None:
+def _run(tree: str, n: int, kind: str, access_log: bool) -> None:
     sys.path.insert(0, tree)
     from bfx.asgi import App, Settings
 
-    app = App(Settings(access_log=False))
+    app = App(Settings(access_log=access_log))
     app.startup()
     sid = app.registry.create("lambda", "lambda x, y=2: x * y").substrate_id
     body = b'{"parameters": {"x": 21}}'
@@ -63,7 +64,7 @@ def _run(tree: str, n: int, kind: str) -> None:
     asyncio.run(main())
 
 
-def _count(tree: str, n: int, kind: str) -> int:
+def _count(tree: str, n: int, kind: str, access_log: bool) -> int:
     out = subprocess.run(
         [
             "valgrind",
@@ -75,6 +76,7 @@ def _count(tree: str, n: int, kind: str) -> int:
             tree,
             str(n),
             kind,
+            str(int(access_log)),
         ],
         capture_output=True,
         text=True,
@@ -84,15 +86,21 @@ def _count(tree: str, n: int, kind: str) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--inner":
-        _run(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) == 6 and sys.argv[1] == "--inner":
+        _run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1")
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tree", default=str(ROOT / "python"), help="python/ directory to measure")
+    ap.add_argument(
+        "--access-log",
+        action="store_true",
+        help="with the access log on (its lines go to the captured stderr)",
+    )
     args = ap.parse_args()
     tree = str(Path(args.tree).resolve())
+    log = args.access_log
     for kind in ("get", "invoke", "create"):
-        per_request = (_count(tree, 1200, kind) - _count(tree, 200, kind)) / 1000
+        per_request = (_count(tree, 1200, kind, log) - _count(tree, 200, kind, log)) / 1000
         print(f"{kind:6} {per_request:10,.0f} instructions per request  ({tree})")
     return 0
 
