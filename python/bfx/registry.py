@@ -18,8 +18,9 @@ from typing import Any
 from msgspec.structs import asdict
 
 from bfx import errors, paging
-from bfx._core import Arena, format_id
+from bfx._core import Arena, format_id, parse_id
 from bfx.budget import BatchBudget
+from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.domain.checks import MAX_METADATA_BYTES
 from bfx.domain.operators import Operators
@@ -250,6 +251,29 @@ class Registry:
         self, substrate_id: int | str, degree: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         return asdict(self.operators.root(substrate_id, degree, parameters))
+
+    def promote(
+        self,
+        substrate_id: int | str,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> dict[str, Any]:
+        """``identity XOR attribute_value XOR delta`` (``bfx.domain.promotion``):
+        ``{identity, delta, attribute_value, new_identity}``; nothing is stored."""
+        return asdict(
+            promotion.promote(parse_id(substrate_id), delta, change_description, attribute_value)
+        )
+
+    def promote_sequence(
+        self,
+        substrate_id: int | str,
+        deltas: Sequence[int],
+        attribute_value: int | None = None,
+    ) -> list[int]:
+        """The identity after each delta, in order (the chain, the start excluded)."""
+        steps = promotion.promote_sequence(parse_id(substrate_id), deltas, attribute_value)
+        return [step.new_identity for step in steps]
 
     # ------------------------------------------------------------ search
 

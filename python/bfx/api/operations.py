@@ -278,6 +278,31 @@ OPERATIONS: tuple[Operation, ...] = (
             ("root", "Root of the value", t.RootRequest, t.PowerResponse),
         )
     ),
+    # Promotion: pure computation on the id (DESIGN.md §9, docs/domain.md).
+    Operation(
+        "promote",
+        "POST",
+        f"{_S}/{{id}}/promote",
+        "Promote an identity: id XOR attribute_value XOR delta (nothing is stored)",
+        "operators",
+        "substrates:read",
+        body=t.PromoteRequest,
+        response=t.PromoteResponse,
+        errors=(400, 422),
+        example=_ex(t.PromoteRequest),
+    ),
+    Operation(
+        "promote_sequence",
+        "POST",
+        f"{_S}/{{id}}/promote/sequence",
+        "Promote an identity through a list of deltas, in order (nothing is stored)",
+        "operators",
+        "substrates:read",
+        body=t.PromoteSequenceRequest,
+        response=t.PromoteSequenceResponse,
+        errors=(400, 422),
+        example=_ex(t.PromoteSequenceRequest),
+    ),
     Operation(
         "create_substrates",
         "POST",

@@ -143,6 +143,23 @@ class OperatorService(Protocol):
         """``root``."""
         ...
 
+    def promote(
+        self,
+        substrate_id: int,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> s.PromoteResponse:
+        """``promote``: pure computation on the id (it need not name a substrate);
+        ValidationError for a number outside u64 or both delta and description."""
+        ...
+
+    def promote_sequence(
+        self, substrate_id: int, deltas: Sequence[int], attribute_value: int | None = None
+    ) -> s.PromoteSequenceResponse:
+        """``promote_sequence``: the identity after each delta, in order."""
+        ...
+
 
 class RelationshipService(Protocol):
     """Typed edges between substrates, their lists and statistics."""
@@ -293,6 +310,8 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "modulus": ("operators", "modulus"),
     "power": ("operators", "power"),
     "root": ("operators", "root"),
+    "promote": ("operators", "promote"),
+    "promote_sequence": ("operators", "promote_sequence"),
     # transfer
     "export": ("transfer", "export"),
     "import_records": ("transfer", "import_records"),
