@@ -50,6 +50,8 @@ class Registry:
     own writes at once, other processes' after :meth:`refresh`.
 
     ``cache_size`` bounds how many compiled expressions are kept (LRU);
+    ``result_cache_size`` the bytes of invocation results kept (LRU by id and
+    parameters, ``bfx.domain.results``; 0, the default in process: off);
     ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``).
     """
 
@@ -60,6 +62,7 @@ class Registry:
         storage: str | os.PathLike[str] | Store | None = None,
         cache_size: int = 100_000,
         limits: Limits | None = None,
+        result_cache_size: int = 0,
     ) -> None:
         if data_dir is not None and storage is not None:
             raise ValueError("give data_dir or storage, not both")
@@ -69,7 +72,7 @@ class Registry:
         self._store = self._engine.store
         self._arena = self._engine.arena
         #: The domain, by noun (``bfx.domain``); the local services compose the same.
-        self.substrates = Substrates(self._engine, self._limits, cache_size)
+        self.substrates = Substrates(self._engine, self._limits, cache_size, result_cache_size)
         self.relationships_domain = Relationships(self._engine)
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)

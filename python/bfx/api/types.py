@@ -113,6 +113,16 @@ class StorageInfo(_Response):
     change_seq: int
 
 
+class ResultCacheInfo(_Response):
+    """This worker's result cache (docs/domain.md "Result cache"); all 0 when off."""
+
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+
+
 class Metrics(_Response):
     """Counters of this worker process (each Granian worker keeps its own) plus the
     registry's totals."""
@@ -147,6 +157,8 @@ class Metrics(_Response):
     active_requests: int
     most_invoked_substrates: list[TopInvoked]
     storage: StorageInfo
+    #: Invocation results served from this worker's cache (hits) or computed (misses).
+    result_cache: ResultCacheInfo | None = None
 
 
 # --- substrates -----------------------------------------------------------------------
