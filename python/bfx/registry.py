@@ -169,6 +169,13 @@ class Registry:
             None if r is None else self._substrate(r) for r in self._arena.get_many(substrate_ids)
         ]
 
+    def update(self, substrate_id: int | str, metadata: Mapping[str, Any]) -> Substrate:
+        """Merges ``metadata`` into the substrate's metadata as a JSON merge patch
+        (RFC 7396: ``None`` removes a key, dicts merge); the substrate as stored now.
+        Every process sharing the store sees it after its next :meth:`refresh`."""
+        row = self.substrates.update(substrate_id, metadata)
+        return Substrate.from_row(row, self._counts.get(row.identity, 0))  # type: ignore[arg-type]
+
     def delete(self, substrate_id: int | str) -> int:
         """Deletes a substrate and its relationships; returns how many
         relationships went with it."""

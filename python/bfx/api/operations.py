@@ -214,6 +214,18 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=_ID_ERRORS,
     ),
     Operation(
+        "update_substrate",
+        "PATCH",
+        f"{_S}/{{id}}",
+        "Update a substrate's metadata (JSON merge patch); the id stays",
+        "substrates",
+        "substrates:write",
+        body=t.UpdateSubstrate,
+        response=t.SubstrateRecord,
+        errors=(400, 404, 422),
+        example=_ex(t.UpdateSubstrate),
+    ),
+    Operation(
         "delete_substrate",
         "DELETE",
         f"{_S}/{{id}}",

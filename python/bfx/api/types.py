@@ -170,6 +170,15 @@ class CreateSubstrate(_Request):
     metadata: JsonObject | None = None
 
 
+class UpdateSubstrate(_Request):
+    """``PATCH /substrates/{id}``: a JSON merge patch (RFC 7396) of the metadata."""
+
+    metadata: Annotated[
+        JsonObject,
+        Meta(description="merged into the stored metadata: null removes a key, objects merge"),
+    ]
+
+
 class SubstrateRecord(_Response):
     substrate_id: HexId
     identity: Identity

@@ -18,6 +18,7 @@ from bfx import errors, operators
 from bfx._core import EXPRESSION_TYPES, now_us, parse_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
+from bfx.domain.metadata import apply_patch
 from bfx.domain.results import MISS, ResultCache, canonical_parameters
 from bfx.engine import Engine
 from bfx.invocations import InvocationCounts
@@ -182,6 +183,14 @@ class Substrates:
             if isinstance(r, SubstrateRow):
                 self.cache.put(r.identity, p[1])  # type: ignore[arg-type,index]
         return results
+
+    def update(self, substrate_id: int | str, metadata: Any) -> SubstrateRow:
+        """Applies a JSON merge patch (RFC 7396) to a substrate's metadata; the row as
+        stored now. The id stays (metadata is not part of it)."""
+        identity = parse_id(substrate_id)
+        if not isinstance(metadata, Mapping):
+            raise errors.ValidationError("metadata must be a JSON object", {"field": "metadata"})
+        return self.engine.update_metadata(identity, lambda stored: apply_patch(stored, metadata))
 
     def delete(self, substrate_id: int | str) -> int:
         """Deletes a substrate and its relationships; returns how many relationships

@@ -69,6 +69,11 @@ class SubstrateService(Protocol):
         """``get_substrate``: NotFoundError for an unknown id."""
         ...
 
+    def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
+        """``update_substrate``: ``metadata`` is a JSON merge patch (RFC 7396) of the
+        stored metadata; NotFoundError, LimitExceededError past 64 KiB."""
+        ...
+
     def delete(self, substrate_id: int) -> None:
         """``delete_substrate``: the substrate and its relationships."""
         ...
@@ -296,6 +301,7 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "create_substrate": ("substrates", "create"),
     "list_substrates": ("substrates", "list"),
     "get_substrate": ("substrates", "get"),
+    "update_substrate": ("substrates", "update"),
     "delete_substrate": ("substrates", "delete"),
     "invoke": ("substrates", "invoke"),
     "create_substrates": ("substrates", "create_many"),

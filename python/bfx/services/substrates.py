@@ -56,6 +56,10 @@ class LocalSubstrates:
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         return records.substrate(self._arena.get(substrate_id), self._counts.get(substrate_id, 0))
 
+    def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
+        row = self._substrates.update(substrate_id, metadata)
+        return records.substrate_row(row, self._counts.get(substrate_id, 0))
+
     def delete(self, substrate_id: int) -> None:
         self._substrates.delete(substrate_id)
 

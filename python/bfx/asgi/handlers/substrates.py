@@ -31,6 +31,10 @@ def get_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
     return svc.substrates.get(inp.params[0])
 
 
+def update_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
+    return svc.substrates.update(inp.params[0], inp.body.metadata)
+
+
 def delete_substrate(svc: Services, inp: Input) -> None:
     svc.substrates.delete(inp.params[0])
 
