@@ -323,3 +323,22 @@ def test_concurrent_patches_through_two_workers_lose_nothing(tmp_path):
             conn.close()
     finally:
         srv.stop()
+
+
+def test_the_service_answers_what_http_answers(api):
+    from bfx.services import local_services
+
+    svc = local_services(
+        api.app.registry, max_answer_bytes=None, batch_time_budget=None, request_metrics=dict
+    ).substrates
+    sid = _create(api, "9", {"a": 1})
+    answer = svc.update(int(sid, 16), {"b": 2})
+    assert (
+        msgspec.json.decode(msgspec.json.encode(answer))
+        == api.get(f"{API}/substrates/{sid}").json()
+    )
+    http = _patch(api, sid, {"metadata": {"a": None}}).json()
+    assert http["metadata"] == {"b": 2}
+    with pytest.raises(errors.NotFoundError) as info:
+        svc.update(1, {"a": 1})
+    assert info.value.to_dict() == _patch(api, "0x1", {"metadata": {"a": 1}}).json()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -188,3 +189,18 @@ def test_registry_api():
         assert len(reg) == 1
         with pytest.raises(errors.ValidationError):
             reg.promote(rec.substrate_id, 2**64)
+
+
+def test_the_service_answers_what_http_answers(api):
+    from bfx.services import local_services
+
+    svc = local_services(
+        api.app.registry, max_answer_bytes=None, batch_time_budget=None, request_metrics=dict
+    ).operators
+    http = api.post(f"{API}/0xAB/promote", json={"change_description": "x", "attribute_value": 9})
+    assert http.json() == msgspec.to_builtins(svc.promote(0xAB, None, "x", 9))
+    http = api.post(f"{API}/0xAB/promote/sequence", json={"deltas": [5, 6]})
+    assert http.json() == msgspec.to_builtins(svc.promote_sequence(0xAB, [5, 6]))
+    with pytest.raises(errors.ValidationError) as info:
+        svc.promote(0xAB, 2**64)
+    assert info.value.to_dict() == api.post(f"{API}/0xAB/promote", json={"delta": 2**64}).json()
