@@ -30,6 +30,7 @@ _ADMISSION_FLAGS = (
     "heavy_queue",
     "access_log",
     "log_format",
+    "result_cache_size",
 )
 
 
@@ -50,6 +51,15 @@ def _size(text: str) -> int:
 
     try:
         return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cache_size(text: str) -> int:
+    from bfx.settings import parse_cache_size
+
+    try:
+        return parse_cache_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -181,6 +191,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="bytes of a batch invoke's answer; computing stops past it with a 422 "
         "(env BFX_MAX_ANSWER_BYTES; default 16M)",
+    )
+    g.add_argument(
+        "--result-cache-size",
+        type=_cache_size,
+        default=None,
+        metavar="SIZE",
+        help="bytes of invocation results each worker keeps (LRU); 0 turns it off "
+        "(env BFX_RESULT_CACHE_SIZE; default 64M; docs/domain.md)",
     )
     g.add_argument(
         "--batch-time-budget",

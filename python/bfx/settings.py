@@ -78,6 +78,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: ``off`` (no credential needed) or ``required`` (an API key with the operation's
     #: scope on every route but health and the docs).
     auth: str = "off"
+    # -- Result cache (docs/domain.md "Result cache").
+    #: Bytes of invocation results each worker keeps (LRU); 0: off.
+    result_cache_size: int = 64 * MIB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,7 +118,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The registry the service runs on: the one place where storage gets chosen."""
         from bfx import Registry
 
-        return Registry(storage=self.open_store())
+        return Registry(storage=self.open_store(), result_cache_size=self.result_cache_size)
 
     @property
     def shares_state_across_processes(self) -> bool:
@@ -201,6 +204,13 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a yes/no value: {text!r} (use 1 or 0)")
 
 
+def parse_cache_size(text: str) -> int:
+    """A size as :func:`parse_size`, or ``0``/``off`` to turn a cache off."""
+    if text.strip().lower() in ("0", "off"):
+        return 0
+    return parse_size(text)
+
+
 def parse_whole(text: str) -> int:
     """A whole number, 0 included (a queue that may be empty)."""
     raw = text.strip()
@@ -254,4 +264,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
     "auth": ("BFX_AUTH", parse_auth, str),
+    "result_cache_size": ("BFX_RESULT_CACHE_SIZE", parse_cache_size, str),
 }

@@ -29,6 +29,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ModulusRequest": {"modulus": 5, "parameters": {"x": 21}},
     "PowerRequest": {"exponent": 3, "parameters": {"x": 21}},
     "RootRequest": {"degree": 2, "parameters": {"x": 21}},
+    "UpdateSubstrate": {"metadata": {"name": "doubler", "tags": ["demo"]}},
+    "PromoteRequest": {"change_description": "add a parameter"},
+    "PromoteSequenceRequest": {"deltas": [1, 2, 3]},
     "BatchCreate": {
         "substrates": [
             {"expression_type": "expression", "expression_code": "x * y + 1"},

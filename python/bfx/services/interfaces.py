@@ -69,6 +69,11 @@ class SubstrateService(Protocol):
         """``get_substrate``: NotFoundError for an unknown id."""
         ...
 
+    def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
+        """``update_substrate``: ``metadata`` is a JSON merge patch (RFC 7396) of the
+        stored metadata; NotFoundError, LimitExceededError past 64 KiB."""
+        ...
+
     def delete(self, substrate_id: int) -> None:
         """``delete_substrate``: the substrate and its relationships."""
         ...
@@ -141,6 +146,23 @@ class OperatorService(Protocol):
         self, substrate_id: int, degree: Number, parameters: Parameters = None
     ) -> s.PowerResponse:
         """``root``."""
+        ...
+
+    def promote(
+        self,
+        substrate_id: int,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> s.PromoteResponse:
+        """``promote``: pure computation on the id (it need not name a substrate);
+        ValidationError for a number outside u64 or both delta and description."""
+        ...
+
+    def promote_sequence(
+        self, substrate_id: int, deltas: Sequence[int], attribute_value: int | None = None
+    ) -> s.PromoteSequenceResponse:
+        """``promote_sequence``: the identity after each delta, in order."""
         ...
 
 
@@ -279,6 +301,7 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "create_substrate": ("substrates", "create"),
     "list_substrates": ("substrates", "list"),
     "get_substrate": ("substrates", "get"),
+    "update_substrate": ("substrates", "update"),
     "delete_substrate": ("substrates", "delete"),
     "invoke": ("substrates", "invoke"),
     "create_substrates": ("substrates", "create_many"),
@@ -293,6 +316,8 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "modulus": ("operators", "modulus"),
     "power": ("operators", "power"),
     "root": ("operators", "root"),
+    "promote": ("operators", "promote"),
+    "promote_sequence": ("operators", "promote_sequence"),
     # transfer
     "export": ("transfer", "export"),
     "import_records": ("transfer", "import_records"),

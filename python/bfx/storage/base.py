@@ -35,6 +35,7 @@ from bfx import errors
 from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.security.keys import KeyRecord
+from bfx.storage.metadata import set_metadata
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
 
@@ -52,6 +53,8 @@ OP_ADD_RELATIONSHIP = 3
 OP_DELETE_RELATIONSHIP = 4
 #: An API key was added or revoked: re-read its row (``api_keys``).
 OP_KEY = 5
+#: A substrate's metadata was replaced (``PATCH``): re-read its row.
+OP_UPDATE_SUBSTRATE = 6
 
 #: Rows fetched per round trip while loading or catching up. Larger batches load no
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
@@ -171,6 +174,9 @@ class Store:
 
     def remove_relationship(self, w: Write, rid: int) -> None:
         """Deletes a relationship, within ``w``."""
+
+    def update_substrate(self, w: Write, identity: int, metadata: bytes) -> None:
+        """Replaces a substrate's metadata, within ``w``."""
 
     def check_applied(self, answers: list[Any], kind: str) -> None:
         """Raises StorageError if the arena refused rows it was given to apply."""
@@ -564,6 +570,15 @@ class SqlStore(Store):
             for db_id in ids:
                 with contextlib.suppress(errors.NotFoundError):
                     arena.unlink(from_db(db_id))
+        elif op == OP_UPDATE_SUBSTRATE:
+            rows = self._rows_by_id(
+                "substrates", self._substrate_select() + " FROM substrates s", ids
+            )
+            # A row gone was deleted later in the log: that entry removes it.
+            for row in rows:
+                identity = int(row[5], 16)
+                if identity in arena:
+                    set_metadata(arena, identity, bytes(row[3]))
         elif op == OP_KEY:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
@@ -680,6 +695,12 @@ class SqlStore(Store):
     def remove_relationship(self, w: Write, rid: int) -> None:
         self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
         w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
+
+    def update_substrate(self, w: Write, identity: int, metadata: bytes) -> None:
+        self._exec(
+            "UPDATE substrates SET metadata = ? WHERE id = ?", (metadata or None, to_db(identity))
+        )
+        w.entries.append((OP_UPDATE_SUBSTRATE, to_db(identity)))
 
     # ---- API keys ---------------------------------------------------------------------
 
