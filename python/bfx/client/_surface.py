@@ -14,7 +14,7 @@ from typing import Any
 from bfx.api.operations import Operation
 from bfx.client._wire import CLIENT_OPERATIONS, items_field, signature
 
-__all__ = ["ALIASES", "PAGED", "Operations", "iterator_name"]
+__all__ = ["ALIASES", "PAGED", "AsyncOperations", "Operations", "iterator_name"]
 
 #: Names the first ``bfx.client.Client`` used, kept working: each is the operation named.
 ALIASES: dict[str, str] = {
@@ -52,9 +52,15 @@ def _doc(op: Operation) -> str:
     )
 
 
-def _method(op: Operation) -> Any:
+def _method(op: Operation, asynchronous: bool) -> Any:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return self._call(op, args, kwargs)
+
+    async def coroutine(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self._call(op, args, kwargs)
+
+    if asynchronous:  # a real coroutine function, as inspect and the IDEs see it
+        method = coroutine
 
     method.__name__ = method.__qualname__ = op.name
     method.__doc__ = _doc(op)
@@ -75,13 +81,18 @@ def _iterator(op: Operation, field: str) -> Any:
         f"default 1000): the ``{field}`` of each page until ``next_cursor`` is null."
     )
     walk.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in sig.parameters.values() if p.name not in ("cursor", "offset")]
+        parameters=[
+            p.replace(default=1000) if p.name == "limit" else p
+            for p in sig.parameters.values()
+            if p.name not in ("cursor", "offset")
+        ]
     )
     return walk
 
 
 class Operations:
-    """Every client operation of the table as a method (installed below)."""
+    """Every client operation of the table as a method (installed below); ``_call``
+    answers the result."""
 
     def _call(self, op: Operation, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -92,15 +103,24 @@ class Operations:
         raise NotImplementedError
 
 
-for _op in CLIENT_OPERATIONS.values():
-    setattr(Operations, _op.name, _method(_op))
-for _name, _field in PAGED.items():
-    setattr(Operations, iterator_name(_name), _iterator(CLIENT_OPERATIONS[_name], _field))
-for _alias, _name in ALIASES.items():
-    setattr(Operations, _alias, getattr(Operations, _name))
+class AsyncOperations(Operations):
+    """The same methods as coroutine functions; ``_call`` is a coroutine and ``_walk``
+    an async generator."""
+
+
+def _install(cls: type, asynchronous: bool) -> None:
+    for op in CLIENT_OPERATIONS.values():
+        setattr(cls, op.name, _method(op, asynchronous))
+    for name, field in PAGED.items():
+        setattr(cls, iterator_name(name), _iterator(CLIENT_OPERATIONS[name], field))
+    for alias, name in ALIASES.items():
+        setattr(cls, alias, getattr(cls, name))
+
+
+_install(Operations, asynchronous=False)
+_install(AsyncOperations, asynchronous=True)
 
 # The table must not name an operation like a method of the clients themselves.
-_CLASH = {"close", "aclose", "request", "export_to"} & set(CLIENT_OPERATIONS)
+_CLASH = {"close", "aclose", "request", "export_to", "base_url"} & set(CLIENT_OPERATIONS)
 if _CLASH:
     raise RuntimeError(f"operation names clash with client methods: {sorted(_CLASH)}")
-del _op, _name, _field, _alias

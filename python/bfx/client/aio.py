@@ -14,13 +14,13 @@ import httpx
 from bfx import errors
 from bfx.api.operations import BY_NAME, Operation
 from bfx.client._retry import Retry
-from bfx.client._surface import Operations
+from bfx.client._surface import AsyncOperations
 from bfx.client._wire import Prepared, Wire, error_from_answer, error_from_transport
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(Operations):
+class AsyncClient(AsyncOperations):
     """The asynchronous twin of :class:`~bfx.client.Client`: the same constructor, the
     same methods (awaited), the same answers and errors.
 
