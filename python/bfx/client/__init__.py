@@ -17,11 +17,15 @@ received (:class:`bfx.errors.ConnectionFailedError` when nothing was received).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from bfx.client._retry import NO_RETRY, Retry
 from bfx.client._surface import ALIASES, PAGED, iterator_name
-from bfx.client.aio import AsyncClient
-from bfx.client.sync import Client
 from bfx.errors import HttpError as ClientError
+
+if TYPE_CHECKING:
+    from bfx.client.aio import AsyncClient
+    from bfx.client.sync import Client
 
 __all__ = [
     "ALIASES",
@@ -33,3 +37,17 @@ __all__ = [
     "Retry",
     "iterator_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # httpx (and, through it, its own CLI's imports) loads on first use of a client, so
+    # that `bfx serve` and the other commands do not pay for it at start-up.
+    if name == "Client":
+        from bfx.client.sync import Client
+
+        return Client
+    if name == "AsyncClient":
+        from bfx.client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'bfx.client' has no attribute {name!r}")

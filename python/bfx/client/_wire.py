@@ -14,15 +14,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, get_origin
+from typing import TYPE_CHECKING, Any, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import msgspec
 
 from bfx import errors
 from bfx.api import types as t
 from bfx.api.operations import OPERATIONS, PREFIX, Operation
+
+if TYPE_CHECKING:  # httpx is imported by the clients, not by the CLI's parser
+    import httpx
 
 __all__ = ["CLIENT_OPERATIONS", "Prepared", "Wire", "format_id", "normalise_base_url"]
 
@@ -174,13 +176,13 @@ def error_from_answer(status: int, headers: Mapping[str, str], data: bytes) -> e
     return exc
 
 
-#: httpx failures after which the request cannot have reached the service.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
 def error_from_transport(exc: httpx.TransportError, url: str) -> errors.ConnectionFailedError:
     """A :mod:`bfx.errors` exception for an httpx failure; ``sent`` says whether the
     request may have reached the service (the outcome is then unknown)."""
+    import httpx
+
+    # After these the request cannot have reached the service.
+    not_sent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
     if isinstance(exc, httpx.TimeoutException):
         err: errors.ConnectionFailedError = errors.RequestTimeoutError(
             f"no answer from {url} in time ({type(exc).__name__})"
@@ -189,7 +191,7 @@ def error_from_transport(exc: httpx.TransportError, url: str) -> errors.Connecti
         err = errors.ConnectionFailedError(f"cannot connect to {url}: {exc}")
     else:
         err = errors.ConnectionFailedError(f"the connection to {url} failed: {exc!r}")
-    err.sent = not isinstance(exc, _NOT_SENT)  # type: ignore[attr-defined]
+    err.sent = not isinstance(exc, not_sent)  # type: ignore[attr-defined]
     return err
 
 
