@@ -61,6 +61,7 @@ def test_create_invoke_relate_traverse_page(url):
     assert abs(sum(x["score"] for x in ranks["scores"]) - 1) < 1e-6
     assert ok_json("query", "--filter", "expression_type=constant", url=url)["count"] == 1
     assert ok_json("search", "MUL", url=url)["substrates"][0]["substrate_id"] == MUL_ID
+    assert ok_json("search", url=url)["count"] == 2  # NAME is optional
     # --all walks every page; --json then prints one item per line.
     for code in range(100, 105):
         bfx("create", "constant", str(code), url=url)

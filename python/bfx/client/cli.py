@@ -160,10 +160,11 @@ def _add_operation(p: argparse.ArgumentParser, op: Operation, positional: tuple[
     for f in _fields(op):
         what, parse = _shape(f.type)
         if f.name in positional:
+            optional = {} if f.required else {"nargs": "?", "default": None}
             if what == "choice":
-                p.add_argument(f.name, metavar=f.name.upper(), choices=parse)
+                p.add_argument(f.name, metavar=f.name.upper(), choices=parse, **optional)
             else:
-                p.add_argument(f.name, metavar=f.name.upper(), type=parse)
+                p.add_argument(f.name, metavar=f.name.upper(), type=parse, **optional)
             continue
         flag = "--" + f.name.replace("_", "-")
         default_text = "" if f.required else f" (service default: {f.default!r})"
