@@ -91,6 +91,10 @@ async def create_and_read(api: Any, tag: str) -> None:
     assert msgspec.json.decode(made.metadata) == {"name": f"mul-{tag}"}
     assert await api.get_substrate(made.identity) == made
     assert await api.get(MUL_ID.lower()) == made  # the first client's name, any case
+    # An int named like an id inside stored JSON is data, not an id to format.
+    kept = await api.create_substrate("constant", f"{len(tag)}", {"source_id": 5})
+    assert msgspec.json.decode(kept.metadata) == {"source_id": 5}
+    await api.delete_substrate(kept.identity)
     with pytest.raises(errors.DuplicateError) as dup:
         await api.create_substrate("lambda", "lambda x,y=2:x*y")  # same canonical form
     assert (dup.value.status, dup.value.details["substrate_id"]) == (409, MUL_ID)

@@ -59,16 +59,21 @@ def format_id(value: int | str) -> str:
     return value
 
 
-def _with_ids(value: Any) -> Any:
-    """``value`` with ints under the id fields (at any depth of dicts and lists) as hex."""
-    if isinstance(value, Mapping):
+def _with_ids(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with ints under the id fields sent as hex, at the top and in the items
+    of a batch; never inside a JSON object the caller stores (metadata, constraints,
+    parameters), where an int named ``source_id`` is just data."""
+
+    def top(item: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            k: format_id(v) if k in _ID_FIELDS and isinstance(v, int) else _with_ids(v)
-            for k, v in value.items()
+            k: format_id(v) if k in _ID_FIELDS and isinstance(v, int) else v
+            for k, v in item.items()
         }
-    if isinstance(value, list | tuple):
-        return [_with_ids(v) for v in value]
-    return value
+
+    return {
+        k: [top(x) if isinstance(x, Mapping) else x for x in v] if isinstance(v, list) else v
+        for k, v in top(fields).items()
+    }
 
 
 def _query_value(value: Any) -> str:
