@@ -2,15 +2,18 @@
 
 Each request takes the next step of the script: a status (with its headers and a bfx
 error body, or ``ok_body`` for a 2xx), or ``"drop"`` (read the request, then close the
-connection without answering: the client cannot know whether it was processed). Once the
+connection without answering: the client cannot know whether it was processed), or
+``("slow", seconds)`` (answer 200 that much later: past a client's timeout). Once the
 script is spent every request gets a 500, so a client that retries more than it should
 fails the test. It records each request's method and path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,19 +44,24 @@ class ScriptedServer:
                 if step == "drop":
                     self.close_connection = True
                     return
+                if isinstance(step, tuple) and step[0] == "slow":
+                    time.sleep(step[1])
+                    step = 200
                 status, headers = step if isinstance(step, tuple) else (step, {})
                 if status < 400:
                     body = owner.ok_body
                 else:
                     code = _CODES.get(status, "http_error")
                     body = json.dumps({"error": code, "message": code, "details": {}}).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                # A client that gave up has closed the connection: nothing to answer.
+                with contextlib.suppress(OSError):
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
 
             do_GET = do_POST = do_DELETE = _any
 

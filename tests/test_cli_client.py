@@ -59,19 +59,20 @@ def test_create_invoke_relate_traverse_page(url):
     assert ok_json("path", MUL_ID, seven, url=url)["length"] == 1
     ranks = ok_json("pagerank", url=url)
     assert abs(sum(x["score"] for x in ranks["scores"]) - 1) < 1e-6
-    assert ok_json("query", "--filter", "expression_type=constant", url=url)["count"] == 1
+    assert ok_json("query", "--filter", "metadata.name=mul", url=url)["count"] == 1
     assert ok_json("search", "MUL", url=url)["substrates"][0]["substrate_id"] == MUL_ID
-    assert ok_json("search", url=url)["count"] == 2  # NAME is optional
+    assert ok_json("search", url=url)["count"] >= 2  # NAME is optional
     # --all walks every page; --json then prints one item per line.
     for code in range(100, 105):
         bfx("create", "constant", str(code), url=url)
     done = bfx("list", "--all", "--limit", "2", "--json", url=url)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(x) for x in done.stdout.splitlines()]
-    assert len(lines) == len({x["substrate_id"] for x in lines}) == 7
+    total = ok_json("list", "--limit", "1", url=url)["count"]
+    assert len(lines) == len({x["substrate_id"] for x in lines}) == total >= 7
     # bfx call: any operation by its table name.
     assert ok_json("call", "multiply", "--dimension-values", "2,3", url=url)["unity_value"] == 6
-    assert ok_json("call", "relationship_stats", url=url)["total_relationships"] == 1
+    assert ok_json("call", "relationship_stats", url=url)["total_relationships"] >= 1
 
 
 def test_tables_for_people(url):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import json
 import os
 import subprocess
@@ -184,13 +185,19 @@ async def graph(api: Any, tag: str) -> None:
 
 
 async def transfer(api: Any, tag: str, folder: Any) -> None:
+    mine = await api.create_substrate("constant", str(500 + KINDS.index(tag)))
     doc = await api.export()
-    assert doc.substrates
+    assert mine.substrate_id in {s.substrate_id for s in doc.substrates}
     target = folder / f"export-{tag}.ndjson"
     written = await api.export_to(target, format="ndjson")
     assert written == target.stat().st_size > 0
     kinds = {json.loads(line)["kind"] for line in target.read_text().splitlines()}
     assert "substrate" in kinds
+    buffer = io.BytesIO()  # a binary file object is written as the chunks come
+    assert await api.export_to(buffer) == len(buffer.getvalue())
+    assert {s.substrate_id for s in doc.substrates} <= {
+        s["substrate_id"] for s in json.loads(buffer.getvalue())["substrates"]
+    }
     again = await api.import_records(target, format="ndjson")
     assert again.imported_substrates == 0
     assert again.skipped == len(target.read_text().splitlines())
@@ -324,6 +331,22 @@ def test_a_dropped_connection_repeats_only_idempotent_operations(kind):
     with ScriptedServer(["drop", "drop", 200]) as srv:
         assert _health_via(kind, srv.url).status == "healthy"
         assert len(srv.requests) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_timeout_is_a_bfx_error_and_retried_for_a_read(kind):
+    out: list[Any] = []
+
+    async def scenario(api: Any) -> None:
+        out.append(await api.health())
+
+    with ScriptedServer([("slow", 1.0), 200]) as srv:
+        run(kind, srv.url, scenario, timeout=0.2, retry=FAST)
+        assert out[0].status == "healthy"
+        assert len(srv.requests) == 2
+    with ScriptedServer([("slow", 1.0)]) as srv, pytest.raises(errors.RequestTimeoutError) as err:
+        run(kind, srv.url, scenario, timeout=0.2, retry=Retry(attempts=1))
+    assert (err.value.status, err.value.code, err.value.attempts) == (504, "request_timeout", 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)
