@@ -474,3 +474,24 @@ def test_method_signatures_follow_the_table():
         if op.body is bytes:
             fields = ["data", "format"]
         assert params[len(op.param_names) :] == fields, op.name
+
+
+def test_signatures_of_operations_the_table_may_gain():
+    """A required field after an optional one becomes keyword-only (a valid signature,
+    not an import error); a field named like a path parameter is refused by name."""
+    from bfx.api.operations import Operation
+    from bfx.client._wire import signature
+
+    class Body(msgspec.Struct, kw_only=True):
+        a: int = 1
+        b: str
+        c: int = 2
+
+    sig = signature(Operation("x", "POST", "/api/v1/x/{id}", "x", "x", None, body=Body))
+    assert str(sig) == "(self, id, a=1, *, b, c=2)"
+
+    class Clash(msgspec.Struct):
+        id: int
+
+    with pytest.raises(RuntimeError, match="also a path parameter"):
+        signature(Operation("y", "POST", "/api/v1/y/{id}", "y", "y", None, body=Clash))

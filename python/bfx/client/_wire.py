@@ -101,13 +101,19 @@ def signature(op: Operation) -> inspect.Signature:
             P("data", P.POSITIONAL_OR_KEYWORD),
             P("format", P.POSITIONAL_OR_KEYWORD, default="json"),
         ]
+    kind = P.POSITIONAL_OR_KEYWORD
     for f in _fields(op.body if op.body is not bytes else None) or _fields(op.query):
+        if f.name in op.param_names:
+            raise RuntimeError(f"{op.name}: field {f.name!r} is also a path parameter")
         if f.required:
-            params.append(P(f.name, P.POSITIONAL_OR_KEYWORD))
+            # A required field after an optional one (kw_only Structs allow it): it and
+            # the fields after it are keyword-only.
+            if params[-1].default is not P.empty:
+                kind = P.KEYWORD_ONLY
+            params.append(P(f.name, kind))
         else:
             default = f.default if f.default is not msgspec.NODEFAULT else f.default_factory()
-            params.append(P(f.name, P.POSITIONAL_OR_KEYWORD, default=default))
-    # Required fields after optional ones would be an invalid signature: none in the table.
+            params.append(P(f.name, kind, default=default))
     return inspect.Signature(params)
 
 

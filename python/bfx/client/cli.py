@@ -59,6 +59,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("health", "health"),
 )
 
+#: Options of every client command: a field of the same name gets ``--field-<name>``.
+_RESERVED = frozenset({"--url", "--api-key", "--token", "--timeout", "--json", "--all", "--help"})
+
 #: Dict fields that also take one ``--<singular> KEY=VALUE`` at a time.
 _SINGULAR = {"parameters": "param", "filters": "filter"}
 
@@ -141,7 +144,7 @@ def _shape(kind: Any) -> tuple[str, Any]:
         return "list", _list_or_csv
     if isinstance(info, msgspec.inspect.DictType):
         return "object", _json_of("object")
-    return "json", _json_of("value")
+    return "value", _json_value  # a time, an id...: JSON when it parses, else the text
 
 
 def _fields(op: Operation) -> list[msgspec.structs.FieldInfo]:
@@ -167,13 +170,15 @@ def _add_operation(p: argparse.ArgumentParser, op: Operation, positional: tuple[
                 p.add_argument(f.name, metavar=f.name.upper(), type=parse, **optional)
             continue
         flag = "--" + f.name.replace("_", "-")
+        if flag in _RESERVED:  # a field named like a service option keeps a flag of its own
+            flag = "--field-" + f.name.replace("_", "-")
         default_text = "" if f.required else f" (service default: {f.default!r})"
         if what == "bool":
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         elif what == "choice":
             p.add_argument(flag, dest=f.name, choices=parse, default=None, help=default_text)
         else:
-            metavar = {"object": "JSON", "list": "LIST", "json": "JSON"}.get(what, what.upper())
+            metavar = {"object": "JSON", "list": "LIST"}.get(what, what.upper())
             p.add_argument(
                 flag, dest=f.name, type=parse, default=None, metavar=metavar,
                 required=f.required and what != "object", help=f"{what}{default_text}",
