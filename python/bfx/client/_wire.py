@@ -187,7 +187,7 @@ def error_from_answer(status: int, headers: Mapping[str, str], data: bytes) -> e
     return exc
 
 
-def error_from_transport(exc: httpx.TransportError, url: str) -> errors.ConnectionFailedError:
+def error_from_transport(exc: httpx.RequestError, url: str) -> errors.ConnectionFailedError:
     """A :mod:`bfx.errors` exception for an httpx failure; ``sent`` says whether the
     request may have reached the service (the outcome is then unknown)."""
     import httpx

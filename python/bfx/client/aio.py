@@ -75,7 +75,7 @@ class AsyncClient(AsyncOperations):
                 await resp.aread()
                 await resp.aclose()
                 error = error_from_answer(resp.status_code, resp.headers, resp.content)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # transport, decoding, redirects
                 error = error_from_transport(exc, self._wire.base_url)
                 error.__cause__ = exc
             error.attempts = attempt  # type: ignore[attr-defined]
@@ -139,6 +139,6 @@ async def _copy(resp: httpx.Response, out: IO[bytes], url: str) -> int:
         async for chunk in resp.aiter_bytes():
             out.write(chunk)
             size += len(chunk)
-    except httpx.TransportError as exc:
+    except httpx.RequestError as exc:  # transport, decoding, redirects
         raise error_from_transport(exc, url) from exc
     return size

@@ -77,7 +77,7 @@ class Client(Operations):
                 resp.read()
                 resp.close()
                 error = error_from_answer(resp.status_code, resp.headers, resp.content)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # transport, decoding, redirects
                 error = error_from_transport(exc, self._wire.base_url)
                 error.__cause__ = exc
             error.attempts = attempt  # type: ignore[attr-defined]
@@ -165,6 +165,6 @@ def _copy(chunks: Iterator[bytes], out: IO[bytes], url: str) -> int:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
-    except httpx.TransportError as exc:
+    except httpx.RequestError as exc:  # transport, decoding, redirects
         raise error_from_transport(exc, url) from exc
     return size
