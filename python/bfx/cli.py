@@ -3,7 +3,9 @@
 ``bfx serve`` runs the HTTP API under Granian; ``export``, ``import`` and ``backup``
 work on the same storage (``--data-dir``, ``--database-url`` or ``--memory``, read
 the same way by every command); ``capacity`` measures what a machine holds. Each
-subcommand is one ``_add_<name>`` function registering a parser and its handler.
+subcommand is one ``_add_<name>`` function registering a parser and its handler. The
+client commands (``create``, ``get``, ``list``, ..., ``call``) talk to a running service:
+:mod:`bfx.client.cli`.
 """
 
 from __future__ import annotations
@@ -714,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bfx.security import cli as security_cli
 
     security_cli.add_parser(sub)
+    # The command-line client of a running service (docs/clients.md).
+    from bfx.client import cli as client_cli
+
+    client_cli.add_parsers(sub)
     return parser
 
 

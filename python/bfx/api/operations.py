@@ -66,6 +66,11 @@ class Operation:
     example: Any = None
     #: Part of the client surface (docs pages and static files are not).
     client: bool = True
+    #: Whether sending it again after an unknown outcome (the connection broke after the
+    #: request went out) is harmless: reads, pure computations, deletes, and single
+    #: creates (the same content has the same id: a repeat is a 409 duplicate). Clients
+    #: retry a request that is not only when it cannot have been processed (docs/clients.md).
+    idempotent: bool = True
     param_names: tuple[str, ...] = field(init=False)
     #: For each path parameter: whether it is a 64-bit id (parsed to an int before the
     #: handler runs, 400 ``invalid_id`` when malformed).
@@ -158,6 +163,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(422,),
         example=_ex(t.CreateKey),
+        idempotent=False,
     ),
     Operation(
         "list_keys",
@@ -328,6 +334,7 @@ OPERATIONS: tuple[Operation, ...] = (
         runs="heavy",
         items="substrates",
         example=_ex(t.BatchCreate),
+        idempotent=False,
     ),
     Operation(
         "invoke_many",
@@ -400,6 +407,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_limit="import_body_limit",
         content_types=("application/json", "application/x-ndjson"),
         example=IMPORT_EXAMPLE,
+        idempotent=False,
     ),
     # --- relationships --------------------------------------------------------------------
     Operation(
@@ -439,6 +447,7 @@ OPERATIONS: tuple[Operation, ...] = (
         runs="heavy",
         items="relationships",
         example=_ex(t.BatchRelate),
+        idempotent=False,
     ),
     Operation(
         "relationship_stats",
