@@ -696,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bfx.security import cli as security_cli
 
     security_cli.add_parser(sub)
+    from bfx.security import users_cli
+
+    users_cli.add_parser(sub)
     return parser
 
 
