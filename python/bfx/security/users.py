@@ -35,6 +35,7 @@ __all__ = [
     "check_username",
     "hash_password",
     "new_user",
+    "prepare",
     "user_scopes",
 ]
 
@@ -70,6 +71,12 @@ def _hasher() -> PasswordHasher:
 def _dummy_hash() -> str:
     # Made once per process with the same parameters as real hashes (see module doc).
     return _hasher().hash(secrets.token_urlsafe(16))
+
+
+def prepare() -> None:
+    """Make the dummy hash now (a server's start), so that the first login for an
+    unknown name does not take longer than the others."""
+    _dummy_hash()
 
 
 def check_username(name: str) -> str:
