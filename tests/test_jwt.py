@@ -121,9 +121,7 @@ def test_tampered_bfx_tokens_are_refused(store, tamper):
         token = jwt.encode(good, b"x" * 32, algorithm="HS256")
     elif tamper == "payload_edited":
         head, _, sig = jwt.encode(good, secret, algorithm="HS256").split(".")
-        body = jwt.utils.base64url_encode(
-            msgspec.json.encode({**good, "scope": "admin"})
-        ).decode()
+        body = jwt.utils.base64url_encode(msgspec.json.encode({**good, "scope": "admin"})).decode()
         token = f"{head}.{body}.{sig}"
     else:
         changed = {
@@ -270,9 +268,7 @@ def test_bad_external_settings_say_why(tmp_path, monkeypatch, args, message):
 def test_the_app_takes_external_tokens_and_refuses_tampered_ones_with_the_401(rsa_key, tmp_path):
     pem = tmp_path / "issuer.pem"
     pem.write_bytes(_pem(rsa_key))
-    driver = started(
-        auth="required", jwt_public_key=str(pem), jwt_issuer=ISS, jwt_audience=AUD
-    )
+    driver = started(auth="required", jwt_public_key=str(pem), jwt_issuer=ISS, jwt_audience=AUD)
     try:
         good = jwt.encode(claims(), rsa_key, algorithm="RS256")
         bearer = [("authorization", f"Bearer {good}")]
