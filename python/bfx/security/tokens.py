@@ -49,8 +49,6 @@ BFX_AUDIENCE = "bfx"
 LEEWAY = 30
 #: The algorithms accepted from an external issuer, one per key type.
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
-#: Three base64url parts, the header starting ``{"`` (``eyJ``).
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: A subject that is safe to print in the access log (no spaces, no control characters).
 _SUBJECT = re.compile(r"[\x21-\x7e]{1,128}")
 #: Verified tokens remembered (token -> principal, expiry), so that a client sending
@@ -194,7 +192,10 @@ class JwtAuthenticator:
         self._cache: dict[str, tuple[Principal, float, UserRecord | None]] = {}
 
     def authenticate(self, credential: str) -> Principal | None:
-        if _JWT.fullmatch(credential) is None:
+        # The shape only (a header starting ``{"``, three parts): PyJWT checks the rest,
+        # and a regular expression over the whole token cost 4 µs of the 7 µs a
+        # remembered token took.
+        if not credential.startswith("eyJ") or credential.count(".") != 2:
             return None
         hit = self._cache.get(credential)
         if hit is not None:
