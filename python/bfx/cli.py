@@ -165,6 +165,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="serve a non-loopback address without authentication (anyone reaching it "
         "may create, delete and run code)",
     )
+    from bfx.security.cli import add_serve_arguments
+
+    add_serve_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -362,7 +365,11 @@ def _serve(args: argparse.Namespace) -> int:
     from bfx.errors import StorageError
     from bfx.settings import Settings, split_origins
 
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:  # a BFX_* variable that cannot be read: a usage error
+        print(f"bfx: error: {exc}", file=sys.stderr)
+        return 2
     changes: dict[str, object] = {
         "log_level": args.log_level,
         "storage": _locator(args),
@@ -382,10 +389,12 @@ def _serve(args: argparse.Namespace) -> int:
             changes[name] = getattr(args, name)
     if args.auth is not None:
         changes["auth"] = args.auth
-    settings = msgspec.structs.replace(base, **changes)
-    from bfx.security.cli import serve_problem
+    from bfx.security.cli import jwt_problem, serve_changes, serve_problem
 
+    changes.update(serve_changes(args))
+    settings = msgspec.structs.replace(base, **changes)
     refused = serve_problem(args.host, settings.auth, args.insecure_no_auth, settings.storage)
+    refused = refused or jwt_problem(settings)
     if refused is not None:
         print(f"bfx: {refused}", file=sys.stderr)
         return 2
@@ -412,6 +421,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(exc.message)
     description = store.describe()
     keys = len(store.list_keys())
+    users = len(store.list_users())
     store.close()
     if settings.rate_limit:
         from bfx.ratelimit import check_storage
@@ -435,6 +445,12 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.auth == "required":
         hint = "" if keys else "; make one with `bfx keys create --name admin --scopes admin`"
         print(f"bfx: auth required: {keys} API key{'s' if keys != 1 else ''}{hint}", flush=True)
+        issuer = settings.jwt_issuer or "none"
+        print(
+            f"bfx: {users} user{'s' if users != 1 else ''} (tokens valid "
+            f"{settings.jwt_ttl}s), external token issuer: {issuer}",
+            flush=True,
+        )
     else:
         print("bfx: auth off: every caller may do everything", flush=True)
     print(
@@ -720,6 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bfx.client import cli as client_cli
 
     client_cli.add_parsers(sub)
+
+    from bfx.security import users_cli
+
+    users_cli.add_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ SUBSTRATES = ((DOUBLE, DOUBLE_ID), (TWENTY_ONE, TWENTY_ONE_ID))
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "CreateKey": {"name": "reporting", "scopes": ["substrates:read", "graph:read"]},
+    "Login": {"username": "alice", "password": "correct horse battery staple"},
     "CreateSubstrate": {**DOUBLE, "metadata": {"name": "double"}},
     "InvokeRequest": {"parameters": {"x": 21}},
     "MultiplyRequest": {"dimension_values": [1, 1, 2, 3, 5, 8, 13, 21, 34]},

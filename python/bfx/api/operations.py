@@ -17,12 +17,24 @@ from typing import Any, Literal
 from bfx.api import types as t
 from bfx.api.examples import EXAMPLES, IMPORT_EXAMPLE
 
-__all__ = ["BY_NAME", "ID_PARAMS", "OPERATIONS", "PREFIX", "SCOPES", "Operation"]
+__all__ = [
+    "AUTHENTICATED",
+    "BY_NAME",
+    "ID_PARAMS",
+    "OPERATIONS",
+    "PREFIX",
+    "SCOPES",
+    "Operation",
+]
 
 PREFIX = "/api/v1"
 
 #: DESIGN.md §7 (declared with the types: ``bfx.api.types.SCOPES``).
 SCOPES = t.SCOPES
+
+#: Not a scope a key or user can hold: an operation declaring it admits any caller whose
+#: credential holds (401 without one, never 403), such as ``GET /auth/me``.
+AUTHENTICATED = "authenticated"
 
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
@@ -44,7 +56,8 @@ class Operation:
     path: str
     summary: str
     tag: str
-    #: The scope required (DESIGN §7); None: public (health, docs).
+    #: The scope required (DESIGN §7); None: public (health, docs, login);
+    #: :data:`AUTHENTICATED`: any valid credential.
     scope: str | None
     #: Rate-limit cost; a batch costs this per item of its ``items`` field.
     cost: int = 1
@@ -77,7 +90,7 @@ class Operation:
     id_params: tuple[bool, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.scope is not None and self.scope not in SCOPES:
+        if self.scope is not None and self.scope not in (*SCOPES, AUTHENTICATED):
             raise ValueError(f"{self.name}: unknown scope {self.scope!r}")
         names = tuple(s[1:-1] for s in self.path.split("/") if s.startswith("{"))
         object.__setattr__(self, "param_names", names)
@@ -183,6 +196,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         status=204,
         errors=(404,),
+    ),
+    # --- login (DESIGN.md §7) ---------------------------------------------------------------
+    Operation(
+        "login",
+        "POST",
+        f"{PREFIX}/auth/login",
+        "Log in with a user name and password: a short-lived bearer token",
+        "auth",
+        None,  # public: failed logins have their own limit (docs/security.md)
+        body=t.Login,
+        response=t.AccessToken,
+        errors=(401, 429),
+        runs="heavy",  # argon2 costs milliseconds: bounded threads, 503 when all are busy
+        example=_ex(t.Login),
+    ),
+    Operation(
+        "me",
+        "GET",
+        f"{PREFIX}/auth/me",
+        "Who the credential names, and its scopes",
+        "auth",
+        AUTHENTICATED,
+        response=t.Me,
     ),
     # --- substrates -----------------------------------------------------------------------
     Operation(

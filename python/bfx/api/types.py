@@ -715,3 +715,32 @@ class KeyList(_Response):
     """Every key not revoked (expired ones included), oldest first."""
 
     keys: list[ApiKey]
+
+
+# --- users and login (DESIGN.md §7, docs/security.md) ---------------------------------------
+
+
+class Login(_Request):
+    # Bounded so that a login body cannot make argon2 hash megabytes; a name or password
+    # that is too long is a 422, which says nothing about whether a user exists.
+    username: Annotated[str, Meta(min_length=1, max_length=64)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class AccessToken(_Response):
+    """A bfx-issued JWT (HS256): send it as ``Authorization: Bearer <access_token>``."""
+
+    access_token: str
+    token_type: Literal["bearer"]
+    #: Seconds until it expires (``--jwt-ttl``); then log in again.
+    expires_in: int
+
+
+class Me(_Response):
+    """Who the credential names and what it may do."""
+
+    #: As the access log prints it: a key id, ``user:NAME``, ``jwt:SUBJECT``, or ``-``
+    #: when authentication is off.
+    principal: str
+    kind: Literal["key", "user", "jwt", "anonymous"]
+    scopes: list[str]

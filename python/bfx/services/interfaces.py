@@ -26,10 +26,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bfx.api import types as s
+from bfx.security.auth import Principal
 
 __all__ = [
     "EXPORT_MEDIA_TYPES",
     "OPERATION_METHODS",
+    "AuthService",
     "GraphService",
     "KeyService",
     "OperatorService",
@@ -275,6 +277,20 @@ class KeyService(Protocol):
         ...
 
 
+class AuthService(Protocol):
+    """Users' login and who a caller is (DESIGN.md §7)."""
+
+    def login(self, username: str, password: str, address: str = "unknown") -> s.AccessToken:
+        """``login``: a short-lived bearer token. UnauthorizedError, the same for an
+        unknown user and a wrong password; RateLimitedError after too many failures for
+        the name or the client ``address``."""
+        ...
+
+    def me(self, caller: Principal | None) -> s.Me:
+        """``me``: the caller's principal and scopes (None: authentication is off)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything the API does, by noun: what handlers and clients are given."""
@@ -286,6 +302,7 @@ class Services:
     transfer: TransferService
     system: SystemService
     keys: KeyService
+    auth: AuthService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -297,6 +314,9 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "create_key": ("keys", "create"),
     "list_keys": ("keys", "list"),
     "revoke_key": ("keys", "revoke"),
+    # login
+    "login": ("auth", "login"),
+    "me": ("auth", "me"),
     # substrates
     "create_substrate": ("substrates", "create"),
     "list_substrates": ("substrates", "list"),
