@@ -4,6 +4,7 @@ shared machine, unlike wall-clock time).
     python benches/python/request_instructions.py                  # this tree
     python benches/python/request_instructions.py --tree /tmp/old/python
     python benches/python/request_instructions.py --access-log  # bfx serve's default
+    python benches/python/request_instructions.py --auth        # an API key on each request
 
 Runs the in-process app (memory store; no access log unless ``--access-log``) for 200 and for 1,200 requests of
 ``GET /substrates/{id}``, of invoke and of create under ``valgrind --tool=callgrind`` and prints the
@@ -23,18 +24,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(tree: str, n: int, kind: str, access_log: bool) -> None:
+def _run(tree: str, n: int, kind: str, mode: str) -> None:
     sys.path.insert(0, tree)
     from bfx.asgi import App, Settings
 
+    access_log = mode == "log"
     settings = Settings(access_log=access_log)
     if hasattr(settings, "result_cache_size"):
         # Under valgrind every evaluation is ~50x slower, so the result cache would take
         # this cheap lambda for a costly one and answer from memory: not the path a
         # request takes at native speed, where it evaluates.
         settings = Settings(access_log=access_log, result_cache_size=0)
+    if mode == "auth":
+        settings = Settings(access_log=False, result_cache_size=0, auth="required")
     app = App(settings)
     app.startup()
+    auth: list[tuple[bytes, bytes]] = []
+    if mode == "auth":  # every request carries an admin API key
+        from bfx.security.keys import KeyRecord, digest, new_key, now_us
+
+        store = app.registry.store
+        key_id, key = new_key()
+        store.add_key(
+            KeyRecord(key_id, "bench", ("admin",), digest(store.key_secret, key), now_us(), None)
+        )
+        auth = [(b"x-api-key", key.encode())]
     sid = app.registry.create("lambda", "lambda x, y=2: x * y").substrate_id
     body = b'{"parameters": {"x": 21}}'
     bodies = (b'{"expression_type": "constant", "expression_code": "%d"}' % i for i in range(n))
@@ -53,6 +67,7 @@ def _run(tree: str, n: int, kind: str, access_log: bool) -> None:
             "headers": [(b"content-type", b"application/json"), (b"content-length", b"25")],
         }
     scope |= {"type": "http", "query_string": b"", "client": ("127.0.0.1", 1)}
+    scope["headers"] = [*scope["headers"], *auth]
     msg = {"type": "http.request", "body": body if kind != "get" else b"", "more_body": False}
 
     async def receive() -> dict:
@@ -70,7 +85,7 @@ def _run(tree: str, n: int, kind: str, access_log: bool) -> None:
     asyncio.run(main())
 
 
-def _count(tree: str, n: int, kind: str, access_log: bool) -> int:
+def _count(tree: str, n: int, kind: str, mode: str) -> int:
     out = subprocess.run(
         [
             "valgrind",
@@ -82,7 +97,7 @@ def _count(tree: str, n: int, kind: str, access_log: bool) -> int:
             tree,
             str(n),
             kind,
-            str(int(access_log)),
+            mode,
         ],
         capture_output=True,
         text=True,
@@ -93,20 +108,24 @@ def _count(tree: str, n: int, kind: str, access_log: bool) -> int:
 
 def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--inner":
-        _run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1")
+        _run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tree", default=str(ROOT / "python"), help="python/ directory to measure")
-    ap.add_argument(
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument(
         "--access-log",
         action="store_true",
         help="with the access log on (its lines go to the captured stderr)",
     )
+    how.add_argument(
+        "--auth", action="store_true", help="with --auth required and an API key on every request"
+    )
     args = ap.parse_args()
     tree = str(Path(args.tree).resolve())
-    log = args.access_log
+    mode = "log" if args.access_log else "auth" if args.auth else "plain"
     for kind in ("get", "invoke", "create"):
-        per_request = (_count(tree, 1200, kind, log) - _count(tree, 200, kind, log)) / 1000
+        per_request = (_count(tree, 1200, kind, mode) - _count(tree, 200, kind, mode)) / 1000
         print(f"{kind:6} {per_request:10,.0f} instructions per request  ({tree})")
     return 0
 

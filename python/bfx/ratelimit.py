@@ -116,9 +116,12 @@ class Limiter:
     """One rate for every principal, kept in ``storage`` (``memory`` or a Redis URL).
 
     Used from one event loop (one per worker process); the memory storage is per process.
+    ``timeout``: how long a charge may wait on Redis (tests on a loaded machine raise it).
     """
 
-    def __init__(self, rate: str, storage: str = "memory") -> None:
+    def __init__(
+        self, rate: str, storage: str = "memory", timeout: float = STORAGE_TIMEOUT
+    ) -> None:
         from limits import parse
         from limits.aio.strategies import MovingWindowRateLimiter
         from limits.storage import storage_from_string
@@ -138,13 +141,14 @@ class Limiter:
                 # Storage errors come out as limits.errors.StorageError.
                 wrap_exceptions=True,
                 # A URL's own ?socket_timeout= wins over these (redis-py's from_url).
-                socket_timeout=STORAGE_TIMEOUT,
-                socket_connect_timeout=STORAGE_TIMEOUT,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
                 # One quick retry (a pooled connection the server closed); redis-py's
                 # default backs off for seconds, longer than a request should wait.
                 retry=Retry(NoBackoff(), 1),
             )
         self.strategy = MovingWindowRateLimiter(backend)
+        self.timeout = timeout
         self._down_until = 0.0
 
     async def aclose(self) -> None:
@@ -167,7 +171,7 @@ class Limiter:
         if time.monotonic() < self._down_until:
             raise LimiterUnavailable("rate-limit storage unavailable (recent failure)")
         try:
-            async with asyncio.timeout(STORAGE_TIMEOUT):
+            async with asyncio.timeout(self.timeout):
                 allowed = await self.strategy.hit(self.item, *who, cost=cost)
                 stats = await self.strategy.get_window_stats(self.item, *who)
         except (StorageError, TimeoutError, OSError) as exc:
