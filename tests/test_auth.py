@@ -258,6 +258,30 @@ def test_an_expired_key_is_refused_from_the_moment_it_expires():
         auth.authenticate(key)
 
 
+def test_a_remembered_key_is_refused_once_revoked_and_guesses_are_never_remembered():
+    store = MemoryStore()
+    key_id, key = make_key(store, ["admin"])
+    auth = KeyAuthenticator(lambda: store.keys, store.key_secret)
+    assert auth.authenticate(key).name == key_id  # verified, and now remembered
+    assert auth.authenticate(key).name == key_id  # the short path
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+    for _ in range(2):  # a wrong secret is hashed and refused every time
+        with pytest.raises(errors.UnauthorizedError):
+            auth.authenticate(wrong)
+    assert store.revoke_key(key_id, now_us())
+    with pytest.raises(errors.UnauthorizedError):
+        auth.authenticate(key)
+
+
+def test_x_api_key_wins_over_authorization_wherever_it_comes():
+    store = MemoryStore()
+    key_id, key = make_key(store, ["substrates:read"])
+    handle = authenticate([KeyAuthenticator(lambda: store.keys, store.key_secret)])(_ok)
+    call = _call([(b"authorization", b"Bearer not-a-key"), (b"x-api-key", key.encode())])
+    assert asyncio.run(handle(call)).status == 200
+    assert call.principal == key_id
+
+
 # --- the whole app, every operation ----------------------------------------------------------
 
 
