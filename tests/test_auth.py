@@ -432,9 +432,24 @@ def test_security_events_are_counted_in_the_metrics(app):
     before = driver.get(f"{API}/metrics", headers=[("x-api-key", by_scope["admin"])]).json()
     driver.get(f"{API}/substrates")
     driver.get(f"{API}/substrates", headers=[("x-api-key", by_scope["graph:read"])])
+    # A failed login, and a key revoked over HTTP.
+    login = driver.post(f"{API}/auth/login", {"username": "nobody", "password": "wrong"})
+    assert login.status == 401
+    made = driver.post(
+        f"{API}/keys", {"name": "gone", "scopes": ["substrates:read"]},
+        headers=[("x-api-key", by_scope["admin"])],
+    )  # fmt: skip
+    assert made.status == 201
+    revoked = driver.delete(
+        f"{API}/keys/{made.json()['key_id']}", headers=[("x-api-key", by_scope["admin"])]
+    )
+    assert revoked.status == 204
     after = driver.get(f"{API}/metrics", headers=[("x-api-key", by_scope["metrics:read"])]).json()
-    assert after["security_events"]["unauthorized"] == before["security_events"]["unauthorized"] + 1
-    assert after["security_events"]["forbidden"] == before["security_events"]["forbidden"] + 1
+    events, was = after["security_events"], before["security_events"]
+    assert events["unauthorized"] == was["unauthorized"] + 1
+    assert events["forbidden"] == was["forbidden"] + 1
+    assert events["login_failed"] == was["login_failed"] + 1
+    assert events["key_revoked"] == was["key_revoked"] + 1
 
 
 def test_openapi_publishes_the_schemes_and_each_operations_scope(app):

@@ -39,11 +39,15 @@ class RequestMetrics:
         self.creations = 0
         self.divisions = 0
         #: Security events by name (docs/security.md): ``unauthorized`` (401),
-        #: ``forbidden`` (403), ``rate_limited`` (429), ``rate_limit_unavailable``.
+        #: ``forbidden`` (403), ``rate_limited`` (429), ``rate_limit_unavailable``,
+        #: ``login_failed`` / ``login_limited`` (401 / 429 from login), ``key_revoked``.
         self.security_events: dict[str, int] = {
             "unauthorized": 0,
             "forbidden": 0,
             "rate_limited": 0,
+            "login_failed": 0,
+            "login_limited": 0,
+            "key_revoked": 0,
         }
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first reading is always 0.0: prime it

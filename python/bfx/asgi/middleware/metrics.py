@@ -91,10 +91,24 @@ def _divide(c: RequestMetrics, status: int, value: Any) -> None:
         c.count_divisions()
 
 
+def _revoke_key(c: RequestMetrics, status: int, value: Any) -> None:
+    if status == 204:
+        c.count_security_event("key_revoked")
+
+
+def _login(c: RequestMetrics, status: int, value: Any) -> None:
+    if status == 401:
+        c.count_security_event("login_failed")
+    elif status == 429:
+        c.count_security_event("login_limited")
+
+
 _COUNTERS: dict[str, Callable[[RequestMetrics, int, Any], None]] = {
     "invoke": _invoke,
     "invoke_many": _invoke_many,
     "create_substrate": _create,
     "create_substrates": _create_many,
     "divide": _divide,
+    "revoke_key": _revoke_key,
+    "login": _login,
 }
