@@ -45,7 +45,7 @@ class ClientGone(Cancelled):
 class Input:
     """What a handler receives: the request's decoded parts, nothing of the app."""
 
-    __slots__ = ("body", "cancelled", "content_type", "params", "query", "raw")
+    __slots__ = ("body", "cancelled", "content_type", "headers", "params", "query", "raw")
 
     def __init__(self) -> None:
         #: Path parameters in template order: ids (``{id}``, ``{rid}``, ``{src}``,
@@ -60,6 +60,14 @@ class Input:
         self.content_type: bytes | None = None
         #: Set when the client has gone away (heavy operations; None elsewhere).
         self.cancelled: threading.Event | None = None
+        #: The request's headers, names lower-case (content negotiation: ``Accept``).
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
 
 class Call(Input):
@@ -70,7 +78,6 @@ class Call(Input):
 
     __slots__ = (
         "client",
-        "headers",
         "method",
         "path",
         "principal",
@@ -112,12 +119,6 @@ class Call(Input):
         self.sent = 0
         #: When the request began (``perf_counter``), for the metrics and the access log.
         self.started = perf_counter()
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 Handle = Callable[[Call], Awaitable[Response]]

@@ -233,6 +233,11 @@ class SystemService(Protocol):
         """``metrics``: the registry's totals, this worker's counters."""
         ...
 
+    def prometheus(self, accept: str) -> tuple[bytes, str]:
+        """``prometheus`` (and ``metrics`` asked for text): the exposition of every
+        worker in the format ``accept`` names, and its content type."""
+        ...
+
 
 class KeyService(Protocol):
     """API keys (DESIGN.md §7): the admin operations."""
@@ -271,6 +276,7 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     # system
     "health": ("system", "health"),
     "metrics": ("system", "metrics"),
+    "prometheus": ("system", "prometheus"),
     # keys
     "create_key": ("keys", "create"),
     "list_keys": ("keys", "list"),

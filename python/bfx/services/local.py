@@ -10,7 +10,7 @@ from bfx.services.interfaces import Services
 from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
 from bfx.services.substrates import LocalOperators, LocalSubstrates
-from bfx.services.system import LocalSystem
+from bfx.services.system import Exposition, LocalSystem
 from bfx.services.transfer import LocalTransfer
 
 if TYPE_CHECKING:
@@ -25,13 +25,15 @@ def local_services(
     max_answer_bytes: int | None,
     batch_time_budget: float | None,
     request_metrics: Callable[[], Mapping[str, Any]],
+    exposition: Exposition | None = None,
 ) -> Services:
     """Services over ``registry``, in process.
 
     What only the server knows comes in here: the bounds of a batch invoke
     (``max_answer_bytes``; ``batch_time_budget`` in seconds; None: unbounded) and
     ``request_metrics``, returning this worker's request counters for ``/metrics``
-    (``RequestMetrics.snapshot``).
+    (``RequestMetrics.snapshot``), and ``exposition``, the Prometheus text of every
+    worker (``Exporter.exposition``; None: ``prometheus`` answers 404).
     """
     return Services(
         substrates=LocalSubstrates(
@@ -43,6 +45,6 @@ def local_services(
         relationships=LocalRelationships(registry.relationships_domain, registry),
         graph=LocalGraph(registry),
         transfer=LocalTransfer(registry.transfer),
-        system=LocalSystem(registry, request_metrics),
+        system=LocalSystem(registry, request_metrics, exposition),
         keys=LocalKeys(lambda: registry.store),
     )

@@ -7,13 +7,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import bfx
+from bfx import errors
 from bfx.api import types as s
 from bfx.identity import format_id
 
 if TYPE_CHECKING:
     from bfx.registry import Registry
 
-__all__ = ["LocalSystem"]
+__all__ = ["Exposition", "LocalSystem"]
+
+#: The server's exposition: ``(accept, gauges)`` -> (body, content type); gauges are
+#: name -> (help, value) (:meth:`bfx.asgi.prometheus.Exporter.exposition`).
+Exposition = Callable[[str, dict[str, tuple[str, float]]], tuple[bytes, str]]
 
 #: How many substrates ``most_invoked_substrates`` lists.
 TOP_INVOKED = 5
@@ -24,13 +29,27 @@ class LocalSystem:
     :class:`~bfx.api.types.Metrics` fields (the server's ``RequestMetrics.snapshot``)."""
 
     def __init__(
-        self, registry: Registry, request_metrics: Callable[[], Mapping[str, Any]]
+        self,
+        registry: Registry,
+        request_metrics: Callable[[], Mapping[str, Any]],
+        exposition: Exposition | None = None,
     ) -> None:
         self._registry = registry
         self._request_metrics = request_metrics
+        self._exposition = exposition
 
     def health(self) -> s.Health:
         return s.Health(status="healthy", timestamp=datetime.now(UTC), version=bfx.__version__)
+
+    def prometheus(self, accept: str) -> tuple[bytes, str]:
+        if self._exposition is None:
+            raise errors.NotFoundError("this service has no Prometheus exposition")
+        counts = self._registry.stats()
+        gauges = {
+            "bfx_substrates": ("Substrates in the registry.", counts["total_substrates"]),
+            "bfx_relationships": ("Relationships in the registry.", counts["total_relationships"]),
+        }
+        return self._exposition(accept, gauges)
 
     def metrics(self) -> s.Metrics:
         reg = self._registry
