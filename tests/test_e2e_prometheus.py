@@ -75,6 +75,30 @@ def _per_worker(directory: Path, pid: int, route: str) -> float:
     return sum(s.value for s in metric.samples if s.labels["route"] == route)
 
 
+def _json_adds_up(server: Server, pids: dict[int, int]) -> None:
+    """Each worker in ``pids`` answers /api/v1/metrics with every worker's counters."""
+    deadline = time.monotonic() + WAIT
+    seen: dict[int, dict] = {}
+    while len(seen) < len(pids) and time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
+        try:
+            conn.request("GET", f"{API}/metrics")
+            m = msgspec.json.decode(conn.getresponse().read())
+        finally:
+            conn.close()
+        if m["workers"] == len(pids) and m["total_invocations"] == INVOKES:
+            seen[m["worker_pid"]] = m
+    assert set(seen) == set(pids), (seen.keys(), pids)
+    for m in seen.values():
+        assert m["total_invocations"] == INVOKES
+        assert m["failed_invocations"] == 0
+        assert m["total_creations"] == 1
+        assert m["responses_by_status"]["404"] == MISSES
+        assert m["responses_by_status"]["201"] == 1
+        assert m["total_requests"] >= 1 + GETS + INVOKES + MISSES
+        assert m["memory_usage_mb"] > 1
+
+
 def test_two_workers_add_up_exactly_and_a_killed_ones_requests_still_count(tmp_path):
     server = Server(tmp_path, "--workers", "2", "--data-dir", str(tmp_path / "data"))
     try:
@@ -128,6 +152,9 @@ def test_two_workers_add_up_exactly_and_a_killed_ones_requests_still_count(tmp_p
         assert all(parts), parts
         assert sum(parts) == GETS + MISSES
 
+        # The JSON metrics are the whole service's too, whichever worker answers.
+        _json_adds_up(server, {p: 0 for p in pids})
+
         # A killed worker is replaced; its files are folded into the archive and its
         # requests still count, exactly once.
         dead = pids[0]
@@ -157,6 +184,7 @@ def test_two_workers_add_up_exactly_and_a_killed_ones_requests_still_count(tmp_p
         pids_now = {s.labels["pid"] for s in fams["process_resident_memory_bytes"].samples}
         assert str(dead) not in pids_now
         assert fams["bfx_workers"].samples[0].value == 2
+        _json_adds_up(server, {p: 0 for p in server.worker_pids()})
     finally:
         server.stop()
     assert server.proc.returncode == 0, server.output()

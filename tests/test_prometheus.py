@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import msgspec
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from asgi_driver import Driver
 from bfx.api.operations import BY_NAME
 from bfx.asgi.app import App
-from bfx.asgi.metrics import BUCKETS, RequestMetrics
+from bfx.asgi.metrics import BUCKETS, RequestMetrics, WorkerState
 from bfx.asgi.prometheus import Exporter, samples, wants_exposition
 
 API = "/api/v1"
@@ -189,6 +190,7 @@ def test_a_worker_writes_only_what_changed_and_a_scrape_sums_the_files(tmp_path)
     assert sorted(os.listdir(tmp_path)) == [
         f"counter_{os.getpid()}.db",
         f"histogram_{os.getpid()}.db",
+        f"stats_{os.getpid()}.json",
     ]
     fams = {f.name: f for f in exporter.families({})}
     assert value(fams, "bfx_http_requests", "bfx_http_requests_total",
@@ -212,6 +214,9 @@ def test_a_dead_workers_files_are_folded_into_the_archive(tmp_path):
     hist.write_value(mmap_key(dur, f"{dur}_sum", labels[0][:2], labels[1][:2], "h"), 0.5, 0.0)
     hist.close()
     (tmp_path / f"gauge_livesum_{dead}.db").write_bytes(b"")
+    gone = WorkerState(pid=dead, started=1.0, statuses={200: 5}, invocations=3,
+                       hist=[5], ring=[5] * 60, ring_sec=1, active=2, rss=10**9)  # fmt: skip
+    (tmp_path / f"stats_{dead}.json").write_bytes(msgspec.json.encode(gone))
 
     counters = RequestMetrics()
     exporter = Exporter(counters, str(tmp_path))
@@ -225,6 +230,8 @@ def test_a_dead_workers_files_are_folded_into_the_archive(tmp_path):
         f"counter_{os.getpid()}.db",
         "histogram_archive.db",
         f"histogram_{os.getpid()}.db",
+        f"stats_{os.getpid()}.json",
+        "stats_archive.json",
     }
     assert exporter.directory.fold_dead() == []  # nothing left to fold: nothing counted twice
     fams = {f.name: f for f in exporter.families({})}
@@ -234,6 +241,17 @@ def test_a_dead_workers_files_are_folded_into_the_archive(tmp_path):
     assert value(fams, dur, f"{dur}_bucket", **route, le="5e-05") == 1
     assert value(fams, dur, f"{dur}_bucket", **route, le="0.0001") == 6
     assert value(fams, dur, f"{dur}_sum", **route) == pytest.approx(0.50005)
+    # The JSON counters: the dead worker's requests and invocations count; its ring,
+    # active requests and memory do not (it is gone).
+    counters.count_invocations(1, 0, 0.5)
+    snap = exporter.snapshot()
+    assert snap["total_requests"] == 6
+    assert snap["responses_by_status"] == {"200": 6}
+    assert snap["total_invocations"] == 4
+    assert snap["workers"] == 1
+    assert snap["active_requests"] == 0
+    assert snap["memory_usage_mb"] < 10**9 / 2**20
+    assert snap["uptime_seconds"] > 1e9  # since the earliest start: the dead one's
     exporter.stop()
 
 

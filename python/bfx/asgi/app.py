@@ -67,11 +67,12 @@ class App:
         if self.registry is None:
             self.registry = self._registry_factory(self.settings)
         settings = self.settings
+        self.metrics.cache = self.registry.substrates.cache
         self.services = local_services(
             self.registry,
             max_answer_bytes=settings.max_answer_bytes,
             batch_time_budget=settings.batch_time_budget,
-            request_metrics=self.metrics.snapshot,
+            request_metrics=self.exporter.snapshot,
             exposition=self.exporter.exposition,
         )
         middleware = assemble(

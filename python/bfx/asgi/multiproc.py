@@ -6,7 +6,10 @@ and removes it when it stops. Each worker writes its cumulative counters there, 
 ``histogram_<pid>.db``: memory-mapped, one writer each), and whichever worker answers a
 scrape sums every file with ``prometheus_client.multiprocess.MultiProcessCollector``.
 
-A dead worker's files (a crash, a kill, a respawn) are folded into ``*_archive.db``
+Beside them each worker keeps ``stats_<pid>.json``, the counters of the JSON metrics
+(:class:`~bfx.asgi.metrics.WorkerState`), replaced whole once a second.
+
+A dead worker's files (a crash, a kill, a respawn) are folded into ``*_archive.*``
 files and removed — so its requests still count, since counters must never go down,
 and the directory does not grow with every respawn — and its live gauges are dropped
 with ``mark_process_dead``. Folding takes an exclusive ``flock`` on the directory's
@@ -20,7 +23,7 @@ import contextlib
 import fcntl
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psutil
@@ -44,10 +47,12 @@ class Directory:
     """One worker's view of the shared directory: it writes its own files and reads
     (and tidies) everyone's."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, fold_stats: Callable[[list[bytes]], bytes] | None = None) -> None:
         if not os.path.isdir(path):
             raise ValueError(f"{ENV}={path!r} is not a directory")
         self.path = path
+        #: Adds up dead workers' stats files (and the archive's) into one.
+        self._fold_stats = fold_stats
         self._pid = 0
         self._files: dict[str, MmapedDict] = {}
         self._keys: dict[tuple[Any, ...], str] = {}
@@ -80,6 +85,25 @@ class Directory:
             self._written[key] = value
             n += 1
         return n
+
+    def write_stats(self, data: bytes) -> None:
+        """Replace this worker's stats file (the JSON metrics' counters) at once: a
+        reader sees the old one or the new one, never half."""
+        pid = os.getpid()
+        tmp = os.path.join(self.path, f".stats_{pid}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, os.path.join(self.path, f"stats_{pid}.json"))
+
+    def read_stats(self) -> dict[str, bytes]:
+        """Every stats file by pid (``archive`` for the dead workers'), under the
+        shared lock."""
+        out: dict[str, bytes] = {}
+        with self._locked(fcntl.LOCK_SH):
+            for name in glob.glob(os.path.join(self.path, "stats_*.json")):
+                with contextlib.suppress(FileNotFoundError), open(name, "rb") as f:
+                    out[os.path.basename(name)[6:-5]] = f.read()
+        return out
 
     def close(self) -> None:
         for f in self._files.values():
@@ -137,15 +161,33 @@ class Directory:
                 os.replace(fresh, archive)
                 for f in files:
                     os.remove(f)
+            self._fold_dead_stats(dead)
             for pid in dead:
                 mark_process_dead(pid, self.path)
         return dead
+
+    def _fold_dead_stats(self, dead: list[int]) -> None:
+        files = [os.path.join(self.path, f"stats_{pid}.json") for pid in dead]
+        files = [f for f in files if os.path.exists(f)]
+        if not files or self._fold_stats is None:
+            return
+        archive = os.path.join(self.path, "stats_archive.json")
+        parts = []
+        for name in ([archive] if os.path.exists(archive) else []) + files:
+            with open(name, "rb") as f:
+                parts.append(f.read())
+        tmp = archive + ".new"
+        with open(tmp, "wb") as f:
+            f.write(self._fold_stats(parts))
+        os.replace(tmp, archive)
+        for name in files:
+            os.remove(name)
 
     def _pids(self) -> set[int]:
         pids = set()
         for name in os.listdir(self.path):
             stem, dot, ext = name.rpartition(".")
-            if ext == "db" and dot:
+            if ext in ("db", "json") and dot and not name.startswith("."):
                 tail = stem.rpartition("_")[2]
                 if tail.isdigit():
                     pids.add(int(tail))

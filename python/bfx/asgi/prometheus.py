@@ -15,6 +15,7 @@ import asyncio
 import os
 from collections.abc import Callable, Iterator
 
+import msgspec
 import psutil
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
@@ -25,7 +26,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from bfx.asgi.metrics import BUCKETS, RequestMetrics
+from bfx.asgi.metrics import BUCKETS, RequestMetrics, WorkerState, fold, summarize
 from bfx.asgi.multiproc import ENV, Directory, Sample
 
 __all__ = ["FLUSH_SECONDS", "Exporter", "wants_exposition"]
@@ -46,6 +47,20 @@ _HELP = {
     "bfx_rate_limited": "Requests refused with 429 by the rate limit.",
     "bfx_auth_failures": "Requests refused by authentication (401) or authorization (403).",
 }
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(WorkerState).decode
+
+
+def _fold_stats(parts: list[bytes]) -> bytes:
+    states = []
+    for data in parts:
+        try:
+            states.append(_decode(data))
+        except msgspec.DecodeError:
+            continue  # a torn file of a killed worker: what it held is lost
+    return _encode(fold(states))
+
+
 _LE = tuple(floatToGoString(b) for b in BUCKETS)
 _N = len(BUCKETS)
 
@@ -184,7 +199,7 @@ class Exporter:
     def __init__(self, counters: RequestMetrics, directory: str | None = None) -> None:
         self.counters = counters
         path = directory if directory is not None else os.environ.get(ENV)
-        self.directory = Directory(path) if path else None
+        self.directory = Directory(path, _fold_stats) if path else None
         self._timer: asyncio.TimerHandle | None = None
 
     # -- the worker's side ----------------------------------------------------------------
@@ -210,7 +225,23 @@ class Exporter:
         values changed."""
         if self.directory is None:
             return 0
+        self.directory.write_stats(_encode(self.counters.state()))
         return self.directory.write(samples(self.counters))
+
+    def snapshot(self) -> dict[str, object]:
+        """The JSON counters of the whole service: every worker's stats file (and the
+        dead ones' archive), this worker's own read fresh (any thread)."""
+        if self.directory is None:
+            return self.counters.snapshot()
+        own = self.counters.state()
+        states = [own]
+        for pid, data in self.directory.read_stats().items():
+            if pid != str(own.pid):
+                try:
+                    states.append(_decode(data))
+                except msgspec.DecodeError:
+                    continue  # not ours to fail a request over; the next write mends it
+        return summarize(states)
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import bfx
 from bfx import errors
 from bfx.api import types as s
+from bfx.domain.figures import FiguresCache
 from bfx.identity import format_id
 
 if TYPE_CHECKING:
@@ -37,6 +39,12 @@ class LocalSystem:
         self._registry = registry
         self._request_metrics = request_metrics
         self._exposition = exposition
+        store, arena = registry.store, registry.arena
+        # The change counter of a database store, and the counts (the in-memory store
+        # has no counter): a change of either makes the figures stale.
+        self._figures = FiguresCache(
+            lambda: arena, lambda: (store.seq, len(arena), arena.relationship_count)
+        )
 
     def health(self) -> s.Health:
         return s.Health(status="healthy", timestamp=datetime.now(UTC), version=bfx.__version__)
@@ -59,6 +67,7 @@ class LocalSystem:
             for i, n in reg.top_invoked(TOP_INVOKED)
         ]
         store = reg.store
+        figures = self._figures.get()
         return s.Metrics(
             total_substrates=counts["total_substrates"],
             total_relationships=counts["total_relationships"],
@@ -67,5 +76,14 @@ class LocalSystem:
             storage=s.StorageInfo(
                 backend=store.backend, durable=store.durable, change_seq=store.seq
             ),
+            graph_depth=None if figures is None else figures.depth,
+            graph_density=None if figures is None else figures.density,
+            most_connected_substrates=[]
+            if figures is None
+            else [s.Connected(substrate_id=format_id(i), connections=n) for i, n in figures.top],
+            substrate_size_distribution={} if figures is None else dict(figures.sizes),
+            graph_figures_age_seconds=None
+            if figures is None
+            else round(time.monotonic() - figures.computed_at, 3),
             **self._request_metrics(),
         )
