@@ -32,7 +32,7 @@ from bfx.services.keys import LocalKeys
 from bfx.storage import MemoryStore
 
 API = "/api/v1"
-PUBLIC = {"health", "openapi", "docs", "redoc", "static"}
+PUBLIC = {"health", "health_ready", "openapi", "docs", "redoc", "static"}
 SAMPLE_PARAMS = {
     "id": DOUBLE_ID,
     "rid": "0x1",

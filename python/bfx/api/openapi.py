@@ -37,6 +37,7 @@ _STATUS_TEXT = {
     415: "Body is not JSON",
     422: "Validation failed",
     500: "A bug",
+    503: "Not ready: the store does not answer",
 }
 _IMPORT_BODY = s.ImportDocument
 

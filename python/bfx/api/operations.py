@@ -103,6 +103,18 @@ OPERATIONS: tuple[Operation, ...] = (
     # --- system -------------------------------------------------------------------------
     Operation("health", "GET", f"{PREFIX}/health", "Liveness", "system", None, response=t.Health),
     Operation(
+        "health_ready",
+        "GET",
+        f"{PREFIX}/health/ready",
+        "Readiness: 200 when the store answers, else 503 not_ready",
+        "system",
+        None,
+        response=t.Ready,
+        errors=(503,),
+        # The probe may wait on the database (bounded): never on the event loop.
+        runs="light",
+    ),
+    Operation(
         "metrics",
         "GET",
         f"{PREFIX}/metrics",

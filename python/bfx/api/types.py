@@ -99,6 +99,15 @@ class Health(_Response):
     version: str
 
 
+class Ready(_Response):
+    """The readiness probe's answer: this worker's store answers."""
+
+    status: str
+    timestamp: datetime
+    #: ``memory``, ``sqlite`` or ``postgresql``.
+    storage: str
+
+
 class TopInvoked(_Response):
     substrate_id: str
     invocations: int

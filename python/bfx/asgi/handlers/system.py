@@ -41,6 +41,10 @@ def health(svc: Services, inp: Input) -> s.Health:
     return svc.system.health()
 
 
+def health_ready(svc: Services, inp: Input) -> s.Ready:
+    return svc.system.ready()
+
+
 def metrics(svc: Services, inp: Input) -> Response:
     accept = inp.header(b"accept")
     if wants_exposition(accept):
