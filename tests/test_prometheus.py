@@ -303,3 +303,25 @@ def test_serve_gives_its_workers_a_private_directory_and_removes_it(monkeypatch,
     assert files == []
     assert path != str(tmp_path)
     assert not os.path.exists(path)
+
+
+def test_a_failing_copy_keeps_the_timer_and_shutdown_survives_a_removed_directory(tmp_path, caplog):
+    import asyncio
+    import shutil
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    exporter = Exporter(RequestMetrics(), str(directory))
+
+    async def run():
+        exporter.start()  # flushes once and starts the timer
+        shutil.rmtree(directory)
+        exporter._tick(asyncio.get_running_loop())
+        exporter._tick(asyncio.get_running_loop())
+        assert exporter._timer is not None
+        exporter.stop()
+        assert exporter._timer is None
+
+    asyncio.run(run())
+    failures = [r for r in caplog.records if "metrics files" in r.getMessage()]
+    assert len(failures) == 1  # logged once, not every second

@@ -12,6 +12,8 @@ So a scrape is at most :data:`FLUSH_SECONDS` behind, and the hot path never writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 
@@ -30,6 +32,8 @@ from bfx.asgi.metrics import BUCKETS, RequestMetrics, WorkerState, fold, summari
 from bfx.asgi.multiproc import ENV, Directory, Sample
 
 __all__ = ["FLUSH_SECONDS", "Exporter", "wants_exposition"]
+
+log = logging.getLogger("bfx.asgi")
 
 #: How often a worker copies its counters to the shared directory.
 FLUSH_SECONDS = 1.0
@@ -201,6 +205,7 @@ class Exporter:
         path = directory if directory is not None else os.environ.get(ENV)
         self.directory = Directory(path, _fold_stats) if path else None
         self._timer: asyncio.TimerHandle | None = None
+        self._failing = False
 
     # -- the worker's side ----------------------------------------------------------------
 
@@ -217,8 +222,17 @@ class Exporter:
         self._tick(loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.flush()
+        # Rescheduled first: a failed copy (a full disk, a removed directory) must not
+        # end the timer; it is logged once per run of failures, not every second.
         self._timer = loop.call_later(FLUSH_SECONDS, self._tick, loop)
+        try:
+            self.flush()
+        except OSError:
+            if not self._failing:
+                log.exception("could not write the worker's metrics files")
+            self._failing = True
+        else:
+            self._failing = False
 
     def flush(self) -> int:
         """Copy this worker's counters to its files (event loop only). Returns how many
@@ -248,7 +262,9 @@ class Exporter:
             self._timer.cancel()
             self._timer = None
         if self.directory is not None:
-            self.flush()
+            # The last second's counts; the directory may be gone with its server.
+            with contextlib.suppress(OSError):
+                self.flush()
             self.directory.close()
 
     # -- a scrape (any thread) ------------------------------------------------------------
