@@ -325,3 +325,28 @@ def test_a_failing_copy_keeps_the_timer_and_shutdown_survives_a_removed_director
     asyncio.run(run())
     failures = [r for r in caplog.records if "metrics files" in r.getMessage()]
     assert len(failures) == 1  # logged once, not every second
+
+
+def test_a_workers_file_appears_whole_never_empty(tmp_path, monkeypatch):
+    # A scrape globbing the directory while a worker creates its first file once read
+    # an empty file and failed (a 500): the file must appear at its full size at once.
+    import bfx.asgi.multiproc as mp
+
+    seen = []
+    real = mp.MmapedDict
+
+    def watching(path, *a, **kw):
+        # MmapedDict creates a missing file empty, then sizes it: never in place.
+        if path.endswith(".db"):
+            size = os.path.getsize(path) if os.path.exists(path) else 0
+            seen.append((os.path.basename(path), size))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(mp, "MmapedDict", watching)
+    counters = RequestMetrics()
+    counters.record(200, 0.0001, 0.0, f"{API}/health", "GET")
+    exporter = Exporter(counters, str(tmp_path))
+    exporter.flush()
+    exporter.stop()
+    assert {n for n, _ in seen} >= {f"counter_{os.getpid()}.db"}
+    assert all(size > 0 for _, size in seen), seen

@@ -80,7 +80,7 @@ class Directory:
                 continue
             f = self._files.get(typ)
             if f is None:
-                f = self._files[typ] = MmapedDict(os.path.join(self.path, f"{typ}_{pid}.db"))
+                f = self._files[typ] = _created(os.path.join(self.path, f"{typ}_{pid}.db"))
             f.write_value(key, value, 0.0)
             self._written[key] = value
             n += 1
@@ -201,6 +201,18 @@ class Directory:
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _created(path: str) -> MmapedDict:
+    """The file at ``path``, made whole before it appears: ``MmapedDict`` creates an
+    empty file and then sizes it, and a scrape that globbed it in between failed to
+    read it (a 500). Made under a hidden name (no glob sees it) and renamed."""
+    if not os.path.exists(path):
+        head, name = os.path.split(path)
+        tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
+        MmapedDict(tmp).close()
+        os.replace(tmp, path)
+    return MmapedDict(path)
 
 
 def _alive(pid: int) -> bool:
