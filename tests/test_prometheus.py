@@ -302,7 +302,22 @@ def test_serve_gives_its_workers_a_private_directory_and_removes_it(monkeypatch,
     assert existed
     assert files == []
     assert path != str(tmp_path)
+    assert os.path.basename(path).startswith(f"bfx-metrics-{os.getpid()}-")
     assert not os.path.exists(path)
+
+
+def test_directories_of_servers_that_were_killed_are_removed(tmp_path):
+    from bfx.asgi.multiproc import remove_stale
+
+    dead = _dead_pid()
+    for name in (f"bfx-metrics-{dead}-ab12", f"bfx-metrics-{os.getpid()}-cd34",
+                 "bfx-metrics-x9y8", "other"):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "counter_1.db").write_bytes(b"x")
+    assert remove_stale(str(tmp_path)) == [f"bfx-metrics-{dead}-ab12"]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [f"bfx-metrics-{os.getpid()}-cd34", "bfx-metrics-x9y8", "other"]
+    )
 
 
 def test_a_failing_copy_keeps_the_timer_and_shutdown_survives_a_removed_directory(tmp_path, caplog):

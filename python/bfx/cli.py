@@ -429,7 +429,12 @@ def _serve(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    metrics_dir = tempfile.mkdtemp(prefix="bfx-metrics-")
+    from bfx.asgi import multiproc
+
+    # Named with our pid, so a later server can tell a directory whose server was
+    # killed before it could remove it (and removes it).
+    metrics_dir = tempfile.mkdtemp(prefix=f"{multiproc.PREFIX}{os.getpid()}-")
+    multiproc.remove_stale(os.path.dirname(metrics_dir))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     print(f"bfx: Prometheus metrics at /metrics (workers' files in {metrics_dir})", flush=True)
     try:

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import glob
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -31,7 +32,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-__all__ = ["ENV", "Directory", "Sample"]
+__all__ = ["ENV", "PREFIX", "Directory", "Sample", "remove_stale"]
 
 #: The variable naming the directory (prometheus_client's own name for it).
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -201,6 +202,22 @@ class Directory:
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+
+#: How ``bfx serve`` names its directory: the prefix, then its pid and a dash.
+PREFIX = "bfx-metrics-"
+
+
+def remove_stale(parent: str) -> list[str]:
+    """Remove the directories under ``parent`` that a ``bfx serve`` no longer running
+    left behind (killed with SIGKILL, its clean-up never ran). Returns their names."""
+    removed = []
+    for name in os.listdir(parent):
+        pid = name[len(PREFIX) :].partition("-")[0]
+        if name.startswith(PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 def _created(path: str) -> MmapedDict:
