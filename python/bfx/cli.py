@@ -356,10 +356,6 @@ def _open_registry(args: argparse.Namespace) -> object:
 
 def _serve(args: argparse.Namespace) -> int:
     import msgspec
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.http import HTTP1Settings
-    from granian.log import LogLevels
 
     import bfx
     from bfx.errors import StorageError
@@ -464,6 +460,32 @@ def _serve(args: argparse.Namespace) -> int:
         shared = "per worker process" if where == "memory" else "shared through Redis"
         print(f"bfx: rate limit {settings.rate_limit} per principal ({shared})", flush=True)
 
+    # The workers' Prometheus counters meet in a directory of this server's own: any
+    # files left there by another run would be summed into ours (docs/observability.md).
+    import shutil
+    import tempfile
+
+    from bfx.asgi import multiproc
+
+    # Named with our pid, so a later server can tell a directory whose server was
+    # killed before it could remove it (and removes it).
+    metrics_dir = tempfile.mkdtemp(prefix=f"{multiproc.PREFIX}{os.getpid()}-")
+    multiproc.remove_stale(os.path.dirname(metrics_dir))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    print(f"bfx: Prometheus metrics at /metrics (workers' files in {metrics_dir})", flush=True)
+    try:
+        _granian(args, settings)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _granian(args: argparse.Namespace, settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
     Granian(
         "bfx.asgi:create_app",
         factory=True,
@@ -490,7 +512,6 @@ def _serve(args: argparse.Namespace) -> int:
         # alive forever after Ctrl-C.
         workers_kill_timeout=10,
     ).serve()
-    return 0
 
 
 def _claim_port(host: str, port: int) -> str | None:

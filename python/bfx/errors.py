@@ -27,6 +27,7 @@ __all__ = [
     "LimitExceededError",
     "NoPathError",
     "NotFoundError",
+    "NotReadyError",
     "OverloadedError",
     "RateLimitUnavailableError",
     "RateLimitedError",
@@ -179,6 +180,14 @@ class OverloadedError(BfxError):
     ) -> None:
         super().__init__(message, details)
         self.retry_after = retry_after
+
+
+class NotReadyError(BfxError):
+    """The service cannot serve yet or now: its store does not answer (HTTP 503; the
+    readiness probe, docs/observability.md)."""
+
+    code = "not_ready"
+    status = 503
 
 
 class UnauthorizedError(BfxError):

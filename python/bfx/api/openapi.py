@@ -38,6 +38,7 @@ _STATUS_TEXT = {
     422: "Validation failed",
     429: "Too many requests or failed logins (Retry-After)",
     500: "A bug",
+    503: "Not ready: the store does not answer",
 }
 _IMPORT_BODY = s.ImportDocument
 

@@ -111,13 +111,40 @@ OPERATIONS: tuple[Operation, ...] = (
     # --- system -------------------------------------------------------------------------
     Operation("health", "GET", f"{PREFIX}/health", "Liveness", "system", None, response=t.Health),
     Operation(
+        "health_ready",
+        "GET",
+        f"{PREFIX}/health/ready",
+        "Readiness: 200 when the store answers, else 503 not_ready",
+        "system",
+        None,
+        response=t.Ready,
+        errors=(503,),
+        # The probe may wait on the database (bounded): never on the event loop.
+        runs="light",
+    ),
+    Operation(
         "metrics",
         "GET",
         f"{PREFIX}/metrics",
-        "Counters of this worker",
+        "Counters of this worker (JSON); with Accept: text/plain or "
+        "application/openmetrics-text, the Prometheus exposition of every worker",
         "system",
         "metrics:read",
         response=t.Metrics,
+        content_types=("application/json", "text/plain", "application/openmetrics-text"),
+        # Reading every worker's metric files takes milliseconds: off the event loop.
+        runs="light",
+    ),
+    Operation(
+        "prometheus",
+        "GET",
+        "/metrics",
+        "The Prometheus exposition, summed over every worker (docs/observability.md)",
+        "system",
+        "metrics:read",
+        response=str,
+        content_types=("text/plain", "application/openmetrics-text"),
+        runs="light",
     ),
     Operation(
         "openapi",

@@ -99,6 +99,15 @@ class Health(_Response):
     version: str
 
 
+class Ready(_Response):
+    """The readiness probe's answer: this worker's store answers."""
+
+    status: str
+    timestamp: datetime
+    #: ``memory``, ``sqlite`` or ``postgresql``.
+    storage: str
+
+
 class TopInvoked(_Response):
     substrate_id: str
     invocations: int
@@ -123,15 +132,25 @@ class ResultCacheInfo(_Response):
     misses: int
 
 
+class Connected(_Response):
+    substrate_id: HexId
+    #: Relationship ends at the substrate (as in ``/relationships/stats``).
+    connections: int
+
+
 class Metrics(_Response):
-    """Counters of this worker process (each Granian worker keeps its own) plus the
-    registry's totals."""
+    """Counters of the whole service (every Granian worker's, added up; a dead
+    worker's requests included) plus the registry's totals (docs/observability.md)."""
 
     total_substrates: int
     total_relationships: int
     uptime_seconds: float
     version: str
+    #: The worker that answered.
     worker_pid: int
+    #: Live workers whose counters are summed here (up to a second behind, the
+    #: answering worker's own aside).
+    workers: int
     total_requests: int
     requests_per_second: float
     requests_per_second_1m: float
@@ -157,6 +176,19 @@ class Metrics(_Response):
     active_requests: int
     most_invoked_substrates: list[TopInvoked]
     storage: StorageInfo
+    #: Lookups of the compiled-expression cache (every invocation makes one) that hit
+    #: and missed, over every worker (the result cache's own figures: ``result_cache``).
+    compiled_cache_hits: int
+    compiled_cache_misses: int
+    #: The whole-graph figures (docs/observability.md), recomputed off the event loop
+    #: when the registry changed; None only while the first computation runs.
+    graph_depth: int | None
+    graph_density: float | None
+    most_connected_substrates: list[Connected]
+    #: Substrates by length of ``expression_code`` (characters), in bins.
+    substrate_size_distribution: dict[str, int]
+    #: How old the graph figures are (seconds).
+    graph_figures_age_seconds: float | None
     #: Invocation results served from this worker's cache (hits) or computed (misses).
     result_cache: ResultCacheInfo | None = None
 

@@ -25,6 +25,7 @@ from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
 from bfx.asgi.middleware.dispatch import HeavyPool, dispatch, next_chunk
 from bfx.asgi.pipeline import Call, Handle, build
+from bfx.asgi.prometheus import Exporter
 from bfx.asgi.router import Router
 from bfx.budget import Cancelled
 from bfx.services import Services, local_services
@@ -54,6 +55,8 @@ class App:
         self.registry: Any = None
         self.router = Router(handlers.bind())
         self.metrics = RequestMetrics()
+        #: The Prometheus side of the counters: every worker's, under ``bfx serve``.
+        self.exporter = Exporter(self.metrics)
         self.services: Services | None = None
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
         self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
@@ -65,11 +68,13 @@ class App:
         if self.registry is None:
             self.registry = self._registry_factory(self.settings)
         settings = self.settings
+        self.metrics.cache = self.registry.substrates.cache
         self.services = local_services(
             self.registry,
             max_answer_bytes=settings.max_answer_bytes,
             batch_time_budget=settings.batch_time_budget,
-            request_metrics=self.metrics.snapshot,
+            request_metrics=self.exporter.snapshot,
+            exposition=self.exporter.exposition,
             auth=login_service(settings, self.registry.store),
         )
         middleware = assemble(
@@ -80,8 +85,10 @@ class App:
             deadlines=self._body_deadlines,
         )
         self._pipeline = build(middleware, dispatch(self.heavy, self.services))
+        self.exporter.start()
 
     def shutdown(self) -> None:
+        self.exporter.stop()
         self.heavy.shutdown()
         self._pipeline = None
         reg, self.registry = self.registry, None

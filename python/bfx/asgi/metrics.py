@@ -4,6 +4,12 @@ Response times go into a fixed log-spaced histogram (buckets 15% apart from 10 Â
 ~100 s), so percentiles cost a walk over ~120 counters when /metrics is asked, never a
 sort, and memory does not grow with traffic. The request rate over the last minute comes
 from a ring of 60 one-second counters.
+
+For the Prometheus exposition (:mod:`bfx.asgi.prometheus`) each request also lands in a
+cell per (route template, method, status): the Prometheus histogram's bucket counts and
+the sum of its seconds. The cells are only written here, on the event loop; a timer
+copies them to the worker's file of the shared multiprocess directory once a second, so
+the hot path never touches a file or a lock.
 """
 
 from __future__ import annotations
@@ -11,25 +17,37 @@ from __future__ import annotations
 import os
 import time
 from bisect import bisect_left
+from typing import Any
 
+import msgspec
 import psutil
 
-__all__ = ["RequestMetrics"]
+__all__ = ["BUCKETS", "METHODS", "RequestMetrics", "WorkerState", "fold", "summarize"]
 
 _RATIO = 1.15
 _FIRST_MS = 0.01
 _BOUNDS_MS: tuple[float, ...] = tuple(_FIRST_MS * _RATIO**i for i in range(116))
+_BOUNDS_S: tuple[float, ...] = tuple(b / 1000.0 for b in _BOUNDS_MS)
 _WINDOW = 60
+
+#: Upper bounds (seconds) of the Prometheus request-duration buckets: a cached GET
+#: answers in tens of microseconds, a heavy batch or graph call in seconds.
+BUCKETS: tuple[float, ...] = (
+    0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"),
+)  # fmt: skip
+#: The methods a label may name; any other token a client sends is counted as "other",
+#: so that nobody can grow the series without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SUM = len(BUCKETS)  # a cell: the bucket counts, then the sum of seconds
 
 
 class RequestMetrics:
     def __init__(self) -> None:
         self.started = time.time()
         self._started_clock = time.perf_counter()
-        self.total = 0
         self.active = 0
-        self.total_ms = 0.0
-        self.by_status: dict[int, int] = {}
         self._hist = [0] * (len(_BOUNDS_MS) + 1)
         self._ring = [0] * _WINDOW
         self._ring_sec = int(self._started_clock)
@@ -49,22 +67,47 @@ class RequestMetrics:
             "login_limited": 0,
             "key_revoked": 0,
         }
+        #: Created substrates whose code the sandbox refused (422 ``sandbox_rejected``).
+        self.sandbox_rejections = 0
+        #: Prometheus cells: (route template or None, method, status) -> bucket counts
+        #: and, last, the sum of seconds. Bounded: routes x METHODS x statuses.
+        self.cells: dict[tuple[str | None, str, int], list[float]] = {}
+        #: The compiled-expression cache (its ``hits`` and ``misses``), set by the app.
+        self.cache: Any = None
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first reading is always 0.0: prime it
 
     # -- recording (event loop) ------------------------------------------------------
 
-    def record(self, status: int, elapsed_s: float, now: float) -> None:
-        """One finished request: its status and how long it took (``now`` from perf_counter)."""
-        self.total += 1
-        ms = elapsed_s * 1000.0
-        self.total_ms += ms
-        self.by_status[status] = self.by_status.get(status, 0) + 1
-        self._hist[bisect_left(_BOUNDS_MS, ms)] += 1
+    def record(
+        self,
+        status: int,
+        elapsed_s: float,
+        now: float,
+        route: str | None = None,
+        method: str = "GET",
+    ) -> None:
+        """One finished request: its status and how long it took (``now`` from
+        perf_counter), under its route template (None: no route matched)."""
+        cell = self.cells.get((route, method, status))
+        if cell is None:
+            cell = self._cell(route, method, status)
+        cell[bisect_left(BUCKETS, elapsed_s)] += 1
+        cell[_SUM] += elapsed_s
+        self._hist[bisect_left(_BOUNDS_S, elapsed_s)] += 1
         sec = int(now)
         if sec != self._ring_sec:
             self._advance(sec)
         self._ring[sec % _WINDOW] += 1
+
+    def _cell(self, route: str | None, method: str, status: int) -> list[float]:
+        if method not in METHODS:
+            method = "other"
+        key = (route, method, status)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = [0] * (_SUM + 1)
+        return cell
 
     def _advance(self, sec: int) -> None:
         # Zero the seconds that passed without traffic (at most the whole ring).
@@ -86,65 +129,186 @@ class RequestMetrics:
     def count_divisions(self) -> None:
         self.divisions += 1
 
+    def count_sandbox_rejections(self, n: int) -> None:
+        self.sandbox_rejections += n
+
     def count_security_event(self, name: str) -> None:
         self.security_events[name] = self.security_events.get(name, 0) + 1
 
     # -- reading -----------------------------------------------------------------------
+    # Totals and statuses are sums over the cells: recording keeps one count, not three.
 
-    def percentile_ms(self, q: float) -> float:
-        """The upper bound of the bucket holding the q-quantile (within 15%)."""
-        if self.total == 0:
-            return 0.0
-        rank = q * self.total
-        seen = 0
-        for i, n in enumerate(self._hist):
-            seen += n
-            if seen >= rank and n:
-                return round(_BOUNDS_MS[min(i, len(_BOUNDS_MS) - 1)], 3)
-        return round(_BOUNDS_MS[-1], 3)
+    @property
+    def total(self) -> int:
+        return int(sum(sum(c[:_SUM]) for c in list(self.cells.values())))
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for (_, _, status), cell in list(self.cells.items()):
+            out[status] = out.get(status, 0) + int(sum(cell[:_SUM]))
+        return out
+
+    def state(self) -> WorkerState:
+        """This worker's counters as they stand (safe from another thread: copies)."""
+        hist = [0] * len(self._hist)
+        for i, n in enumerate(list(self._hist)):
+            hist[i] = n
+        p = self._process
+        return WorkerState(
+            pid=os.getpid(),
+            started=self.started,
+            statuses=self.by_status,
+            seconds=sum(c[_SUM] for c in list(self.cells.values())),
+            hist=hist,
+            ring=list(self._ring),
+            ring_sec=self._ring_sec,
+            invocations=self.invocations,
+            failed_invocations=self.failed_invocations,
+            invocation_ms=self.invocation_ms,
+            creations=self.creations,
+            divisions=self.divisions,
+            sandbox_rejections=self.sandbox_rejections,
+            security_events=dict(self.security_events),
+            active=self.active,
+            cache_hits=getattr(self.cache, "hits", 0),
+            cache_misses=getattr(self.cache, "misses", 0),
+            rss=p.memory_info().rss,
+            cpu_percent=p.cpu_percent(None),
+        )
 
     def snapshot(self) -> dict[str, object]:
-        now = time.perf_counter()
-        if int(now) != self._ring_sec:
-            self._advance(int(now))
-        uptime = max(now - self._started_clock, 1e-9)
-        window = min(uptime, float(_WINDOW))
-        # The current second is partial; the ring holds at most the last 60 seconds.
-        recent = sum(self._ring)
-        classes: dict[str, int] = {"4xx": 0, "5xx": 0}
-        for status, n in self.by_status.items():
-            if status >= 400:
-                key = f"{status // 100}xx"
-                classes[key] = classes.get(key, 0) + n
-        errors = sum(classes.values())
-        total = self.total
-        mem = self._process.memory_info().rss / (1024 * 1024)
-        return {
-            "uptime_seconds": round(uptime, 3),
-            "worker_pid": os.getpid(),
-            "total_requests": total,
-            "requests_per_second": round(total / uptime, 3),
-            "requests_per_second_1m": round(recent / window, 3),
-            "avg_response_time_ms": round(self.total_ms / total, 3) if total else 0.0,
-            "p50_response_time_ms": self.percentile_ms(0.50),
-            "p95_response_time_ms": self.percentile_ms(0.95),
-            "p99_response_time_ms": self.percentile_ms(0.99),
-            "total_errors": errors,
-            "error_rate": round(errors / total, 6) if total else 0.0,
-            "errors_by_status_class": classes,
-            "error_rate_by_status_class": {
-                k: (round(v / total, 6) if total else 0.0) for k, v in classes.items()
-            },
-            "responses_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            "total_invocations": self.invocations,
-            "failed_invocations": self.failed_invocations,
-            "avg_invocation_time_ms": (
-                round(self.invocation_ms / self.invocations, 4) if self.invocations else 0.0
-            ),
-            "total_creations": self.creations,
-            "total_divisions": self.divisions,
-            "security_events": dict(self.security_events),
-            "memory_usage_mb": round(mem, 2),
-            "cpu_usage_percent": self._process.cpu_percent(None),
-            "active_requests": self.active,
-        }
+        """The JSON counters of this worker alone (a server sums every worker's:
+        :func:`summarize`)."""
+        return summarize([self.state()])
+
+
+class WorkerState(msgspec.Struct, omit_defaults=True):
+    """One worker's counters, as its stats file in the shared directory holds them.
+
+    Counters add up across workers (a dead worker's are kept in the archive); the
+    minute's ring, active requests, memory and CPU are only a live worker's."""
+
+    pid: int = 0
+    #: Wall-clock start (``time.time``); the service's uptime runs from the earliest.
+    started: float = 0.0
+    statuses: dict[int, int] = msgspec.field(default_factory=dict)
+    seconds: float = 0.0
+    #: The fine histogram (15% buckets), request counts.
+    hist: list[int] = msgspec.field(default_factory=list)
+    #: Requests in each of the last 60 seconds, and the monotonic second of the last
+    #: slot written (the monotonic clock is the machine's, the same in every worker).
+    ring: list[int] = msgspec.field(default_factory=list)
+    ring_sec: int = 0
+    invocations: int = 0
+    failed_invocations: int = 0
+    invocation_ms: float = 0.0
+    creations: int = 0
+    divisions: int = 0
+    sandbox_rejections: int = 0
+    security_events: dict[str, int] = msgspec.field(default_factory=dict)
+    active: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    rss: int = 0
+    cpu_percent: float = 0.0
+
+
+_COUNTED = (
+    "seconds",
+    "invocations",
+    "failed_invocations",
+    "invocation_ms",
+    "creations",
+    "divisions",
+    "sandbox_rejections",
+    "cache_hits",
+    "cache_misses",
+)
+
+
+def fold(states: list[WorkerState]) -> WorkerState:
+    """The counters of ``states`` added up (what a dead worker leaves to the archive):
+    no ring, no active requests, no process figures."""
+    out = WorkerState(hist=[0] * (len(_BOUNDS_MS) + 1))
+    starts = [s.started for s in states if s.started]
+    out.started = min(starts) if starts else 0.0
+    for st in states:
+        for name in _COUNTED:
+            setattr(out, name, getattr(out, name) + getattr(st, name))
+        for status, n in st.statuses.items():
+            out.statuses[status] = out.statuses.get(status, 0) + n
+        for name, n in st.security_events.items():
+            out.security_events[name] = out.security_events.get(name, 0) + n
+        for i, n in enumerate(st.hist[: len(out.hist)]):
+            out.hist[i] += n
+    return out
+
+
+def summarize(states: list[WorkerState]) -> dict[str, object]:
+    """The JSON counters (the ``Metrics`` fields) of every worker in ``states``."""
+    total_state = fold(states)
+    now = time.perf_counter()
+    live = [s for s in states if s.ring]
+    uptime = max(time.time() - total_state.started, 1e-9) if total_state.started else 1e-9
+    window = min(uptime, float(_WINDOW))
+    recent = 0
+    for st in live:
+        # The current second is partial; a ring holds at most the last 60 seconds, less
+        # the ones since its last request (not yet zeroed: nothing advanced it).
+        idle = int(now) - st.ring_sec
+        ring = st.ring
+        recent += sum(ring[(st.ring_sec - i) % _WINDOW] for i in range(max(_WINDOW - idle, 0)))
+    by_status = total_state.statuses
+    total = sum(by_status.values())
+    classes: dict[str, int] = {"4xx": 0, "5xx": 0}
+    for status, n in by_status.items():
+        if status >= 400:
+            key = f"{status // 100}xx"
+            classes[key] = classes.get(key, 0) + n
+    errors = sum(classes.values())
+    hist = total_state.hist
+    inv = total_state.invocations
+    return {
+        "uptime_seconds": round(uptime, 3),
+        "worker_pid": os.getpid(),
+        "workers": len(live),
+        "total_requests": total,
+        "requests_per_second": round(total / uptime, 3),
+        "requests_per_second_1m": round(recent / window, 3),
+        "avg_response_time_ms": (round(total_state.seconds * 1000.0 / total, 3) if total else 0.0),
+        "p50_response_time_ms": _percentile_ms(hist, 0.50, total),
+        "p95_response_time_ms": _percentile_ms(hist, 0.95, total),
+        "p99_response_time_ms": _percentile_ms(hist, 0.99, total),
+        "total_errors": errors,
+        "error_rate": round(errors / total, 6) if total else 0.0,
+        "errors_by_status_class": classes,
+        "error_rate_by_status_class": {
+            k: (round(v / total, 6) if total else 0.0) for k, v in classes.items()
+        },
+        "responses_by_status": {str(k): v for k, v in sorted(by_status.items())},
+        "total_invocations": inv,
+        "failed_invocations": total_state.failed_invocations,
+        "avg_invocation_time_ms": round(total_state.invocation_ms / inv, 4) if inv else 0.0,
+        "total_creations": total_state.creations,
+        "total_divisions": total_state.divisions,
+        "security_events": dict(total_state.security_events),
+        "memory_usage_mb": round(sum(s.rss for s in live) / (1024 * 1024), 2),
+        "cpu_usage_percent": round(sum(s.cpu_percent for s in live), 1),
+        "active_requests": sum(s.active for s in live),
+        "compiled_cache_hits": total_state.cache_hits,
+        "compiled_cache_misses": total_state.cache_misses,
+    }
+
+
+def _percentile_ms(hist: list[int], q: float, total: int) -> float:
+    """The upper bound of the bucket holding the q-quantile (within 15%)."""
+    if total == 0:
+        return 0.0
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(hist):
+        seen += n
+        if seen >= rank and n:
+            return round(_BOUNDS_MS[min(i, len(_BOUNDS_MS) - 1)], 3)
+    return round(_BOUNDS_MS[-1], 3)

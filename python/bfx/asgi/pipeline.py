@@ -45,7 +45,17 @@ class ClientGone(Cancelled):
 class Input:
     """What a handler receives: the request's decoded parts, nothing of the app."""
 
-    __slots__ = ("body", "caller", "cancelled", "client", "content_type", "params", "query", "raw")
+    __slots__ = (
+        "body",
+        "caller",
+        "cancelled",
+        "client",
+        "content_type",
+        "headers",
+        "params",
+        "query",
+        "raw",
+    )
 
     def __init__(self) -> None:
         #: Path parameters in template order: ids (``{id}``, ``{rid}``, ``{src}``,
@@ -65,6 +75,14 @@ class Input:
         #: The authenticated principal (``bfx.security.auth.Principal``), or None when
         #: the operation is public or authentication is off.
         self.caller: Any = None
+        #: The request's headers, names lower-case (content negotiation: ``Accept``).
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
 
 class Call(Input):
@@ -74,7 +92,6 @@ class Call(Input):
     is typed to see only the Input part."""
 
     __slots__ = (
-        "headers",
         "method",
         "path",
         "principal",
@@ -117,12 +134,6 @@ class Call(Input):
         self.sent = 0
         #: When the request began (``perf_counter``), for the metrics and the access log.
         self.started = perf_counter()
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 Handle = Callable[[Call], Awaitable[Response]]

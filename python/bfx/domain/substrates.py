@@ -46,6 +46,10 @@ class CompiledCache:
         self._maxsize = maxsize
         self._items: OrderedDict[int, Compiled] = OrderedDict()
         self._lock = threading.Lock()
+        #: Lookups that found a compiled expression, and those that did not (the
+        #: metrics' ``compiled_cache``).
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: int) -> Compiled | None:
         # acquire/release rather than ``with``: every invoke looks here, and on 3.11 the
@@ -56,6 +60,9 @@ class CompiledCache:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
         finally:
             lock.release()
         return item

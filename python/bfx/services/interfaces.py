@@ -253,8 +253,17 @@ class SystemService(Protocol):
         """``health``."""
         ...
 
+    def ready(self) -> s.Ready:
+        """``health_ready``: the store answers (else :class:`~bfx.errors.NotReadyError`)."""
+        ...
+
     def metrics(self) -> s.Metrics:
-        """``metrics``: the registry's totals, this worker's counters."""
+        """``metrics``: the registry's totals, every worker's counters."""
+        ...
+
+    def prometheus(self, accept: str) -> tuple[bytes, str]:
+        """``prometheus`` (and ``metrics`` asked for text): the exposition of every
+        worker in the format ``accept`` names, and its content type."""
         ...
 
 
@@ -309,7 +318,9 @@ class Services:
 OPERATION_METHODS: dict[str, tuple[str, str]] = {
     # system
     "health": ("system", "health"),
+    "health_ready": ("system", "ready"),
     "metrics": ("system", "metrics"),
+    "prometheus": ("system", "prometheus"),
     # keys
     "create_key": ("keys", "create"),
     "list_keys": ("keys", "list"),

@@ -11,7 +11,7 @@ from bfx.services.interfaces import Services
 from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
 from bfx.services.substrates import LocalOperators, LocalSubstrates
-from bfx.services.system import LocalSystem
+from bfx.services.system import Exposition, LocalSystem
 from bfx.services.transfer import LocalTransfer
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def local_services(
     batch_time_budget: float | None,
     request_metrics: Callable[[], Mapping[str, Any]],
     auth: LocalAuth | None = None,
+    exposition: Exposition | None = None,
 ) -> Services:
     """Services over ``registry``, in process.
 
@@ -34,7 +35,9 @@ def local_services(
     (``max_answer_bytes``; ``batch_time_budget`` in seconds; None: unbounded) and
     ``request_metrics``, returning this worker's request counters for ``/metrics``
     (``RequestMetrics.snapshot``); ``auth``, login as the server's settings say (the
-    token lifetime and secret, the failed-login limits; defaults otherwise).
+    token lifetime and secret, the failed-login limits; defaults otherwise);
+    and ``exposition``, the Prometheus text of every
+    worker (``Exporter.exposition``; None: ``prometheus`` answers 404).
     """
     return Services(
         substrates=LocalSubstrates(
@@ -46,7 +49,7 @@ def local_services(
         relationships=LocalRelationships(registry.relationships_domain, registry.graph),
         graph=LocalGraph(registry.graph, registry.substrates.counts),
         transfer=LocalTransfer(registry.transfer),
-        system=LocalSystem(registry, request_metrics),
+        system=LocalSystem(registry, request_metrics, exposition),
         keys=LocalKeys(lambda: registry.store),
         auth=auth or LocalAuth(lambda: registry.store),
     )

@@ -179,6 +179,10 @@ class Store:
         """Applies other processes' writes to the arena; returns how many changes."""
         return 0
 
+    def ping(self) -> None:
+        """Raise :class:`~bfx.errors.StorageError` unless the store answers now (the
+        readiness probe). In memory: it always does."""
+
     # The write path's primitives; the engine (``bfx.engine``) drives them.
 
     @contextlib.contextmanager
@@ -574,6 +578,24 @@ class SqlStore(Store):
             # Reconnect on the next request (a dropped PostgreSQL connection).
             self._close_probe_locked()
             raise self._storage_error("could not check the change log", exc) from exc
+
+    def ping(self) -> None:
+        """One query on the probe connection (reconnecting if it was lost), and the
+        write connection not known to be broken."""
+        with self._probe_lock:
+            if self._conn is None:
+                raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+            try:
+                if self._probe is None:
+                    self._probe = self._reader()
+                self._probe.execute("SELECT 1").fetchone()
+            except Exception as exc:
+                self._close_probe_locked()
+                raise self._storage_error("the database does not answer", exc) from exc
+        # psycopg marks a connection whose server went away; it is not reopened, so
+        # this process cannot write until it restarts (docs/observability.md).
+        if getattr(self._conn, "broken", False):
+            raise errors.StorageError(f"{self.describe()}: the write connection was lost", {})
 
     def _close_probe(self) -> None:
         with self._probe_lock:

@@ -11,6 +11,7 @@ from bfx.api import types as s
 from bfx.asgi.base import PREFIX, Response, encode
 from bfx.asgi.errors import RouteNotFoundError
 from bfx.asgi.pipeline import Input
+from bfx.asgi.prometheus import wants_exposition
 from bfx.services import Services
 
 _STATIC_TYPES = {
@@ -22,6 +23,8 @@ _STATIC_TYPES = {
 _HTML = b"text/html; charset=utf-8"
 # Bundles are versioned with the package; a day of caching spares reloads.
 _CACHE = [(b"cache-control", b"public, max-age=86400")]
+# The metrics answer depends on Accept (JSON or the Prometheus text).
+_VARY = [(b"vary", b"Accept")]
 
 
 @cache
@@ -38,8 +41,22 @@ def health(svc: Services, inp: Input) -> s.Health:
     return svc.system.health()
 
 
-def metrics(svc: Services, inp: Input) -> s.Metrics:
-    return svc.system.metrics()
+def health_ready(svc: Services, inp: Input) -> s.Ready:
+    return svc.system.ready()
+
+
+def metrics(svc: Services, inp: Input) -> Response:
+    accept = inp.header(b"accept")
+    if wants_exposition(accept):
+        return prometheus(svc, inp)
+    value = svc.system.metrics()
+    return Response(200, encode(value), headers=_VARY, value=value)
+
+
+def prometheus(svc: Services, inp: Input) -> Response:
+    accept = (inp.header(b"accept") or b"").decode("latin-1")
+    body, content_type = svc.system.prometheus(accept)
+    return Response(200, body, content_type.encode("latin-1"), headers=_VARY)
 
 
 def openapi(svc: Services, inp: Input) -> Response:

@@ -2,7 +2,8 @@
 
 Every answer is counted by status and time; invocations, creations and divisions are
 counted from the typed answer the handler returned (``Response.value``), so no handler
-counts anything itself.
+counts anything itself. Each request is recorded under its route template (never the raw
+path) and method, for the Prometheus exposition.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ class metrics(Around):
         if resp.stream is None:
             counters.active -= 1
             end = perf_counter()
-            counters.record(resp.status, end - call.started, end)
+            counters.record(
+                resp.status,
+                end - call.started,
+                end,
+                None if route is None else route.path,
+                call.method,
+            )
         else:
             resp.on_sent(lambda status: self._finished(call, status))
         return resp
@@ -53,7 +60,10 @@ class metrics(Around):
     def _finished(self, call: Call, status: int) -> None:
         self.counters.active -= 1
         end = perf_counter()
-        self.counters.record(status, end - call.started, end)
+        route = call.route
+        self.counters.record(
+            status, end - call.started, end, None if route is None else route.path, call.method
+        )
 
 
 def _invoke(c: RequestMetrics, status: int, value: Any) -> None:
@@ -79,11 +89,23 @@ def _invoke_many(c: RequestMetrics, status: int, value: Any) -> None:
 def _create(c: RequestMetrics, status: int, value: Any) -> None:
     if status == 201:
         c.count_creations(1)
+    elif isinstance(value, errors.SandboxError):
+        c.count_sandbox_rejections(1)
 
 
 def _create_many(c: RequestMetrics, status: int, value: Any) -> None:
     if isinstance(value, t.BatchResult):
-        c.count_creations(sum(1 for item in value.results if item.status == 201))
+        created = rejected = 0
+        for item in value.results:
+            if item.status == 201:
+                created += 1
+            elif (
+                isinstance(item.error, t.ErrorBody) and item.error.error == errors.SandboxError.code
+            ):
+                rejected += 1
+        c.count_creations(created)
+        if rejected:
+            c.count_sandbox_rejections(rejected)
 
 
 def _divide(c: RequestMetrics, status: int, value: Any) -> None:
