@@ -1,0 +1,220 @@
+// The request layer under the generated methods: URL, headers, body, timeouts, retries,
+// answers (bigint-aware) and errors. It knows no route: all of that is in OPERATIONS.
+
+import { ApiError, ConnectionError, TimeoutError, errorFor } from "./errors.js";
+import { Id, OPERATIONS, OperationName, OperationSpec, Operations, RequestOptions } from "./generated.js";
+import { coerce, parse, stringify } from "./json.js";
+
+export interface ClientOptions {
+  /** The service root, with or without `/api/v1` (e.g. `http://127.0.0.1:8000`). */
+  baseUrl: string;
+  /** Sent as `X-API-Key`. */
+  apiKey?: string;
+  /** An access token (or a key), sent as `Authorization: Bearer`. */
+  token?: string;
+  /** Milliseconds per attempt, answer body included (default 30000). */
+  timeout?: number;
+  /** Attempts after the first (default 3); 0 turns retrying off. */
+  retries?: number;
+  /** First backoff in ms (default 200), doubled per attempt, with full jitter. */
+  backoff?: number;
+  /** Longest wait between attempts in ms, `Retry-After` included (default 30000). */
+  maxDelay?: number;
+  /** Headers on every request. */
+  headers?: Record<string, string>;
+  /** A fetch to use instead of the global one (tests, proxies). */
+  fetch?: typeof fetch;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    const stop = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+  });
+
+/** `Retry-After`: seconds or an HTTP date; null when absent or unreadable. */
+function retryAfter(value: string | null): number | null {
+  if (value === null) return null;
+  const s = Number(value);
+  if (Number.isFinite(s)) return Math.max(0, s);
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? null : Math.max(0, (when - Date.now()) / 1000);
+}
+
+/** A 64-bit id for a URL path: hex text as given, a bigint as `0x` + 16 hex digits. */
+function pathId(id: Id): string {
+  if (typeof id === "bigint") {
+    if (id < 0n || id >= 1n << 64n) throw new RangeError(`${id} is not an unsigned 64-bit id`);
+    return "0x" + id.toString(16).toUpperCase().padStart(16, "0");
+  }
+  return encodeURIComponent(id);
+}
+
+/**
+ * The bfx client: `new Client({ baseUrl, apiKey })`, one method per operation (camelCase of
+ * the operation table's names), `iterX` for every paged list.
+ *
+ * Retries: a request that got no answer (connection refused or cut, timeout) is sent again
+ * only when repeating it cannot do the work twice (reads, computations, deletes, and the
+ * content-addressed creates); a 429, or a 503 `overloaded`, is retried for every operation
+ * (the service refused before doing anything), waiting `Retry-After` when given, else an
+ * exponential backoff with full jitter. A retried create that answers 409 throws
+ * `DuplicateError` with `attempts > 1`: an earlier attempt wrote it, `details` has its id.
+ */
+export class Client extends Operations {
+  readonly baseUrl: string;
+  private readonly opts: Required<Pick<ClientOptions, "timeout" | "retries" | "backoff" | "maxDelay">>;
+  private readonly headers: Record<string, string>;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(options: ClientOptions) {
+    super();
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+    this.opts = {
+      timeout: options.timeout ?? 30_000,
+      retries: options.retries ?? 3,
+      backoff: options.backoff ?? 200,
+      maxDelay: options.maxDelay ?? 30_000,
+    };
+    this.headers = { accept: "application/json", ...options.headers };
+    if (options.apiKey !== undefined) this.headers["x-api-key"] = options.apiKey;
+    if (options.token !== undefined) this.headers["authorization"] = `Bearer ${options.token}`;
+    const f = options.fetch ?? globalThis.fetch;
+    if (typeof f !== "function") throw new TypeError("no fetch: Node 18+ or a browser, or pass options.fetch");
+    this.fetchImpl = f;
+  }
+
+  protected async call(
+    name: OperationName,
+    path: readonly Id[],
+    body: unknown,
+    query: object | undefined,
+    options: RequestOptions | undefined,
+  ): Promise<unknown> {
+    const op: OperationSpec = OPERATIONS[name];
+    let i = 0;
+    const url = new URL(this.baseUrl + op.path.replace(/\{[^}]+\}/g, () => pathId(path[i++] as Id)));
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    }
+    const headers: Record<string, string> = { ...this.headers, ...options?.headers };
+    let payload: string | Uint8Array | undefined;
+    if (body !== undefined) {
+      payload = typeof body === "string" || body instanceof Uint8Array ? body : stringify(body);
+      headers["content-type"] = options?.contentType ?? "application/json";
+    }
+
+    for (let attempt = 1; ; attempt++) {
+      const last = attempt > this.opts.retries;
+      let status: number;
+      let text: string;
+      let contentType: string;
+      let wait: number | null;
+      try {
+        ({ status, text, contentType, wait } = await this.send(op.method, url, headers, payload, options));
+      } catch (err) {
+        if (!(err instanceof ConnectionError)) throw err; // the caller's own abort
+        err.attempts = attempt;
+        if (last || !op.idempotent) throw err;
+        await sleep(this.delay(attempt, null), options?.signal);
+        continue;
+      }
+      if (status >= 200 && status < 300) {
+        if (status === 204 || text === "") return undefined;
+        if (!contentType.includes("json")) return text;
+        return coerce(parse(text), op.response);
+      }
+      let answer: unknown = text;
+      try {
+        answer = parse(text);
+      } catch {
+        // not JSON (a proxy's page): the error keeps the text
+      }
+      const error: ApiError = errorFor(status, answer, wait);
+      error.attempts = attempt;
+      const refusedUpFront = status === 429 || error.code === "overloaded";
+      if (last || !(refusedUpFront || (status === 503 && op.idempotent))) throw error;
+      if (wait !== null && wait * 1000 > this.opts.maxDelay) throw error; // longer than we wait
+      await sleep(this.delay(attempt, wait), options?.signal);
+    }
+  }
+
+  /** Retry-After when given, else min(maxDelay, backoff * 2^(n-1)) scaled by a random [0,1). */
+  private delay(attempt: number, wait: number | null): number {
+    if (wait !== null) return wait * 1000;
+    return Math.random() * Math.min(this.opts.maxDelay, this.opts.backoff * 2 ** (attempt - 1));
+  }
+
+  /** One attempt: the answer's status and text, or a ConnectionError/TimeoutError. */
+  private async send(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: string | Uint8Array | undefined,
+    options: RequestOptions | undefined,
+  ): Promise<{ status: number; text: string; contentType: string; wait: number | null }> {
+    const controller = new AbortController();
+    const user = options?.signal;
+    const relay = (): void => controller.abort(user?.reason);
+    if (user?.aborted) throw user.reason;
+    user?.addEventListener("abort", relay, { once: true });
+    let timedOut = false;
+    const ms = options?.timeout ?? this.opts.timeout;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, ms);
+    try {
+      const res = await this.fetchImpl(url, { method, headers, body, signal: controller.signal });
+      const text = await res.text();
+      return {
+        status: res.status,
+        text,
+        contentType: res.headers.get("content-type") ?? "",
+        wait: retryAfter(res.headers.get("retry-after")),
+      };
+    } catch (err) {
+      if (user?.aborted) throw user.reason;
+      if (timedOut) throw new TimeoutError(`${method} ${url.pathname}: no answer in ${ms} ms`, { cause: err });
+      const cause = (err as { cause?: { code?: string } }).cause;
+      const why = cause?.code ?? (err as Error).message;
+      throw new ConnectionError(`${method} ${url.origin}${url.pathname}: ${why}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+      user?.removeEventListener("abort", relay);
+    }
+  }
+
+  protected async *pages(
+    name: OperationName,
+    path: readonly Id[],
+    body: object | undefined,
+    query: object | undefined,
+    options: RequestOptions | undefined,
+  ): AsyncGenerator<unknown, void, undefined> {
+    const paged = OPERATIONS[name].paged;
+    if (paged === null) throw new TypeError(`${name} is not a paged list`);
+    const seen = new Set<string>();
+    let cursor: string | null | undefined = undefined;
+    for (;;) {
+      const page = (await (paged.cursorIn === "query"
+        ? this.call(name, path, undefined, { ...query, cursor }, options)
+        : this.call(name, path, { ...body, cursor }, undefined, options))) as Record<string, unknown>;
+      yield* page[paged.items] as unknown[];
+      const next = page.next_cursor as string | null;
+      if (next === null || next === undefined) return;
+      // The walk ends: a cursor never comes back unless the service is broken.
+      if (seen.has(next)) throw new ApiError(200, "cursor_loop", `${name} returned cursor ${next} twice`);
+      seen.add(next);
+      cursor = next;
+    }
+  }
+}
