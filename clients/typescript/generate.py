@@ -211,7 +211,10 @@ def render(doc_: dict[str, Any]) -> str:
             }
             for p in o["query"]:
                 if "description" in p:
-                    fields["properties"][p["name"]] = {**p["schema"], "description": p["description"]}
+                    fields["properties"][p["name"]] = {
+                        **p["schema"],
+                        "description": p["description"],
+                    }
             out += interface(pascal(o["name"]) + "Query", fields)
 
     table = {
