@@ -129,7 +129,9 @@ export class Client extends Operations {
       }
       if (status >= 200 && status < 300) {
         if (status === 204 || text === "") return undefined;
-        if (!contentType.includes("json")) return text;
+        // application/json (or +json) is parsed; NDJSON and other text come back as text.
+        const media = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
+        if (media !== "application/json" && !media.endsWith("+json")) return text;
         return coerce(parse(text), op.response);
       }
       let answer: unknown = text;

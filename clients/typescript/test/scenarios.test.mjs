@@ -147,6 +147,11 @@ test("identity above 2^53 round-trips as bigint exactly", async () => {
   const exported = await client.export();
   const same = exported.substrates.find((s) => s.substrate_id === found.substrate_id);
   assert.equal(same.identity, found.identity);
+  // NDJSON is answered as text; its line holds the exact digits.
+  const ndjson = await client.export({ format: "ndjson" });
+  assert.equal(typeof ndjson, "string");
+  const line = ndjson.split("\n").find((l) => l.includes(found.substrate_id));
+  assert.ok(line.includes(`"identity":${found.identity}`), line);
 });
 
 /** A loopback server answering with `script[i]` for the i-th request; records what came. */
