@@ -1,7 +1,7 @@
 // The request layer under the generated methods: URL, headers, body, timeouts, retries,
 // answers (bigint-aware) and errors. It knows no route: all of that is in OPERATIONS.
 
-import { ApiError, ConnectionError, TimeoutError, errorFor } from "./errors.js";
+import { ApiError, BfxError, ConnectionError, TimeoutError, errorFor } from "./errors.js";
 import { Id, OPERATIONS, OperationName, OperationSpec, Operations, RequestOptions } from "./generated.js";
 import { coerce, parse, stringify } from "./json.js";
 
@@ -205,7 +205,9 @@ export class Client extends Operations {
     const paged = OPERATIONS[name].paged;
     if (paged === null) throw new TypeError(`${name} is not a paged list`);
     const seen = new Set<string>();
-    let cursor: string | null | undefined = undefined;
+    // A cursor the caller passed is where the walk starts.
+    const start = (paged.cursorIn === "query" ? query : body) as { cursor?: string | null } | undefined;
+    let cursor: string | null | undefined = start?.cursor;
     for (;;) {
       const page = (await (paged.cursorIn === "query"
         ? this.call(name, path, undefined, { ...query, cursor }, options)
@@ -214,7 +216,7 @@ export class Client extends Operations {
       const next = page.next_cursor as string | null;
       if (next === null || next === undefined) return;
       // The walk ends: a cursor never comes back unless the service is broken.
-      if (seen.has(next)) throw new ApiError(200, "cursor_loop", `${name} returned cursor ${next} twice`);
+      if (seen.has(next)) throw new BfxError(`${name} returned cursor ${next} twice: stopped`);
       seen.add(next);
       cursor = next;
     }

@@ -122,6 +122,14 @@ test("pagination to the end of 2,500 records", async () => {
   }
   assert.equal(seen.size, total);
   for (const id of made) assert.ok(seen.has(id), id);
+  // A walk may start from a cursor the caller holds: the rest of the list, no repeats.
+  const first = await client.listSubstrates({ limit: 100 });
+  let rest = 0;
+  for await (const record of client.iterListSubstrates({ limit: 250, cursor: first.next_cursor })) {
+    assert.ok(!first.substrates.some((s) => s.substrate_id === record.substrate_id));
+    rest++;
+  }
+  assert.equal(rest, total - 100);
   // A body-paged list (query) and a query-paged one (search) walk to the end too.
   let queried = 0;
   for await (const r of client.iterQuery({ filters: { expression_type: "expression" }, limit: 1000 })) queried += r.expression_type === "expression" ? 1 : 0;
