@@ -165,6 +165,10 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                     "scope": scope,
                     "status": int(status),
                     "pathParams": [p["name"] for p in params if p["in"] == "path"],
+                    # A 64-bit id parameter carries the id pattern; others (a key id) are text.
+                    "idParams": [
+                        p["name"] for p in params if p["in"] == "path" and "pattern" in p["schema"]
+                    ],
                     "query": query,
                     "body": body_json,
                     "raw_body": bool(body) and len(body["content"]) > 1,
@@ -279,7 +283,7 @@ def render(doc_: dict[str, Any]) -> str:
 
 def method(o: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
     name = camel(o["name"])
-    args = [f"{p}: Id" for p in o["pathParams"]]
+    args = [f"{p}: {'Id' if p in o['idParams'] else 'string'}" for p in o["pathParams"]]
     body_arg = "undefined"
     if o["raw_body"]:
         args.append(f"body: {o['body']} | string | Uint8Array")

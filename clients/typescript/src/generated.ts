@@ -1303,7 +1303,7 @@ export abstract class Operations {
   }
 
   /** Revoke an API key (every worker refuses it from the next request on) (DELETE /api/v1/keys/{key_id}; scope admin). */
-  revokeKey(key_id: Id, options?: RequestOptions): Promise<void> {
+  revokeKey(key_id: string, options?: RequestOptions): Promise<void> {
     return this.call("revokeKey", [key_id], undefined, undefined, options) as Promise<void>;
   }
 

@@ -299,4 +299,11 @@ test("auth: apiKey and token against --auth required", { skip: process.env.BFX_A
   assert.ok(denied instanceof sdk.ForbiddenError, String(denied));
   assert.equal(denied.status, 403);
   assert.equal(denied.details.required_scope, "substrates:write");
+  // A key made and revoked through the client (key_id: a text path parameter).
+  const made2 = await admin.createKey({ name: `ts-${unique}`, scopes: ["substrates:read"] });
+  const fresh = new Client({ baseUrl: base, apiKey: made2.secret });
+  assert.equal((await fresh.getSubstrate(made.substrate_id)).substrate_id, made.substrate_id);
+  await admin.revokeKey(made2.key_id);
+  const revoked = await fresh.getSubstrate(made.substrate_id).catch((e) => e);
+  assert.ok(revoked instanceof sdk.UnauthorizedError, String(revoked));
 });
