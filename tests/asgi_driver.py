@@ -92,8 +92,9 @@ class Driver:
         headers: Iterable[tuple[str, str]] = (),
         query: dict[str, Any] | str | None = None,
         content_type: str | None = _MISSING,
+        client: tuple[str, int] = ("127.0.0.1", 50000),
     ) -> Result:
-        """One request. ``json`` is encoded (content-type application/json unless
+        """One request (from ``client``, the peer address). ``json`` is encoded (content-type application/json unless
         ``content_type`` says otherwise; ``None`` sends no content-type); ``chunks``
         sends the body in several messages (no content-length)."""
         hdrs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
@@ -122,7 +123,7 @@ class Driver:
             "query_string": (inline_qs or qs).encode(),
             "root_path": "",
             "headers": [(b"host", b"testserver"), *hdrs],
-            "client": ("127.0.0.1", 50000),
+            "client": client,
             "server": ("127.0.0.1", 8000),
         }
         return self.loop.run_until_complete(self._run(scope, parts))

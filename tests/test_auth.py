@@ -20,7 +20,7 @@ from asgi_driver import finish, started
 from bfx import errors
 from bfx.api import types as t
 from bfx.api.examples import DOUBLE_ID, IMPORT_EXAMPLE
-from bfx.api.operations import BY_NAME, OPERATIONS, SCOPES
+from bfx.api.operations import AUTHENTICATED, BY_NAME, OPERATIONS, SCOPES
 from bfx.asgi.base import Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware.auth import authenticate
@@ -32,7 +32,7 @@ from bfx.services.keys import LocalKeys
 from bfx.storage import MemoryStore
 
 API = "/api/v1"
-PUBLIC = {"health", "openapi", "docs", "redoc", "static"}
+PUBLIC = {"health", "openapi", "docs", "redoc", "static", "login"}
 SAMPLE_PARAMS = {
     "id": DOUBLE_ID,
     "rid": "0x1",
@@ -276,7 +276,8 @@ def app():
     finish(driver)
 
 
-SCOPED = [op for op in OPERATIONS if op.scope is not None]
+# Operations needing a real scope (``me`` admits any credential: tests/test_login.py).
+SCOPED = [op for op in OPERATIONS if op.scope is not None and op.scope != AUTHENTICATED]
 
 
 def test_public_operations_are_exactly_health_and_the_docs():
@@ -287,7 +288,8 @@ def test_public_operations_are_exactly_health_and_the_docs():
 def test_public_operations_answer_without_a_credential(app, op):
     driver, _, _ = app
     resp = send(driver, op)
-    assert resp.status == 200, resp
+    # Login is public, and refuses the example's unknown user with its own 401.
+    assert resp.status == (401 if op.name == "login" else 200), resp
 
 
 @pytest.mark.parametrize("op", SCOPED, ids=lambda o: o.name)
@@ -427,7 +429,12 @@ def test_openapi_publishes_the_schemes_and_each_operations_scope(app):
         assert entry["x-bfx-scope"] == op.scope
         if op.scope is None:
             assert entry["security"] == []
-            assert "401" not in entry["responses"]
+            # Login's own 401 is a wrong password, not a missing credential.
+            assert ("401" in entry["responses"]) == (op.name == "login")
+        elif op.scope == AUTHENTICATED:
+            assert entry["security"] == [{"apiKey": []}, {"bearer": []}]
+            assert "401" in entry["responses"]
+            assert "403" not in entry["responses"]
         else:
             assert entry["security"] == [{"apiKey": [op.scope]}, {"bearer": [op.scope]}]
             assert {"401", "403"} <= set(entry["responses"])

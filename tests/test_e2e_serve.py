@@ -138,56 +138,56 @@ def test_docs_are_served(server):
 
 
 def test_client_sdk(server):
+    """The first client's method names still work (bfx.client.ALIASES), answering the
+    API's types; tests/test_clients.py runs the full scenarios on both clients."""
     with Client(f"http://{HOST}:{server.port}") as api:
-        assert api.health()["status"] == "healthy"
+        assert api.health().status == "healthy"
         s = api.create("expression", "x * 3 + 1", {"name": "sdk"})
-        assert api.get(s["identity"]) == s
-        assert api.invoke(s["substrate_id"], {"x": 2})["result"] == 7
-        assert api.add(s["substrate_id"], 10, {"x": 1})["new_value"] == 14
-        assert api.modulus(s["substrate_id"], 3, {"x": 3})["expressed"] == 1
-        assert api.divide(s["substrate_id"])["fibonacci_sequence"][-1] == 21
-        assert api.multiply([2, 3])["unity_value"] == 6
+        assert api.get(s.identity) == s
+        assert msgspec.json.decode(s.metadata) == {"name": "sdk"}
+        assert api.invoke(s.substrate_id, {"x": 2}).result == 7
+        assert api.add(s.substrate_id, 10, {"x": 1}).new_value == 14
+        assert api.modulus(s.substrate_id, 3, {"x": 3}).expressed == 1
+        assert api.divide(s.substrate_id).fibonacci_sequence[-1] == 21
+        assert api.multiply([2, 3]).unity_value == 6
         c = api.create("constant", "99")
-        rel = api.relate("SIBLING", s["substrate_id"], c["identity"], bidirectional=True)
-        assert api.get_relationship(rel["relationship_id"]) == rel
-        assert api.outgoing(c["substrate_id"])["count"] == 1
-        assert api.relationships(rel_type="sibling")["count"] >= 1
-        assert [
-            r["status"]
-            for r in api.create_many(
-                [
-                    {"expression_type": "constant", "expression_code": "99"},
-                    {"expression_type": "constant", "expression_code": "100"},
-                ]
-            )
-        ] == [409, 201]
-        assert [r["status"] for r in api.invoke_many([(c["substrate_id"], None)])] == [200]
-        assert any(x["substrate_id"] == s["substrate_id"] for x in api.search("SDK"))
-        assert {x["substrate_id"] for x in api.iter_substrates(page=2)} >= {
-            s["substrate_id"],
-            c["substrate_id"],
+        rel = api.relate("SIBLING", s.substrate_id, c.identity, bidirectional=True)
+        assert api.get_relationship(rel.relationship_id) == rel
+        assert api.outgoing(c.substrate_id).count == 1
+        assert api.relationships(rel_type="sibling").count >= 1
+        batch = api.create_many(
+            [
+                {"expression_type": "constant", "expression_code": "99"},
+                {"expression_type": "constant", "expression_code": "100"},
+            ]
+        )
+        assert [r.status for r in batch.results] == [409, 201]
+        assert [r.status for r in api.invoke_many([{"substrate_id": c.identity}]).results] == [200]
+        assert any(x.substrate_id == s.substrate_id for x in api.search("SDK").substrates)
+        assert {x.substrate_id for x in api.iter_substrates(page=2)} >= {
+            s.substrate_id,
+            c.substrate_id,
         }
-        assert b'"substrates"' in api.export()
+        exported = api.export()
+        assert {x.substrate_id for x in exported.substrates} >= {s.substrate_id, c.substrate_id}
         # The rest of the methods: each reaches the route its operation names.
-        assert api.metrics()["total_substrates"] >= 2
-        assert api.list(limit=1)["count"] >= 2
-        assert api.subtract(s["substrate_id"], 1, {"x": 1})["new_value"] == 3
-        assert api.power(s["substrate_id"], 2, {"x": 1})["result_value"] == 16
-        assert api.root(s["substrate_id"], 2, {"x": 5})["result_value"] == 4
-        assert api.incoming(s["substrate_id"])["count"] == 1
-        assert api.relationship_stats()["total_relationships"] >= 1
-        assert [x["substrate_id"] for x in api.query({"metadata.name": "sdk"})] == [
-            s["substrate_id"]
+        assert api.metrics().total_substrates >= 2
+        assert api.list(limit=1).count >= 2
+        assert api.subtract(s.substrate_id, 1, {"x": 1}).new_value == 3
+        assert api.power(s.substrate_id, 2, {"x": 1}).result_value == 16
+        assert api.root(s.substrate_id, 2, {"x": 5}).result_value == 4
+        assert api.incoming(s.substrate_id).count == 1
+        assert api.relationship_stats().total_relationships >= 1
+        assert [x.substrate_id for x in api.query({"metadata.name": "sdk"}).substrates] == [
+            s.substrate_id
         ]
-        assert [
-            r["status"]
-            for r in api.relate_many([{"rel_type": "X", "source_id": 1, "target_id": 2}])
-        ] == [422]  # unknown endpoints
-        assert api.import_(api.export())["skipped"] >= 2
+        items = api.relate_many([{"rel_type": "X", "source_id": 1, "target_id": 2}]).results
+        assert [r.status for r in items] == [422]  # unknown endpoints
+        assert api.import_(exported).skipped >= 2
         with pytest.raises(errors.DuplicateError) as dup:
             api.create("constant", "99")
         assert dup.value.status == 409
-        assert dup.value.details["substrate_id"] == c["substrate_id"]
+        assert dup.value.details["substrate_id"] == c.substrate_id
         with pytest.raises(errors.NotFoundError):
             api.get(1)
         with pytest.raises(errors.InvalidIdError) as bad:
@@ -196,10 +196,10 @@ def test_client_sdk(server):
         with pytest.raises(ClientError) as wrong:
             api.request("PUT", "/health")
         assert (wrong.value.status, wrong.value.code) == (405, "method_not_allowed")
-        api.delete_relationship(rel["relationship_id"])
-        api.delete(c["substrate_id"])
+        api.delete_relationship(rel.relationship_id)
+        api.delete(c.substrate_id)
         with pytest.raises(errors.NotFoundError):
-            api.get(c["substrate_id"])
+            api.get(c.substrate_id)
 
 
 def test_several_workers_are_refused_while_the_registry_is_in_memory(tmp_path):

@@ -122,7 +122,7 @@ def test_unknown_routes_are_404(api, path):
         ("GET", "/api/v1/substrates/batch", "OPTIONS, POST"),
         ("GET", "/api/v1/substrates/batch/invoke", "OPTIONS, POST"),
         ("GET", "/api/v1/substrates/multiply", "OPTIONS, POST"),
-        ("PUT", "/api/v1/substrates/0x1", "DELETE, GET, HEAD, OPTIONS"),
+        ("PUT", "/api/v1/substrates/0x1", "DELETE, GET, HEAD, OPTIONS, PATCH"),
         ("GET", "/api/v1/substrates/0x1/invoke", "OPTIONS, POST"),
         ("POST", "/api/v1/relationships/stats", "GET, HEAD, OPTIONS"),
         ("PATCH", "/api/v1/relationships", "GET, HEAD, OPTIONS, POST"),
@@ -140,7 +140,7 @@ def test_wrong_method_is_405_with_allow(api, method, path, allow):
 def test_options_lists_the_methods(api):
     res = api.request("OPTIONS", f"{API}/substrates/0xAB")
     assert res.status == 204
-    assert res.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"
+    assert res.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH"
     assert not any(k.startswith("access-control") for k in res.headers)
     assert_error(api.request("OPTIONS", f"{API}/nowhere"), 404, "not_found")
 

@@ -8,6 +8,8 @@ import pytest
 
 from asgi_driver import finish, started
 from bfx.api.examples import DOUBLE_ID, EXAMPLES, SUBSTRATES
+from bfx.security.keys import now_us
+from bfx.security.users import new_user
 
 API = "/api/v1"
 
@@ -51,6 +53,10 @@ def test_every_example_succeeds_as_written(client):
     for record, sid in SUBSTRATES[1:]:
         r = client.post(f"{API}/substrates", record)
         assert r.json()["substrate_id"] == sid
+    # The login example's user.
+    login = EXAMPLES["Login"]
+    user = new_user(login["username"], ["substrates:read"], login["password"], now_us())
+    client.app.registry.store.add_user(user)
     answered = {}
     for path, method, op in _operations(doc):
         example = op["requestBody"]["content"]["application/json"]["example"]

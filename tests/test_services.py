@@ -27,6 +27,7 @@ from bfx.errors import UnsupportedMediaTypeError
 from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     OPERATION_METHODS,
+    AuthService,
     GraphService,
     KeyService,
     OperatorService,
@@ -47,6 +48,7 @@ PROTOCOLS = {
     "transfer": TransferService,
     "system": SystemService,
     "keys": KeyService,
+    "auth": AuthService,
 }
 CLOCK = frozenset({"created_at", "invocation_time_ms", "timestamp"})
 

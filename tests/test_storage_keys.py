@@ -91,6 +91,7 @@ def test_a_schema_1_database_is_migrated_and_keeps_its_records(tmp_path):
     # Back to what schema 1 looked like: no key table, no key secret.
     conn = sqlite3.connect(tmp_path / "d" / "bfx.db")
     conn.execute("DROP TABLE api_keys")
+    conn.execute("DROP TABLE users")  # schema 3
     conn.execute("DELETE FROM bfx_meta WHERE key = 'key_secret'")
     conn.execute("UPDATE bfx_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()

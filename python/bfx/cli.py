@@ -3,7 +3,9 @@
 ``bfx serve`` runs the HTTP API under Granian; ``export``, ``import`` and ``backup``
 work on the same storage (``--data-dir``, ``--database-url`` or ``--memory``, read
 the same way by every command); ``capacity`` measures what a machine holds. Each
-subcommand is one ``_add_<name>`` function registering a parser and its handler.
+subcommand is one ``_add_<name>`` function registering a parser and its handler. The
+client commands (``create``, ``get``, ``list``, ..., ``call``) talk to a running service:
+:mod:`bfx.client.cli`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _ADMISSION_FLAGS = (
     "heavy_queue",
     "access_log",
     "log_format",
+    "result_cache_size",
 )
 
 
@@ -50,6 +53,15 @@ def _size(text: str) -> int:
 
     try:
         return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cache_size(text: str) -> int:
+    from bfx.settings import parse_cache_size
+
+    try:
+        return parse_cache_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -153,6 +165,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="serve a non-loopback address without authentication (anyone reaching it "
         "may create, delete and run code)",
     )
+    from bfx.security.cli import add_serve_arguments
+
+    add_serve_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -181,6 +196,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="bytes of a batch invoke's answer; computing stops past it with a 422 "
         "(env BFX_MAX_ANSWER_BYTES; default 16M)",
+    )
+    g.add_argument(
+        "--result-cache-size",
+        type=_cache_size,
+        default=None,
+        metavar="SIZE",
+        help="bytes of invocation results each worker keeps (LRU); 0 turns it off "
+        "(env BFX_RESULT_CACHE_SIZE; default 64M; docs/domain.md)",
     )
     g.add_argument(
         "--batch-time-budget",
@@ -342,7 +365,11 @@ def _serve(args: argparse.Namespace) -> int:
     from bfx.errors import StorageError
     from bfx.settings import Settings, split_origins
 
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:  # a BFX_* variable that cannot be read: a usage error
+        print(f"bfx: error: {exc}", file=sys.stderr)
+        return 2
     changes: dict[str, object] = {
         "log_level": args.log_level,
         "storage": _locator(args),
@@ -362,10 +389,12 @@ def _serve(args: argparse.Namespace) -> int:
             changes[name] = getattr(args, name)
     if args.auth is not None:
         changes["auth"] = args.auth
-    settings = msgspec.structs.replace(base, **changes)
-    from bfx.security.cli import serve_problem
+    from bfx.security.cli import jwt_problem, serve_changes, serve_problem
 
+    changes.update(serve_changes(args))
+    settings = msgspec.structs.replace(base, **changes)
     refused = serve_problem(args.host, settings.auth, args.insecure_no_auth, settings.storage)
+    refused = refused or jwt_problem(settings)
     if refused is not None:
         print(f"bfx: {refused}", file=sys.stderr)
         return 2
@@ -392,6 +421,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(exc.message)
     description = store.describe()
     keys = len(store.list_keys())
+    users = len(store.list_users())
     store.close()
     if settings.rate_limit:
         from bfx.ratelimit import check_storage
@@ -415,6 +445,12 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.auth == "required":
         hint = "" if keys else "; make one with `bfx keys create --name admin --scopes admin`"
         print(f"bfx: auth required: {keys} API key{'s' if keys != 1 else ''}{hint}", flush=True)
+        issuer = settings.jwt_issuer or "none"
+        print(
+            f"bfx: {users} user{'s' if users != 1 else ''} (tokens valid "
+            f"{settings.jwt_ttl}s), external token issuer: {issuer}",
+            flush=True,
+        )
     else:
         print("bfx: auth off: every caller may do everything", flush=True)
     print(
@@ -696,6 +732,14 @@ def build_parser() -> argparse.ArgumentParser:
     from bfx.security import cli as security_cli
 
     security_cli.add_parser(sub)
+    # The command-line client of a running service (docs/clients.md).
+    from bfx.client import cli as client_cli
+
+    client_cli.add_parsers(sub)
+
+    from bfx.security import users_cli
+
+    users_cli.add_parser(sub)
     return parser
 
 

@@ -25,13 +25,14 @@ the local services) turn rows into models or API records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from bfx import errors
 from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
+from bfx.storage.metadata import set_metadata
 
 __all__ = ["Engine"]
 
@@ -175,6 +176,20 @@ class Engine:
             self.store.remove_substrate(w, identity)
             w.after = lambda: removed.append(arena.remove(identity))
         return removed[0]
+
+    def update_metadata(self, identity: int, change: Callable[[bytes], bytes]) -> SubstrateRow:
+        """Replaces a substrate's metadata with ``change(current)``, both the stored
+        bytes. ``change`` runs holding the write lock, on the arena caught up with the
+        change log, so two concurrent updates (other threads, workers or nodes) apply
+        one after the other and neither is lost. Unchanged metadata writes nothing."""
+        arena = self.arena
+        with self.store.write() as w:
+            record = arena.get(identity)  # NotFoundError, and nothing written
+            metadata = change(record[4])
+            if metadata != record[4]:
+                self.store.update_substrate(w, identity, metadata)
+                w.after = lambda: set_metadata(arena, identity, metadata)
+        return SubstrateRow(identity, record[1], record[2], record[3], metadata, record[5])
 
     def delete_relationship(self, rid: int) -> None:
         arena = self.arena

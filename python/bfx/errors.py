@@ -17,8 +17,10 @@ __all__ = [
     "BfxError",
     "CollisionError",
     "ConflictError",
+    "ConnectionFailedError",
     "DuplicateError",
     "ForbiddenError",
+    "HttpError",
     "InvalidIdError",
     "InvalidRelationshipTypeError",
     "InvocationError",
@@ -28,6 +30,7 @@ __all__ = [
     "OverloadedError",
     "RateLimitUnavailableError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "ResultTooLargeError",
     "SandboxError",
     "StorageError",
@@ -224,3 +227,31 @@ class RateLimitUnavailableError(OverloadedError):
     the request is refused rather than let through unlimited (docs/security.md)."""
 
     code = "rate_limit_unavailable"
+
+
+# --- raised by the clients (bfx.client) only --------------------------------------------
+
+
+class HttpError(BfxError):
+    """An error answer whose code has no class here (405 ``method_not_allowed``, 413
+    ``body_too_large``, a proxy's 502 page...); ``code`` and ``status`` are the ones
+    received."""
+
+    code = "http_error"
+    status = 500
+
+
+class ConnectionFailedError(BfxError):
+    """The client could not reach the service, or the connection broke before an answer
+    (refused, reset, DNS...). ``status`` is 503, what a gateway would answer."""
+
+    code = "connection_failed"
+    status = 503
+
+
+class RequestTimeoutError(ConnectionFailedError):
+    """No answer within the client's timeout (connect, write or read). ``status`` is 504,
+    what a gateway would answer."""
+
+    code = "request_timeout"
+    status = 504

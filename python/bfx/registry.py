@@ -18,8 +18,9 @@ from typing import Any
 from msgspec.structs import asdict
 
 from bfx import errors, paging
-from bfx._core import Arena, format_id
+from bfx._core import Arena, format_id, parse_id
 from bfx.budget import BatchBudget
+from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.domain.checks import MAX_METADATA_BYTES
 from bfx.domain.operators import Operators
@@ -49,6 +50,8 @@ class Registry:
     own writes at once, other processes' after :meth:`refresh`.
 
     ``cache_size`` bounds how many compiled expressions are kept (LRU);
+    ``result_cache_size`` the bytes of invocation results kept (LRU by id and
+    parameters, ``bfx.domain.results``; 0, the default in process: off);
     ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``).
     """
 
@@ -59,6 +62,7 @@ class Registry:
         storage: str | os.PathLike[str] | Store | None = None,
         cache_size: int = 100_000,
         limits: Limits | None = None,
+        result_cache_size: int = 0,
     ) -> None:
         if data_dir is not None and storage is not None:
             raise ValueError("give data_dir or storage, not both")
@@ -68,7 +72,7 @@ class Registry:
         self._store = self._engine.store
         self._arena = self._engine.arena
         #: The domain, by noun (``bfx.domain``); the local services compose the same.
-        self.substrates = Substrates(self._engine, self._limits, cache_size)
+        self.substrates = Substrates(self._engine, self._limits, cache_size, result_cache_size)
         self.relationships_domain = Relationships(self._engine)
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)
@@ -165,6 +169,13 @@ class Registry:
             None if r is None else self._substrate(r) for r in self._arena.get_many(substrate_ids)
         ]
 
+    def update(self, substrate_id: int | str, metadata: Mapping[str, Any]) -> Substrate:
+        """Merges ``metadata`` into the substrate's metadata as a JSON merge patch
+        (RFC 7396: ``None`` removes a key, dicts merge); the substrate as stored now.
+        Every process sharing the store sees it after its next :meth:`refresh`."""
+        row = self.substrates.update(substrate_id, metadata)
+        return Substrate.from_row(row, self._counts.get(row.identity, 0))  # type: ignore[arg-type]
+
     def delete(self, substrate_id: int | str) -> int:
         """Deletes a substrate and its relationships; returns how many
         relationships went with it."""
@@ -250,6 +261,29 @@ class Registry:
         self, substrate_id: int | str, degree: Any, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         return asdict(self.operators.root(substrate_id, degree, parameters))
+
+    def promote(
+        self,
+        substrate_id: int | str,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> dict[str, Any]:
+        """``identity XOR attribute_value XOR delta`` (``bfx.domain.promotion``):
+        ``{identity, delta, attribute_value, new_identity}``; nothing is stored."""
+        return asdict(
+            promotion.promote(parse_id(substrate_id), delta, change_description, attribute_value)
+        )
+
+    def promote_sequence(
+        self,
+        substrate_id: int | str,
+        deltas: Sequence[int],
+        attribute_value: int | None = None,
+    ) -> list[int]:
+        """The identity after each delta, in order (the chain, the start excluded)."""
+        steps = promotion.promote_sequence(parse_id(substrate_id), deltas, attribute_value)
+        return [step.new_identity for step in steps]
 
     # ------------------------------------------------------------ search
 

@@ -78,6 +78,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: ``off`` (no credential needed) or ``required`` (an API key with the operation's
     #: scope on every route but health and the docs).
     auth: str = "off"
+    # -- Result cache (docs/domain.md "Result cache").
+    #: Bytes of invocation results each worker keeps (LRU); 0: off.
+    result_cache_size: int = 64 * MIB
+    # -- Users, login and JWTs (docs/security.md "Users and login", "JWT").
+    #: HS256 key of bfx-issued tokens (env only: a flag would show in ``ps``); empty:
+    #: the secret made once and kept in the store.
+    jwt_secret: str = ""
+    #: Seconds a bfx-issued token is valid.
+    jwt_ttl: int = 900
+    #: An external issuer's PEM public key file, or its JWKS file (at most one).
+    jwt_public_key: str = ""
+    jwt_jwks: str = ""
+    #: The ``iss`` and ``aud`` an external issuer's tokens must carry.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    #: Failed logins allowed per username and per client address (per worker).
+    login_failures_per_user: str = "10/15minutes"
+    login_failures_per_address: str = "50/15minutes"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,7 +109,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         kwargs: dict[str, object] = {}
         for name, (var, parse, _) in ENV_VARS.items():
             if env.get(var):
-                kwargs[name] = parse(env[var])
+                try:
+                    kwargs[name] = parse(env[var])
+                except ValueError as exc:
+                    # Named, so that `bfx serve` can say which variable is wrong (exit 2).
+                    raise ValueError(f"{var}: {exc}") from None
         kwargs["storage"] = (
             env.get("BFX_STORAGE")
             or env.get("BFX_DATABASE_URL")
@@ -115,7 +137,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The registry the service runs on: the one place where storage gets chosen."""
         from bfx import Registry
 
-        return Registry(storage=self.open_store())
+        return Registry(storage=self.open_store(), result_cache_size=self.result_cache_size)
 
     @property
     def shares_state_across_processes(self) -> bool:
@@ -201,6 +223,13 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a yes/no value: {text!r} (use 1 or 0)")
 
 
+def parse_cache_size(text: str) -> int:
+    """A size as :func:`parse_size`, or ``0``/``off`` to turn a cache off."""
+    if text.strip().lower() in ("0", "off"):
+        return 0
+    return parse_size(text)
+
+
 def parse_whole(text: str) -> int:
     """A whole number, 0 included (a queue that may be empty)."""
     raw = text.strip()
@@ -220,6 +249,28 @@ def parse_auth(text: str) -> str:
     if raw not in AUTH_MODES:
         raise ValueError(f"not an auth mode: {text!r} (use off or required)")
     return raw
+
+
+def parse_jwt_secret(text: str) -> str:
+    """At least 32 characters (RFC 7518: an HS256 key of at least 256 bits)."""
+    if len(text.encode()) < 32:
+        raise ValueError("a JWT secret needs at least 32 characters (e.g. openssl rand -hex 32)")
+    return text
+
+
+def parse_ttl(text: str) -> int:
+    """A token lifetime: ``900``, ``15m``, ``1h`` -> seconds, from 1 minute to 1 day."""
+    from bfx.security.keys import parse_duration
+
+    raw = text.strip()
+    seconds = int(raw) if raw.isdigit() else parse_duration(raw)
+    if not 60 <= seconds <= 86400:
+        raise ValueError(f"a token lifetime is from 1 minute to 1 day: {text!r}")
+    return seconds
+
+
+def _stripped(text: str) -> str:
+    return text.strip()
 
 
 def _lower(text: str) -> str:
@@ -254,4 +305,13 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
     "auth": ("BFX_AUTH", parse_auth, str),
+    "result_cache_size": ("BFX_RESULT_CACHE_SIZE", parse_cache_size, str),
+    "jwt_secret": ("BFX_JWT_SECRET", parse_jwt_secret, str),
+    "jwt_ttl": ("BFX_JWT_TTL", parse_ttl, str),
+    "jwt_public_key": ("BFX_JWT_PUBLIC_KEY", _stripped, str),
+    "jwt_jwks": ("BFX_JWT_JWKS", _stripped, str),
+    "jwt_issuer": ("BFX_JWT_ISSUER", _stripped, str),
+    "jwt_audience": ("BFX_JWT_AUDIENCE", _stripped, str),
+    "login_failures_per_user": ("BFX_LOGIN_FAILURES_PER_USER", parse_rate, str),
+    "login_failures_per_address": ("BFX_LOGIN_FAILURES_PER_ADDRESS", parse_rate, str),
 }

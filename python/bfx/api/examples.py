@@ -22,6 +22,7 @@ SUBSTRATES = ((DOUBLE, DOUBLE_ID), (TWENTY_ONE, TWENTY_ONE_ID))
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "CreateKey": {"name": "reporting", "scopes": ["substrates:read", "graph:read"]},
+    "Login": {"username": "alice", "password": "correct horse battery staple"},
     "CreateSubstrate": {**DOUBLE, "metadata": {"name": "double"}},
     "InvokeRequest": {"parameters": {"x": 21}},
     "MultiplyRequest": {"dimension_values": [1, 1, 2, 3, 5, 8, 13, 21, 34]},
@@ -29,6 +30,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ModulusRequest": {"modulus": 5, "parameters": {"x": 21}},
     "PowerRequest": {"exponent": 3, "parameters": {"x": 21}},
     "RootRequest": {"degree": 2, "parameters": {"x": 21}},
+    "UpdateSubstrate": {"metadata": {"name": "doubler", "tags": ["demo"]}},
+    "PromoteRequest": {"change_description": "add a parameter"},
+    "PromoteSequenceRequest": {"deltas": [1, 2, 3]},
     "BatchCreate": {
         "substrates": [
             {"expression_type": "expression", "expression_code": "x * y + 1"},

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from bfx.api import types as s
-from bfx.api.operations import OPERATIONS, SCOPES, Operation
+from bfx.api.operations import AUTHENTICATED, OPERATIONS, SCOPES, Operation
 
 __all__ = ["build"]
 
@@ -28,7 +28,7 @@ _STATUS_TEXT = {
     201: "Created",
     204: "No Content",
     400: "Malformed JSON or id",
-    401: "No valid credential (with --auth required)",
+    401: "No valid credential (with --auth required); for login, a wrong name or password",
     403: "The credential lacks the operation's scope",
     404: "Unknown id or route",
     405: "Method not allowed",
@@ -36,6 +36,7 @@ _STATUS_TEXT = {
     413: "Body over the limit",
     415: "Body is not JSON",
     422: "Validation failed",
+    429: "Too many requests or failed logins (Retry-After)",
     500: "A bug",
 }
 _IMPORT_BODY = s.ImportDocument
@@ -61,7 +62,7 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
             "x-bfx-scope": r.scope,
             "x-bfx-cost": r.cost,
             # Public operations need no credential; the rest take a key or a token.
-            "security": [] if r.scope is None else [{"apiKey": [r.scope]}, {"bearer": [r.scope]}],
+            "security": _security(r.scope),
         }
         if r.items is not None:
             op["x-bfx-cost-per-item"] = r.items
@@ -99,7 +100,7 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
         if r.query is not None:
             codes.add(422)
         if r.scope is not None:
-            codes |= {401, 403}
+            codes |= {401} if r.scope == AUTHENTICATED else {401, 403}
         for code in sorted(codes):
             responses[str(code)] = {"description": _STATUS_TEXT[code], **error}
         op["responses"] = responses
@@ -129,11 +130,20 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "an API key or a JWT access token",
+                    "description": "an API key, or a JWT access token (from POST /auth/login or an external issuer)",
                 },
             },
         },
     }
+
+
+def _security(scope: str | None) -> list[dict[str, list[str]]]:
+    # Public operations need no credential; the rest take a key or a token (any valid
+    # one for AUTHENTICATED, which names no scope).
+    if scope is None:
+        return []
+    wanted = [] if scope == AUTHENTICATED else [scope]
+    return [{"apiKey": wanted}, {"bearer": wanted}]
 
 
 def _request_body(r: Operation, ref_of: dict[Any, Any]) -> dict[str, Any]:

@@ -17,12 +17,24 @@ from typing import Any, Literal
 from bfx.api import types as t
 from bfx.api.examples import EXAMPLES, IMPORT_EXAMPLE
 
-__all__ = ["BY_NAME", "ID_PARAMS", "OPERATIONS", "PREFIX", "SCOPES", "Operation"]
+__all__ = [
+    "AUTHENTICATED",
+    "BY_NAME",
+    "ID_PARAMS",
+    "OPERATIONS",
+    "PREFIX",
+    "SCOPES",
+    "Operation",
+]
 
 PREFIX = "/api/v1"
 
 #: DESIGN.md §7 (declared with the types: ``bfx.api.types.SCOPES``).
 SCOPES = t.SCOPES
+
+#: Not a scope a key or user can hold: an operation declaring it admits any caller whose
+#: credential holds (401 without one, never 403), such as ``GET /auth/me``.
+AUTHENTICATED = "authenticated"
 
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
@@ -44,7 +56,8 @@ class Operation:
     path: str
     summary: str
     tag: str
-    #: The scope required (DESIGN §7); None: public (health, docs).
+    #: The scope required (DESIGN §7); None: public (health, docs, login);
+    #: :data:`AUTHENTICATED`: any valid credential.
     scope: str | None
     #: Rate-limit cost; a batch costs this per item of its ``items`` field.
     cost: int = 1
@@ -66,13 +79,18 @@ class Operation:
     example: Any = None
     #: Part of the client surface (docs pages and static files are not).
     client: bool = True
+    #: Whether sending it again after an unknown outcome (the connection broke after the
+    #: request went out) is harmless: reads, pure computations, deletes, and single
+    #: creates (the same content has the same id: a repeat is a 409 duplicate). Clients
+    #: retry a request that is not only when it cannot have been processed (docs/clients.md).
+    idempotent: bool = True
     param_names: tuple[str, ...] = field(init=False)
     #: For each path parameter: whether it is a 64-bit id (parsed to an int before the
     #: handler runs, 400 ``invalid_id`` when malformed).
     id_params: tuple[bool, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.scope is not None and self.scope not in SCOPES:
+        if self.scope is not None and self.scope not in (*SCOPES, AUTHENTICATED):
             raise ValueError(f"{self.name}: unknown scope {self.scope!r}")
         names = tuple(s[1:-1] for s in self.path.split("/") if s.startswith("{"))
         object.__setattr__(self, "param_names", names)
@@ -158,6 +176,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(422,),
         example=_ex(t.CreateKey),
+        idempotent=False,
     ),
     Operation(
         "list_keys",
@@ -177,6 +196,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         status=204,
         errors=(404,),
+    ),
+    # --- login (DESIGN.md §7) ---------------------------------------------------------------
+    Operation(
+        "login",
+        "POST",
+        f"{PREFIX}/auth/login",
+        "Log in with a user name and password: a short-lived bearer token",
+        "auth",
+        None,  # public: failed logins have their own limit (docs/security.md)
+        body=t.Login,
+        response=t.AccessToken,
+        errors=(401, 429),
+        runs="heavy",  # argon2 costs milliseconds: bounded threads, 503 when all are busy
+        example=_ex(t.Login),
+    ),
+    Operation(
+        "me",
+        "GET",
+        f"{PREFIX}/auth/me",
+        "Who the credential names, and its scopes",
+        "auth",
+        AUTHENTICATED,
+        response=t.Me,
     ),
     # --- substrates -----------------------------------------------------------------------
     Operation(
@@ -212,6 +254,18 @@ OPERATIONS: tuple[Operation, ...] = (
         "substrates:read",
         response=t.SubstrateRecord,
         errors=_ID_ERRORS,
+    ),
+    Operation(
+        "update_substrate",
+        "PATCH",
+        f"{_S}/{{id}}",
+        "Update a substrate's metadata (JSON merge patch); the id stays",
+        "substrates",
+        "substrates:write",
+        body=t.UpdateSubstrate,
+        response=t.SubstrateRecord,
+        errors=(400, 404, 422),
+        example=_ex(t.UpdateSubstrate),
     ),
     Operation(
         "delete_substrate",
@@ -278,6 +332,31 @@ OPERATIONS: tuple[Operation, ...] = (
             ("root", "Root of the value", t.RootRequest, t.PowerResponse),
         )
     ),
+    # Promotion: pure computation on the id (DESIGN.md §9, docs/domain.md).
+    Operation(
+        "promote",
+        "POST",
+        f"{_S}/{{id}}/promote",
+        "Promote an identity: id XOR attribute_value XOR delta (nothing is stored)",
+        "operators",
+        "substrates:read",
+        body=t.PromoteRequest,
+        response=t.PromoteResponse,
+        errors=(400, 422),
+        example=_ex(t.PromoteRequest),
+    ),
+    Operation(
+        "promote_sequence",
+        "POST",
+        f"{_S}/{{id}}/promote/sequence",
+        "Promote an identity through a list of deltas, in order (nothing is stored)",
+        "operators",
+        "substrates:read",
+        body=t.PromoteSequenceRequest,
+        response=t.PromoteSequenceResponse,
+        errors=(400, 422),
+        example=_ex(t.PromoteSequenceRequest),
+    ),
     Operation(
         "create_substrates",
         "POST",
@@ -291,6 +370,7 @@ OPERATIONS: tuple[Operation, ...] = (
         runs="heavy",
         items="substrates",
         example=_ex(t.BatchCreate),
+        idempotent=False,
     ),
     Operation(
         "invoke_many",
@@ -363,6 +443,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_limit="import_body_limit",
         content_types=("application/json", "application/x-ndjson"),
         example=IMPORT_EXAMPLE,
+        idempotent=False,
     ),
     # --- relationships --------------------------------------------------------------------
     Operation(
@@ -402,6 +483,7 @@ OPERATIONS: tuple[Operation, ...] = (
         runs="heavy",
         items="relationships",
         example=_ex(t.BatchRelate),
+        idempotent=False,
     ),
     Operation(
         "relationship_stats",

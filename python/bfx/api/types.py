@@ -113,6 +113,16 @@ class StorageInfo(_Response):
     change_seq: int
 
 
+class ResultCacheInfo(_Response):
+    """This worker's result cache (docs/domain.md "Result cache"); all 0 when off."""
+
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+
+
 class Metrics(_Response):
     """Counters of this worker process (each Granian worker keeps its own) plus the
     registry's totals."""
@@ -147,6 +157,8 @@ class Metrics(_Response):
     active_requests: int
     most_invoked_substrates: list[TopInvoked]
     storage: StorageInfo
+    #: Invocation results served from this worker's cache (hits) or computed (misses).
+    result_cache: ResultCacheInfo | None = None
 
 
 # --- substrates -----------------------------------------------------------------------
@@ -156,6 +168,15 @@ class CreateSubstrate(_Request):
     expression_type: ExpressionType
     expression_code: str
     metadata: JsonObject | None = None
+
+
+class UpdateSubstrate(_Request):
+    """``PATCH /substrates/{id}``: a JSON merge patch (RFC 7396) of the metadata."""
+
+    metadata: Annotated[
+        JsonObject,
+        Meta(description="merged into the stored metadata: null removes a key, objects merge"),
+    ]
 
 
 class SubstrateRecord(_Response):
@@ -276,6 +297,54 @@ class PowerResponse(_Response):
     operation: str
     original_value: Number
     result_value: Number
+
+
+# --- promotion (DESIGN.md §9, docs/domain.md) -------------------------------------------
+
+#: A u64 in a body: msgspec's bounds fit int64 only, so the range is checked by the
+#: domain (422 naming the field) and stated here for the schema.
+U64 = Annotated[
+    int,
+    Meta(
+        description="an unsigned 64-bit integer, 0..2^64-1",
+        extra_json_schema={"format": "uint64", "minimum": 0, "maximum": 2**64 - 1},
+    ),
+]
+
+
+class PromoteRequest(_Request):
+    delta: U64 | None = None
+    change_description: (
+        Annotated[str, Meta(description="delta = FNV-1a-64 of its UTF-8 bytes")] | None
+    ) = None
+    attribute_value: Annotated[U64, Meta(description="default 798336")] | None = None
+
+
+class PromoteResponse(_Response):
+    substrate_id: HexId
+    delta: Identity
+    attribute_value: Identity
+    new_identity: Identity
+    new_identity_hex: HexId
+
+
+class PromoteSequenceRequest(_Request):
+    deltas: Annotated[list[U64], Meta(max_length=1000, description="applied in order, <= 1000")]
+    attribute_value: Annotated[U64, Meta(description="default 798336")] | None = None
+
+
+class PromotionStep(_Response):
+    delta: Identity
+    new_identity: Identity
+    new_identity_hex: HexId
+
+
+class PromoteSequenceResponse(_Response):
+    substrate_id: HexId
+    attribute_value: Identity
+    steps: Annotated[list[PromotionStep], Meta(description="one per delta: the identity after it")]
+    final_identity: Identity
+    final_identity_hex: HexId
 
 
 # --- batches ---------------------------------------------------------------------------
@@ -646,3 +715,32 @@ class KeyList(_Response):
     """Every key not revoked (expired ones included), oldest first."""
 
     keys: list[ApiKey]
+
+
+# --- users and login (DESIGN.md §7, docs/security.md) ---------------------------------------
+
+
+class Login(_Request):
+    # Bounded so that a login body cannot make argon2 hash megabytes; a name or password
+    # that is too long is a 422, which says nothing about whether a user exists.
+    username: Annotated[str, Meta(min_length=1, max_length=64)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class AccessToken(_Response):
+    """A bfx-issued JWT (HS256): send it as ``Authorization: Bearer <access_token>``."""
+
+    access_token: str
+    token_type: Literal["bearer"]
+    #: Seconds until it expires (``--jwt-ttl``); then log in again.
+    expires_in: int
+
+
+class Me(_Response):
+    """Who the credential names and what it may do."""
+
+    #: As the access log prints it: a key id, ``user:NAME``, ``jwt:SUBJECT``, or ``-``
+    #: when authentication is off.
+    principal: str
+    kind: Literal["key", "user", "jwt", "anonymous"]
+    scopes: list[str]

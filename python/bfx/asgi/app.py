@@ -28,6 +28,7 @@ from bfx.asgi.pipeline import Call, Handle, build
 from bfx.asgi.router import Router
 from bfx.budget import Cancelled
 from bfx.services import Services, local_services
+from bfx.services.auth import LocalAuth
 from bfx.settings import Settings
 
 __all__ = ["App", "create_app"]
@@ -69,6 +70,7 @@ class App:
             max_answer_bytes=settings.max_answer_bytes,
             batch_time_budget=settings.batch_time_budget,
             request_metrics=self.metrics.snapshot,
+            auth=login_service(settings, self.registry.store),
         )
         middleware = assemble(
             self.settings,
@@ -180,6 +182,20 @@ async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> N
         if close is not None:
             close()
     await send({"type": "http.response.body", "body": b""})
+
+
+def login_service(settings: Settings, store: Any) -> LocalAuth:
+    """Login as the settings say: token lifetime and secret, failed-login limits."""
+    from bfx.security.login import LoginGuard
+    from bfx.security.users import prepare
+
+    prepare()
+    return LocalAuth(
+        lambda: store,
+        ttl=settings.jwt_ttl,
+        secret=settings.jwt_secret.encode() or None,
+        guard=LoginGuard(settings.login_failures_per_user, settings.login_failures_per_address),
+    )
 
 
 def create_app(settings: Settings | None = None) -> App:

@@ -45,7 +45,7 @@ class ClientGone(Cancelled):
 class Input:
     """What a handler receives: the request's decoded parts, nothing of the app."""
 
-    __slots__ = ("body", "cancelled", "content_type", "params", "query", "raw")
+    __slots__ = ("body", "caller", "cancelled", "client", "content_type", "params", "query", "raw")
 
     def __init__(self) -> None:
         #: Path parameters in template order: ids (``{id}``, ``{rid}``, ``{src}``,
@@ -60,6 +60,11 @@ class Input:
         self.content_type: bytes | None = None
         #: Set when the client has gone away (heavy operations; None elsewhere).
         self.cancelled: threading.Event | None = None
+        #: The peer as the server gives it (``(host, port)``), or None.
+        self.client: Any = None
+        #: The authenticated principal (``bfx.security.auth.Principal``), or None when
+        #: the operation is public or authentication is off.
+        self.caller: Any = None
 
 
 class Call(Input):
@@ -69,7 +74,6 @@ class Call(Input):
     is typed to see only the Input part."""
 
     __slots__ = (
-        "client",
         "headers",
         "method",
         "path",
@@ -97,6 +101,7 @@ class Call(Input):
         self.raw = b""
         self.content_type = None
         self.cancelled = None
+        self.caller = None
         self.method = method
         self.path = path
         self.query_string = query_string

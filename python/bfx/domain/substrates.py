@@ -18,15 +18,19 @@ from bfx import errors, operators
 from bfx._core import EXPRESSION_TYPES, now_us, parse_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
+from bfx.domain.metadata import apply_patch
+from bfx.domain.results import MISS, ResultCache, canonical_parameters
 from bfx.engine import Engine
 from bfx.invocations import InvocationCounts
 from bfx.models import Invocation
 from bfx.rows import SubstrateRow
 from bfx.sandbox import Compiled, Limits, compile_substrate
 
-__all__ = ["CompiledCache", "Substrates"]
+__all__ = ["RESULT_MIN_MS", "CompiledCache", "Substrates"]
 
 _SCAN_PAGE = 4096
+#: See ``Substrates.result_min_ms`` (BENCHMARKS.md "Result cache": a hit costs ~2 µs).
+RESULT_MIN_MS = 0.02
 
 
 class CompiledCache:
@@ -78,11 +82,24 @@ class CompiledCache:
 class Substrates:
     """The substrates of one engine, with their compiled cache and invocation counts."""
 
-    def __init__(self, engine: Engine, limits: Limits, cache_size: int) -> None:
+    def __init__(
+        self, engine: Engine, limits: Limits, cache_size: int, result_cache_size: int = 0
+    ) -> None:
         self.engine = engine
         self.arena = engine.arena
         self.limits = limits
         self.cache = CompiledCache(cache_size)
+        #: Results by (id, canonical parameters), bounded in bytes; None: off
+        #: (``bfx.domain.results``).
+        self.results = ResultCache(result_cache_size) if result_cache_size > 0 else None
+        #: Results are cached only for substrates whose evaluation has taken at least
+        #: this long (after their first call): below it a lookup (key, lock, dict)
+        #: costs about what it saves.
+        self.result_min_ms = RESULT_MIN_MS
+        #: Substrates found that slow: only their calls look results up.
+        self._costly: set[int] = set()
+        #: Slow evaluations in a row, per substrate not yet found costly.
+        self._slow: dict[int, int] = {}
         #: Successful invocations per substrate, of this process (``bfx.invocations``).
         self.invocations = InvocationCounts()
         #: Read on every GET: the counts' dict itself (a lookup is atomic; writes lock).
@@ -167,14 +184,39 @@ class Substrates:
                 self.cache.put(r.identity, p[1])  # type: ignore[arg-type,index]
         return results
 
+    def update(self, substrate_id: int | str, metadata: Any) -> SubstrateRow:
+        """Applies a JSON merge patch (RFC 7396) to a substrate's metadata; the row as
+        stored now. The id stays (metadata is not part of it)."""
+        identity = parse_id(substrate_id)
+        if not isinstance(metadata, Mapping):
+            raise errors.ValidationError("metadata must be a JSON object", {"field": "metadata"})
+        return self.engine.update_metadata(identity, lambda stored: apply_patch(stored, metadata))
+
     def delete(self, substrate_id: int | str) -> int:
         """Deletes a substrate and its relationships; returns how many relationships
         went with it."""
         identity = parse_id(substrate_id)
         removed = self.engine.delete_substrate(identity)
+        self._forget(identity)
+        return removed
+
+    def _forget(self, identity: int) -> None:
+        """Drops what this process keeps about a deleted substrate."""
         self.cache.discard(identity)
         self.invocations.discard(identity)
-        return removed
+        if self.results is not None:
+            self.results.discard(identity)
+            self._costly.discard(identity)
+            self._slow.pop(identity, None)
+
+    def _require(self, identity: int) -> None:
+        """NotFoundError unless the arena holds ``identity``. Checked before any cache is
+        read: a substrate deleted by another worker leaves the arena when the change log
+        is applied (the request's freshness step), while this process's caches still
+        hold it; they are dropped here, never served."""
+        if identity not in self.arena:
+            self._forget(identity)
+            self.arena.get(identity)  # raises NotFoundError (the arena's own message)
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -201,6 +243,7 @@ class Substrates:
         """The compiled expression of a substrate (from the cache, or compiled again
         from its stored canonical code)."""
         identity = parse_id(substrate_id)
+        self._require(identity)
         compiled = self.cache.get(identity)
         if compiled is None:
             row = self.engine.substrate(identity)
@@ -212,13 +255,50 @@ class Substrates:
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
     ) -> Invocation:
         identity = parse_id(substrate_id)
+        if identity not in self.arena:
+            self._require(identity)
+        results = self.results
+        key = None
+        if results is not None and identity in self._costly:
+            start = time.perf_counter()
+            key = canonical_parameters(parameters)
+            if key is not None:
+                result = results.get(identity, key)
+                if result is not MISS:
+                    elapsed = (time.perf_counter() - start) * 1000.0
+                    self.invocations.add(identity)
+                    return Invocation(identity, result, elapsed)
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
         start = time.perf_counter()
         result = compiled.invoke(parameters)
         elapsed = (time.perf_counter() - start) * 1000.0
+        if results is not None:
+            if elapsed >= self.result_min_ms:
+                self._slow_call(identity, parameters, key, result)
+            elif identity in self._slow:
+                del self._slow[identity]
         self.invocations.add(identity)
         return Invocation(identity, result, elapsed)
+
+    def _slow_call(self, identity: int, parameters: Any, key: bytes | None, result: Any) -> None:
+        """Keeps a slow call's result once its substrate is found costly: after two
+        slow evaluations in a row, neither of them its first call in this process (that
+        one builds the compiled function, milliseconds that say nothing of a call), so
+        one call slowed by the scheduler does not make a cheap substrate look up."""
+        if identity not in self._costly:
+            if identity not in self.counts:
+                return
+            seen = self._slow.get(identity, 0) + 1
+            if seen < 2:
+                self._slow[identity] = seen
+                return
+            self._slow.pop(identity, None)
+            self._costly.add(identity)
+        if key is None:
+            key = canonical_parameters(parameters)
+        if key is not None:
+            self.results.put(identity, key, result)  # type: ignore[union-attr]
 
     def value(
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None

@@ -16,7 +16,105 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["add_parser", "serve_problem"]
+__all__ = ["add_parser", "add_serve_arguments", "jwt_problem", "serve_changes", "serve_problem"]
+
+#: ``bfx serve`` flags of users, login and JWTs -> their settings (docs/security.md).
+_JWT_FLAGS = (
+    "jwt_ttl",
+    "jwt_public_key",
+    "jwt_jwks",
+    "jwt_issuer",
+    "jwt_audience",
+    "login_failures_per_user",
+    "login_failures_per_address",
+)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """The login and JWT flags of ``bfx serve`` (each also read from its BFX_* variable;
+    the HS256 secret only from ``BFX_JWT_SECRET``, never a flag that ``ps`` shows)."""
+    from bfx.cli import _checked
+    from bfx.ratelimit import parse_rate
+    from bfx.settings import parse_ttl
+
+    def ttl(text: str) -> int:
+        try:
+            return parse_ttl(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    g = p.add_argument_group(
+        "users, login and JWTs (docs/security.md; the HS256 secret: env BFX_JWT_SECRET, "
+        "else one kept in the store)"
+    )
+    g.add_argument(
+        "--jwt-ttl",
+        type=ttl,
+        default=None,
+        metavar="DURATION",
+        help="lifetime of tokens from POST /auth/login: seconds or 15m, 1h; 1 minute to 1 "
+        "day (env BFX_JWT_TTL; default 15m)",
+    )
+    g.add_argument(
+        "--jwt-public-key",
+        default=None,
+        metavar="FILE",
+        help="PEM public key of an external token issuer (RSA: RS256, EC P-256: ES256, "
+        "Ed25519: EdDSA) (env BFX_JWT_PUBLIC_KEY)",
+    )
+    g.add_argument(
+        "--jwt-jwks",
+        default=None,
+        metavar="FILE",
+        help="JSON Web Key Set file of an external issuer, keys chosen by kid (env BFX_JWT_JWKS)",
+    )
+    g.add_argument(
+        "--jwt-issuer",
+        default=None,
+        metavar="ISS",
+        help="the iss an external issuer's tokens must carry (env BFX_JWT_ISSUER)",
+    )
+    g.add_argument(
+        "--jwt-audience",
+        default=None,
+        metavar="AUD",
+        help="the aud an external issuer's tokens must carry (env BFX_JWT_AUDIENCE)",
+    )
+    g.add_argument(
+        "--login-failures-per-user",
+        type=_checked(parse_rate),
+        default=None,
+        metavar="RATE",
+        help="failed logins allowed per user name, per worker; then 429 (env "
+        "BFX_LOGIN_FAILURES_PER_USER; default 10/15minutes)",
+    )
+    g.add_argument(
+        "--login-failures-per-address",
+        type=_checked(parse_rate),
+        default=None,
+        metavar="RATE",
+        help="failed logins allowed per client address, per worker; then 429 (env "
+        "BFX_LOGIN_FAILURES_PER_ADDRESS; default 50/15minutes)",
+    )
+
+
+def serve_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the login and JWT flags of ``bfx serve`` change."""
+    return {n: getattr(args, n) for n in _JWT_FLAGS if getattr(args, n) is not None}
+
+
+def jwt_problem(settings: Any) -> str | None:
+    """Why the JWT settings cannot serve (exit 2): an incomplete external issuer, a key
+    file that cannot be read or holds no usable key; or None."""
+    from bfx.security.tokens import external_issuer
+
+    try:
+        external_issuer(
+            settings.jwt_public_key, settings.jwt_jwks, settings.jwt_issuer, settings.jwt_audience
+        )
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _is_loopback(host: str) -> bool:

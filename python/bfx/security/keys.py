@@ -123,8 +123,8 @@ def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 
 def grants(scopes: Iterable[str], required: str) -> bool:
     """Whether a holder of ``scopes`` may use an operation requiring ``required``
-    (``admin`` implies every scope)."""
-    return required in scopes or "admin" in scopes
+    (``admin`` implies every scope; ``authenticated`` is any credential's)."""
+    return required in scopes or "admin" in scopes or required == "authenticated"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

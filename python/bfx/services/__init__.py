@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bfx.services.interfaces import (
     OPERATION_METHODS,
+    AuthService,
     GraphService,
     KeyService,
     OperatorService,
@@ -21,6 +22,7 @@ from bfx.services.local import local_services
 
 __all__ = [
     "OPERATION_METHODS",
+    "AuthService",
     "GraphService",
     "KeyService",
     "OperatorService",

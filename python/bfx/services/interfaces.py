@@ -26,10 +26,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from bfx.api import types as s
+from bfx.security.auth import Principal
 
 __all__ = [
     "EXPORT_MEDIA_TYPES",
     "OPERATION_METHODS",
+    "AuthService",
     "GraphService",
     "KeyService",
     "OperatorService",
@@ -67,6 +69,11 @@ class SubstrateService(Protocol):
 
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         """``get_substrate``: NotFoundError for an unknown id."""
+        ...
+
+    def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
+        """``update_substrate``: ``metadata`` is a JSON merge patch (RFC 7396) of the
+        stored metadata; NotFoundError, LimitExceededError past 64 KiB."""
         ...
 
     def delete(self, substrate_id: int) -> None:
@@ -141,6 +148,23 @@ class OperatorService(Protocol):
         self, substrate_id: int, degree: Number, parameters: Parameters = None
     ) -> s.PowerResponse:
         """``root``."""
+        ...
+
+    def promote(
+        self,
+        substrate_id: int,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> s.PromoteResponse:
+        """``promote``: pure computation on the id (it need not name a substrate);
+        ValidationError for a number outside u64 or both delta and description."""
+        ...
+
+    def promote_sequence(
+        self, substrate_id: int, deltas: Sequence[int], attribute_value: int | None = None
+    ) -> s.PromoteSequenceResponse:
+        """``promote_sequence``: the identity after each delta, in order."""
         ...
 
 
@@ -253,6 +277,20 @@ class KeyService(Protocol):
         ...
 
 
+class AuthService(Protocol):
+    """Users' login and who a caller is (DESIGN.md §7)."""
+
+    def login(self, username: str, password: str, address: str = "unknown") -> s.AccessToken:
+        """``login``: a short-lived bearer token. UnauthorizedError, the same for an
+        unknown user and a wrong password; RateLimitedError after too many failures for
+        the name or the client ``address``."""
+        ...
+
+    def me(self, caller: Principal | None) -> s.Me:
+        """``me``: the caller's principal and scopes (None: authentication is off)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything the API does, by noun: what handlers and clients are given."""
@@ -264,6 +302,7 @@ class Services:
     transfer: TransferService
     system: SystemService
     keys: KeyService
+    auth: AuthService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -275,10 +314,14 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "create_key": ("keys", "create"),
     "list_keys": ("keys", "list"),
     "revoke_key": ("keys", "revoke"),
+    # login
+    "login": ("auth", "login"),
+    "me": ("auth", "me"),
     # substrates
     "create_substrate": ("substrates", "create"),
     "list_substrates": ("substrates", "list"),
     "get_substrate": ("substrates", "get"),
+    "update_substrate": ("substrates", "update"),
     "delete_substrate": ("substrates", "delete"),
     "invoke": ("substrates", "invoke"),
     "create_substrates": ("substrates", "create_many"),
@@ -293,6 +336,8 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "modulus": ("operators", "modulus"),
     "power": ("operators", "power"),
     "root": ("operators", "root"),
+    "promote": ("operators", "promote"),
+    "promote_sequence": ("operators", "promote_sequence"),
     # transfer
     "export": ("transfer", "export"),
     "import_records": ("transfer", "import_records"),

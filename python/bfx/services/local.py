@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bfx.services.auth import LocalAuth
 from bfx.services.interfaces import Services
 from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
@@ -25,13 +26,15 @@ def local_services(
     max_answer_bytes: int | None,
     batch_time_budget: float | None,
     request_metrics: Callable[[], Mapping[str, Any]],
+    auth: LocalAuth | None = None,
 ) -> Services:
     """Services over ``registry``, in process.
 
     What only the server knows comes in here: the bounds of a batch invoke
     (``max_answer_bytes``; ``batch_time_budget`` in seconds; None: unbounded) and
     ``request_metrics``, returning this worker's request counters for ``/metrics``
-    (``RequestMetrics.snapshot``).
+    (``RequestMetrics.snapshot``); ``auth``, login as the server's settings say (the
+    token lifetime and secret, the failed-login limits; defaults otherwise).
     """
     return Services(
         substrates=LocalSubstrates(
@@ -45,4 +48,5 @@ def local_services(
         transfer=LocalTransfer(registry.transfer),
         system=LocalSystem(registry, request_metrics),
         keys=LocalKeys(lambda: registry.store),
+        auth=auth or LocalAuth(lambda: registry.store),
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bfx import errors
 from bfx.api import types as s
 from bfx.budget import BatchBudget
+from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.identity import field_id as body_id
 from bfx.identity import format_id
@@ -54,6 +55,10 @@ class LocalSubstrates:
 
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         return records.substrate(self._arena.get(substrate_id), self._counts.get(substrate_id, 0))
+
+    def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
+        row = self._substrates.update(substrate_id, metadata)
+        return records.substrate_row(row, self._counts.get(substrate_id, 0))
 
     def delete(self, substrate_id: int) -> None:
         self._substrates.delete(substrate_id)
@@ -221,3 +226,40 @@ class LocalOperators:
         self, substrate_id: int, degree: int | float, parameters: dict[str, Any] | None = None
     ) -> s.PowerResponse:
         return self._power_like("root", substrate_id, degree, parameters)
+
+    def promote(
+        self,
+        substrate_id: int,
+        delta: int | None = None,
+        change_description: str | None = None,
+        attribute_value: int | None = None,
+    ) -> s.PromoteResponse:
+        p = promotion.promote(substrate_id, delta, change_description, attribute_value)
+        return s.PromoteResponse(
+            substrate_id=format_id(p.identity),
+            delta=p.delta,
+            attribute_value=p.attribute_value,
+            new_identity=p.new_identity,
+            new_identity_hex=format_id(p.new_identity),
+        )
+
+    def promote_sequence(
+        self, substrate_id: int, deltas: Sequence[int], attribute_value: int | None = None
+    ) -> s.PromoteSequenceResponse:
+        steps = promotion.promote_sequence(substrate_id, deltas, attribute_value)
+        attr = promotion.DEFAULT_ATTRIBUTE_VALUE if attribute_value is None else attribute_value
+        final = steps[-1].new_identity if steps else substrate_id
+        return s.PromoteSequenceResponse(
+            substrate_id=format_id(substrate_id),
+            attribute_value=attr,
+            steps=[
+                s.PromotionStep(
+                    delta=x.delta,
+                    new_identity=x.new_identity,
+                    new_identity_hex=format_id(x.new_identity),
+                )
+                for x in steps
+            ],
+            final_identity=final,
+            final_identity_hex=format_id(final),
+        )

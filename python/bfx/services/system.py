@@ -40,6 +40,12 @@ class LocalSystem:
             for i, n in reg.top_invoked(TOP_INVOKED)
         ]
         store = reg.store
+        results = reg.substrates.results
+        cache = (
+            s.ResultCacheInfo(**results.stats())
+            if results is not None
+            else s.ResultCacheInfo(entries=0, bytes=0, max_bytes=0, hits=0, misses=0)
+        )
         return s.Metrics(
             total_substrates=counts["total_substrates"],
             total_relationships=counts["total_relationships"],
@@ -48,5 +54,6 @@ class LocalSystem:
             storage=s.StorageInfo(
                 backend=store.backend, durable=store.durable, change_seq=store.seq
             ),
+            result_cache=cache,
             **self._request_metrics(),
         )

@@ -18,6 +18,7 @@ per-request check that another process wrote something, followed by the catch-up
 API keys (``bfx.security.keys``) live in every store too: :attr:`Store.keys` is the map
 the authentication middleware reads (never the database), and a database store logs
 each key added or revoked (op 5), so every process's map follows on its next refresh.
+Users (``bfx.security.users``) likewise: :attr:`Store.users`, op 7 for an add or a removal.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ from bfx import errors
 from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.security.keys import KeyRecord
+from bfx.security.users import UserRecord
+from bfx.storage.metadata import set_metadata
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
 
 log = logging.getLogger("bfx.storage")
 
 #: The schema this bfx writes and reads; a database with a higher one is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
@@ -52,6 +55,10 @@ OP_ADD_RELATIONSHIP = 3
 OP_DELETE_RELATIONSHIP = 4
 #: An API key was added or revoked: re-read its row (``api_keys``).
 OP_KEY = 5
+#: A substrate's metadata was replaced (``PATCH``): re-read its row.
+OP_UPDATE_SUBSTRATE = 6
+#: A user was added or removed: re-read its row (``users``; gone means removed).
+OP_USER = 7
 
 #: Rows fetched per round trip while loading or catching up. Larger batches load no
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
@@ -69,6 +76,21 @@ _KEY_SELECT = (
     + ", ".join(_TIME.format(c) for c in ("created_us", "expires_us", "revoked_us"))
     + " FROM api_keys"
 )
+
+
+_USER_SELECT = (
+    "SELECT id, name, scopes, password_hash, " + _TIME.format("created_us") + " FROM users"
+)
+
+
+def _user_record(row: Sequence[Any]) -> UserRecord:
+    return UserRecord(
+        user_id=format(from_db(row[0]), "016x"),
+        name=row[1],
+        scopes=tuple(row[2].split()),
+        password_hash=row[3],
+        created_us=row[4],
+    )
 
 
 def _key_db_id(key_id: str) -> int:
@@ -91,6 +113,10 @@ def _key_record(row: Sequence[Any]) -> KeyRecord:
             "a stored API key cannot be read; the database is damaged or was edited by hand",
             {"key": format(from_db(row[0]), "016x") if isinstance(row[0], int) else None},
         ) from None
+
+
+def _user_exists(name: str) -> errors.BfxError:
+    return errors.DuplicateError(f"a user named {name!r} exists", {"username": name})
 
 
 def to_db(identity: int) -> int:
@@ -122,11 +148,18 @@ class Store:
     keys: dict[str, KeyRecord]
     #: The key of the stored key digests (a database keeps it in ``bfx_meta``).
     key_secret: bytes
+    #: Users by name, for login and for checking bfx-issued tokens (no round trip).
+    users: dict[str, UserRecord]
+    #: The HS256 key of bfx-issued tokens unless ``BFX_JWT_SECRET`` is set (a database
+    #: keeps it in ``bfx_meta``; the in-memory store makes one per process).
+    jwt_secret: bytes
 
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
         self.keys = {}
         self.key_secret = secrets.token_bytes(32)
+        self.users = {}
+        self.jwt_secret = secrets.token_bytes(32)
 
     def attach(self, arena: Arena) -> None:
         """Fills ``arena`` with what is stored; called once, before any other call."""
@@ -172,6 +205,9 @@ class Store:
     def remove_relationship(self, w: Write, rid: int) -> None:
         """Deletes a relationship, within ``w``."""
 
+    def update_substrate(self, w: Write, identity: int, metadata: bytes) -> None:
+        """Replaces a substrate's metadata, within ``w``."""
+
     def check_applied(self, answers: list[Any], kind: str) -> None:
         """Raises StorageError if the arena refused rows it was given to apply."""
         self._refused(answers, f"the arena refuses a {kind} it was given")
@@ -208,6 +244,24 @@ class Store:
         revoked already)."""
         with self._write_lock:
             return self.keys.pop(key_id, None) is not None
+
+    # Users: the in-memory store keeps them in :attr:`users` alone.
+
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name."""
+        return sorted(self.users.values(), key=lambda u: u.name)
+
+    def add_user(self, record: UserRecord) -> None:
+        """Adds a user; DuplicateError when the name is taken."""
+        with self._write_lock:
+            if record.name in self.users:
+                raise _user_exists(record.name)
+            self.users[record.name] = record
+
+    def remove_user(self, name: str) -> bool:
+        """Removes a user; False when there is none of that name."""
+        with self._write_lock:
+            return self.users.pop(name, None) is not None
 
     def close(self) -> None:
         """Releases connections; the store is unusable afterwards."""
@@ -260,6 +314,8 @@ class SqlStore(Store):
         self.store_id = ""
         self.keys = {}
         self.key_secret = b""
+        self.users = {}
+        self.jwt_secret = b""
         # The freshness check's own connection (see :meth:`refresh`), under its own
         # small lock, so that a request never waits behind this process's writer.
         self._probe_lock = threading.Lock()
@@ -342,6 +398,7 @@ class SqlStore(Store):
                 row = self._exec("SELECT value FROM bfx_meta WHERE key = 'store_id'").fetchone()
                 self.store_id = row[0] if row else ""
                 self.key_secret = self._key_secret()
+                self.jwt_secret = self._meta_secret("jwt_secret")
                 self._commit()
             except errors.BfxError:
                 self._rollback()
@@ -397,6 +454,24 @@ class SqlStore(Store):
                 f"{self.describe()}: bfx_meta has no readable key_secret", {}
             ) from None
 
+    def _meta_secret(self, name: str) -> bytes:
+        """32 random bytes kept in ``bfx_meta`` under ``name``, made on first use (in
+        the migration's transaction, like the key secret)."""
+        row = self._exec("SELECT value FROM bfx_meta WHERE key = ?", (name,)).fetchone()
+        if row is None:
+            value = secrets.token_hex(32)
+            self._exec("INSERT INTO bfx_meta (key, value) VALUES (?, ?)", (name, value))
+            return bytes.fromhex(value)
+        try:
+            secret = bytes.fromhex(row[0])
+            if len(secret) < 32:  # RFC 7518: an HS256 key has at least 256 bits
+                raise ValueError(len(secret))
+            return secret
+        except (TypeError, ValueError):
+            raise errors.StorageError(
+                f"{self.describe()}: bfx_meta has no readable {name}", {}
+            ) from None
+
     # ---- loading and following the log --------------------------------------------------
 
     def _substrate_select(self) -> str:
@@ -431,6 +506,7 @@ class SqlStore(Store):
             self._load_chunks(cur, arena.link_many, "relationship")
             cur.close()
             self._load_keys()
+            self._load_users()
         finally:
             self._rollback()
         self._seq = seq
@@ -564,6 +640,15 @@ class SqlStore(Store):
             for db_id in ids:
                 with contextlib.suppress(errors.NotFoundError):
                     arena.unlink(from_db(db_id))
+        elif op == OP_UPDATE_SUBSTRATE:
+            rows = self._rows_by_id(
+                "substrates", self._substrate_select() + " FROM substrates s", ids
+            )
+            # A row gone was deleted later in the log: that entry removes it.
+            for row in rows:
+                identity = int(row[5], 16)
+                if identity in arena:
+                    set_metadata(arena, identity, bytes(row[3]))
         elif op == OP_KEY:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
@@ -574,6 +659,8 @@ class SqlStore(Store):
                         self.keys[record.key_id] = record
                     else:
                         self.keys.pop(record.key_id, None)
+        elif op == OP_USER:
+            self._reload_users(ids)
         else:
             raise errors.StorageError(f"unknown change-log operation {op}", {"op": op})
 
@@ -681,6 +768,12 @@ class SqlStore(Store):
         self._exec("DELETE FROM relationships WHERE id = ?", (to_db(rid),))
         w.entries.append((OP_DELETE_RELATIONSHIP, to_db(rid)))
 
+    def update_substrate(self, w: Write, identity: int, metadata: bytes) -> None:
+        self._exec(
+            "UPDATE substrates SET metadata = ? WHERE id = ?", (metadata or None, to_db(identity))
+        )
+        w.entries.append((OP_UPDATE_SUBSTRATE, to_db(identity)))
+
     # ---- API keys ---------------------------------------------------------------------
 
     def _load_keys(self) -> None:
@@ -720,6 +813,60 @@ class SqlStore(Store):
             if cur.rowcount == 1:
                 w.entries.append((OP_KEY, db_id))
                 w.after = lambda: self.keys.pop(key_id, None)
+                done = True
+        return done
+
+    # ---- users --------------------------------------------------------------------------
+
+    def _load_users(self) -> None:
+        """Every user, into :attr:`users` (within the load's read)."""
+        self.users = {u.name: u for u in map(_user_record, self._exec(_USER_SELECT).fetchall())}
+
+    def _reload_users(self, ids: list[int]) -> None:
+        """Re-reads the users the log touched: a row found is added (or replaces one of
+        its name), a row gone is a removal."""
+        wanted = {format(from_db(i), "016x") for i in ids}
+        found: list[UserRecord] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._exec(f"{_USER_SELECT} WHERE id IN ({marks})", chunk).fetchall()
+            found += map(_user_record, rows)
+        users = {n: u for n, u in self.users.items() if u.user_id not in wanted}
+        users.update((u.name, u) for u in found)
+        self.users = users  # replaced whole: a reader never sees it half-made
+
+    def list_users(self) -> list[UserRecord]:
+        """From the database, so that it answers without an arena too (``bfx users``)."""
+        with self._lock:
+            if self._conn is None:
+                raise errors.StorageError("the store is closed", {})
+            rows = self._exec(f"{_USER_SELECT} ORDER BY name").fetchall()
+        return [_user_record(r) for r in rows]
+
+    def add_user(self, record: UserRecord) -> None:
+        db_id = to_db(int(record.user_id, 16))
+        with self.write() as w:
+            taken = self._exec("SELECT 1 FROM users WHERE name = ?", (record.name,)).fetchone()
+            if taken is not None:
+                raise _user_exists(record.name)
+            self._exec(
+                "INSERT INTO users (id, name, scopes, password_hash, created_us) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (db_id, record.name, " ".join(record.scopes), record.password_hash,
+                 record.created_us),
+            )  # fmt: skip
+            w.entries.append((OP_USER, db_id))
+            w.after = lambda: self.users.__setitem__(record.name, record)
+
+    def remove_user(self, name: str) -> bool:
+        done = False
+        with self.write() as w:
+            row = self._exec("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                self._exec("DELETE FROM users WHERE id = ?", (row[0],))
+                w.entries.append((OP_USER, row[0]))
+                w.after = lambda: self.users.pop(name, None)
                 done = True
         return done
 

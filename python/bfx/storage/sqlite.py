@@ -226,9 +226,10 @@ class SqliteStore(SqlStore):
             return None
         self._arena = arena
         self._seq = header.seq
-        # Keys are not in the snapshot: read them all; the catch-up re-reads any key
-        # the log touched since.
+        # Keys and users are not in the snapshot: read them all; the catch-up re-reads
+        # any the log touched since.
         self._load_keys()
+        self._load_users()
         self._catch_up()
         return arena
 

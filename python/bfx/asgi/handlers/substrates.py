@@ -31,6 +31,10 @@ def get_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
     return svc.substrates.get(inp.params[0])
 
 
+def update_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
+    return svc.substrates.update(inp.params[0], inp.body.metadata)
+
+
 def delete_substrate(svc: Services, inp: Input) -> None:
     svc.substrates.delete(inp.params[0])
 
@@ -91,3 +95,13 @@ def power(svc: Services, inp: Input) -> s.PowerResponse:
 
 def root(svc: Services, inp: Input) -> s.PowerResponse:
     return svc.operators.root(inp.params[0], inp.body.degree, inp.body.parameters)
+
+
+def promote(svc: Services, inp: Input) -> s.PromoteResponse:
+    d: s.PromoteRequest = inp.body
+    return svc.operators.promote(inp.params[0], d.delta, d.change_description, d.attribute_value)
+
+
+def promote_sequence(svc: Services, inp: Input) -> s.PromoteSequenceResponse:
+    d: s.PromoteSequenceRequest = inp.body
+    return svc.operators.promote_sequence(inp.params[0], d.deltas, d.attribute_value)

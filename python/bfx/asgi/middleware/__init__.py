@@ -26,7 +26,8 @@ from bfx.asgi.middleware.routing import routing
 from bfx.asgi.pipeline import Middleware
 from bfx.asgi.router import Router
 from bfx.ratelimit import Limiter
-from bfx.security.auth import KeyAuthenticator
+from bfx.security.auth import Authenticator, KeyAuthenticator
+from bfx.security.tokens import JwtAuthenticator, external_issuer
 from bfx.settings import Settings
 
 __all__ = ["assemble"]
@@ -35,6 +36,16 @@ __all__ = ["assemble"]
 def key_authenticators(store: Any) -> list[KeyAuthenticator]:
     """The authenticators of ``--auth required``: API keys in the store's key map."""
     return [KeyAuthenticator(lambda: store.keys, store.key_secret)]
+
+
+def authenticators(settings: Settings, store: Any) -> list[Authenticator]:
+    """API keys, then JWTs: bfx's own (checked against the store's users) and an
+    external issuer's when one is configured (docs/security.md)."""
+    external = external_issuer(
+        settings.jwt_public_key, settings.jwt_jwks, settings.jwt_issuer, settings.jwt_audience
+    )
+    secret = settings.jwt_secret.encode() or store.jwt_secret
+    return [*key_authenticators(store), JwtAuthenticator(secret, lambda: store.users, external)]
 
 
 def assemble(
@@ -56,7 +67,7 @@ def assemble(
     if store.durable:  # only a durable store has other writers to catch up with
         chain.append(freshness(store))
     if settings.auth == "required":  # before the body: an anonymous body is never read
-        chain.append(authenticate(key_authenticators(store), counters))
+        chain.append(authenticate(authenticators(settings, store), counters))
     chain.append(body(settings, deadlines))
     if settings.rate_limit:  # after body: a batch's cost is known (rate_limit.py)
         chain.append(

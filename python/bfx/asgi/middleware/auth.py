@@ -7,7 +7,8 @@ docs, ``openapi.json``; ``scope`` None) and an ``OPTIONS`` preflight (answered b
 routing) pass untouched. Otherwise: no credential, or one no authenticator accepts, is
 a 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``; a principal without the scope
 is a 403 ``forbidden`` naming ``details.required_scope``. ``call.principal`` is set to the
-principal's name (a key id), which the access log prints.
+principal's name (a key id, ``user:NAME``, ``jwt:SUBJECT``), which the access log
+prints, and ``call.caller`` to the principal (``GET /auth/me`` reads it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class authenticate(Before):
             resp.headers = [*(resp.headers or ()), _CHALLENGE]
             return resp
         call.principal = principal.name
+        call.caller = principal
         if not grants(principal.scopes, required):
             if self.counters is not None:
                 self.counters.count_security_event("forbidden")

@@ -10,7 +10,7 @@ from bfx.asgi.errors import BodyTooLargeError, MethodNotAllowedError, error_body
 from bfx.asgi.middleware.body_deadline import BodyTimeoutError
 from bfx.asgi.pipeline import Around, Call
 from bfx.budget import Cancelled
-from bfx.errors import OverloadedError
+from bfx.errors import OverloadedError, RateLimitedError
 
 __all__ = ["error_answer", "errors"]
 
@@ -27,7 +27,7 @@ def error_answer(exc: BaseException) -> Response:
     headers = None
     if isinstance(err, MethodNotAllowedError):
         headers = [(b"allow", ", ".join(err.allow).encode())]
-    elif isinstance(err, OverloadedError):
+    elif isinstance(err, (OverloadedError, RateLimitedError)):  # failed logins' 429 too
         headers = [(b"retry-after", str(err.retry_after).encode())]
     elif isinstance(err, (BodyTimeoutError, BodyTooLargeError)):
         # The rest of the body is still coming: this connection cannot carry another
