@@ -37,11 +37,11 @@ EXPECTED = (
     "pagination to the end of 2,500 records",
     "identity above 2^53 round-trips as bigint exactly",
     "retries: 503 with Retry-After, then 200",
-    "retries: a 429 is retried even for a batch",
+    "retries: a 429 or a 503 is retried even for a batch",
     "retries: a cut connection is retried for a read",
     "retries: a retried create that answers 409",
     "retries stop: attempts are bounded",
-    "a server that is down is a ConnectionError",
+    "a server that is down is a ConnectionFailedError",
     "auth: apiKey and token against --auth required",
 )
 

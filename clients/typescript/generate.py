@@ -19,12 +19,6 @@ from typing import Any
 OUT = Path(__file__).resolve().parent / "src" / "generated.ts"
 _REF = "#/components/schemas/"
 
-#: Scopes whose POSTs write: after a network failure such a request is not sent again
-#: (the first attempt may have done its work), except the content-addressed creates below.
-WRITE_SCOPES = frozenset({"substrates:write", "relationships:write", "admin", "transfer"})
-#: Creates keyed by content: a repeat cannot write twice, it answers 409 duplicate.
-CONTENT_ADDRESSED = frozenset({"create_substrate", "create_relationship"})
-
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -175,9 +169,8 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                     "body_required": bool(body and body.get("required")),
                     "response": response,
                     "text": [ct for ct in content if ct != "application/json"],
-                    "idempotent": m in ("GET", "HEAD", "PUT", "DELETE")
-                    or scope not in WRITE_SCOPES
-                    or op["operationId"] in CONTENT_ADDRESSED,
+                    # The table's word: whether resending after a lost answer is harmless.
+                    "idempotent": op["x-bfx-idempotent"],
                     "paged": {"cursorIn": cursor_in, "items": items} if items else None,
                     "client": not (
                         content and set(content) <= {"text/html", "text/javascript", "text/css"}

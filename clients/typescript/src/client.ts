@@ -1,7 +1,7 @@
 // The request layer under the generated methods: URL, headers, body, timeouts, retries,
 // answers (bigint-aware) and errors. It knows no route: all of that is in OPERATIONS.
 
-import { ApiError, BfxError, ConnectionError, TimeoutError, errorFor } from "./errors.js";
+import { ApiError, BfxError, ConnectionFailedError, RequestTimeoutError, errorFor } from "./errors.js";
 import { Id, OPERATIONS, OperationName, OperationSpec, Operations, RequestOptions } from "./generated.js";
 import { coerce, parse, stringify } from "./json.js";
 
@@ -14,12 +14,14 @@ export interface ClientOptions {
   token?: string;
   /** Milliseconds per attempt, answer body included (default 30000). */
   timeout?: number;
-  /** Attempts after the first (default 3); 0 turns retrying off. */
-  retries?: number;
-  /** First backoff in ms (default 200), doubled per attempt, with full jitter. */
+  /** Times a request is sent at most (default 4); 1 turns retrying off. */
+  attempts?: number;
+  /** First backoff in ms (default 200), doubled per attempt, a random half dropped. */
   backoff?: number;
-  /** Longest wait between attempts in ms, `Retry-After` included (default 30000). */
-  maxDelay?: number;
+  /** Longest backoff in ms (default 10000). */
+  maxBackoff?: number;
+  /** A longer `Retry-After` (ms, default 60000) is not waited for: the error is thrown. */
+  maxRetryAfter?: number;
   /** Headers on every request. */
   headers?: Record<string, string>;
   /** A fetch to use instead of the global one (tests, proxies). */
@@ -58,20 +60,22 @@ function pathId(id: Id): string {
   return encodeURIComponent(id);
 }
 
+/** Failures while connecting: the service never saw the request, resending is harmless. */
+const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
+
 /**
  * The bfx client: `new Client({ baseUrl, apiKey })`, one method per operation (camelCase of
  * the operation table's names), `iterX` for every paged list.
  *
- * Retries: a request that got no answer (connection refused or cut, timeout) is sent again
- * only when repeating it cannot do the work twice (reads, computations, deletes, and the
- * content-addressed creates); a 429, or a 503 `overloaded`, is retried for every operation
- * (the service refused before doing anything), waiting `Retry-After` when given, else an
- * exponential backoff with full jitter. A retried create that answers 409 throws
- * `DuplicateError` with `attempts > 1`: an earlier attempt wrote it, `details` has its id.
+ * Retries (the Python client's policy, docs/clients.md): a request is sent again after a
+ * connection that could not be made, after a 429 or 503 (refused before any work; waiting
+ * its `Retry-After`), and after a connection that broke once the request was out (or a
+ * timeout) only when the table marks the operation `idempotent`. A retried create that
+ * answers 409 throws `DuplicateError` with `attempts > 1`: an earlier attempt wrote it.
  */
 export class Client extends Operations {
   readonly baseUrl: string;
-  private readonly opts: Required<Pick<ClientOptions, "timeout" | "retries" | "backoff" | "maxDelay">>;
+  private readonly opts: Required<Pick<ClientOptions, "timeout" | "attempts" | "backoff" | "maxBackoff" | "maxRetryAfter">>;
   private readonly headers: Record<string, string>;
   private readonly fetchImpl: typeof fetch;
 
@@ -80,9 +84,10 @@ export class Client extends Operations {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
     this.opts = {
       timeout: options.timeout ?? 30_000,
-      retries: options.retries ?? 3,
+      attempts: options.attempts ?? 4,
       backoff: options.backoff ?? 200,
-      maxDelay: options.maxDelay ?? 30_000,
+      maxBackoff: options.maxBackoff ?? 10_000,
+      maxRetryAfter: options.maxRetryAfter ?? 60_000,
     };
     this.headers = { accept: "application/json", ...options.headers };
     if (options.apiKey !== undefined) this.headers["x-api-key"] = options.apiKey;
@@ -113,7 +118,7 @@ export class Client extends Operations {
     }
 
     for (let attempt = 1; ; attempt++) {
-      const last = attempt > this.opts.retries;
+      const last = attempt >= this.opts.attempts;
       let status: number;
       let text: string;
       let contentType: string;
@@ -121,9 +126,10 @@ export class Client extends Operations {
       try {
         ({ status, text, contentType, wait } = await this.send(op.method, url, headers, payload, options));
       } catch (err) {
-        if (!(err instanceof ConnectionError)) throw err; // the caller's own abort
+        if (!(err instanceof ConnectionFailedError)) throw err; // the caller's own abort
         err.attempts = attempt;
-        if (last || !op.idempotent) throw err;
+        const neverSent = NEVER_SENT.has(String(err.details.cause_code));
+        if (last || !(neverSent || op.idempotent)) throw err;
         await sleep(this.delay(attempt, null), options?.signal);
         continue;
       }
@@ -142,20 +148,24 @@ export class Client extends Operations {
       }
       const error: ApiError = errorFor(status, answer, wait);
       error.attempts = attempt;
-      const refusedUpFront = status === 429 || error.code === "overloaded";
-      if (last || !(refusedUpFront || (status === 503 && op.idempotent))) throw error;
-      if (wait !== null && wait * 1000 > this.opts.maxDelay) throw error; // longer than we wait
+      // 429 and 503 are answered before any work is done: resending is harmless.
+      if (last || (status !== 429 && status !== 503)) throw error;
+      if (wait !== null && wait * 1000 > this.opts.maxRetryAfter) throw error; // too long to wait
       await sleep(this.delay(attempt, wait), options?.signal);
     }
   }
 
-  /** Retry-After when given, else min(maxDelay, backoff * 2^(n-1)) scaled by a random [0,1). */
+  /**
+   * The n-th wait: min(maxBackoff, backoff * 2^(n-1)) with a random part of its half
+   * dropped (jitter: clients refused together do not return together), after the whole
+   * `Retry-After` when there is one.
+   */
   private delay(attempt: number, wait: number | null): number {
-    if (wait !== null) return wait * 1000;
-    return Math.random() * Math.min(this.opts.maxDelay, this.opts.backoff * 2 ** (attempt - 1));
+    const step = Math.min(this.opts.maxBackoff, this.opts.backoff * 2 ** (attempt - 1));
+    return (wait ?? 0) * 1000 + step / 2 + (Math.random() * step) / 2;
   }
 
-  /** One attempt: the answer's status and text, or a ConnectionError/TimeoutError. */
+  /** One attempt: the answer's status and text, or a ConnectionFailedError. */
   private async send(
     method: string,
     url: URL,
@@ -185,10 +195,12 @@ export class Client extends Operations {
       };
     } catch (err) {
       if (user?.aborted) throw user.reason;
-      if (timedOut) throw new TimeoutError(`${method} ${url.pathname}: no answer in ${ms} ms`, { cause: err });
-      const cause = (err as { cause?: { code?: string } }).cause;
-      const why = cause?.code ?? (err as Error).message;
-      throw new ConnectionError(`${method} ${url.origin}${url.pathname}: ${why}`, { cause: err });
+      if (timedOut) throw new RequestTimeoutError(`${method} ${url.pathname}: no answer in ${ms} ms`, { cause: err });
+      // Node's fetch (undici) names the system error in cause.code; browsers say nothing.
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      const failed = new ConnectionFailedError(`${method} ${url.origin}${url.pathname}: ${code ?? (err as Error).message}`, { cause: err });
+      if (code !== undefined) failed.details.cause_code = code;
+      throw failed;
     } finally {
       clearTimeout(timer);
       user?.removeEventListener("abort", relay);

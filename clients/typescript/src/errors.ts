@@ -1,35 +1,39 @@
 // Every failure the client reports: one class per error code of the API (the codes of
 // python/bfx/errors.py and the HTTP layer), a base class per status for codes this
-// version does not know, and ConnectionError/TimeoutError when no answer came.
+// version does not know, and ConnectionFailedError/RequestTimeoutError when no answer
+// came (the names and codes of the Python client's).
 
-/** Base of every error the client throws. */
+/**
+ * Base of every error the client throws: `status` (the HTTP status received, or what a
+ * gateway would answer when none came), `code` (the API's `error` field), `details`, and
+ * `attempts`: how many times the call was sent. A `DuplicateError` with `attempts > 1` on a
+ * create means an earlier attempt whose answer was lost most likely wrote the record: its
+ * id is in `details` (`substrate_id` / `relationship_id`). The same holds for a
+ * `NotFoundError` with `attempts > 1` on a delete.
+ */
 export class BfxError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  status: number;
+  code: string;
+  details: Record<string, unknown>;
+  attempts = 1;
+
+  constructor(message: string, options: { status?: number; code?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
     super(message);
     this.name = new.target.name;
-    if (options && "cause" in options) (this as { cause?: unknown }).cause = options.cause;
+    this.status = options.status ?? 0;
+    this.code = options.code ?? "client_error";
+    this.details = options.details ?? {};
+    if ("cause" in options) (this as { cause?: unknown }).cause = options.cause;
   }
 }
 
 /** The service answered with an error: `{error, message, details}` and its HTTP status. */
 export class ApiError extends BfxError {
-  readonly status: number;
-  readonly code: string;
-  readonly details: Record<string, unknown>;
   /** seconds, from `Retry-After` (429, 503), else null */
   readonly retryAfter: number | null;
-  /**
-   * How many times this call was sent. A `DuplicateError` with `attempts > 1` on a create
-   * means an earlier attempt whose answer was lost most likely wrote the record: its id is
-   * in `details` (`substrate_id` / `relationship_id`).
-   */
-  attempts = 1;
 
   constructor(status: number, code: string, message: string, details: Record<string, unknown> = {}, retryAfter: number | null = null) {
-    super(`${status} ${code}: ${message}`);
-    this.status = status;
-    this.code = code;
-    this.details = details;
+    super(`${status} ${code}: ${message}`, { status, code, details });
     this.retryAfter = retryAfter;
   }
 }
@@ -41,7 +45,6 @@ export class ForbiddenError extends ApiError {} // 403
 export class NotFoundError extends ApiError {} // 404
 export class NoPathError extends NotFoundError {}
 export class MethodNotAllowedError extends ApiError {} // 405
-export class RequestTimeoutError extends ApiError {} // 408: the body came in too slowly
 export class ConflictError extends ApiError {} // 409
 export class DuplicateError extends ConflictError {}
 export class CollisionError extends ConflictError {}
@@ -64,12 +67,23 @@ export class OverloadedError extends UnavailableError {}
 export class StorageError extends UnavailableError {}
 export class RateLimitUnavailableError extends UnavailableError {}
 
-/** No answer: the connection failed or was cut (the request may or may not have run). */
-export class ConnectionError extends BfxError {
-  attempts = 1;
+/**
+ * No answer: the service could not be reached, or the connection broke before an answer
+ * (refused, reset, DNS...). `status` 503, code `connection_failed`, as a gateway would say.
+ */
+export class ConnectionFailedError extends BfxError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { status: 503, code: "connection_failed", ...options });
+  }
 }
-/** No answer within the timeout (per attempt). */
-export class TimeoutError extends ConnectionError {}
+/** No answer within the client's timeout (per attempt): `status` 504, `request_timeout`. */
+export class RequestTimeoutError extends ConnectionFailedError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.status = 504;
+    this.code = "request_timeout";
+  }
+}
 
 type ApiErrorClass = new (...args: ConstructorParameters<typeof ApiError>) => ApiError;
 
@@ -80,7 +94,6 @@ const BY_CODE: Record<string, ApiErrorClass> = {
   not_found: NotFoundError,
   no_path: NoPathError,
   method_not_allowed: MethodNotAllowedError,
-  request_timeout: RequestTimeoutError,
   conflict: ConflictError,
   duplicate: DuplicateError,
   collision: CollisionError,
@@ -107,7 +120,6 @@ const BY_STATUS: Record<number, ApiErrorClass> = {
   403: ForbiddenError,
   404: NotFoundError,
   405: MethodNotAllowedError,
-  408: RequestTimeoutError,
   409: ConflictError,
   413: PayloadTooLargeError,
   415: UnsupportedMediaTypeError,

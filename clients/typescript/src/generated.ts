@@ -93,6 +93,7 @@ export interface Metrics {
   active_requests: number;
   most_invoked_substrates: TopInvoked[];
   storage: StorageInfo;
+  result_cache?: ResultCacheInfo | null;
 }
 
 export interface TopInvoked {
@@ -106,6 +107,16 @@ export interface StorageInfo {
   backend: string;
   durable: boolean;
   change_seq: number;
+}
+
+/** This worker's result cache (docs/domain.md "Result cache"); all 0 when off.
+ */
+export interface ResultCacheInfo {
+  entries: number;
+  bytes: number;
+  max_bytes: number;
+  hits: number;
+  misses: number;
 }
 
 export interface CreateKey {
@@ -148,6 +159,27 @@ export interface ApiKey {
   expires_at: string | null;
 }
 
+export interface Login {
+  username: string;
+  password: string;
+}
+
+/** A bfx-issued JWT (HS256): send it as ``Authorization: Bearer <access_token>``.
+ */
+export interface AccessToken {
+  access_token: string;
+  token_type: "bearer";
+  expires_in: number;
+}
+
+/** Who the credential names and what it may do.
+ */
+export interface Me {
+  principal: string;
+  kind: "anonymous" | "jwt" | "key" | "user";
+  scopes: string[];
+}
+
 export interface CreateSubstrate {
   expression_type: "constant" | "expression" | "lambda";
   expression_code: string;
@@ -177,6 +209,14 @@ export interface SubstratePage {
   /** total substrates, not the page length
    */
   count: number;
+}
+
+/** ``PATCH /substrates/{id}``: a JSON merge patch (RFC 7396) of the metadata.
+ */
+export interface UpdateSubstrate {
+  /** merged into the stored metadata: null removes a key, objects merge
+   */
+  metadata: JsonObject;
 }
 
 export interface InvokeRequest {
@@ -267,6 +307,75 @@ export interface RootRequest {
    */
   degree: Numeric;
   parameters?: JsonObject | null;
+}
+
+export interface PromoteRequest {
+  /** an unsigned 64-bit integer, 0..2^64-1
+   */
+  delta?: bigint | null;
+  /** delta = FNV-1a-64 of its UTF-8 bytes
+   */
+  change_description?: string | null;
+  /** default 798336
+   */
+  attribute_value?: bigint | null;
+}
+
+export interface PromoteResponse {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  /** the 64-bit id as an unsigned integer
+   */
+  delta: bigint;
+  /** the 64-bit id as an unsigned integer
+   */
+  attribute_value: bigint;
+  /** the 64-bit id as an unsigned integer
+   */
+  new_identity: bigint;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  new_identity_hex: string;
+}
+
+export interface PromoteSequenceRequest {
+  /** applied in order, <= 1000
+   */
+  deltas: bigint[];
+  /** default 798336
+   */
+  attribute_value?: bigint | null;
+}
+
+export interface PromoteSequenceResponse {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  /** the 64-bit id as an unsigned integer
+   */
+  attribute_value: bigint;
+  /** one per delta: the identity after it
+   */
+  steps: PromotionStep[];
+  /** the 64-bit id as an unsigned integer
+   */
+  final_identity: bigint;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  final_identity_hex: string;
+}
+
+export interface PromotionStep {
+  /** the 64-bit id as an unsigned integer
+   */
+  delta: bigint;
+  /** the 64-bit id as an unsigned integer
+   */
+  new_identity: bigint;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  new_identity_hex: string;
 }
 
 export interface BatchCreate {
@@ -713,6 +822,32 @@ export const OPERATIONS = {
     "paged": null,
     "scope": "admin"
   },
+  "login": {
+    "method": "POST",
+    "path": "/api/v1/auth/login",
+    "pathParams": [],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "AccessToken",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": null
+  },
+  "me": {
+    "method": "GET",
+    "path": "/api/v1/auth/me",
+    "pathParams": [],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "Me",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "authenticated"
+  },
   "createSubstrate": {
     "method": "POST",
     "path": "/api/v1/substrates",
@@ -759,6 +894,21 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": null,
     "scope": "substrates:read"
+  },
+  "updateSubstrate": {
+    "method": "PATCH",
+    "path": "/api/v1/substrates/{id}",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "SubstrateRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
   },
   "deleteSubstrate": {
     "method": "DELETE",
@@ -892,6 +1042,36 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": null,
     "scope": "substrates:invoke"
+  },
+  "promote": {
+    "method": "POST",
+    "path": "/api/v1/substrates/{id}/promote",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "PromoteResponse",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "promoteSequence": {
+    "method": "POST",
+    "path": "/api/v1/substrates/{id}/promote/sequence",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "PromoteSequenceResponse",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
   },
   "createSubstrates": {
     "method": "POST",
@@ -1238,6 +1418,29 @@ export const UINT64_FIELDS: Record<string, Record<string, string | readonly stri
       "SubstrateRecord"
     ]
   },
+  "PromoteRequest": {
+    "delta": "u64",
+    "attribute_value": "u64"
+  },
+  "PromoteResponse": {
+    "delta": "u64",
+    "attribute_value": "u64",
+    "new_identity": "u64"
+  },
+  "PromoteSequenceRequest": {
+    "attribute_value": "u64"
+  },
+  "PromoteSequenceResponse": {
+    "attribute_value": "u64",
+    "steps": [
+      "PromotionStep"
+    ],
+    "final_identity": "u64"
+  },
+  "PromotionStep": {
+    "delta": "u64",
+    "new_identity": "u64"
+  },
   "SubstrateList": {
     "substrates": [
       "SubstrateRecord"
@@ -1307,6 +1510,16 @@ export abstract class Operations {
     return this.call("revokeKey", [key_id], undefined, undefined, options) as Promise<void>;
   }
 
+  /** Log in with a user name and password: a short-lived bearer token (POST /api/v1/auth/login; scope none). */
+  login(body: Login, options?: RequestOptions): Promise<AccessToken> {
+    return this.call("login", [], body, undefined, options) as Promise<AccessToken>;
+  }
+
+  /** Who the credential names, and its scopes (GET /api/v1/auth/me; scope authenticated). */
+  me(options?: RequestOptions): Promise<Me> {
+    return this.call("me", [], undefined, undefined, options) as Promise<Me>;
+  }
+
   /** Create a substrate (POST /api/v1/substrates; scope substrates:write). */
   createSubstrate(body: CreateSubstrate, options?: RequestOptions): Promise<SubstrateRecord> {
     return this.call("createSubstrate", [], body, undefined, options) as Promise<SubstrateRecord>;
@@ -1324,6 +1537,11 @@ export abstract class Operations {
   /** Get a substrate (GET /api/v1/substrates/{id}; scope substrates:read). */
   getSubstrate(id: Id, options?: RequestOptions): Promise<SubstrateRecord> {
     return this.call("getSubstrate", [id], undefined, undefined, options) as Promise<SubstrateRecord>;
+  }
+
+  /** Update a substrate's metadata (JSON merge patch); the id stays (PATCH /api/v1/substrates/{id}; scope substrates:write). */
+  updateSubstrate(id: Id, body: UpdateSubstrate, options?: RequestOptions): Promise<SubstrateRecord> {
+    return this.call("updateSubstrate", [id], body, undefined, options) as Promise<SubstrateRecord>;
   }
 
   /** Delete a substrate and its edges (DELETE /api/v1/substrates/{id}; scope substrates:write). */
@@ -1369,6 +1587,16 @@ export abstract class Operations {
   /** Root of the value (POST /api/v1/substrates/{id}/root; scope substrates:invoke). */
   root(id: Id, body: RootRequest, options?: RequestOptions): Promise<PowerResponse> {
     return this.call("root", [id], body, undefined, options) as Promise<PowerResponse>;
+  }
+
+  /** Promote an identity: id XOR attribute_value XOR delta (nothing is stored) (POST /api/v1/substrates/{id}/promote; scope substrates:read). */
+  promote(id: Id, body?: PromoteRequest, options?: RequestOptions): Promise<PromoteResponse> {
+    return this.call("promote", [id], body, undefined, options) as Promise<PromoteResponse>;
+  }
+
+  /** Promote an identity through a list of deltas, in order (nothing is stored) (POST /api/v1/substrates/{id}/promote/sequence; scope substrates:read). */
+  promoteSequence(id: Id, body: PromoteSequenceRequest, options?: RequestOptions): Promise<PromoteSequenceResponse> {
+    return this.call("promoteSequence", [id], body, undefined, options) as Promise<PromoteSequenceResponse>;
   }
 
   /** Create many substrates (POST /api/v1/substrates/batch; scope substrates:write). */

@@ -185,7 +185,7 @@ async function scripted(script) {
 
 const HEALTH = { status: "healthy", timestamp: "2026-01-01T00:00:00Z", version: "0" };
 const err = (code, message = code, details = {}) => ({ error: code, message, details });
-const fast = (url, more = {}) => new Client({ baseUrl: url, backoff: 1, maxDelay: 2000, timeout: 5000, ...more });
+const fast = (url, more = {}) => new Client({ baseUrl: url, backoff: 1, maxBackoff: 2, timeout: 5000, ...more });
 
 test("retries: 503 with Retry-After, then 200", async () => {
   const s = await scripted([[503, err("overloaded"), { "retry-after": "1" }], [200, HEALTH]]);
@@ -199,7 +199,7 @@ test("retries: 503 with Retry-After, then 200", async () => {
   }
 });
 
-test("retries: a 429 is retried even for a batch; a 503 storage_error on a batch is not", async () => {
+test("retries: a 429 or a 503 is retried even for a batch (refused before any work)", async () => {
   const ok = { results: [{ index: 0, status: 201, substrate_id: "0x000000000000002A" }] };
   const s = await scripted([[429, err("rate_limited"), { "retry-after": "0" }], [200, ok]]);
   const body = { substrates: [{ expression_type: "constant", expression_code: "42" }] };
@@ -212,11 +212,20 @@ test("retries: a 429 is retried even for a batch; a 503 storage_error on a batch
   }
   const t = await scripted([[503, err("storage_error")], [200, ok]]);
   try {
-    const e = await fast(t.url).createSubstrates(body).catch((x) => x);
-    assert.ok(e instanceof sdk.StorageError, String(e));
-    assert.equal(t.seen.length, 1);
+    assert.deepEqual(await fast(t.url).createSubstrates(body), ok);
+    assert.equal(t.seen.length, 2);
   } finally {
     await t.close();
+  }
+  // A Retry-After longer than maxRetryAfter is not waited for.
+  const u = await scripted([[429, err("rate_limited"), { "retry-after": "120" }], [200, ok]]);
+  try {
+    const e = await fast(u.url).createSubstrates(body).catch((x) => x);
+    assert.ok(e instanceof sdk.RateLimitedError, String(e));
+    assert.equal(e.retryAfter, 120);
+    assert.equal(u.seen.length, 1);
+  } finally {
+    await u.close();
   }
 });
 
@@ -231,7 +240,8 @@ test("retries: a cut connection is retried for a read, not for a non-idempotent 
   const t = await scripted(["cut", [201, {}]]);
   try {
     const e = await fast(t.url).createKey({ name: "k", scopes: ["admin"] }).catch((x) => x);
-    assert.ok(e instanceof sdk.ConnectionError, String(e));
+    assert.ok(e instanceof sdk.ConnectionFailedError, String(e));
+    assert.equal(e.code, "connection_failed");
     assert.equal(e.attempts, 1);
     assert.equal(t.seen.length, 1);
   } finally {
@@ -253,10 +263,10 @@ test("retries: a retried create that answers 409 is a DuplicateError with attemp
   }
 });
 
-test("retries stop: attempts are bounded, a timeout is a TimeoutError", async () => {
+test("retries stop: attempts are bounded, a timeout is a RequestTimeoutError", async () => {
   const s = await scripted([[503, err("overloaded"), { "retry-after": "0" }]]);
   try {
-    const e = await fast(s.url, { retries: 2 }).health().catch((x) => x);
+    const e = await fast(s.url, { attempts: 3 }).health().catch((x) => x);
     assert.ok(e instanceof sdk.OverloadedError, String(e));
     assert.equal(e.attempts, 3);
     assert.equal(s.seen.length, 3);
@@ -265,20 +275,27 @@ test("retries stop: attempts are bounded, a timeout is a TimeoutError", async ()
   }
   const h = await scripted(["hang"]);
   try {
-    const e = await fast(h.url, { retries: 0 }).health({ timeout: 200 }).catch((x) => x);
-    assert.ok(e instanceof sdk.TimeoutError && e instanceof sdk.ConnectionError, String(e));
+    const e = await fast(h.url, { attempts: 1 }).health({ timeout: 200 }).catch((x) => x);
+    assert.ok(e instanceof sdk.RequestTimeoutError && e instanceof sdk.ConnectionFailedError, String(e));
+    assert.equal(e.status, 504);
   } finally {
     await h.close();
   }
 });
 
-test("a server that is down is a ConnectionError", async () => {
+test("a server that is down is a ConnectionFailedError, retried even for a write", async () => {
   const s = await scripted([[200, HEALTH]]);
   const url = s.url;
   await s.close(); // the port is free now: nothing listens
-  const e = await fast(url, { retries: 1 }).health().catch((x) => x);
-  assert.ok(e instanceof sdk.ConnectionError, String(e));
+  const e = await fast(url, { attempts: 2 }).health().catch((x) => x);
+  assert.ok(e instanceof sdk.ConnectionFailedError, String(e));
+  assert.equal(e.status, 503);
   assert.equal(e.attempts, 2);
+  // Refused: the service never saw it, so even a non-idempotent request is sent again.
+  const w = await fast(url, { attempts: 3 }).createKey({ name: "k", scopes: ["admin"] }).catch((x) => x);
+  assert.ok(w instanceof sdk.ConnectionFailedError, String(w));
+  assert.equal(w.details.cause_code, "ECONNREFUSED");
+  assert.equal(w.attempts, 3);
 });
 
 test("auth: apiKey and token against --auth required", { skip: process.env.BFX_AUTH_URL ? false : "BFX_AUTH_URL not set" }, async () => {
