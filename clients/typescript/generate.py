@@ -25,6 +25,12 @@ def camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
+def iter_name(name: str) -> str:
+    """The iterator of a paged list, named as the Python client's: ``iter`` + the name
+    without ``list_`` (``list_substrates`` -> ``iterSubstrates``, ``search`` -> ``iterSearch``)."""
+    return "iter" + pascal(name.removeprefix("list_"))
+
+
 def pascal(name: str) -> str:
     c = camel(name)
     return c[:1].upper() + c[1:]
@@ -144,6 +150,14 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                 else None
             )
             items = None
+            # Whether the paging fields' owner (query or body) has a page size.
+            owner = (
+                {p["name"] for p in query}
+                if cursor_in == "query"
+                else set(schemas[body_json]["properties"])
+                if cursor_in
+                else set()
+            )
             if cursor_in and response:
                 props = schemas[response]["properties"]
                 if "next_cursor" in props:
@@ -171,7 +185,11 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                     "text": [ct for ct in content if ct != "application/json"],
                     # The table's word: whether resending after a lost answer is harmless.
                     "idempotent": op["x-bfx-idempotent"],
-                    "paged": {"cursorIn": cursor_in, "items": items} if items else None,
+                    "paged": (
+                        {"cursorIn": cursor_in, "items": items, "limit": "limit" in owner}
+                        if items
+                        else None
+                    ),
                     "client": not (
                         content and set(content) <= {"text/html", "text/javascript", "text/css"}
                     )
@@ -238,7 +256,7 @@ def render(doc_: dict[str, Any]) -> str:
         "  method: string; path: string; pathParams: readonly string[]; query: readonly string[];",
         '  body: "json" | "raw" | null; status: number; response: string | null;',
         "  text: readonly string[]; idempotent: boolean; scope: string | null;",
-        '  paged: { cursorIn: "query" | "body"; items: string } | null;',
+        '  paged: { cursorIn: "query" | "body"; items: string; limit: boolean } | null;',
         "}",
         "",
         "/** Fields to read as bigint, per schema: `u64`, a nested schema, or [schema] for a list. */",
@@ -256,7 +274,7 @@ def render(doc_: dict[str, Any]) -> str:
         "  contentType?: string;",
         "}",
         "",
-        "/** The typed surface: one method per operation, `iterX` for every paged list. */",
+        "/** The typed surface: one method per operation, an iterator for every paged list. */",
         "export abstract class Operations {",
         "  protected abstract call(",
         "    name: OperationName, path: readonly Id[], body: unknown, query: object | undefined,",
@@ -314,7 +332,7 @@ def method(o: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
         it_args = [re.sub(r"^(body|query):", r"\1?:", a) for a in it_args]
         out += [
             f"  /** Every item of {name}, page after page (follows `next_cursor`). */",
-            f"  iter{pascal(o['name'])}({', '.join([*it_args, 'options?: RequestOptions'])}):"
+            f"  {iter_name(o['name'])}({', '.join([*it_args, 'options?: RequestOptions'])}):"
             f" AsyncGenerator<{item}, void, undefined> {{",
             f'    return this.pages("{name}", {path}, '
             f"{'body' if src == 'body' else 'undefined'}, "

@@ -221,9 +221,11 @@ export class Client extends Operations {
     const start = (paged.cursorIn === "query" ? query : body) as { cursor?: string | null } | undefined;
     let cursor: string | null | undefined = start?.cursor;
     for (;;) {
+      // Pages of 1000 (the most the service gives) unless the caller says otherwise.
+      const size = paged.limit ? { limit: 1000 } : {};
       const page = (await (paged.cursorIn === "query"
-        ? this.call(name, path, undefined, { ...query, cursor }, options)
-        : this.call(name, path, { ...body, cursor }, undefined, options))) as Record<string, unknown>;
+        ? this.call(name, path, undefined, { ...size, ...query, cursor }, options)
+        : this.call(name, path, { ...size, ...body, cursor }, undefined, options))) as Record<string, unknown>;
       yield* page[paged.items] as unknown[];
       const next = page.next_cursor as string | null;
       if (next === null || next === undefined) return;

@@ -876,7 +876,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "substrates"
+      "items": "substrates",
+      "limit": true
     },
     "scope": "substrates:read"
   },
@@ -1116,7 +1117,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "substrates"
+      "items": "substrates",
+      "limit": true
     },
     "scope": "substrates:read"
   },
@@ -1132,7 +1134,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "body",
-      "items": "substrates"
+      "items": "substrates",
+      "limit": true
     },
     "scope": "substrates:read"
   },
@@ -1201,7 +1204,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "relationships"
+      "items": "relationships",
+      "limit": true
     },
     "scope": "relationships:read"
   },
@@ -1251,7 +1255,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "relationships"
+      "items": "relationships",
+      "limit": true
     },
     "scope": "relationships:read"
   },
@@ -1275,7 +1280,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "relationships"
+      "items": "relationships",
+      "limit": true
     },
     "scope": "relationships:read"
   },
@@ -1375,7 +1381,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "components"
+      "items": "components",
+      "limit": true
     },
     "scope": "graph:read"
   },
@@ -1398,7 +1405,8 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": {
       "cursorIn": "query",
-      "items": "scores"
+      "items": "scores",
+      "limit": true
     },
     "scope": "graph:read"
   }
@@ -1408,7 +1416,7 @@ export interface OperationSpec {
   method: string; path: string; pathParams: readonly string[]; query: readonly string[];
   body: "json" | "raw" | null; status: number; response: string | null;
   text: readonly string[]; idempotent: boolean; scope: string | null;
-  paged: { cursorIn: "query" | "body"; items: string } | null;
+  paged: { cursorIn: "query" | "body"; items: string; limit: boolean } | null;
 }
 
 /** Fields to read as bigint, per schema: `u64`, a nested schema, or [schema] for a list. */
@@ -1474,7 +1482,7 @@ export interface RequestOptions {
   contentType?: string;
 }
 
-/** The typed surface: one method per operation, `iterX` for every paged list. */
+/** The typed surface: one method per operation, an iterator for every paged list. */
 export abstract class Operations {
   protected abstract call(
     name: OperationName, path: readonly Id[], body: unknown, query: object | undefined,
@@ -1530,7 +1538,7 @@ export abstract class Operations {
     return this.call("listSubstrates", [], undefined, query, options) as Promise<SubstratePage>;
   }
   /** Every item of listSubstrates, page after page (follows `next_cursor`). */
-  iterListSubstrates(query?: ListSubstratesQuery, options?: RequestOptions): AsyncGenerator<SubstrateRecord, void, undefined> {
+  iterSubstrates(query?: ListSubstratesQuery, options?: RequestOptions): AsyncGenerator<SubstrateRecord, void, undefined> {
     return this.pages("listSubstrates", [], undefined, query, options) as AsyncGenerator<SubstrateRecord, void, undefined>;
   }
 
@@ -1647,7 +1655,7 @@ export abstract class Operations {
     return this.call("listRelationships", [], undefined, query, options) as Promise<RelationshipPage>;
   }
   /** Every item of listRelationships, page after page (follows `next_cursor`). */
-  iterListRelationships(query?: ListRelationshipsQuery, options?: RequestOptions): AsyncGenerator<RelationshipRecord, void, undefined> {
+  iterRelationships(query?: ListRelationshipsQuery, options?: RequestOptions): AsyncGenerator<RelationshipRecord, void, undefined> {
     return this.pages("listRelationships", [], undefined, query, options) as AsyncGenerator<RelationshipRecord, void, undefined>;
   }
 
