@@ -8,7 +8,7 @@ RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml
 STAMP := .make-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help dev build test test-rust test-py bench bench-deps bench-http bench-locust bench-capacity serve lint fmt clean
+.PHONY: help dev build test test-rust test-py bench bench-deps bench-http bench-locust bench-capacity serve lint fmt clean ts ts-generate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -95,6 +95,12 @@ bench-capacity: build ## bfx capacity: memory per substrate, projected for CAPAC
 serve: build ## start the service on 127.0.0.1:8000 with the embedded default store
 	bfx serve
 
+ts: ## build the TypeScript client (tsc, Debian's node-typescript) into clients/typescript/dist
+	tsc -p clients/typescript
+
+ts-generate: ## regenerate the TypeScript client's types from this checkout's openapi.json
+	PYTHONPATH=python $(PYTHON) clients/typescript/generate.py
+
 lint: ## ruff, cargo fmt --check, clippy
 	$(PYTHON) -m ruff check python tests benches
 	$(PYTHON) -m ruff format --check python tests benches
@@ -109,3 +115,4 @@ fmt: ## format Rust and Python sources
 clean: ## remove build products
 	$(CARGO) clean
 	rm -f $(CORE_SO) $(STAMP)
+	rm -rf clients/typescript/dist

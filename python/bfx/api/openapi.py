@@ -62,6 +62,8 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
             "tags": [r.tag],
             "x-bfx-scope": r.scope,
             "x-bfx-cost": r.cost,
+            # Whether a client may resend it after a lost answer (the table's `idempotent`).
+            "x-bfx-idempotent": r.idempotent,
             # Public operations need no credential; the rest take a key or a token.
             "security": _security(r.scope),
         }
