@@ -61,8 +61,16 @@ export interface Health {
   version: string;
 }
 
-/** Counters of this worker process (each Granian worker keeps its own) plus the
- * registry's totals.
+/** The readiness probe's answer: this worker's store answers.
+ */
+export interface Ready {
+  status: string;
+  timestamp: string;
+  storage: string;
+}
+
+/** Counters of the whole service (every Granian worker's, added up; a dead
+ * worker's requests included) plus the registry's totals (docs/observability.md).
  */
 export interface Metrics {
   total_substrates: number;
@@ -70,6 +78,7 @@ export interface Metrics {
   uptime_seconds: number;
   version: string;
   worker_pid: number;
+  workers: number;
   total_requests: number;
   requests_per_second: number;
   requests_per_second_1m: number;
@@ -93,6 +102,13 @@ export interface Metrics {
   active_requests: number;
   most_invoked_substrates: TopInvoked[];
   storage: StorageInfo;
+  compiled_cache_hits: number;
+  compiled_cache_misses: number;
+  graph_depth: number | null;
+  graph_density: number | null;
+  most_connected_substrates: Connected[];
+  substrate_size_distribution: Record<string, number>;
+  graph_figures_age_seconds: number | null;
   result_cache?: ResultCacheInfo | null;
 }
 
@@ -107,6 +123,13 @@ export interface StorageInfo {
   backend: string;
   durable: boolean;
   change_seq: number;
+}
+
+export interface Connected {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  connections: number;
 }
 
 /** This worker's result cache (docs/domain.md "Result cache"); all 0 when off.
@@ -768,6 +791,19 @@ export const OPERATIONS = {
     "paged": null,
     "scope": null
   },
+  "healthReady": {
+    "method": "GET",
+    "path": "/api/v1/health/ready",
+    "pathParams": [],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "Ready",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": null
+  },
   "metrics": {
     "method": "GET",
     "path": "/api/v1/metrics",
@@ -776,7 +812,26 @@ export const OPERATIONS = {
     "body": null,
     "status": 200,
     "response": "Metrics",
-    "text": [],
+    "text": [
+      "text/plain",
+      "application/openmetrics-text"
+    ],
+    "idempotent": true,
+    "paged": null,
+    "scope": "metrics:read"
+  },
+  "prometheus": {
+    "method": "GET",
+    "path": "/metrics",
+    "pathParams": [],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": null,
+    "text": [
+      "text/plain",
+      "application/openmetrics-text"
+    ],
     "idempotent": true,
     "paged": null,
     "scope": "metrics:read"
@@ -1498,9 +1553,19 @@ export abstract class Operations {
     return this.call("health", [], undefined, undefined, options) as Promise<Health>;
   }
 
-  /** Counters of this worker (GET /api/v1/metrics; scope metrics:read). */
-  metrics(options?: RequestOptions): Promise<Metrics> {
-    return this.call("metrics", [], undefined, undefined, options) as Promise<Metrics>;
+  /** Readiness: 200 when the store answers, else 503 not_ready (GET /api/v1/health/ready; scope none). */
+  healthReady(options?: RequestOptions): Promise<Ready> {
+    return this.call("healthReady", [], undefined, undefined, options) as Promise<Ready>;
+  }
+
+  /** Counters of this worker (JSON); with Accept: text/plain or application/openmetrics-text, the Prometheus exposition of every worker (GET /api/v1/metrics; scope metrics:read). */
+  metrics(options?: RequestOptions): Promise<Metrics | string> {
+    return this.call("metrics", [], undefined, undefined, options) as Promise<Metrics | string>;
+  }
+
+  /** The Prometheus exposition, summed over every worker (docs/observability.md) (GET /metrics; scope metrics:read). */
+  prometheus(options?: RequestOptions): Promise<void | string> {
+    return this.call("prometheus", [], undefined, undefined, options) as Promise<void | string>;
   }
 
   /** Create an API key (the answer holds its secret, once) (POST /api/v1/keys; scope admin). */
