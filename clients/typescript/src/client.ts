@@ -207,6 +207,49 @@ export class Client extends Operations {
     }
   }
 
+  /**
+   * The export streamed into `sink`, chunk by chunk as the service sends it — the whole
+   * document is never held in memory: `fs.createWriteStream(path)` or a `FileHandle` in
+   * Node, a `WritableStreamDefaultWriter` in a browser. Each chunk is awaited when
+   * `write` returns a promise. Resolves to the bytes written. Not retried: bytes may
+   * already be in the sink when a connection breaks (call it again with a fresh sink).
+   */
+  async exportTo(
+    sink: { write(chunk: Uint8Array): unknown },
+    query?: { format?: "json" | "ndjson" },
+    options?: RequestOptions,
+  ): Promise<number> {
+    const op: OperationSpec = OPERATIONS.export;
+    const url = new URL(this.baseUrl + op.path);
+    if (query?.format !== undefined) url.searchParams.set("format", query.format);
+    const headers: Record<string, string> = { ...this.headers, ...options?.headers };
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { method: op.method, headers, signal: options?.signal });
+    } catch (err) {
+      if (options?.signal?.aborted) throw options.signal.reason;
+      throw new ConnectionFailedError(`GET ${url.origin}${url.pathname}: ${(err as Error).message}`, { cause: err });
+    }
+    if (res.status < 200 || res.status >= 300 || res.body === null) {
+      const text = await res.text();
+      let answer: unknown = text;
+      try {
+        answer = parse(text);
+      } catch {
+        // not JSON: the error keeps the text
+      }
+      throw errorFor(res.status, answer, retryAfter(res.headers.get("retry-after")));
+    }
+    const reader = res.body.getReader();
+    let written = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return written;
+      await sink.write(value);
+      written += value.byteLength;
+    }
+  }
+
   protected async *pages(
     name: OperationName,
     path: readonly Id[],

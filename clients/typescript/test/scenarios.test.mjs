@@ -165,6 +165,14 @@ test("identity above 2^53 round-trips as bigint exactly", async () => {
   assert.equal(typeof ndjson, "string");
   const line = ndjson.split("\n").find((l) => l.includes(found.substrate_id));
   assert.ok(line.includes(`"identity":${found.identity}`), line);
+  // Streamed into a sink, chunk by chunk: the same bytes as the whole answer.
+  const chunks = [];
+  const written = await client.exportTo({ write: async (c) => void chunks.push(c) }, { format: "ndjson" });
+  const streamed = Buffer.concat(chunks);
+  assert.equal(written, streamed.length);
+  assert.ok(streamed.toString("utf8").includes(`"identity":${found.identity}`));
+  assert.equal(streamed.toString("utf8").split("\n").length, ndjson.split("\n").length);
+  await assert.rejects(() => new Client({ baseUrl: URL_, attempts: 1 }).exportTo({ write() {} }, { format: "xml" }), sdk.ValidationError);
 });
 
 /** A loopback server answering with `script[i]` for the i-th request; records what came. */
