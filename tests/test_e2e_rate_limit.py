@@ -35,7 +35,7 @@ def _request(port, method, path, body=None, source="127.0.0.1"):
         conn.close()
 
 
-def _hammer(port, path):
+def _hammer(port, path, source="127.0.0.1"):
     """THREADS clients at once, PER_THREAD requests each; every answer's status and headers."""
     answers = []
     lock = threading.Lock()
@@ -44,7 +44,7 @@ def _hammer(port, path):
     def client():
         start.wait(timeout=30)
         for _ in range(PER_THREAD):
-            status, headers, _ = _request(port, "GET", path)
+            status, headers, _ = _request(port, "GET", path, source=source)
             with lock:
                 answers.append((status, headers))
 
@@ -115,15 +115,24 @@ def test_two_workers_sharing_redis_never_admit_more_than_the_limit(tmp_path, red
     )  # fmt: skip
     try:
         assert len(srv.worker_pids()) == 2
-        answers = _hammer(srv.port, f"{P}/substrates")
-        counts = Counter(status for status, _ in answers)
-        assert counts == {200: limit, 429: THREADS * PER_THREAD - limit}
-        _check_headers(answers, limit)
-        snaps = _worker_metrics(srv.port, 2)
-        refused = [s["security_events"]["rate_limited"] for s in snaps]
-        # Both workers refused some: the limit held across them, not within each.
-        assert sum(refused) == counts[429]
-        assert all(n > 0 for n in refused), refused
+        refused_total = 0
+        # Each round is a new caller (its own loopback address, its own limit). The kernel
+        # may hand one worker every connection of a round on a loaded machine; a round in
+        # which both workers refused some shows the limit held across them. Bounded.
+        for round_ in range(4):
+            source = f"127.0.1.{1 + round_}"
+            answers = _hammer(srv.port, f"{P}/substrates", source=source)
+            counts = Counter(status for status, _ in answers)
+            # Exact in every round: never more than the limit, whichever worker answered.
+            assert counts == {200: limit, 429: THREADS * PER_THREAD - limit}
+            _check_headers(answers, limit)
+            refused_total += counts[429]
+            snaps = _worker_metrics(srv.port, 2)
+            refused = [s["security_events"]["rate_limited"] for s in snaps]
+            assert sum(refused) == refused_total
+            if all(n > 0 for n in refused):
+                break
+        assert all(n > 0 for n in refused), f"one worker took every connection: {refused}"
     finally:
         srv.stop()
 
