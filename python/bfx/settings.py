@@ -78,6 +78,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: ``off`` (no credential needed) or ``required`` (an API key with the operation's
     #: scope on every route but health and the docs).
     auth: str = "off"
+    # -- Serving.
+    #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
+    #: drive the same request pipeline (docs/architecture.md).
+    interface: str = "rsgi"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -222,6 +226,17 @@ def parse_auth(text: str) -> str:
     return raw
 
 
+INTERFACES = ("rsgi", "asgi")
+
+
+def parse_interface(text: str) -> str:
+    """``rsgi`` or ``asgi``."""
+    raw = text.strip().lower()
+    if raw not in INTERFACES:
+        raise ValueError(f"not an interface: {text!r} (use rsgi or asgi)")
+    return raw
+
+
 def _lower(text: str) -> str:
     return text.strip().lower()
 
@@ -254,4 +269,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
     "auth": ("BFX_AUTH", parse_auth, str),
+    "interface": ("BFX_INTERFACE", parse_interface, str),
 }
