@@ -35,6 +35,7 @@ __all__ = ["RsgiApp", "RsgiCall", "create_app"]
 # RSGI takes headers as text; a plain JSON answer (nearly all of them) reuses one list.
 _JSON_ONLY = [("content-type", JSON.decode())]
 _NONE: list[tuple[str, str]] = []
+_UNREADABLE = b"\xff"
 
 
 class RsgiCall(Call):
@@ -66,9 +67,15 @@ class RsgiCall(Call):
         self.started = perf_counter()
 
     def header(self, name: bytes) -> bytes | None:
-        value = self.headers.get(name.decode("latin-1"))
-        # Granian leaves out a value that is not UTF-8, so encoding cannot fail.
-        return None if value is None else value.encode()  # type: ignore[no-any-return]
+        headers = self.headers
+        key = name.decode("latin-1")
+        value = headers.get(key)
+        if value is None:
+            # Granian's get() leaves out a value that is not UTF-8 but keeps its name:
+            # stand in a byte no check accepts, so it is refused as under ASGI (415,
+            # 401), never taken for an absent header.
+            return _UNREADABLE if key in headers else None
+        return value.encode()  # type: ignore[no-any-return]
 
     async def read_body(self, limit: int, declared: bytes | None) -> bytes:
         proto = self.proto
