@@ -9,6 +9,7 @@ other end-to-end suites, which run over both interfaces too.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -178,3 +179,30 @@ def test_a_client_leaving_mid_export_frees_its_slot(server, interface):
     if interface == "rsgi":
         assert "499" in statuses
     assert "Traceback" not in server.output()
+
+
+def test_a_stop_runs_the_shutdown_hooks(tmp_path, monkeypatch):
+    # The app's shutdown logs nothing itself: make the registry's close say it ran.
+    marker = tmp_path / "closed"
+    sitecustomize = tmp_path / "hook" / "sitecustomize.py"
+    sitecustomize.parent.mkdir()
+    sitecustomize.write_text(
+        "import bfx.registry as r\n"
+        "_close = r.Registry.close\n"
+        "def close(self):\n"
+        f"    open({str(marker)!r}, 'a').write('closed\\n')\n"
+        "    return _close(self)\n"
+        "r.Registry.close = close\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{sitecustomize.parent}:{os.environ.get('PYTHONPATH', '')}")
+    srv = Server(tmp_path, "--data-dir", str(tmp_path / "data"))
+    try:
+        status, _ = srv.json("POST", f"{API}/substrates",
+                             {"expression_type": "expression", "expression_code": "x + 5"})  # fmt: skip
+        assert status == 201
+    finally:
+        srv.stop()
+    assert srv.proc.returncode == 0, srv.output()
+    assert "Traceback" not in srv.output()
+    # __rsgi_del__ (RSGI) or the lifespan shutdown (ASGI) closed the worker's registry.
+    assert marker.read_text() == "closed\n"
