@@ -57,10 +57,9 @@ class body(Before):
         route = call.route
         kind = route.body
         limit = self.limits[route.body_limit]
-        ctype = call.header(b"content-type")
+        ctype, declared = call.content_headers()
         if ctype is not None and ctype != JSON:
             ctype = _media_type(ctype)
-        declared = call.header(b"content-length")
         # Refuse what will not fit before reading a byte of it.
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLargeError(limit)
