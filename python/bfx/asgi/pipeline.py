@@ -19,8 +19,8 @@ interface (:mod:`bfx.services`) and an :class:`Input` — decoded path ids, quer
 
 A protocol adapter builds the :class:`Call` and sends the :class:`~bfx.asgi.base.Response`:
 ``bfx.asgi.app`` speaks ASGI, ``bfx.asgi.rsgi`` Granian's RSGI. What middleware needs of the
-protocol goes through the Call — :meth:`Call.header`, :meth:`Call.content_headers`,
-:meth:`Call.read_body`, :meth:`Call.disconnected` — whose ASGI versions are here and which the RSGI call overrides.
+protocol goes through the Call — :meth:`Call.header`, :meth:`Call.read_body`,
+:meth:`Call.disconnected` — whose ASGI versions are here and which the RSGI call overrides.
 """
 
 from __future__ import annotations
@@ -122,17 +122,6 @@ class Call(Input):
             if key == name:
                 return value
         return None
-
-    def content_headers(self) -> tuple[bytes | None, bytes | None]:
-        """Content-Type and Content-Length, which the body step reads together: one pass
-        over the headers instead of two."""
-        ctype = declared = None
-        for key, value in self.headers:
-            if key == b"content-type":
-                ctype = value
-            elif key == b"content-length":
-                declared = value
-        return ctype, declared
 
     async def read_body(self, limit: int, declared: bytes | None) -> bytes:
         """The whole body, at most ``limit`` bytes (413 past it); ``declared`` is the

@@ -5,9 +5,8 @@ RSGI hands the app a scope object and a protocol object instead of ASGI's messag
 the body is read with one ``await protocol()`` (or chunk by chunk), the answer goes out
 with one ``protocol.response_bytes(...)`` and a disconnect is awaited with
 ``protocol.client_disconnect()``. :class:`RsgiCall` puts those behind the
-:class:`~bfx.asgi.pipeline.Call` methods the middleware uses (``header``,
-``content_headers``, ``read_body``, ``disconnected``), so every limit, deadline, error and
-header is the ASGI app's.
+:class:`~bfx.asgi.pipeline.Call` methods the middleware uses (``header``, ``read_body``,
+``disconnected``), so every limit, deadline, error and header is the ASGI app's.
 
 Lifespan: Granian calls ``__rsgi_init__`` in each worker before it serves and
 ``__rsgi_del__`` after it stops (the loop is not running then). Websockets are not
@@ -77,9 +76,6 @@ class RsgiCall(Call):
             # 401), never taken for an absent header.
             return _UNREADABLE if key in headers else None
         return value.encode()  # type: ignore[no-any-return]
-
-    def content_headers(self) -> tuple[bytes | None, bytes | None]:
-        return self.header(b"content-type"), self.header(b"content-length")
 
     async def read_body(self, limit: int, declared: bytes | None) -> bytes:
         proto = self.proto

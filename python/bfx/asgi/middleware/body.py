@@ -57,9 +57,10 @@ class body(Before):
         route = call.route
         kind = route.body
         limit = self.limits[route.body_limit]
-        ctype, declared = call.content_headers()
+        ctype = call.header(b"content-type")
         if ctype is not None and ctype != JSON:
             ctype = _media_type(ctype)
+        declared = call.header(b"content-length")
         # Refuse what will not fit before reading a byte of it.
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLargeError(limit)
