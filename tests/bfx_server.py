@@ -16,6 +16,9 @@ import msgspec
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
+#: ``--interface`` for every server started (None: bfx's default); the ``interface``
+#: fixture of conftest.py sets it.
+INTERFACE: str | None = None
 
 
 def free_port() -> int:
@@ -42,6 +45,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *(("--interface", INTERFACE) if INTERFACE else ()),
                 *args,
             ],
             stdout=self._out,

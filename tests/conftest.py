@@ -80,3 +80,18 @@ def redis_url(redis_server):
     with redis_server.client() as client:
         client.flushall()
     return redis_server.url
+
+
+# ---- Granian interfaces ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["rsgi", "asgi"])
+def interface(request):
+    """Every :class:`bfx_server.Server` started meanwhile serves over this interface:
+    the end-to-end suites that use it run once over RSGI (the default) and once over
+    ASGI, one pipeline behind both adapters."""
+    import bfx_server
+
+    bfx_server.INTERFACE = request.param
+    yield request.param
+    bfx_server.INTERFACE = None

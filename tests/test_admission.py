@@ -473,6 +473,7 @@ def test_the_issues_crashing_request_is_refused_and_the_worker_lives(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.usefixtures("interface")  # a disconnect is seen through each adapter
 def test_overload_is_503_while_cheap_routes_answer_and_departed_work_stops(tmp_path):
     server = Server(
         tmp_path,

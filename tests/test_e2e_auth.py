@@ -23,7 +23,8 @@ from bfx.storage import open_store
 from bfx_server import HOST, Server
 from test_auth import request_of
 
-pytestmark = pytest.mark.e2e
+# Over RSGI (the default) and over ASGI: the same pipeline behind both adapters.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("interface")]
 
 API = "/api/v1"
 SCOPED = [op for op in OPERATIONS if op.scope not in (None, AUTHENTICATED)]
@@ -40,7 +41,7 @@ def keys_cli(data, *argv):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, interface):
     tmp = tmp_path_factory.mktemp("auth")
     data = tmp / "data"
     admin = json.loads(keys_cli(data, "create", "--name", "admin", "--scopes", "admin", "--json"))

@@ -25,7 +25,8 @@ import pytest
 
 from bfx_server import HOST, Server
 
-pytestmark = pytest.mark.e2e
+# Over RSGI (the default) and over ASGI: the same pipeline behind both adapters.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("interface")]
 
 #: More connections than Granian's old default admitted per worker (1,024).
 FLOOD = 1100
@@ -50,7 +51,7 @@ def _enough_open_files():
 
 
 @pytest.fixture(scope="module")
-def flooded(tmp_path_factory):
+def flooded(tmp_path_factory, interface):
     srv = Server(
         tmp_path_factory.mktemp("flood"),
         "--memory",

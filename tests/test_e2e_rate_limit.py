@@ -16,7 +16,8 @@ import pytest
 
 from bfx_server import HOST, Server
 
-pytestmark = pytest.mark.e2e
+# Over RSGI (the default) and over ASGI: the same pipeline behind both adapters.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("interface")]
 
 P = "/api/v1"
 THREADS = 6

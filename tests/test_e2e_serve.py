@@ -14,18 +14,20 @@ from bfx import errors
 from bfx.client import Client, ClientError
 from bfx_server import HOST, Server, free_port
 
-pytestmark = pytest.mark.e2e
+# Over RSGI (the default) and over ASGI: the same pipeline behind both adapters.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("interface")]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, interface):
     srv = Server(tmp_path_factory.mktemp("e2e"), "--cors-origin", "http://app.example")
     yield srv
     srv.stop()
 
 
-def test_serve_prints_what_it_runs(server):
+def test_serve_prints_what_it_runs(server, interface):
     out = server.output()
+    assert f"Granian interface: {interface}" in out
     assert f"http://{HOST}:{server.port}/api/v1" in out
     assert "storage: SQLite database " in out
     assert "bfx-data/bfx.db" in out  # the default data directory, under the cwd

@@ -47,9 +47,10 @@ def test_serve_defaults(fake_granian, capsys, tmp_path, monkeypatch):
     assert cli.main(["serve"]) == 0
     (server,) = fake_granian.made
     assert server.served
-    assert server.target == "bfx.asgi:create_app"
+    # RSGI by default: the same pipeline as the ASGI app, behind Granian's own interface.
+    assert server.target == "bfx.asgi.rsgi:create_app"
     assert server.kw["factory"] is True
-    assert server.kw["interface"].value == "asgi"
+    assert server.kw["interface"].value == "rsgi"
     assert (server.kw["address"], server.kw["port"], server.kw["workers"]) == (
         "127.0.0.1",
         8000,
@@ -81,6 +82,35 @@ def test_serve_flags_reach_the_workers_through_the_environment(fake_granian, tmp
     out = capsys.readouterr().out
     assert "http://[::1]:9001/api/v1 (1 worker)" in out
     assert str(tmp_path) in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "target", "interface"),
+    [
+        (["--interface", "asgi"], {}, "bfx.asgi:create_app", "asgi"),
+        ([], {"BFX_INTERFACE": "asgi"}, "bfx.asgi:create_app", "asgi"),
+        (["--interface", "rsgi"], {"BFX_INTERFACE": "asgi"}, "bfx.asgi.rsgi:create_app", "rsgi"),
+    ],
+)
+def test_the_interface_is_chosen_by_flag_or_environment(
+    fake_granian, monkeypatch, capsys, argv, env, target, interface
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["serve", "--memory", *argv]) == 0
+    (server,) = fake_granian.made
+    assert (server.target, server.kw["interface"].value) == (target, interface)
+    assert f"Granian interface: {interface}" in capsys.readouterr().out
+
+
+def test_an_unknown_interface_is_refused(fake_granian, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["serve", "--memory", "--interface", "wsgi"])
+    assert exc.value.code == 2
+    assert "--interface" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not an interface"):
+        Settings.from_env({"BFX_INTERFACE": "wsgi"})
+    assert not fake_granian.made
 
 
 def test_several_workers_over_an_in_memory_registry_are_refused(fake_granian, capsys):

@@ -1,4 +1,5 @@
-"""The yardstick: a bare ASGI app under Granian that returns one fixed JSON document.
+"""The yardstick: a bare ASGI app under Granian that returns one fixed JSON document
+(``app``; ``rsgi_app`` is the same over Granian's RSGI interface).
 
 Encoded with msgspec on every request, like the real app, and about the size of a
 substrate record, so the ratio measures what bfx adds: routing, validation, the
@@ -53,3 +54,16 @@ async def app(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class _Rsgi:
+    """The same yardstick over Granian's RSGI interface (``bare_app:rsgi_app``): the body
+    read in one call, the answer sent in one."""
+
+    async def __rsgi__(self, scope, proto):
+        if scope.method == "POST":
+            await proto()
+        proto.response_bytes(200, [("content-type", "application/json")], _encode(_DOC))
+
+
+rsgi_app = _Rsgi()

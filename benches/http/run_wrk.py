@@ -131,9 +131,12 @@ def _serve_flags() -> str:
     return out.stdout
 
 
-def bfx_serve_argv(port: int, storage: str, tmp: Path, workers: int = 1) -> list[str]:
+def bfx_serve_argv(
+    port: int, storage: str, tmp: Path, workers: int = 1, interface: str | None = None
+) -> list[str]:
     """``bfx serve`` on loopback with ``storage`` "memory" (in-memory registry) or
-    "sqlite" (the embedded store in a fresh directory under ``tmp``)."""
+    "sqlite" (the embedded store in a fresh directory under ``tmp``), over Granian's
+    ``interface`` (None: bfx's default)."""
     argv = [
         sys.executable,
         "-m",
@@ -158,6 +161,8 @@ def bfx_serve_argv(port: int, storage: str, tmp: Path, workers: int = 1) -> list
         sys.exit(f"unknown storage: {storage}")
     if workers != 1:
         argv += ["--workers", str(workers)]
+    if interface is not None:
+        argv += ["--interface", interface]
     return argv
 
 

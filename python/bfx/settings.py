@@ -96,6 +96,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Failed logins allowed per username and per client address (per worker).
     login_failures_per_user: str = "10/15minutes"
     login_failures_per_address: str = "50/15minutes"
+    # -- Serving.
+    #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
+    #: drive the same request pipeline (docs/architecture.md).
+    interface: str = "rsgi"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -273,6 +277,17 @@ def _stripped(text: str) -> str:
     return text.strip()
 
 
+INTERFACES = ("rsgi", "asgi")
+
+
+def parse_interface(text: str) -> str:
+    """``rsgi`` or ``asgi``."""
+    raw = text.strip().lower()
+    if raw not in INTERFACES:
+        raise ValueError(f"not an interface: {text!r} (use rsgi or asgi)")
+    return raw
+
+
 def _lower(text: str) -> str:
     return text.strip().lower()
 
@@ -314,4 +329,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "jwt_audience": ("BFX_JWT_AUDIENCE", _stripped, str),
     "login_failures_per_user": ("BFX_LOGIN_FAILURES_PER_USER", parse_rate, str),
     "login_failures_per_address": ("BFX_LOGIN_FAILURES_PER_ADDRESS", parse_rate, str),
+    "interface": ("BFX_INTERFACE", parse_interface, str),
 }

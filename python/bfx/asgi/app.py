@@ -3,8 +3,8 @@
 
 Everything a request meets on the way — errors, CORS, routing, freshness, body limits,
 metrics, the access log, admission — is middleware (``bfx.asgi.middleware``), and the
-handlers below it take typed input and never see this class. This file only speaks ASGI,
-so another interface (Granian's RSGI) could drive the same pipeline.
+handlers below it take typed input and never see this class. This file only speaks ASGI;
+``bfx.asgi.rsgi`` drives the same pipeline over Granian's RSGI.
 
 Granian imports :func:`create_app` as a factory in every worker process; settings come
 from the environment (:class:`~bfx.settings.Settings`).
@@ -94,6 +94,11 @@ class App:
         reg, self.registry = self.registry, None
         if reg is not None:
             reg.close()
+
+    async def stop(self) -> None:
+        """Shutdown from inside the event loop: the body-deadline sweeper, then the rest."""
+        await self._body_deadlines.close()
+        self.shutdown()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

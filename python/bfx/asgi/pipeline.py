@@ -17,9 +17,10 @@ interface (:mod:`bfx.services`) and an :class:`Input` — decoded path ids, quer
 — and returns a typed answer (an ``api.types`` Struct, None for 204, or a
 :class:`~bfx.asgi.base.Response` for streams and headers). It never sees the app.
 
-The protocol adapter (``bfx.asgi.app``: ASGI) builds the :class:`Call` and sends the
-:class:`~bfx.asgi.base.Response`; another interface (Granian's RSGI) could drive the same
-pipeline.
+A protocol adapter builds the :class:`Call` and sends the :class:`~bfx.asgi.base.Response`:
+``bfx.asgi.app`` speaks ASGI, ``bfx.asgi.rsgi`` Granian's RSGI. What middleware needs of the
+protocol goes through the Call — :meth:`Call.header`, :meth:`Call.read_body`,
+:meth:`Call.disconnected` — whose ASGI versions are here and which the RSGI call overrides.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from time import perf_counter
 from typing import Any
 
 from bfx.asgi.base import Response
+from bfx.asgi.errors import BodyTooLargeError
 from bfx.budget import Cancelled
 
 __all__ = ["Around", "Before", "Call", "ClientGone", "Handle", "Input", "Middleware", "build"]
@@ -124,7 +126,8 @@ class Call(Input):
         self.query_string = query_string
         self.headers = headers
         self.client = client
-        #: The protocol's receive: body messages, then the disconnect.
+        #: ASGI's receive: body messages, then the disconnect (read through
+        #: :meth:`read_body` and :meth:`disconnected`, which another protocol overrides).
         self.receive = receive
         #: The matched route (``bfx.asgi.router.Route``), once routing has run.
         self.route: Any = None
@@ -134,6 +137,46 @@ class Call(Input):
         self.sent = 0
         #: When the request began (``perf_counter``), for the metrics and the access log.
         self.started = perf_counter()
+
+    async def read_body(self, limit: int, declared: bytes | None) -> bytes:
+        """The whole body, at most ``limit`` bytes (413 past it); ``declared`` is the
+        Content-Length sent, if any. Raises :class:`ClientGone` if the client left."""
+        receive = self.receive
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = msg.get("body", b"")
+        # Granian sends the body, then an empty closing message; waiting for that one
+        # costs a second wake-up from the server thread. When the declared length has
+        # arrived there is nothing left to wait for.
+        if not msg.get("more_body") or (
+            declared is not None and declared.isdigit() and len(chunk) == int(declared)
+        ):
+            if len(chunk) > limit:
+                raise BodyTooLargeError(limit)
+            return chunk  # type: ignore[no-any-return]
+        chunks = [chunk]
+        size = len(chunk)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError(limit)
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+    async def disconnected(self) -> None:
+        """Returns once the client has gone (called after the body is read, so the next
+        message an ASGI server delivers is ``http.disconnect``)."""
+        receive = self.receive
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
 
 
 Handle = Callable[[Call], Awaitable[Response]]

@@ -12,7 +12,7 @@ an unknown key id is hashed and compared like a known one, against a dummy diges
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,20 +50,15 @@ def unauthorized() -> errors.UnauthorizedError:
     )
 
 
-def credential_of(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The credential of a request (its header list, read once): ``X-API-Key``, else
-    ``Authorization: Bearer``; None without either. A header that is there but
-    unreadable is a 401."""
-    raw = auth = None
-    for name, value in headers:
-        if name == b"x-api-key":
-            raw = value
-            break
-        if name == b"authorization" and auth is None:
-            auth = value
+def credential_of(header: Callable[[bytes], bytes | None]) -> str | None:
+    """The credential of a request (``header``: the call's header lookup, whichever
+    protocol adapter made it): ``X-API-Key``, else ``Authorization: Bearer``; None
+    without either. A header that is there but unreadable is a 401."""
+    raw = header(b"x-api-key")
     if raw is not None:
         raw = raw.strip()  # a pasted key often carries a stray space or newline
     else:
+        auth = header(b"authorization")
         if auth is None:
             return None
         scheme, _, rest = auth.partition(b" ")

@@ -40,7 +40,7 @@ class authenticate(Before):
         if required is None:
             return None
         try:
-            credential = credential_of(call.headers)
+            credential = credential_of(call.header)
             if credential is None:
                 raise unauthorized()
             for authenticator in self.authenticators:

@@ -23,7 +23,7 @@ from bfx.api.decoding import MalformedJsonError, field_error
 from bfx.asgi.base import JSON
 from bfx.asgi.errors import BodyTooLargeError
 from bfx.asgi.middleware.body_deadline import BodyDeadlines, BodyTimeoutError
-from bfx.asgi.pipeline import Before, Call, ClientGone
+from bfx.asgi.pipeline import Before, Call
 from bfx.settings import Settings
 
 __all__ = ["body", "check_depth", "check_items", "decode_query"]
@@ -57,13 +57,10 @@ class body(Before):
         route = call.route
         kind = route.body
         limit = self.limits[route.body_limit]
-        ctype = None
-        declared = None
-        for name, value in call.headers:
-            if name == b"content-type":
-                ctype = JSON if value == JSON else _media_type(value)
-            elif name == b"content-length":
-                declared = value
+        ctype = call.header(b"content-type")
+        if ctype is not None and ctype != JSON:
+            ctype = _media_type(ctype)
+        declared = call.header(b"content-length")
         # Refuse what will not fit before reading a byte of it.
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLargeError(limit)
@@ -83,7 +80,7 @@ class body(Before):
         deadlines = self.deadlines
         task = deadlines.begin()
         try:
-            raw = await _receive(call, limit, declared)
+            raw = await call.read_body(limit, declared)
         except asyncio.CancelledError:
             if deadlines.timed_out(task):
                 raise BodyTimeoutError(deadlines.budget) from None
@@ -133,14 +130,17 @@ def check_items(data: Any, field: str, limit: int) -> None:
 _DEFAULTS: dict[type[Any], Any] = {}
 
 
-def decode_query(query_string: bytes, kind: type[Any]) -> Any:
-    """The query string converted to ``kind``; unknown keys ignored, blanks dropped."""
+def decode_query(query_string: bytes | str, kind: type[Any]) -> Any:
+    """The query string (bytes from ASGI, text from RSGI) converted to ``kind``; unknown
+    keys ignored, blanks dropped."""
     if not query_string:
         obj = _DEFAULTS.get(kind)
         if obj is None:
             obj = _DEFAULTS[kind] = kind()
         return obj
-    pairs = parse_qsl(query_string.decode("utf-8", "replace"))
+    if type(query_string) is bytes:
+        query_string = query_string.decode("utf-8", "replace")
+    pairs = parse_qsl(query_string)
     try:
         return msgspec.convert(dict(pairs), kind, strict=False)
     except msgspec.ValidationError as exc:
@@ -149,35 +149,6 @@ def decode_query(query_string: bytes, kind: type[Any]) -> Any:
 
 def _media_type(value: bytes) -> bytes:
     return value.split(b";", 1)[0].strip().lower()
-
-
-async def _receive(call: Call, limit: int, declared: bytes | None) -> bytes:
-    msg = await call.receive()
-    if msg["type"] == "http.disconnect":
-        raise ClientGone
-    chunk = msg.get("body", b"")
-    # Granian sends the body, then an empty closing message; waiting for that one
-    # costs a second wake-up from the server thread. When the declared length has
-    # arrived there is nothing left to wait for.
-    if not msg.get("more_body") or (
-        declared is not None and declared.isdigit() and len(chunk) == int(declared)
-    ):
-        if len(chunk) > limit:
-            raise BodyTooLargeError(limit)
-        return chunk  # type: ignore[no-any-return]
-    chunks = [chunk]
-    size = len(chunk)
-    while True:
-        msg = await call.receive()
-        if msg["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(limit)
-        chunks.append(chunk)
-        if not msg.get("more_body"):
-            return b"".join(chunks)
 
 
 def _refuse(exc: Exception, raw: bytes) -> NoReturn:

@@ -73,14 +73,11 @@ def _unless_cancelled(cancelled: threading.Event, fn: Callable[..., T], args: tu
     return fn(*args)
 
 
-async def watch_disconnect(receive: Callable[[], Any], cancelled: threading.Event) -> None:
-    """Set ``cancelled`` when the client disconnects (the body is already read, so the
-    next message an ASGI server delivers is ``http.disconnect``)."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            cancelled.set()
-            return
+async def watch_disconnect(call: Call, cancelled: threading.Event) -> None:
+    """Set ``cancelled`` when the client disconnects (whatever the protocol: the call
+    knows how to wait for it)."""
+    await call.disconnected()
+    cancelled.set()
 
 
 def next_chunk(stream: Iterator[bytes]) -> bytes:
@@ -142,7 +139,7 @@ async def _heavy(pool: HeavyPool, run: Callable[[Call], Response], call: Call) -
     pool.admit()
     cancelled = threading.Event()
     call.cancelled = cancelled
-    watcher = asyncio.ensure_future(watch_disconnect(call.receive, cancelled))
+    watcher = asyncio.ensure_future(watch_disconnect(call, cancelled))
     try:
         resp = await pool.call(cancelled, run, call)
     except BaseException:

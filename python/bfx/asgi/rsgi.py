@@ -1,0 +1,180 @@
+"""The RSGI protocol adapter: Granian's own interface driving the same pipeline as the
+ASGI app (:mod:`bfx.asgi.app`), which ``bfx serve`` uses by default.
+
+RSGI hands the app a scope object and a protocol object instead of ASGI's message dicts:
+the body is read with one ``await protocol()`` (or chunk by chunk), the answer goes out
+with one ``protocol.response_bytes(...)`` and a disconnect is awaited with
+``protocol.client_disconnect()``. :class:`RsgiCall` puts those behind the
+:class:`~bfx.asgi.pipeline.Call` methods the middleware uses (``header``, ``read_body``,
+``disconnected``), so every limit, deadline, error and header is the ASGI app's.
+
+Lifespan: Granian calls ``__rsgi_init__`` in each worker before it serves and
+``__rsgi_del__`` after it stops (the loop is not running then). Websockets are not
+served (``bfx serve`` turns them off in Granian).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import Any
+
+from granian.rsgi import ProtocolClosed
+
+from bfx.asgi.app import App
+from bfx.asgi.app import create_app as create_asgi_app
+from bfx.asgi.base import JSON, Response
+from bfx.asgi.errors import BodyTooLargeError
+from bfx.asgi.middleware.dispatch import next_chunk
+from bfx.asgi.pipeline import Call, ClientGone
+from bfx.budget import Cancelled
+from bfx.settings import Settings
+
+__all__ = ["RsgiApp", "RsgiCall", "create_app"]
+
+# RSGI takes headers as text; a plain JSON answer (nearly all of them) reuses one list.
+_JSON_ONLY = [("content-type", JSON.decode())]
+_NONE: list[tuple[str, str]] = []
+_UNREADABLE = b"\xff"
+
+
+class RsgiCall(Call):
+    """A :class:`Call` over an RSGI scope and protocol."""
+
+    __slots__ = ("proto",)
+
+    def __init__(self, scope: Any, proto: Any) -> None:
+        # Every field set here, not through Call.__init__: this runs for every request.
+        self.params = ()
+        self.query = None
+        self.body = None
+        self.raw = b""
+        self.content_type = None
+        self.cancelled = None
+        self.caller = None
+        self.method = scope.method
+        self.path = scope.path
+        #: Text (RSGI's), which ``decode_query`` takes as it is.
+        self.query_string = scope.query_string  # type: ignore[assignment]
+        #: Granian's header map (text keys and values), read through :meth:`header`.
+        self.headers = scope.headers
+        host, _, port = scope.client.rpartition(":")
+        self.client = (host, port)
+        self.receive = None  # type: ignore[assignment]
+        self.proto = proto
+        self.route = None
+        self.principal = "-"
+        self.sent = 0
+        self.started = perf_counter()
+
+    def header(self, name: bytes) -> bytes | None:
+        headers = self.headers
+        key = name.decode("latin-1")
+        value = headers.get(key)
+        if value is None:
+            # Granian's get() leaves out a value that is not UTF-8 but keeps its name:
+            # stand in a byte no check accepts, so it is refused as under ASGI (415,
+            # 401), never taken for an absent header.
+            return _UNREADABLE if key in headers else None
+        return value.encode()  # type: ignore[no-any-return]
+
+    async def read_body(self, limit: int, declared: bytes | None) -> bytes:
+        proto = self.proto
+        if declared is not None and declared.isdigit() and int(declared) <= limit:
+            # Granian reads a declared body up to its length and no further: one await
+            # for all of it. A client that leaves before it is complete closes it.
+            try:
+                return await proto()  # type: ignore[no-any-return]
+            except ProtocolClosed:
+                raise ClientGone from None
+        # No length declared (chunked): count the chunks as they come.
+        chunks = []
+        size = 0
+        try:
+            async for chunk in proto:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError(limit)
+                chunks.append(chunk)
+        except ProtocolClosed:
+            raise ClientGone from None
+        return b"".join(chunks)
+
+    async def disconnected(self) -> None:
+        await self.proto.client_disconnect()
+
+
+def _headers(resp: Response) -> list[tuple[str, str]]:
+    ctype = resp.content_type
+    if resp.headers is None:
+        if ctype == JSON:
+            return _JSON_ONLY
+        if ctype is None:
+            return _NONE
+    out = [] if ctype is None else [("content-type", ctype.decode("latin-1"))]
+    for name, value in resp.headers or ():
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    return out
+
+
+class RsgiApp:
+    """The RSGI face of an :class:`~bfx.asgi.app.App`: its pipeline, its lifespan."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.app.startup()
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.app.stop())
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        app = self.app
+        pipeline = app._pipeline
+        if pipeline is None:  # a server that skipped __rsgi_init__
+            app.startup()
+            pipeline = app._pipeline
+            assert pipeline is not None
+        call = RsgiCall(scope, proto)
+        try:
+            resp = await pipeline(call)
+        except Cancelled:
+            return  # the client left: counted and logged as 499; nobody to answer
+        status = 499  # what the middleware learns if sending fails: the client left
+        try:
+            if resp.stream is not None:
+                await _send_stream(resp, call, proto)
+            else:
+                call.sent = len(resp.body)
+                # Granian adds the Content-Length, and leaves the body out for HEAD.
+                proto.response_bytes(resp.status, _headers(resp), resp.body)
+            status = resp.status
+        except ProtocolClosed:
+            pass  # the client left mid-stream: 499
+        finally:
+            if resp._after is not None:  # someone waits for the answer to be out
+                resp.sent(status)
+
+
+async def _send_stream(resp: Response, call: RsgiCall, proto: Any) -> None:
+    stream = resp.stream
+    assert stream is not None
+    if resp.content_type is None:
+        resp.content_type = JSON
+    transport = proto.response_stream(resp.status, _headers(resp))
+    try:
+        chunk = resp.first
+        while chunk and call.method != "HEAD":
+            await transport.send_bytes(chunk)
+            call.sent += len(chunk)
+            chunk = await asyncio.to_thread(next_chunk, stream)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def create_app(settings: Settings | None = None) -> RsgiApp:
+    """The factory Granian calls in each worker for ``--interface rsgi``."""
+    return RsgiApp(create_asgi_app(settings))
