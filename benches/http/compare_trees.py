@@ -107,6 +107,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument(
+        "--after-interface",
+        choices=("rsgi", "asgi"),
+        help="--interface for the after tree's server only (a tree from before the RSGI "
+        "adapter serves ASGI: pass asgi to compare like with like)",
+    )
+    ap.add_argument(
         "--store",
         choices=("memory", "sqlite"),
         default="memory",
@@ -123,7 +129,12 @@ def main() -> int:
             name: _serve(
                 tree,
                 ports[name],
-                serve_args,
+                serve_args
+                + (
+                    ["--interface", args.after_interface]
+                    if name == "after" and args.after_interface
+                    else []
+                ),
                 tmp / f"{name}.log",
                 None if args.store == "memory" else tmp / f"{name}-data",
             )

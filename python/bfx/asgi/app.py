@@ -64,7 +64,10 @@ class App:
 
     # -- lifespan ------------------------------------------------------------------------
 
-    def startup(self) -> None:
+    def startup(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Opens the registry and builds the pipeline. ``loop``: the event loop the
+        worker will serve on, when it is not running yet (RSGI's ``__rsgi_init__``);
+        the metrics' once-a-second copy is scheduled on it."""
         if self.registry is None:
             self.registry = self._registry_factory(self.settings)
         settings = self.settings
@@ -85,7 +88,7 @@ class App:
             deadlines=self._body_deadlines,
         )
         self._pipeline = build(middleware, dispatch(self.heavy, self.services))
-        self.exporter.start()
+        self.exporter.start(loop)
 
     def shutdown(self) -> None:
         self.exporter.stop()

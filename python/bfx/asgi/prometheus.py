@@ -209,16 +209,18 @@ class Exporter:
 
     # -- the worker's side ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Tidy up after dead workers and flush once a second from the running event
-        loop (none: nothing to start, a scrape reads the counters itself)."""
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Tidy up after dead workers and flush once a second from ``loop``, or the
+        running event loop (none: nothing to start, a scrape reads the counters
+        itself)."""
         if self.directory is None:
             return
         self.directory.fold_dead()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
         self._tick(loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:

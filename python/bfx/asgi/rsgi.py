@@ -124,7 +124,8 @@ class RsgiApp:
         self.app = app
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.app.startup()
+        # The loop is not running yet: timers (the metrics' copy) are scheduled on it.
+        self.app.startup(loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.app.stop())
