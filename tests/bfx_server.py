@@ -123,3 +123,31 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._out.close()
+
+
+def connections_to_each_worker(port: int, workers: int = 2) -> list[http.client.HTTPConnection]:
+    """One kept-alive connection to each of ``workers`` workers (told apart by the
+    ``worker_pid`` of ``/api/v1/metrics``); bounded: 200 fresh connections at most."""
+    found: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(200):
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("GET", "/api/v1/metrics")
+        pid = msgspec.json.decode(conn.getresponse().read())["worker_pid"]
+        if pid in found:
+            conn.close()
+        else:
+            found[pid] = conn
+        if len(found) == workers:
+            return list(found.values())
+    raise AssertionError(f"200 connections reached only {len(found)} of {workers} workers")
+
+
+def send_json(
+    conn: http.client.HTTPConnection, method: str, path: str, body: object = None
+) -> tuple[int, object]:
+    """``method`` on ``/api/v1`` + ``path`` over ``conn``: the status and the decoded body."""
+    data = None if body is None else msgspec.json.encode(body)
+    conn.request(method, f"/api/v1{path}", body=data, headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    raw = resp.read()
+    return resp.status, (msgspec.json.decode(raw) if raw else None)

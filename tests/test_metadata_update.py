@@ -5,7 +5,6 @@ serve`` that lose nothing."""
 
 from __future__ import annotations
 
-import http.client
 import threading
 
 import msgspec
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from asgi_driver import finish, started
 from bfx import Registry, errors
 from bfx.domain.metadata import merge_patch
-from bfx_server import HOST, Server
+from bfx_server import Server, connections_to_each_worker, send_json
 
 API = "/api/v1"
 
@@ -260,36 +259,13 @@ def test_a_sqlite_restart_from_the_snapshot_replays_the_update(tmp_path):
 # --- two workers of a real server ----------------------------------------------------------
 
 
-def _per_worker(port: int) -> list[http.client.HTTPConnection]:
-    found: dict[int, http.client.HTTPConnection] = {}
-    for _ in range(200):
-        conn = http.client.HTTPConnection(HOST, port, timeout=30)
-        conn.request("GET", f"{API}/metrics")
-        pid = msgspec.json.decode(conn.getresponse().read())["worker_pid"]
-        if pid in found:
-            conn.close()
-        else:
-            found[pid] = conn
-        if len(found) == 2:
-            return list(found.values())
-    pytest.fail("200 connections reached only one worker")
-
-
-def _send(conn: http.client.HTTPConnection, method: str, path: str, body: object = None):
-    data = None if body is None else msgspec.json.encode(body)
-    conn.request(method, f"{API}{path}", body=data, headers={"content-type": "application/json"})
-    resp = conn.getresponse()
-    raw = resp.read()
-    return resp.status, (msgspec.json.decode(raw) if raw else None)
-
-
 @pytest.mark.e2e
 def test_concurrent_patches_through_two_workers_lose_nothing(tmp_path):
     rounds = 60
     srv = Server(tmp_path, "--data-dir", str(tmp_path / "d"), "--workers", "2")
     try:
-        conns = _per_worker(srv.port)
-        status, rec = _send(conns[0], "POST", "/substrates",
+        conns = connections_to_each_worker(srv.port)
+        status, rec = send_json(conns[0], "POST", "/substrates",
                             {"expression_type": "constant", "expression_code": "5"})  # fmt: skip
         assert status == 201, rec
         path = f"/substrates/{rec['substrate_id']}"
@@ -297,7 +273,7 @@ def test_concurrent_patches_through_two_workers_lose_nothing(tmp_path):
 
         def patch(worker: int) -> None:
             for i in range(rounds):
-                status, body = _send(conns[worker], "PATCH", path,
+                status, body = send_json(conns[worker], "PATCH", path,
                                      {"metadata": {f"w{worker}-{i}": i, "last": worker}})  # fmt: skip
                 if status != 200 or body["metadata"].get(f"w{worker}-{i}") != i:
                     failures.append((worker, i, status, body))
@@ -310,15 +286,15 @@ def test_concurrent_patches_through_two_workers_lose_nothing(tmp_path):
         assert failures == []
         want = {f"w{w}-{i}" for w in (0, 1) for i in range(rounds)}
         for conn in conns:  # each worker, on its very next request
-            status, got = _send(conn, "GET", path)
+            status, got = send_json(conn, "GET", path)
             assert status == 200
             assert set(got["metadata"]) - {"last"} == want
             assert got["substrate_id"] == rec["substrate_id"]
         # Read-your-writes: a patch through one worker is seen by the other at once.
         for i in range(20):
             writer, reader = conns[i % 2], conns[(i + 1) % 2]
-            assert _send(writer, "PATCH", path, {"metadata": {"seen": i}})[0] == 200
-            assert _send(reader, "GET", path)[1]["metadata"]["seen"] == i
+            assert send_json(writer, "PATCH", path, {"metadata": {"seen": i}})[0] == 200
+            assert send_json(reader, "GET", path)[1]["metadata"]["seen"] == i
         for conn in conns:
             conn.close()
     finally:

@@ -4,7 +4,6 @@ process's registry, or through the other worker of a real ``bfx serve``."""
 
 from __future__ import annotations
 
-import http.client
 import math
 
 import msgspec
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from asgi_driver import finish, started
 from bfx import Registry, errors
 from bfx.domain.results import ENTRY_OVERHEAD, MISS, ResultCache, canonical_parameters
-from bfx_server import HOST, Server
+from bfx_server import Server, connections_to_each_worker, send_json
 
 API = "/api/v1"
 MIB = 1024 * 1024
@@ -220,47 +219,23 @@ def test_the_cache_can_be_turned_off():
         finish(api)
 
 
-def _per_worker(port: int) -> list[http.client.HTTPConnection]:
-    """One kept-alive connection to each of two workers (told apart by worker_pid)."""
-    found: dict[int, http.client.HTTPConnection] = {}
-    for _ in range(200):
-        conn = http.client.HTTPConnection(HOST, port, timeout=30)
-        conn.request("GET", f"{API}/metrics")
-        pid = msgspec.json.decode(conn.getresponse().read())["worker_pid"]
-        if pid in found:
-            conn.close()
-        else:
-            found[pid] = conn
-        if len(found) == 2:
-            return list(found.values())
-    pytest.fail("200 connections reached only one worker")
-
-
-def _send(conn: http.client.HTTPConnection, method: str, path: str, body: object = None):
-    data = None if body is None else msgspec.json.encode(body)
-    conn.request(method, f"{API}{path}", body=data, headers={"content-type": "application/json"})
-    resp = conn.getresponse()
-    raw = resp.read()
-    return resp.status, (msgspec.json.decode(raw) if raw else None)
-
-
 @pytest.mark.e2e
 def test_deleted_through_the_other_worker_is_never_served(tmp_path):
     srv = Server(tmp_path, "--data-dir", str(tmp_path / "d"), "--workers", "2")
     try:
-        first, second = _per_worker(srv.port)
-        status, rec = _send(first, "POST", "/substrates",
+        first, second = connections_to_each_worker(srv.port)
+        status, rec = send_json(first, "POST", "/substrates",
                             {"expression_type": "lambda", "expression_code": HEAVY})  # fmt: skip
         assert status == 201, rec
         path = f"/substrates/{rec['substrate_id']}/invoke"
         params = {"parameters": {"n": 3000, "m": 1000003}}
         for conn in (first, second, second, second, second):
-            status, body = _send(conn, "POST", path, params)
+            status, body = send_json(conn, "POST", path, params)
             assert (status, body["result"]) == (200, math.comb(3000, 1500) % 1000003)
-        _, metrics = _send(second, "GET", "/metrics")
+        _, metrics = send_json(second, "GET", "/metrics")
         assert metrics["result_cache"]["hits"] >= 1
-        assert _send(first, "DELETE", f"/substrates/{rec['substrate_id']}")[0] == 204
-        status, err = _send(second, "POST", path, params)
+        assert send_json(first, "DELETE", f"/substrates/{rec['substrate_id']}")[0] == 204
+        status, err = send_json(second, "POST", path, params)
         assert status == 404, err
         assert err["error"] == "not_found"
         first.close()
