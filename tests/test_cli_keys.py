@@ -9,12 +9,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-import granian
 import pytest
 
 from bfx import cli
 from bfx.storage import open_store
 from bfx_server import free_port
+from fake_granian import faked
 
 
 def a_free_port() -> str:
@@ -107,29 +107,11 @@ def test_keys_refuse_the_memory_store(capsys):
 # --- bfx serve: the secure default --------------------------------------------------------
 
 
-class FakeGranian:
-    made: list[FakeGranian] = []  # noqa: RUF012
-
-    def __init__(self, target, **kw):
-        self.kw = kw
-        FakeGranian.made.append(self)
-
-    def serve(self):
-        pass
-
-
 @pytest.fixture
 def fake_granian(monkeypatch, tmp_path):
-    FakeGranian.made = []
-    monkeypatch.setattr(granian, "Granian", FakeGranian)
     monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("BFX_"):
-            monkeypatch.delenv(key)
-    saved = dict(os.environ)
-    yield FakeGranian
-    os.environ.clear()
-    os.environ.update(saved)
+    with faked(monkeypatch) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "example.com"])

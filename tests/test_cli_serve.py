@@ -4,44 +4,23 @@ without starting a server (the end-to-end side is ``test_e2e_hardening_net.py``)
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import socket
-from typing import ClassVar
 
-import granian
 import msgspec
 import pytest
 
 from bfx import cli
 from bfx.asgi import Settings
 from bfx.asgi.app import App
-
-
-class FakeGranian:
-    made: ClassVar[list[FakeGranian]] = []
-
-    def __init__(self, target, **kw):
-        self.target = target
-        self.kw = kw
-        FakeGranian.made.append(self)
-
-    def serve(self):
-        pass
+from fake_granian import faked
 
 
 @pytest.fixture
 def fake_granian(monkeypatch, tmp_path):
-    FakeGranian.made = []
-    monkeypatch.setattr(granian, "Granian", FakeGranian)
     monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("BFX_"):
-            monkeypatch.delenv(key)
-    saved = dict(os.environ)
-    yield FakeGranian
-    os.environ.clear()
-    os.environ.update(saved)
+    with faked(monkeypatch) as fake:
+        yield fake
 
 
 def _listener() -> socket.socket:

@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from typing import ClassVar
-
-import granian
 import pytest
 
 import bfx
 from bfx import cli
 from bfx.asgi import Settings
-
-
-class FakeGranian:
-    made: ClassVar[list[FakeGranian]] = []
-
-    def __init__(self, target, **kw):
-        self.target = target
-        self.kw = kw
-        self.served = False
-        FakeGranian.made.append(self)
-
-    def serve(self):
-        self.served = True
+from fake_granian import faked
 
 
 @pytest.fixture
 def fake_granian(monkeypatch):
-    FakeGranian.made = []
-    monkeypatch.setattr(granian, "Granian", FakeGranian)
     # No real port is bound: whatever else listens on 8000 here must not matter.
     monkeypatch.setattr(cli, "_claim_port", lambda host, port: None)
-    for key in list(os.environ):
-        if key.startswith("BFX_"):
-            monkeypatch.delenv(key)
-    # _serve writes the settings into os.environ for the workers; undo that afterwards.
-    saved = dict(os.environ)
-    yield FakeGranian
-    os.environ.clear()
-    os.environ.update(saved)
+    with faked(monkeypatch) as fake:
+        yield fake
 
 
 def test_serve_defaults(fake_granian, capsys, tmp_path, monkeypatch):
