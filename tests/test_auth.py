@@ -215,7 +215,7 @@ def test_middleware_sets_the_principal_and_checks_the_scope_with_a_stub_next():
 def test_missing_or_unreadable_credentials_are_401(headers):
     store = MemoryStore()
     resp = asyncio.run(
-        authenticate([KeyAuthenticator(lambda: store.keys, store.key_secret)])(_ok)(_call(headers))
+        authenticate([KeyAuthenticator(store, store.key_secret)])(_ok)(_call(headers))
     )
     assert resp.status == 401
     assert (b"www-authenticate", b"Bearer") in resp.headers
@@ -224,7 +224,7 @@ def test_missing_or_unreadable_credentials_are_401(headers):
 def test_an_unknown_key_id_and_a_wrong_secret_for_a_known_one_are_the_same_401():
     store = MemoryStore()
     key_id, key = make_key(store, ["admin"])
-    auth = KeyAuthenticator(lambda: store.keys, store.key_secret)
+    auth = KeyAuthenticator(store, store.key_secret)
     assert auth.authenticate(key) == Principal(key_id, frozenset({"admin"}))
     wrong_secret = key[:-1] + ("A" if key[-1] != "A" else "B")
     unknown_id = new_key()[1]
@@ -241,7 +241,7 @@ def test_an_unknown_key_id_and_a_wrong_secret_for_a_known_one_are_the_same_401()
 def test_surrounding_whitespace_is_ignored_and_the_bearer_scheme_is_case_insensitive():
     store = MemoryStore()
     key_id, key = make_key(store, ["substrates:read"])
-    handle = authenticate([KeyAuthenticator(lambda: store.keys, store.key_secret)])(_ok)
+    handle = authenticate([KeyAuthenticator(store, store.key_secret)])(_ok)
     for headers in ([(b"x-api-key", f" {key}\t".encode())],
                     [(b"authorization", f"bearer  {key} ".encode())]):  # fmt: skip
         call = _call(headers)
@@ -252,7 +252,7 @@ def test_surrounding_whitespace_is_ignored_and_the_bearer_scheme_is_case_insensi
 def test_an_expired_key_is_refused_from_the_moment_it_expires():
     store = MemoryStore()
     _, key = make_key(store, ["admin"], expires_us=now_us() + 200_000)
-    auth = KeyAuthenticator(lambda: store.keys, store.key_secret)
+    auth = KeyAuthenticator(store, store.key_secret)
     assert auth.authenticate(key) is not None
     time.sleep(0.25)
     with pytest.raises(errors.UnauthorizedError):
@@ -262,7 +262,7 @@ def test_an_expired_key_is_refused_from_the_moment_it_expires():
 def test_a_remembered_key_is_refused_once_revoked_and_guesses_are_never_remembered():
     store = MemoryStore()
     key_id, key = make_key(store, ["admin"])
-    auth = KeyAuthenticator(lambda: store.keys, store.key_secret)
+    auth = KeyAuthenticator(store, store.key_secret)
     assert auth.authenticate(key).name == key_id  # verified, and now remembered
     assert auth.authenticate(key).name == key_id  # the short path
     wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
@@ -277,7 +277,7 @@ def test_a_remembered_key_is_refused_once_revoked_and_guesses_are_never_remember
 def test_x_api_key_wins_over_authorization_wherever_it_comes():
     store = MemoryStore()
     key_id, key = make_key(store, ["substrates:read"])
-    handle = authenticate([KeyAuthenticator(lambda: store.keys, store.key_secret)])(_ok)
+    handle = authenticate([KeyAuthenticator(store, store.key_secret)])(_ok)
     call = _call([(b"authorization", b"Bearer not-a-key"), (b"x-api-key", key.encode())])
     assert asyncio.run(handle(call)).status == 200
     assert call.principal == key_id

@@ -86,6 +86,13 @@ class Input:
                 return value
         return None
 
+    def header_text(self, name: str) -> str | None:
+        """A header as text (Latin-1), or None: the cheapest lookup for a header read
+        on every request (the API key), since RSGI hands headers over as text. An
+        unreadable value may read as None here; :meth:`header` is the strict one."""
+        value = self.header(name.encode())
+        return None if value is None else value.decode("latin-1")
+
 
 class Call(Input):
     """One request on its way through the pipeline (built by the protocol adapter).

@@ -67,6 +67,9 @@ class RsgiCall(Call):
         self.sent = 0
         self.started = perf_counter()
 
+    def header_text(self, name: str) -> str | None:
+        return self.headers.get(name)  # type: ignore[no-any-return]
+
     def header(self, name: bytes) -> bytes | None:
         headers = self.headers
         key = name.decode("latin-1")

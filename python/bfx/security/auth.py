@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bfx import errors
-from bfx.security.keys import KEY_PREFIX, KeyRecord, hasher, now_us, parse_key_id
+from bfx.security.keys import KEY_PREFIX, KeyRecord, grants, hasher, now_us, parse_key_id
 
 __all__ = ["Authenticator", "KeyAuthenticator", "Principal", "credential_of", "unauthorized"]
 
@@ -29,10 +29,20 @@ REMEMBERED = 4096
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: its name in logs (a key id, never a secret), its scopes."""
+    """An authenticated caller: its name in logs (a key id, never a secret), its scopes,
+    and ``allowed``: every scope an operation may require that it passes (what
+    :func:`~bfx.security.keys.grants` says, worked out once per principal rather than
+    per request)."""
 
     name: str
     scopes: frozenset[str]
+    allowed: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from bfx.api.types import SCOPES  # the API table imports much more than this module
+
+        every = (*SCOPES, "authenticated")
+        object.__setattr__(self, "allowed", frozenset(s for s in every if grants(self.scopes, s)))
 
 
 class Authenticator(Protocol):
@@ -73,6 +83,13 @@ def credential_of(header: Callable[[bytes], bytes | None]) -> str | None:
         raise unauthorized() from None
 
 
+class KeySource(Protocol):
+    """Where the usable keys are (a store): read as an attribute on each request, not
+    through a call, since the store replaces the map whole on a reload."""
+
+    keys: Mapping[str, KeyRecord]
+
+
 class KeyAuthenticator:
     """API keys, checked against the store's in-memory key map (``Store.keys``, which
     the change log keeps current in every worker): a keyed hash and a dict lookup, no
@@ -84,28 +101,35 @@ class KeyAuthenticator:
     replaces it) and that record is still usable (not expired). Only keys that matched
     their digest are remembered, so a guess never takes the short path."""
 
-    def __init__(self, keys: Callable[[], Mapping[str, KeyRecord]], secret: bytes) -> None:
-        self._keys = keys
+    def __init__(self, source: KeySource, secret: bytes) -> None:
+        self._source = source
         self._hash = hasher(secret)
         self._dummy = self._hash("")
+        # By the key as sent, which is what a request hands the middleware.
         self._verified: dict[str, tuple[KeyRecord, Principal]] = {}
 
+    def recall(self, sent: str) -> Principal | None:
+        """The principal of a key that verified before and still holds (the key map
+        still has the very record it verified against, and it has not expired); None
+        otherwise. The middleware asks this first: a dict lookup, no parse, no hash."""
+        hit = self._verified.get(sent)
+        if hit is None:
+            return None
+        record, principal = hit
+        expires = record.expires_us  # record.usable(), inlined: the hot path
+        if self._source.keys.get(record.key_id) is record and (expires is None or now_us() < expires):
+            return principal
+        del self._verified[sent]
+        return None
+
     def authenticate(self, credential: str) -> Principal | None:
-        hit = self._verified.get(credential)
-        if hit is not None:
-            record, principal = hit
-            expires = record.expires_us  # record.usable(), inlined: the hot path
-            if (
-                self._keys().get(record.key_id) is record
-                and record.revoked_us is None
-                and (expires is None or now_us() < expires)
-            ):
-                return principal
-            del self._verified[credential]
+        principal = self.recall(credential)
+        if principal is not None:
+            return principal
         if not credential.startswith(KEY_PREFIX):
             return None
         key_id = parse_key_id(credential)
-        found = self._keys().get(key_id) if key_id is not None else None
+        found = self._source.keys.get(key_id) if key_id is not None else None
         # Hash and compare whatever was found, so that an unknown id costs the same.
         expected = found.digest if found is not None else self._dummy
         matches = hmac.compare_digest(expected, self._hash(credential))

@@ -35,7 +35,7 @@ __all__ = ["assemble"]
 
 def key_authenticators(store: Any) -> list[KeyAuthenticator]:
     """The authenticators of ``--auth required``: API keys in the store's key map."""
-    return [KeyAuthenticator(lambda: store.keys, store.key_secret)]
+    return [KeyAuthenticator(store, store.key_secret)]
 
 
 def authenticators(settings: Settings, store: Any) -> list[Authenticator]:
