@@ -43,6 +43,7 @@ __all__ = [
     "canonical_json",
     "edge_guard",
     "parse_spec",
+    "spec_from",
     "step_ids",
 ]
 

@@ -19,7 +19,14 @@ from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id, substrate_i
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
 from bfx.domain.metadata import apply_patch
-from bfx.domain.pipelines import DEFAULT_MAX_DEPTH, Plan, build_plan, parse_spec, step_ids
+from bfx.domain.pipelines import (
+    DEFAULT_MAX_DEPTH,
+    Plan,
+    build_plan,
+    parse_spec,
+    spec_from,
+    step_ids,
+)
 from bfx.domain.results import MISS, ResultCache, canonical_parameters
 from bfx.engine import Engine
 from bfx.invocations import InvocationCounts
@@ -195,6 +202,37 @@ class Substrates:
         return SubstrateRow(
             answer, expression_type, expression_code, compiled.canonical, meta, created
         )
+
+    def compose(
+        self,
+        steps: Sequence[Any],
+        aggregate: str | None = None,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SubstrateRow:
+        """Creates the pipeline of ``steps`` (each ``{"substrate_id", "as"?,
+        "parameters"?}`` or a bare id): a substrate of type ``pipeline`` whose code is
+        the canonical JSON. ``name`` is stored as ``metadata["name"]`` (a different
+        ``metadata["name"]`` beside it is a 422)."""
+        doc: dict[str, Any] = {
+            "steps": [
+                {k: v for k, v in step.items() if v is not None}
+                if isinstance(step, Mapping)
+                else step
+                for step in steps
+            ]
+        }
+        if aggregate is not None:
+            doc["aggregate"] = aggregate
+        spec = spec_from(doc, self.limits)
+        if name is not None:
+            if metadata is not None and metadata.get("name", name) != name:
+                raise errors.ValidationError(
+                    "name and metadata.name differ: give one", {"field": "name"}
+                )
+            metadata = {**(metadata or {}), "name": name}
+        return self.create("pipeline", spec.canonical, metadata)
 
     def create_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False
