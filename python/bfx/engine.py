@@ -242,9 +242,7 @@ class Engine:
         # it; the store reports it as damage if it ever does.
         self.store.check_applied(self.arena.apply(prepared, upto), kind)
 
-    def delete_substrate(
-        self, identity: int, guard: Callable[[int], None] | None = None
-    ) -> int:
+    def delete_substrate(self, identity: int, guard: Callable[[int], None] | None = None) -> int:
         """Deletes a substrate and its relationships; returns how many went with it.
         ``guard(identity)`` runs under the write lock, on the arena caught up with the
         change log, and may refuse the delete by raising (a step of a pipeline)."""

@@ -217,9 +217,9 @@ class PipelineStep(_Request):
         ]
         | None
     ) = field(default=None, name="as")
-    parameters: (
-        Annotated[JsonObject, Meta(description="fixed parameters of this step")] | None
-    ) = None
+    parameters: Annotated[JsonObject, Meta(description="fixed parameters of this step")] | None = (
+        None
+    )
 
 
 class ComposeRequest(_Request):

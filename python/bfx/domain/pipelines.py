@@ -106,9 +106,7 @@ def parse_spec(code: Any, limits: Limits) -> Spec:
     try:
         doc = _decode(raw)
     except msgspec.DecodeError as exc:
-        raise _bad(
-            f"a pipeline's expression_code must be JSON: {exc}", "expression_code"
-        ) from None
+        raise _bad(f"a pipeline's expression_code must be JSON: {exc}", "expression_code") from None
     return spec_from(doc, limits)
 
 
@@ -139,9 +137,7 @@ def spec_from(doc: Any, limits: Limits) -> Spec:
         )
     steps = tuple(_step(item, index, limits) for index, item in enumerate(items))
     if steps[0].as_name is not None:
-        raise _bad(
-            "the first step has no previous result to pass: drop its 'as'", "steps[0].as"
-        )
+        raise _bad("the first step has no previous result to pass: drop its 'as'", "steps[0].as")
     canonical = canonical_json(steps, aggregate)
     if len(canonical) > limits.max_code_length:
         raise errors.SandboxError(
@@ -384,9 +380,7 @@ class Plan:
         finally:
             end_run(previous)
 
-    def invoke_many(
-        self, parameters: Any, *, return_exceptions: bool = False
-    ) -> list[Any]:
+    def invoke_many(self, parameters: Any, *, return_exceptions: bool = False) -> list[Any]:
         out: list[Any] = []
         for params in parameters:
             try:

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bfx import errors, operators
-from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id, substrate_id
+from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id
+from bfx._core import substrate_id as content_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
 from bfx.domain.metadata import apply_patch
@@ -149,7 +150,7 @@ class Substrates:
             )
         if expression_type == "pipeline":
             spec = parse_spec(expression_code, self.limits)
-            identity = substrate_id("pipeline", spec.canonical)
+            identity = content_id("pipeline", spec.canonical)
             compiled: Runnable = build_plan(
                 identity, spec, self.limits, self._resolve, max_depth=self.pipeline_max_depth
             )
@@ -308,9 +309,8 @@ class Substrates:
             if edge[3] != identity or source == identity or source in found:
                 continue
             record = arena.find(source)
-            if record is not None and record[1] == "pipeline":
-                if identity in step_ids(record[3]):
-                    found.add(source)
+            if record is not None and record[1] == "pipeline" and identity in step_ids(record[3]):
+                found.add(source)
         return sorted(found)
 
     def _not_in_use(self, identity: int) -> None:

@@ -21,11 +21,11 @@ from .tables import BUILTIN_FUNCTIONS, CONSTANTS, MATH_FUNCTIONS, key_of
 
 __all__ = [
     "CONTAINERS",
+    "check_run",
     "clear_deadline",
+    "end_run",
     "guard_name",
     "namespace",
-    "check_run",
-    "end_run",
     "run_deadline",
     "set_deadline",
     "weight",
