@@ -20,8 +20,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-# The one list of expression types is the core's: ids hash the type name.
-from bfx._core import EXPRESSION_TYPES
+# The one list of expression types is the core's (ids hash the type name); the sandbox
+# compiles all but ``pipeline``, which composes other substrates (bfx.domain.pipelines).
+from bfx._core import EXPRESSION_TYPES as _ALL_TYPES
 from bfx.errors import SandboxError, ValidationError
 
 from .limits import DEFAULT_LIMITS, Limits
@@ -29,6 +30,9 @@ from .tables import CONSTANTS, FUNCTIONS, KEYWORDS, MATH_FUNCTIONS, NUMERIC_FUNC
 from .values import find_surrogate
 
 __all__ = ["EXPRESSION_TYPES", "Analysis", "analyze"]
+
+#: The expression types the sandbox parses and compiles.
+EXPRESSION_TYPES: tuple[str, ...] = tuple(t for t in _ALL_TYPES if t != "pipeline")
 
 # Operator precedences, numbered as ``ast._Precedence``: only their order matters.
 _TUPLE, _TEST, _OR, _AND, _NOT, _CMP, _EXPR = 2, 4, 5, 6, 7, 8, 9
