@@ -386,6 +386,8 @@ def python_pipeline(steps, aggregate):
             return results
         total = 0 if aggregate == "sum" else 1
         for r in results:
+            if type(r) not in (int, float):  # never list repetition: numbers only
+                raise TypeError(f"{aggregate} of {type(r).__name__}")
             total = total + r if aggregate == "sum" else total * r
         return total
 
@@ -472,6 +474,16 @@ def test_step_failures_name_the_step_and_keep_their_reason(reg):
     with pytest.raises(errors.InvocationError) as info:
         reg.invoke(prod)
     assert info.value.details["reason"] == "int_too_large"
+    # A list of results is bounded in bytes as the steps answer.
+    with Registry(limits=Limits(max_param_bytes=1000)) as small:
+        text = small.create("lambda", "lambda **kw: 'a' * 400").substrate_id
+        listed = small.compose([text] * 3, "list").substrate_id
+        with pytest.raises(errors.InvocationError) as info:
+            small.invoke(listed)
+        assert info.value.details["reason"] == "result_too_large"
+        assert (
+            small.invoke(small.compose([text] * 2, "list").substrate_id).result == ["a" * 400] * 2
+        )
     # Parameters that are not an object.
     with pytest.raises(errors.InvocationError):
         reg.invoke(s, [1, 2])  # type: ignore[arg-type]

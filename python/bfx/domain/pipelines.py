@@ -27,6 +27,7 @@ import msgspec
 
 from bfx import errors
 from bfx._core import format_id, json_nesting_exceeds, parse_id
+from bfx.budget import json_size
 from bfx.sandbox import Limits, validate_parameters
 from bfx.sandbox.guards import check_run, end_run, run_deadline
 from bfx.sandbox.values import check_result
@@ -363,7 +364,12 @@ class Plan:
             base = {}
         previous = run_deadline(self.limits)
         try:
-            results: list[Any] = []
+            aggregate = self.aggregate
+            # Folded as the steps answer: "last" keeps nothing, "sum" and "product" one
+            # number, "list" the results with their size bounded as they come.
+            results: list[Any] | None = [] if aggregate == "list" else None
+            size = 0
+            total: Any = 0 if aggregate == "sum" else 1
             last: Any = None
             for index, (compiled, name, fixed) in enumerate(self._runners):
                 check_run()
@@ -374,9 +380,30 @@ class Plan:
                     last = compiled.invoke(merged)
                 except errors.InvocationError as exc:
                     raise _in_step(exc, index, self.steps[index]) from None
-                results.append(last)
+                if aggregate == "last":
+                    continue
+                if results is not None:
+                    size += json_size(last) + 1
+                    if size > self.limits.max_param_bytes:
+                        raise errors.InvocationError(
+                            f"the list of the steps' results would exceed "
+                            f"{self.limits.max_param_bytes} bytes",
+                            {"reason": "result_too_large", "limit": self.limits.max_param_bytes},
+                        )
+                    results.append(last)
+                else:
+                    total = self._fold(total, last, index)
             check_run()
-            return self._aggregate(results)
+            if results is not None:
+                return check_result(results, self.limits)
+            if aggregate == "last":
+                return last
+            if type(total) is float and total - total != 0.0:
+                raise errors.InvocationError(
+                    f"the {aggregate} of the steps' results is not finite",
+                    {"reason": "non_finite", "aggregate": aggregate},
+                )
+            return total
         finally:
             end_run(previous)
 
@@ -391,37 +418,30 @@ class Plan:
                 out.append(exc)
         return out
 
-    def _aggregate(self, results: list[Any]) -> Any:
+    def _fold(self, total: Any, value: Any, index: int) -> Any:
+        """``total`` plus or times one step's result: numbers only, integers within the
+        sandbox's bits (a product past them is refused before it is computed)."""
         aggregate = self.aggregate
-        if aggregate == "last":
-            return results[-1]
-        if aggregate == "list":
-            return check_result(results, self.limits)
+        t = type(value)
+        if t is not int and t is not float:
+            raise errors.InvocationError(
+                f"aggregate {aggregate!r} needs numbers; step {index} "
+                f"({format_id(self.steps[index])}) answered {_kind(value)}",
+                {"reason": "not_a_number", "step": index, "aggregate": aggregate},
+            )
         max_bits = self.limits.max_int_bits
-        total: Any = 0 if aggregate == "sum" else 1
-        for index, value in enumerate(results):
-            t = type(value)
-            if t is not int and t is not float:
-                raise errors.InvocationError(
-                    f"aggregate {aggregate!r} needs numbers; step {index} "
-                    f"({format_id(self.steps[index])}) answered {_kind(value)}",
-                    {"reason": "not_a_number", "step": index, "aggregate": aggregate},
-                )
+        if aggregate == "sum":
+            total = total + value
+        else:
             if (
-                aggregate == "product"
-                and type(total) is int
+                type(total) is int
                 and t is int
                 and total.bit_length() + value.bit_length() > max_bits + 1
             ):
                 raise _too_big(aggregate, max_bits)
-            total = total + value if aggregate == "sum" else total * value
+            total = total * value
         if type(total) is int and total.bit_length() > max_bits:
             raise _too_big(aggregate, max_bits)
-        if type(total) is float and total - total != 0.0:
-            raise errors.InvocationError(
-                f"the {aggregate} of the steps' results is not finite",
-                {"reason": "non_finite", "aggregate": aggregate},
-            )
         return total
 
 
