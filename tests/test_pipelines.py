@@ -265,9 +265,15 @@ def test_the_planner_refuses_a_cycle_however_it_is_reached():
 # ---- edges and in_use ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def any_reg(request, tmp_path):
-    with Registry(storage=None if request.param == "memory" else str(tmp_path / "d")) as r:
+    """In memory, then on each durable store (PostgreSQL: a throwaway server)."""
+    locator = {
+        "memory": lambda: None,
+        "sqlite": lambda: str(tmp_path / "d"),
+        "postgresql": lambda: request.getfixturevalue("postgres").new_database(),
+    }[request.param]()
+    with Registry(storage=locator) as r:
         yield r
 
 
@@ -312,10 +318,10 @@ def test_composition_edges_and_in_use(any_reg):
     assert reg.stats()["total_relationships"] == 0
 
 
-def test_in_use_holds_for_a_second_registry_on_the_same_store(tmp_path):
-    """Two processes' registries on one SQLite store: the check reads the arena after the
-    write lock caught it up with the change log."""
-    with Registry(data_dir=tmp_path) as one, Registry(data_dir=tmp_path) as two:
+def test_in_use_holds_for_a_second_registry_on_the_same_store(store_locator):
+    """Two processes' registries on one store (SQLite, PostgreSQL): the check reads the
+    arena after the write lock caught it up with the change log."""
+    with Registry(storage=store_locator) as one, Registry(storage=store_locator) as two:
         a = one.create("constant", "5").substrate_id
         two.refresh()
         p = one.compose([a]).substrate_id  # two has not refreshed since
