@@ -357,6 +357,8 @@ class Plan:
         results. InvocationError (422) for a failing step, naming it."""
         if parameters is None:
             base: dict[str, Any] = {}
+        elif type(parameters) is dict:
+            base = parameters  # never changed: each step with more gets its own dict
         elif isinstance(parameters, Mapping):
             base = dict(parameters)
         else:
@@ -373,9 +375,12 @@ class Plan:
             last: Any = None
             for index, (compiled, name, fixed) in enumerate(self._runners):
                 check_run()
-                merged = {**base, **fixed} if fixed else dict(base)
                 if name is not None:
-                    merged[name] = last
+                    merged = {**base, **fixed, name: last}
+                elif fixed:
+                    merged = {**base, **fixed}
+                else:
+                    merged = base  # the sandbox reads its parameters, never writes them
                 try:
                     last = compiled.invoke(merged)
                 except errors.InvocationError as exc:
