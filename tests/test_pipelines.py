@@ -9,7 +9,6 @@ import json
 import time
 from pathlib import Path
 
-import msgspec
 import pytest
 import xxhash
 from hypothesis import given
@@ -125,14 +124,25 @@ def test_canonical_form_ignores_spelling_order_and_spacing(steps, aggregate, rnd
             s["parameters"] = {}
     if aggregate in (None, "last") and rnd.random() < 0.5:
         other["aggregate"] = "last"
-    a = parse_spec(json.dumps(plain), DEFAULT_LIMITS)
-    b = parse_spec(json.dumps(other, indent=rnd.choice([None, 1, 4])), DEFAULT_LIMITS)
+
+    def text(doc, indent=None):  # DEL is ASCII: json.dumps leaves it raw, code may not
+        return json.dumps(doc, indent=indent).replace("\x7f", "\\u007f")
+
+    a = parse_spec(text(plain), DEFAULT_LIMITS)
+    b = parse_spec(text(other, rnd.choice([None, 1, 4])), DEFAULT_LIMITS)
     assert a.canonical == b.canonical
-    assert (
-        a.canonical
-        == msgspec.json.encode(msgspec.json.decode(a.canonical), order="sorted").decode()
-    )
-    assert " " not in a.canonical.replace('" "', "") or any(" " in repr(p) for _, _, p in steps)
+    assert parse_spec(a.canonical, DEFAULT_LIMITS).canonical == a.canonical  # a fixed point
+    # It says what was written, defaults omitted.
+    want: dict = {"steps": []}
+    for i, name, params in steps:
+        want["steps"].append(
+            {"substrate_id": format_id(i)}
+            | ({"as": name} if name is not None else {})
+            | ({"parameters": params} if params else {})
+        )
+    if aggregate not in (None, "last"):
+        want["aggregate"] = aggregate
+    assert json.loads(a.canonical) == want
 
 
 # ---- checks at creation -------------------------------------------------------------------
@@ -163,9 +173,8 @@ def test_canonical_form_ignores_spelling_order_and_spacing(steps, aggregate, rnd
         ),
         ('{"steps": [{"substrate_id": "0x1"}, {"substrate_id": "0x1", "as": 7}]}', "steps[1].as"),
         ('{"steps": [{"substrate_id": "0x1", "parameters": [1]}]}', "steps[0].parameters"),
-        # A lone surrogate, escaped or raw, is not JSON text msgspec reads.
+        # A lone surrogate escaped is not JSON text msgspec reads (raw: sandbox_rejected).
         ('{"steps": [{"substrate_id": "0x1", "parameters": {"s": "\\ud800"}}]}', "expression_code"),
-        ('{"steps": [{"substrate_id": "0x1", "parameters": {"s": "\ud800"}}]}', "expression_code"),
         ('{"steps": [{"substrate_id": "zz"}]}', "steps[0].substrate_id"),
         ('{"steps": [{"substrate_id": 1}]}', "steps[0].substrate_id"),
         ('{"steps": [{}]}', "steps[0].substrate_id"),
@@ -177,6 +186,27 @@ def test_malformed_pipelines_are_422_naming_the_field(reg, code, field):
     assert info.value.status == 422
     assert info.value.details["field"] == field, info.value.details
     assert len(reg) == 0
+
+
+def test_invisible_characters_only_as_escapes(reg):
+    """Trojan Source (docs/sandbox.md): a raw bidi override is refused anywhere in the
+    code; written as a JSON escape it is accepted, and stays an escape in the stored
+    canonical code."""
+    one = reg.create("constant", "1").substrate_id
+    raw = json.dumps(
+        {"steps": [{"substrate_id": one, "parameters": {"s": "a\u202eb"}}]}, ensure_ascii=False
+    )
+    with pytest.raises(errors.SandboxError) as info:
+        reg.create("pipeline", raw)
+    assert info.value.details["reason"] == "forbidden_character"
+    escaped = raw.replace("\u202e", "\\u202e")
+    rec = reg.create("pipeline", escaped)
+    assert "\u202e" not in rec.canonical_code
+    assert "\\u202e" in rec.canonical_code
+    assert json.loads(rec.canonical_code)["steps"][0]["parameters"]["s"] == "a\u202eb"
+    with pytest.raises(errors.SandboxError) as info:
+        reg.create("pipeline", raw.replace("\u202e", "\ud800"))
+    assert info.value.details["reason"] == "surrogate"
 
 
 def test_bounds_of_steps_nesting_and_size(reg):

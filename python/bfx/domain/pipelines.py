@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from bfx import errors
 from bfx._core import format_id, json_nesting_exceeds, parse_id
 from bfx.budget import json_size
 from bfx.sandbox import Limits, validate_parameters
+from bfx.sandbox.analyze import check_characters
 from bfx.sandbox.guards import check_run, end_run, run_deadline
 from bfx.sandbox.values import check_result
 
@@ -101,6 +103,8 @@ def parse_spec(code: Any, limits: Limits) -> Spec:
             f"{limits.max_code_length}",
             {"reason": "code_too_long", "length": len(code), "limit": limits.max_code_length},
         )
+    # Trojan Source, as for any code: invisible characters only as JSON escapes.
+    check_characters(code)
     raw = code.encode("utf-8", "surrogatepass")
     if json_nesting_exceeds(raw, _CODE_DEPTH + limits.max_param_depth):
         raise _bad("a pipeline's code is nested too deeply", "expression_code", reason="too_deep")
@@ -213,9 +217,33 @@ def canonical_json(steps: tuple[Step, ...], aggregate: str) -> str:
     if aggregate != "last":
         doc["aggregate"] = aggregate
     try:
-        return _encode(doc).decode("utf-8")
+        text = _encode(doc).decode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError, OverflowError) as exc:
         raise _bad(f"a pipeline's parameters cannot be written as JSON: {exc}", "steps") from None
+    return text if text.isascii() and "\x7f" not in text else _escape_invisible(text)
+
+
+#: Written as escapes in canonical JSON, so that stored code never holds them raw
+#: (Trojan Source, docs/sandbox.md): format characters (bidi overrides, zero-width
+#: ones, ...), line and paragraph separators, DEL and the C1 controls (JSON escapes C0).
+_ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _escape_invisible(text: str) -> str:
+    category = unicodedata.category
+    bad = {ch for ch in set(text) if ch >= "\x7f" and category(ch) in _ESCAPED}
+    if not bad:
+        return text
+    return "".join(_escape(ch) if ch in bad else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    """``\\uXXXX`` in lower-case hex (a surrogate pair of them beyond the BMP)."""
+    point = ord(ch)
+    if point <= 0xFFFF:
+        return f"\\u{point:04x}"
+    point -= 0x10000
+    return f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}"
 
 
 def _canonical_step(step: Step) -> dict[str, Any]:
