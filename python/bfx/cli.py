@@ -33,6 +33,7 @@ _ADMISSION_FLAGS = (
     "access_log",
     "log_format",
     "result_cache_size",
+    "pipeline_max_depth",
 )
 
 
@@ -53,6 +54,15 @@ def _size(text: str) -> int:
 
     try:
         return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pipeline_depth(text: str) -> int:
+    from bfx.settings import parse_pipeline_depth
+
+    try:
+        return parse_pipeline_depth(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -211,6 +221,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="bytes of invocation results each worker keeps (LRU); 0 turns it off "
         "(env BFX_RESULT_CACHE_SIZE; default 64M; docs/domain.md)",
+    )
+    g.add_argument(
+        "--pipeline-max-depth",
+        type=_pipeline_depth,
+        default=None,
+        metavar="N",
+        help="how deeply pipelines may nest, 1-64 (env BFX_PIPELINE_MAX_DEPTH; default 8; "
+        "docs/domain.md)",
     )
     g.add_argument(
         "--batch-time-budget",

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from bfx import errors
-from bfx._core import Arena
+from bfx._core import Arena, format_id, relationship_id
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
 from bfx.storage.metadata import set_metadata
@@ -39,6 +39,8 @@ __all__ = ["Engine"]
 _SCAN_PAGE = 4096
 
 Answer = int | errors.BfxError
+#: The type of the edges a pipeline gets to each of its steps (``insert_substrates``).
+COMPOSITION = "COMPOSITION"
 
 
 def _failed(answers: list[Any]) -> bool:
@@ -72,11 +74,20 @@ class Engine:
         atomic: bool = False,
         dry_run: bool = False,
         until_failure: bool = False,
+        steps: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Answer]:
         """Answers in input order: the id, or the error for that row. ``atomic``
         writes nothing unless every row can be written; ``dry_run`` writes nothing;
         ``until_failure`` (imports) writes the rows before the first one that fails
-        other than as a duplicate, and nothing from there on."""
+        other than as a duplicate, and nothing from there on.
+
+        ``steps`` (pipelines) gives, per row, the ids it composes (None: none): such a
+        row is written only if every one exists (else a 422 naming the step), and
+        with a ``COMPOSITION`` edge to each, in the same write."""
+        if steps is not None and any(steps):
+            return self._insert_composed(
+                rows, steps, atomic=atomic, dry_run=dry_run, until_failure=until_failure
+            )
         arena = self.arena
         return self._insert(
             rows,
@@ -89,9 +100,11 @@ class Engine:
             until_failure=until_failure,
         )
 
-    def insert_substrate(self, row: SubstrateRow) -> int:
+    def insert_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
         """One row (a single create): its id, or its error raised."""
-        if self.store.durable:
+        if steps:
+            answer = self.insert_substrates([row], steps=[steps])[0]
+        elif self.store.durable:
             answer = self.insert_substrates([row])[0]
         else:  # the in-memory store: one arena call, nothing to commit
             answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
@@ -160,19 +173,87 @@ class Engine:
                     return position
         return len(answers)
 
+    def _insert_composed(
+        self,
+        rows: Sequence[SubstrateRow],
+        steps: Sequence[Sequence[int] | None],
+        *,
+        atomic: bool,
+        dry_run: bool,
+        until_failure: bool,
+    ) -> list[Answer]:
+        """The write path of rows some of which compose others (pipelines): under the
+        write lock, a row whose steps are not all in the arena fails (a delete may
+        have raced its checks); the others are checked as usual; those written are
+        committed with their ``COMPOSITION`` edges, then applied: the substrates, then
+        the edges (which need both ends in the arena, hence not checked beforehand:
+        both ends are known to exist, and a new substrate has no edges yet)."""
+        arena = self.arena
+        with self.store.write() as w:
+            answers: list[Answer | None] = [None] * len(rows)
+            keep: list[int] = []
+            for index, ids in enumerate(steps):
+                missing = next((s for s in ids or () if s not in arena), None)
+                if missing is None:
+                    keep.append(index)
+                else:
+                    position = list(ids or ()).index(missing)
+                    answers[index] = errors.ValidationError(
+                        f"steps[{position}]: no substrate {format_id(missing)}",
+                        {
+                            "reason": "missing_step",
+                            "field": f"steps[{position}].substrate_id",
+                            "step": position,
+                            "substrate_id": format_id(missing),
+                        },
+                    )
+            checked, prepared = arena.check_insert_many([rows[i].arena_item() for i in keep])
+            for index, answer in zip(keep, checked, strict=True):
+                answers[index] = answer
+            upto = self._upto(answers, atomic, dry_run, until_failure)  # type: ignore[arg-type]
+            written = [
+                (rows[i], answer)
+                for i, answer in zip(keep, checked, strict=True)
+                if i < upto and type(answer) is int
+            ]
+            if written:
+                edges: list[tuple[RelationshipRow, int]] = []
+                for i, answer in zip(keep, checked, strict=True):
+                    if i < upto and type(answer) is int:
+                        for step in dict.fromkeys(steps[i] or ()):
+                            edge = RelationshipRow(
+                                None, COMPOSITION, answer, step, False, b"", rows[i].created_us
+                            )
+                            edges.append((edge, relationship_id(answer, step, COMPOSITION)))
+                self.store.add_substrates(w, written)
+                self.store.add_relationships(w, edges)
+                applied = sum(1 for i in keep if i < upto)
+
+                def after() -> None:
+                    self._apply(prepared, applied, "substrate")
+                    linked = arena.link_many([e.arena_item() for e, _ in edges])[0]
+                    self.store.check_applied(linked, "relationship")
+
+                w.after = after
+        return answers  # type: ignore[return-value]
+
     def _apply(self, prepared: Any, upto: int, kind: str) -> None:
         # Checked against this very state under the lock, so the arena cannot refuse
         # it; the store reports it as damage if it ever does.
         self.store.check_applied(self.arena.apply(prepared, upto), kind)
 
-    def delete_substrate(self, identity: int) -> int:
-        """Deletes a substrate and its relationships; returns how many went with it."""
+    def delete_substrate(self, identity: int, guard: Callable[[int], None] | None = None) -> int:
+        """Deletes a substrate and its relationships; returns how many went with it.
+        ``guard(identity)`` runs under the write lock, on the arena caught up with the
+        change log, and may refuse the delete by raising (a step of a pipeline)."""
         arena = self.arena
-        if not self.store.durable:
+        if not self.store.durable and guard is None:
             return arena.remove(identity)
         removed: list[int] = []
         with self.store.write() as w:
             arena.get(identity)  # NotFoundError, and nothing written
+            if guard is not None:
+                guard(identity)
             self.store.remove_substrate(w, identity)
             w.after = lambda: removed.append(arena.remove(identity))
         return removed[0]
@@ -191,13 +272,17 @@ class Engine:
                 w.after = lambda: set_metadata(arena, identity, metadata)
         return SubstrateRow(identity, record[1], record[2], record[3], metadata, record[5])
 
-    def delete_relationship(self, rid: int) -> None:
+    def delete_relationship(self, rid: int, guard: Callable[[Any], None] | None = None) -> None:
+        """Deletes a relationship; ``guard(record)`` (the arena's record of it) runs
+        under the write lock and may refuse by raising (a pipeline's edge to a step)."""
         arena = self.arena
-        if not self.store.durable:
+        if not self.store.durable and guard is None:
             arena.unlink(rid)
             return
         with self.store.write() as w:
-            arena.edge(rid)
+            record = arena.edge(rid)
+            if guard is not None:
+                guard(record)
             self.store.remove_relationship(w, rid)
             w.after = lambda: arena.unlink(rid)
 

@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateError",
     "ForbiddenError",
     "HttpError",
+    "InUseError",
     "InvalidIdError",
     "InvalidRelationshipTypeError",
     "InvocationError",
@@ -134,6 +135,13 @@ class DuplicateError(ConflictError):
     """The same substrate or typed edge exists already; ``details`` names its id."""
 
     code = "duplicate"
+
+
+class InUseError(ConflictError):
+    """The substrate is a step of a pipeline (``details.pipelines`` names them): delete
+    the pipelines first."""
+
+    code = "in_use"
 
 
 class CollisionError(ConflictError):

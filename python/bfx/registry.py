@@ -24,6 +24,7 @@ from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.domain.checks import MAX_METADATA_BYTES
 from bfx.domain.operators import Operators
+from bfx.domain.pipelines import DEFAULT_MAX_DEPTH
 from bfx.domain.relationships import Relationships
 from bfx.domain.substrates import Substrates
 from bfx.domain.transfer import Transfer, export_record
@@ -52,7 +53,8 @@ class Registry:
     ``cache_size`` bounds how many compiled expressions are kept (LRU);
     ``result_cache_size`` the bytes of invocation results kept (LRU by id and
     parameters, ``bfx.domain.results``; 0, the default in process: off);
-    ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``).
+    ``limits`` are the sandbox's bounds (see ``docs/sandbox.md``);
+    ``pipeline_max_depth`` how deeply pipelines may nest (``docs/domain.md``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Registry:
         cache_size: int = 100_000,
         limits: Limits | None = None,
         result_cache_size: int = 0,
+        pipeline_max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         if data_dir is not None and storage is not None:
             raise ValueError("give data_dir or storage, not both")
@@ -72,7 +75,9 @@ class Registry:
         self._store = self._engine.store
         self._arena = self._engine.arena
         #: The domain, by noun (``bfx.domain``); the local services compose the same.
-        self.substrates = Substrates(self._engine, self._limits, cache_size, result_cache_size)
+        self.substrates = Substrates(
+            self._engine, self._limits, cache_size, result_cache_size, pipeline_max_depth
+        )
         self.relationships_domain = Relationships(self._engine)
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)
@@ -151,6 +156,31 @@ class Registry:
             self.substrates.create(expression_type, expression_code, metadata)
         )
 
+    def compose(
+        self,
+        steps: Sequence[Mapping[str, Any] | str | int],
+        aggregate: str | None = None,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Substrate:
+        """Creates a pipeline (a substrate of type ``pipeline``) of ``steps``, each
+        ``{"substrate_id": id, "as": name?, "parameters": {...}?}`` or a bare id, run
+        in order; ``aggregate`` ``last`` (default), ``sum``, ``product`` or ``list``;
+        ``name`` is stored as ``metadata["name"]``. The same as ``create("pipeline",
+        json)``: its code is the canonical JSON (docs/domain.md "Pipelines")."""
+        items = [
+            {"substrate_id": format_id(parse_id(s))} if isinstance(s, (str, int)) else s
+            for s in steps
+        ]
+        row = self.substrates.compose(items, aggregate, name=name, metadata=metadata)
+        return Substrate.from_row(row)
+
+    def pipelines_using(self, substrate_id: int | str) -> list[int]:
+        """The pipelines that have the substrate as a step (what keeps it from being
+        deleted: :class:`~bfx.errors.InUseError`)."""
+        return self.substrates.users(parse_id(substrate_id))
+
     def create_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False
     ) -> list[Substrate | errors.BfxError]:
@@ -178,7 +208,8 @@ class Registry:
 
     def delete(self, substrate_id: int | str) -> int:
         """Deletes a substrate and its relationships; returns how many
-        relationships went with it."""
+        relationships went with it. InUseError (409) while a pipeline has it as a
+        step."""
         return self.substrates.delete(substrate_id)
 
     def list(

@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- Result cache (docs/domain.md "Result cache").
     #: Bytes of invocation results each worker keeps (LRU); 0: off.
     result_cache_size: int = 64 * MIB
+    # -- Pipelines (docs/domain.md "Pipelines").
+    #: How deeply pipelines may nest (a pipeline of plain substrates has depth 1).
+    pipeline_max_depth: int = 8
     # -- Users, login and JWTs (docs/security.md "Users and login", "JWT").
     #: HS256 key of bfx-issued tokens (env only: a flag would show in ``ps``); empty:
     #: the secret made once and kept in the store.
@@ -141,7 +144,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The registry the service runs on: the one place where storage gets chosen."""
         from bfx import Registry
 
-        return Registry(storage=self.open_store(), result_cache_size=self.result_cache_size)
+        return Registry(
+            storage=self.open_store(),
+            result_cache_size=self.result_cache_size,
+            pipeline_max_depth=self.pipeline_max_depth,
+        )
 
     @property
     def shares_state_across_processes(self) -> bool:
@@ -288,6 +295,16 @@ def parse_interface(text: str) -> str:
     return raw
 
 
+def parse_pipeline_depth(text: str) -> int:
+    """How deeply pipelines may nest: 1 to 64."""
+    from bfx.domain.pipelines import MAX_DEPTH_LIMIT
+
+    raw = text.strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"not a pipeline depth: {text!r} (a whole number, 1 to {MAX_DEPTH_LIMIT})")
+    return int(raw)
+
+
 def _lower(text: str) -> str:
     return text.strip().lower()
 
@@ -321,6 +338,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
     "auth": ("BFX_AUTH", parse_auth, str),
     "result_cache_size": ("BFX_RESULT_CACHE_SIZE", parse_cache_size, str),
+    "pipeline_max_depth": ("BFX_PIPELINE_MAX_DEPTH", parse_pipeline_depth, str),
     "jwt_secret": ("BFX_JWT_SECRET", parse_jwt_secret, str),
     "jwt_ttl": ("BFX_JWT_TTL", parse_ttl, str),
     "jwt_public_key": ("BFX_JWT_PUBLIC_KEY", _stripped, str),

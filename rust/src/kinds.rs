@@ -8,16 +8,25 @@ pub enum ExprType {
     Lambda = 0,
     Constant = 1,
     Expression = 2,
+    /// A composition of other substrates (its code is canonical JSON; see
+    /// `docs/domain.md`, Pipelines). Stored as 3 in the arena and in dumps.
+    Pipeline = 3,
 }
 
 impl ExprType {
-    pub const ALL: [ExprType; 3] = [ExprType::Lambda, ExprType::Constant, ExprType::Expression];
+    pub const ALL: [ExprType; 4] = [
+        ExprType::Lambda,
+        ExprType::Constant,
+        ExprType::Expression,
+        ExprType::Pipeline,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ExprType::Lambda => "lambda",
             ExprType::Constant => "constant",
             ExprType::Expression => "expression",
+            ExprType::Pipeline => "pipeline",
         }
     }
 
@@ -115,5 +124,10 @@ mod tests {
         assert_eq!(ExprType::parse("lambda").unwrap(), ExprType::Lambda);
         assert!(ExprType::parse("Lambda").is_err());
         assert!(ExprType::parse("function").is_err());
+        assert_eq!(ExprType::parse("pipeline").unwrap(), ExprType::Pipeline);
+        for (i, t) in ExprType::ALL.iter().enumerate() {
+            assert_eq!(ExprType::from_u8(i as u8), Some(*t));
+        }
+        assert_eq!(ExprType::from_u8(4), None);
     }
 }

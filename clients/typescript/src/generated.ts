@@ -204,7 +204,7 @@ export interface Me {
 }
 
 export interface CreateSubstrate {
-  expression_type: "constant" | "expression" | "lambda";
+  expression_type: "constant" | "expression" | "lambda" | "pipeline";
   expression_code: string;
   metadata?: JsonObject | null;
 }
@@ -240,6 +240,34 @@ export interface UpdateSubstrate {
   /** merged into the stored metadata: null removes a key, objects merge
    */
   metadata: JsonObject;
+}
+
+/** ``POST /substrates/compose``: a pipeline, created as a substrate of type
+ * ``pipeline`` (its code: the canonical JSON of the steps and aggregate).
+ */
+export interface ComposeRequest {
+  /** the steps, in order
+   */
+  pipeline: PipelineStep[];
+  /** stored as metadata.name
+   */
+  name?: string | null;
+  aggregate?: "last" | "list" | "product" | "sum" | null;
+  metadata?: JsonObject | null;
+}
+
+/** One step of a pipeline (docs/domain.md "Pipelines").
+ */
+export interface PipelineStep {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  /** the parameter name under which this step receives the previous step's result (not on the first step)
+   */
+  as?: string | null;
+  /** fixed parameters of this step
+   */
+  parameters?: JsonObject | null;
 }
 
 export interface InvokeRequest {
@@ -981,6 +1009,19 @@ export const OPERATIONS = {
     "paged": null,
     "scope": "substrates:write"
   },
+  "compose": {
+    "method": "POST",
+    "path": "/api/v1/substrates/compose",
+    "pathParams": [],
+    "query": [],
+    "body": "json",
+    "status": 201,
+    "response": "SubstrateRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
+  },
   "invoke": {
     "method": "POST",
     "path": "/api/v1/substrates/{id}/invoke",
@@ -1617,9 +1658,14 @@ export abstract class Operations {
     return this.call("updateSubstrate", [id], body, undefined, options) as Promise<SubstrateRecord>;
   }
 
-  /** Delete a substrate and its edges (DELETE /api/v1/substrates/{id}; scope substrates:write). */
+  /** Delete a substrate and its edges (409 in_use while a pipeline has it as a step) (DELETE /api/v1/substrates/{id}; scope substrates:write). */
   deleteSubstrate(id: Id, options?: RequestOptions): Promise<void> {
     return this.call("deleteSubstrate", [id], undefined, undefined, options) as Promise<void>;
+  }
+
+  /** Create a pipeline of substrates (a substrate of type pipeline) (POST /api/v1/substrates/compose; scope substrates:write). */
+  compose(body: ComposeRequest, options?: RequestOptions): Promise<SubstrateRecord> {
+    return this.call("compose", [], body, undefined, options) as Promise<SubstrateRecord>;
   }
 
   /** Invoke a substrate (POST /api/v1/substrates/{id}/invoke; scope substrates:invoke). */
@@ -1757,7 +1803,7 @@ export abstract class Operations {
     return this.call("getRelationship", [rid], undefined, undefined, options) as Promise<RelationshipRecord>;
   }
 
-  /** Delete an edge (DELETE /api/v1/relationships/{rid}; scope relationships:write). */
+  /** Delete an edge (409 in_use for a pipeline's COMPOSITION edge to its step) (DELETE /api/v1/relationships/{rid}; scope relationships:write). */
   deleteRelationship(rid: Id, options?: RequestOptions): Promise<void> {
     return this.call("deleteRelationship", [rid], undefined, undefined, options) as Promise<void>;
   }

@@ -31,6 +31,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "PowerRequest": {"exponent": 3, "parameters": {"x": 21}},
     "RootRequest": {"degree": 2, "parameters": {"x": 21}},
     "UpdateSubstrate": {"metadata": {"name": "doubler", "tags": ["demo"]}},
+    # 21, then double it: lambda x, y=2: x * y with x = 21.
+    "ComposeRequest": {
+        "name": "double 21",
+        "pipeline": [{"substrate_id": TWENTY_ONE_ID}, {"substrate_id": DOUBLE_ID, "as": "x"}],
+    },
     "PromoteRequest": {"change_description": "add a parameter"},
     "PromoteSequenceRequest": {"deltas": [1, 2, 3]},
     "BatchCreate": {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
 from bfx import graph, paging
 from bfx._core import EXPRESSION_TYPES
@@ -199,6 +199,38 @@ class Metrics(_Response):
 class CreateSubstrate(_Request):
     expression_type: ExpressionType
     expression_code: str
+    metadata: JsonObject | None = None
+
+
+class PipelineStep(_Request):
+    """One step of a pipeline (docs/domain.md "Pipelines")."""
+
+    substrate_id: HexId
+    as_: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                description="the parameter name under which this step receives the "
+                "previous step's result (not on the first step)",
+            ),
+        ]
+        | None
+    ) = field(default=None, name="as")
+    parameters: Annotated[JsonObject, Meta(description="fixed parameters of this step")] | None = (
+        None
+    )
+
+
+class ComposeRequest(_Request):
+    """``POST /substrates/compose``: a pipeline, created as a substrate of type
+    ``pipeline`` (its code: the canonical JSON of the steps and aggregate)."""
+
+    pipeline: Annotated[
+        list[PipelineStep], Meta(min_length=1, max_length=100, description="the steps, in order")
+    ]
+    name: Annotated[str, Meta(description="stored as metadata.name")] | None = None
+    aggregate: Literal["last", "sum", "product", "list"] | None = None
     metadata: JsonObject | None = None
 
 

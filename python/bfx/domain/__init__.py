@@ -10,6 +10,8 @@ the API's records, stored JSON embedded as it is).
   compiled cache, invoke (one or a batch, within a budget);
 * :mod:`~bfx.domain.search` — the scans behind search and query;
 * :mod:`~bfx.domain.relationships` — relate (one or a batch), read, delete, lists;
+* :mod:`~bfx.domain.pipelines` — the ``pipeline`` expression type: its canonical JSON,
+  the plan it compiles to and its run (one time budget);
 * :mod:`~bfx.domain.operators` — the operators applied to a substrate's value;
 * :mod:`~bfx.domain.transfer` — export records and the streaming, checked import;
 * :mod:`~bfx.domain.checks` — what every part checks alike (JSON objects, pages,

@@ -12,6 +12,7 @@ from typing import Any
 from bfx import errors, paging
 from bfx._core import normalize_rel_type, now_us, parse_id
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
+from bfx.domain.pipelines import edge_guard
 from bfx.engine import Engine
 from bfx.identity import field_id
 from bfx.rows import RelationshipRow
@@ -58,6 +59,8 @@ class Relationships:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.arena = engine.arena
+        #: Refuses deleting a pipeline's edge to its step (``bfx.domain.pipelines``).
+        self._guard = edge_guard(self.arena.find)
 
     def relate(
         self,
@@ -115,7 +118,7 @@ class Relationships:
         return self.arena.edge(relationship_id)  # type: ignore[no-any-return]
 
     def delete(self, relationship_id: int | str) -> None:
-        self.engine.delete_relationship(parse_id(relationship_id))
+        self.engine.delete_relationship(parse_id(relationship_id), self._guard)
 
     def outgoing(
         self,

@@ -15,10 +15,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bfx import errors, operators
-from bfx._core import EXPRESSION_TYPES, now_us, parse_id
+from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id
+from bfx._core import substrate_id as content_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
 from bfx.domain.metadata import apply_patch
+from bfx.domain.pipelines import (
+    DEFAULT_MAX_DEPTH,
+    Plan,
+    build_plan,
+    parse_spec,
+    spec_from,
+    step_ids,
+)
 from bfx.domain.results import MISS, ResultCache, canonical_parameters
 from bfx.engine import Engine
 from bfx.invocations import InvocationCounts
@@ -29,6 +38,10 @@ from bfx.sandbox import Compiled, Limits, compile_substrate
 __all__ = ["RESULT_MIN_MS", "CompiledCache", "Substrates"]
 
 _SCAN_PAGE = 4096
+#: Pipelines an ``in_use`` refusal lists (``count`` gives them all).
+_IN_USE_LISTED = 100
+#: What the compiled cache holds: a sandboxed expression, or a pipeline's plan.
+Runnable = Compiled | Plan
 #: See ``Substrates.result_min_ms`` (BENCHMARKS.md "Result cache": a hit costs ~2 µs).
 RESULT_MIN_MS = 0.02
 
@@ -44,14 +57,14 @@ class CompiledCache:
         if maxsize < 1:
             raise ValueError("cache_size must be at least 1")
         self._maxsize = maxsize
-        self._items: OrderedDict[int, Compiled] = OrderedDict()
+        self._items: OrderedDict[int, Runnable] = OrderedDict()
         self._lock = threading.Lock()
         #: Lookups that found a compiled expression, and those that did not (the
         #: metrics' ``compiled_cache``).
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: int) -> Compiled | None:
+    def get(self, key: int) -> Runnable | None:
         # acquire/release rather than ``with``: every invoke looks here, and on 3.11 the
         # context-manager protocol costs about as much as the lookup.
         lock = self._lock
@@ -67,7 +80,7 @@ class CompiledCache:
             lock.release()
         return item
 
-    def put(self, key: int, value: Compiled) -> None:
+    def put(self, key: int, value: Runnable) -> None:
         lock = self._lock
         lock.acquire()
         try:
@@ -90,11 +103,18 @@ class Substrates:
     """The substrates of one engine, with their compiled cache and invocation counts."""
 
     def __init__(
-        self, engine: Engine, limits: Limits, cache_size: int, result_cache_size: int = 0
+        self,
+        engine: Engine,
+        limits: Limits,
+        cache_size: int,
+        result_cache_size: int = 0,
+        pipeline_max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self.engine = engine
         self.arena = engine.arena
         self.limits = limits
+        #: How deeply pipelines may nest (``bfx.domain.pipelines``).
+        self.pipeline_max_depth = pipeline_max_depth
         self.cache = CompiledCache(cache_size)
         #: Results by (id, canonical parameters), bounded in bytes; None: off
         #: (``bfx.domain.results``).
@@ -116,8 +136,9 @@ class Substrates:
 
     def prepare(
         self, expression_type: Any, expression_code: Any, metadata: Any
-    ) -> tuple[Compiled, bytes]:
-        """The sandbox's verdict and the stored metadata, or the error refusing them."""
+    ) -> tuple[Runnable, bytes]:
+        """The sandbox's verdict (a pipeline: its plan, its steps checked) and the stored
+        metadata, or the error refusing them."""
         if not isinstance(expression_type, str) or expression_type not in EXPRESSION_TYPES:
             raise errors.ValidationError(
                 f"expression_type must be one of {', '.join(EXPRESSION_TYPES)}",
@@ -127,8 +148,42 @@ class Substrates:
             raise errors.ValidationError(
                 "expression_code must be a string", {"field": "expression_code"}
             )
-        compiled = compile_substrate(expression_type, expression_code, self.limits)
+        if expression_type == "pipeline":
+            spec = parse_spec(expression_code, self.limits)
+            identity = content_id("pipeline", spec.canonical)
+            compiled: Runnable = build_plan(
+                identity, spec, self.limits, self._resolve, max_depth=self.pipeline_max_depth
+            )
+        else:
+            compiled = compile_substrate(expression_type, expression_code, self.limits)
         return compiled, json_object_bytes(metadata, "metadata")
+
+    def _resolve(self, identity: int, max_depth: int, path: tuple[int, ...]) -> Runnable:
+        """A step's compiled expression or plan (``build_plan``'s ``resolve``)."""
+        if identity not in self.arena:
+            self._require(identity)
+        cached = self.cache.get(identity)
+        if cached is not None:
+            return cached
+        row = self.engine.substrate(identity)
+        return self._compile_row(identity, row, path)
+
+    def _compile_row(self, identity: int, row: SubstrateRow, path: tuple[int, ...]) -> Runnable:
+        compiled: Runnable
+        if row.expression_type == "pipeline":
+            spec = parse_spec(row.canonical_code, self.limits)
+            compiled = build_plan(
+                identity,
+                spec,
+                self.limits,
+                self._resolve,
+                max_depth=self.pipeline_max_depth,
+                path=path,
+            )
+        else:
+            compiled = compile_substrate(row.expression_type, row.canonical_code, self.limits)
+        self.cache.put(identity, compiled)
+        return compiled
 
     def create(
         self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None
@@ -143,11 +198,42 @@ class Substrates:
         row = SubstrateRow(
             None, expression_type, expression_code, compiled.canonical, meta, created
         )
-        answer = self.engine.insert_substrate(row)
+        answer = self.engine.insert_substrate(row, _steps(compiled))
         self.cache.put(answer, compiled)
         return SubstrateRow(
             answer, expression_type, expression_code, compiled.canonical, meta, created
         )
+
+    def compose(
+        self,
+        steps: Sequence[Any],
+        aggregate: str | None = None,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SubstrateRow:
+        """Creates the pipeline of ``steps`` (each ``{"substrate_id", "as"?,
+        "parameters"?}`` or a bare id): a substrate of type ``pipeline`` whose code is
+        the canonical JSON. ``name`` is stored as ``metadata["name"]`` (a different
+        ``metadata["name"]`` beside it is a 422)."""
+        doc: dict[str, Any] = {
+            "steps": [
+                {k: v for k, v in step.items() if v is not None}
+                if isinstance(step, Mapping)
+                else step
+                for step in steps
+            ]
+        }
+        if aggregate is not None:
+            doc["aggregate"] = aggregate
+        spec = spec_from(doc, self.limits)
+        if name is not None:
+            if metadata is not None and metadata.get("name", name) != name:
+                raise errors.ValidationError(
+                    "name and metadata.name differ: give one", {"field": "name"}
+                )
+            metadata = {**(metadata or {}), "name": name}
+        return self.create("pipeline", spec.canonical, metadata)
 
     def create_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False
@@ -155,7 +241,7 @@ class Substrates:
         """Creates in input order; each answer is the stored row or the error for that
         item. A repeat inside the batch fails as a duplicate of the earlier one. With
         ``atomic``, any failure raises BatchError and writes nothing."""
-        prepared: list[tuple[Mapping[str, Any], Compiled, bytes] | errors.BfxError] = []
+        prepared: list[tuple[Mapping[str, Any], Runnable, bytes] | errors.BfxError] = []
         for item in items:
             try:
                 if not isinstance(item, Mapping):
@@ -168,7 +254,7 @@ class Substrates:
                 prepared.append(exc)
         created = now_us()
 
-        def row(p: tuple[Mapping[str, Any], Compiled, bytes], identity: int | None) -> SubstrateRow:
+        def row(p: tuple[Mapping[str, Any], Runnable, bytes], identity: int | None) -> SubstrateRow:
             item, compiled, meta = p
             return SubstrateRow(
                 identity,
@@ -179,9 +265,13 @@ class Substrates:
                 created,
             )
 
-        rows = [row(p, None) for p in prepared if not isinstance(p, errors.BfxError)]
+        valid = [p for p in prepared if not isinstance(p, errors.BfxError)]
+        rows = [row(p, None) for p in valid]
+        steps = [_steps(p[1]) for p in valid]
         dry_run = atomic and len(rows) != len(prepared)
-        answers = self.engine.insert_substrates(rows, atomic=atomic, dry_run=dry_run)
+        answers = self.engine.insert_substrates(
+            rows, atomic=atomic, dry_run=dry_run, steps=steps if any(steps) else None
+        )
         results = merge(prepared, answers, row)
         if atomic:
             raise_if_any_failed(results)
@@ -203,9 +293,40 @@ class Substrates:
         """Deletes a substrate and its relationships; returns how many relationships
         went with it."""
         identity = parse_id(substrate_id)
-        removed = self.engine.delete_substrate(identity)
+        removed = self.engine.delete_substrate(identity, self._not_in_use)
         self._forget(identity)
         return removed
+
+    def users(self, identity: int) -> list[int]:
+        """The pipelines that have ``identity`` as a step, by id: read from the arena's
+        ``COMPOSITION`` edges into it (every worker has them after its refresh), each
+        confirmed against the pipeline's own steps (a hand-made ``COMPOSITION`` edge
+        uses nothing)."""
+        arena = self.arena
+        found: set[int] = set()
+        for edge in arena.incoming(identity, "COMPOSITION")[1]:
+            source = edge[2]
+            if edge[3] != identity or source == identity or source in found:
+                continue
+            record = arena.find(source)
+            if record is not None and record[1] == "pipeline" and identity in step_ids(record[3]):
+                found.add(source)
+        return sorted(found)
+
+    def _not_in_use(self, identity: int) -> None:
+        """The delete guard: 409 ``in_use`` while a pipeline has the substrate as a step."""
+        users = self.users(identity)
+        if users:
+            raise errors.InUseError(
+                f"{format_id(identity)} is a step of {len(users)} pipeline"
+                f"{'s' if len(users) > 1 else ''}: delete "
+                f"{'them' if len(users) > 1 else 'it'} first",
+                {
+                    "substrate_id": format_id(identity),
+                    "pipelines": [format_id(u) for u in users[:_IN_USE_LISTED]],
+                    "count": len(users),
+                },
+            )
 
     def _forget(self, identity: int) -> None:
         """Drops what this process keeps about a deleted substrate."""
@@ -246,16 +367,14 @@ class Substrates:
 
     # ---- invocation ---------------------------------------------------------------------
 
-    def compiled(self, substrate_id: int | str) -> Compiled:
+    def compiled(self, substrate_id: int | str) -> Runnable:
         """The compiled expression of a substrate (from the cache, or compiled again
-        from its stored canonical code)."""
+        from its stored canonical code); a pipeline's :class:`~bfx.domain.pipelines.Plan`."""
         identity = parse_id(substrate_id)
         self._require(identity)
         compiled = self.cache.get(identity)
         if compiled is None:
-            row = self.engine.substrate(identity)
-            compiled = compile_substrate(row.expression_type, row.canonical_code, self.limits)
-            self.cache.put(identity, compiled)
+            compiled = self._compile_row(identity, self.engine.substrate(identity), ())
         return compiled
 
     def invoke(
@@ -372,9 +491,14 @@ class Substrates:
             self.invocations.discard_many(gone)
 
 
+def _steps(compiled: Runnable) -> tuple[int, ...] | None:
+    """The ids a new substrate composes (a pipeline's steps), for its edges."""
+    return compiled.steps if isinstance(compiled, Plan) else None
+
+
 def _invoke_group(
     identity: int,
-    compiled: Compiled,
+    compiled: Runnable,
     items: list[Any],
     indices: list[int],
     results: list[Any],
@@ -395,7 +519,7 @@ def _invoke_group(
 
 def _invoke_group_within(
     identity: int,
-    compiled: Compiled,
+    compiled: Runnable,
     items: list[Any],
     indices: list[int],
     results: list[Any],

@@ -11,12 +11,12 @@ import msgspec
 
 from bfx import errors
 from bfx._core import format_id, now_us, relationship_id
+from bfx.domain.pipelines import Plan, step_ids
 from bfx.domain.relationships import edge_row
-from bfx.domain.substrates import Substrates
+from bfx.domain.substrates import Runnable, Substrates
 from bfx.identity import field_id
 from bfx.models import MAX_MICROS, MIN_MICROS, Relationship, Substrate, format_time, to_micros
 from bfx.rows import RelationshipRow, SubstrateRow
-from bfx.sandbox import Compiled
 
 __all__ = ["MAX_IMPORT_DEPTH", "Transfer", "export_record"]
 
@@ -26,7 +26,7 @@ _IMPORT_CHUNK = 2048
 #: (DESIGN.md §6: 32 levels, as for any request body).
 MAX_IMPORT_DEPTH = 32
 
-_Chunk = list[tuple[int, str, SubstrateRow | RelationshipRow, Compiled | None]]
+_Chunk = list[tuple[int, str, SubstrateRow | RelationshipRow, Runnable | None]]
 
 
 def export_record(row: SubstrateRow | RelationshipRow) -> dict[str, Any]:
@@ -68,7 +68,7 @@ class Transfer:
         """Every substrate, then every relationship, as JSON-ready dicts with a ``kind``
         field; lazily. A database store is read in one consistent snapshot on a
         connection of its own; the in-memory one page by page."""
-        for row in self.engine.export_rows():
+        for row in _steps_first(self.engine.export_rows()):
             yield export_record(row)
 
     def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -81,6 +81,11 @@ class Transfer:
         counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
         chunk: _Chunk = []
         for index, record in enumerate(records):
+            if isinstance(record, Mapping) and record.get("expression_type") == "pipeline":
+                # A pipeline's steps must be in the arena before it is checked: write
+                # what came before it first.
+                self._import_chunk(chunk, counts)
+                chunk = []
             try:
                 kind, row, compiled = self._import_row(record)
             except errors.BfxError as exc:
@@ -96,7 +101,7 @@ class Transfer:
 
     def _import_row(
         self, record: Any
-    ) -> tuple[str, SubstrateRow | RelationshipRow, Compiled | None]:
+    ) -> tuple[str, SubstrateRow | RelationshipRow, Runnable | None]:
         """One imported record checked like a created one, and more (DESIGN.md §6):
         a time zone-aware ``created_at`` within years 1-9999 in UTC, ids that match
         the content, nesting within ``MAX_IMPORT_DEPTH``. Nothing it lets through
@@ -150,8 +155,17 @@ class Transfer:
             else self.engine.insert_relationships
         )
         # One check and one write: the rows before the first failure (duplicates are
-        # skipped), nothing from it on.
-        answers = insert([c[2] for c in chunk], until_failure=True)  # type: ignore[arg-type]
+        # skipped), nothing from it on. A pipeline is written with its COMPOSITION
+        # edges; the exported copies of those edges are then skipped as existing.
+        if kind == "substrate":
+            steps = [c[3].steps if isinstance(c[3], Plan) else None for c in chunk]
+            answers = self.engine.insert_substrates(
+                [c[2] for c in chunk],  # type: ignore[misc]
+                until_failure=True,
+                steps=steps if any(steps) else None,
+            )
+        else:
+            answers = insert([c[2] for c in chunk], until_failure=True)  # type: ignore[arg-type]
         failure: errors.BfxError | None = None
         stop = len(answers)
         for position, answer in enumerate(answers):
@@ -173,6 +187,48 @@ class Transfer:
                 "index", chunk[stop][0] if stop < len(chunk) else chunk[0][0]
             )
             raise failure
+
+
+def _steps_first(
+    rows: Iterable[SubstrateRow | RelationshipRow],
+) -> Iterator[SubstrateRow | RelationshipRow]:
+    """The export's rows with every pipeline after its steps, so that an import (which
+    checks a pipeline's steps exist) can read the export in order: pipelines are held
+    back until the other substrates are out, then written steps first (a pipeline
+    may be a step of another; storage order need not say which came first)."""
+    held: dict[int, SubstrateRow] = {}
+    done = False
+    for row in rows:
+        if isinstance(row, SubstrateRow):
+            if row.expression_type == "pipeline":
+                held[row.identity] = row  # type: ignore[index]
+                continue
+        elif not done:
+            yield from _dependency_order(held)
+            done = True
+        yield row
+    if not done:
+        yield from _dependency_order(held)
+
+
+def _dependency_order(held: dict[int, SubstrateRow]) -> Iterator[SubstrateRow]:
+    """``held``'s pipelines, each after the pipelines among its steps (iteratively:
+    nesting is bounded, but an export should not rely on that)."""
+    emitted: set[int] = set()
+    for root in held:
+        stack = [(root, False)]
+        while stack:
+            identity, expanded = stack.pop()
+            if identity in emitted:
+                continue
+            if expanded:
+                emitted.add(identity)
+                yield held[identity]
+                continue
+            stack.append((identity, True))
+            for step in step_ids(held[identity].canonical_code):
+                if step in held and step not in emitted:
+                    stack.append((step, False))
 
 
 def _import_time(value: Any) -> int:

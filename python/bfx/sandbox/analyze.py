@@ -20,15 +20,19 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-# The one list of expression types is the core's: ids hash the type name.
-from bfx._core import EXPRESSION_TYPES
+# The one list of expression types is the core's (ids hash the type name); the sandbox
+# compiles all but ``pipeline``, which composes other substrates (bfx.domain.pipelines).
+from bfx._core import EXPRESSION_TYPES as _ALL_TYPES
 from bfx.errors import SandboxError, ValidationError
 
 from .limits import DEFAULT_LIMITS, Limits
 from .tables import CONSTANTS, FUNCTIONS, KEYWORDS, MATH_FUNCTIONS, NUMERIC_FUNCTIONS, key_of
 from .values import find_surrogate
 
-__all__ = ["EXPRESSION_TYPES", "Analysis", "analyze"]
+__all__ = ["EXPRESSION_TYPES", "Analysis", "analyze", "check_characters"]
+
+#: The expression types the sandbox parses and compiles.
+EXPRESSION_TYPES: tuple[str, ...] = tuple(t for t in _ALL_TYPES if t != "pipeline")
 
 # Operator precedences, numbered as ``ast._Precedence``: only their order matters.
 _TUPLE, _TEST, _OR, _AND, _NOT, _CMP, _EXPR = 2, 4, 5, 6, 7, 8, 9
@@ -173,6 +177,11 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # and isolates, zero-width spaces and joiners, the BOM, ...), surrogates, and the line and
 # paragraph separators (invisible line breaks that editors render but Python does not).
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def check_characters(code: str) -> None:
+    """Public name of :func:`_check_characters` (pipelines check their JSON code with it)."""
+    _check_characters(code)
 
 
 def _check_characters(code: str) -> None:

@@ -19,19 +19,72 @@ from bfx.errors import InvocationError
 from .limits import Limits
 from .tables import BUILTIN_FUNCTIONS, CONSTANTS, MATH_FUNCTIONS, key_of
 
-__all__ = ["CONTAINERS", "clear_deadline", "guard_name", "namespace", "set_deadline", "weight"]
+__all__ = [
+    "CONTAINERS",
+    "check_run",
+    "clear_deadline",
+    "end_run",
+    "guard_name",
+    "namespace",
+    "run_deadline",
+    "set_deadline",
+    "weight",
+]
 
 CONTAINERS = (list, tuple, dict)
 _LOG2_10 = math.log2(10)
 _LN2 = math.log(2)
 
-# The deadline of the invocation running on this thread (guards read it).
-_state = threading.local()
+
+class _State(threading.local):
+    #: The deadline of the invocation running on this thread (guards read it).
+    deadline: float | None = None
+    budget_ms: float = 0.0
+    #: A pipeline's deadline (``run_deadline``): no step may run past it, so one time
+    #: budget covers the whole run. None outside a pipeline.
+    cap: float | None = None
+    cap_ms: float = 0.0
+
+
+_state = _State()
 
 
 def set_deadline(limits: Limits) -> None:
-    _state.deadline = perf_counter() + limits.time_budget_ms / 1000.0
+    deadline = perf_counter() + limits.time_budget_ms / 1000.0
+    cap = _state.cap
+    if cap is not None and cap < deadline:
+        _state.deadline = cap
+        _state.budget_ms = _state.cap_ms
+        return
+    _state.deadline = deadline
     _state.budget_ms = limits.time_budget_ms
+
+
+def run_deadline(limits: Limits) -> float | None:
+    """Starts a pipeline's one deadline on this thread, unless one runs already (a
+    nested pipeline shares its outer run's); returns the cap to restore afterwards
+    (``end_run``). Every step's own deadline is then the earlier of its budget and
+    the pipeline's."""
+    previous = _state.cap
+    if previous is None:
+        _state.cap = perf_counter() + limits.time_budget_ms / 1000.0
+        _state.cap_ms = limits.time_budget_ms
+    return previous
+
+
+def end_run(previous: float | None) -> None:
+    _state.cap = previous
+
+
+def check_run() -> None:
+    """The pipeline's deadline, checked between steps (a step of unguarded arithmetic
+    never looks at the clock): the same error a slow substrate gets."""
+    cap = _state.cap
+    if cap is not None and perf_counter() > cap:
+        raise InvocationError(
+            f"time budget of {_state.cap_ms:g} ms exceeded",
+            {"reason": "timeout", "limit_ms": _state.cap_ms},
+        )
 
 
 def clear_deadline() -> None:
@@ -39,7 +92,7 @@ def clear_deadline() -> None:
 
 
 def _tick() -> None:
-    deadline = getattr(_state, "deadline", None)
+    deadline = _state.deadline
     if deadline is not None and perf_counter() > deadline:
         raise InvocationError(
             f"time budget of {_state.budget_ms:g} ms exceeded",

@@ -67,6 +67,12 @@ class SubstrateService(Protocol):
         DuplicateError (``details.substrate_id`` names the existing one), CollisionError."""
         ...
 
+    def compose(self, request: s.ComposeRequest) -> s.SubstrateRecord:
+        """``compose``: creates the pipeline the request's steps make (a substrate of
+        type ``pipeline``); ValidationError naming the step for a missing one, a bad
+        ``as`` or parameters, DuplicateError when it exists."""
+        ...
+
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         """``get_substrate``: NotFoundError for an unknown id."""
         ...
@@ -77,7 +83,8 @@ class SubstrateService(Protocol):
         ...
 
     def delete(self, substrate_id: int) -> None:
-        """``delete_substrate``: the substrate and its relationships."""
+        """``delete_substrate``: the substrate and its relationships; InUseError (409)
+        while a pipeline has it as a step."""
         ...
 
     def list(self, query: s.ListQuery | None = None) -> s.SubstratePage:
@@ -334,6 +341,7 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "get_substrate": ("substrates", "get"),
     "update_substrate": ("substrates", "update"),
     "delete_substrate": ("substrates", "delete"),
+    "compose": ("substrates", "compose"),
     "invoke": ("substrates", "invoke"),
     "create_substrates": ("substrates", "create_many"),
     "invoke_many": ("substrates", "invoke_many"),

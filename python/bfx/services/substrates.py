@@ -53,6 +53,17 @@ class LocalSubstrates:
             self._substrates.create(expression_type, expression_code, metadata)
         )
 
+    def compose(self, request: s.ComposeRequest) -> s.SubstrateRecord:
+        steps = [
+            {"substrate_id": p.substrate_id, "as": p.as_, "parameters": p.parameters}
+            for p in request.pipeline
+        ]
+        return records.substrate_row(
+            self._substrates.compose(
+                steps, request.aggregate, name=request.name, metadata=request.metadata
+            )
+        )
+
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         return records.substrate(self._arena.get(substrate_id), self._counts.get(substrate_id, 0))
 

@@ -27,6 +27,11 @@ def create_substrate(svc: Services, inp: Input) -> Response:
     return created(rec, f"{BASE}/{rec.substrate_id}")
 
 
+def compose(svc: Services, inp: Input) -> Response:
+    rec = svc.substrates.compose(inp.body)
+    return created(rec, f"{BASE}/{rec.substrate_id}")
+
+
 def get_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
     return svc.substrates.get(inp.params[0])
 
