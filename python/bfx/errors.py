@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AliasTargetDeletedError",
     "BatchError",
     "BfxError",
     "CollisionError",
@@ -21,6 +22,7 @@ __all__ = [
     "DuplicateError",
     "ForbiddenError",
     "HttpError",
+    "InUseError",
     "InvalidIdError",
     "InvalidRelationshipTypeError",
     "InvocationError",
@@ -140,6 +142,18 @@ class CollisionError(ConflictError):
     """Two different canonical forms hash to the same 64-bit id: never merged."""
 
     code = "collision"
+
+
+class InUseError(ConflictError):
+    """The record is used by another and cannot go (a member of a version chain)."""
+
+    code = "in_use"
+
+
+class AliasTargetDeletedError(NotFoundError):
+    """An alias names a substrate that was deleted since (docs/domain.md, Aliases)."""
+
+    code = "alias_target_deleted"
 
 
 class StorageError(BfxError):

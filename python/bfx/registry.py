@@ -27,6 +27,7 @@ from bfx.domain.operators import Operators
 from bfx.domain.relationships import Relationships
 from bfx.domain.substrates import Substrates
 from bfx.domain.transfer import Transfer, export_record
+from bfx.domain.versions import Versions
 from bfx.engine import Engine
 from bfx.graph import Graph
 from bfx.invocations import InvocationCounts
@@ -74,6 +75,7 @@ class Registry:
         #: The domain, by noun (``bfx.domain``); the local services compose the same.
         self.substrates = Substrates(self._engine, self._limits, cache_size, result_cache_size)
         self.relationships_domain = Relationships(self._engine)
+        self.versions_domain = Versions(self.substrates)
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)
         self.graph = Graph(self._arena, self._substrate)
