@@ -81,7 +81,9 @@ class Registry:
         self.versions_domain = Versions(self.substrates)
         self.aliases_domain = Aliases(self.substrates, self.versions_domain)
         self.lenses_domain = Lenses(self.substrates)
-        self.transfer = Transfer(self.substrates)
+        self.transfer = Transfer(
+            self.substrates, self.versions_domain, self.aliases_domain, self.lenses_domain
+        )
         self.operators = Operators(self.substrates)
         self.graph = Graph(self._arena, self._substrate)
         # The graph algorithms are the Registry's own methods (signatures and docs kept).

@@ -20,6 +20,9 @@ export interface ErrorBody {
 export interface ImportDocument {
   substrates?: ImportSubstrate[];
   relationships?: ImportRelationship[];
+  chains?: ImportChain[];
+  aliases?: ImportAlias[];
+  lenses?: ImportLens[];
 }
 
 /** An exported substrate record; fields a record may carry but import recomputes
@@ -52,6 +55,57 @@ export interface ImportRelationship {
   relationship_id?: string;
   bidirectional?: boolean;
   constraints?: JsonObject | null;
+  created_at?: string;
+}
+
+/** An exported version chain: its members (versions 1..n) must be imported first.
+ */
+export interface ImportChain {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  chain_id: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  versions: ImportVersion[];
+  history: ImportHeadMove[];
+}
+
+export interface ImportVersion {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  version: number;
+  change_description?: string | null;
+  created_at: string;
+}
+
+export interface ImportHeadMove {
+  entry: number;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  action: "created" | "rollback" | "version";
+  created_at: string;
+}
+
+export interface ImportAlias {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  name: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  created_at?: string;
+}
+
+export interface ImportLens {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  name: string;
+  expression_code: string;
+  parameters?: JsonObject | null;
+  description?: string | null;
   created_at?: string;
 }
 
@@ -498,6 +552,9 @@ export interface ImportResult {
   imported_substrates: number;
   imported_relationships: number;
   skipped: number;
+  imported_chains?: number;
+  imported_aliases?: number;
+  imported_lenses?: number;
 }
 
 export interface CreateRelationship {

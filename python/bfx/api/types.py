@@ -494,6 +494,16 @@ class ExportDocument(_Response):
     relationships: list[RelationshipRecord]
 
 
+#: An alias's or lens's name (``bfx.domain.names``).
+Name = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
+    ),
+]
+
+
 class ImportSubstrate(Struct, kw_only=True):
     """An exported substrate record; fields a record may carry but import recomputes
     (``identity``, ``canonical_code``, ``invocations``) are accepted and checked by the
@@ -519,9 +529,50 @@ class ImportRelationship(Struct, kw_only=True):
     created_at: datetime | UnsetType = UNSET
 
 
+class ImportVersion(Struct, kw_only=True, forbid_unknown_fields=True):
+    substrate_id: HexId
+    version: Annotated[int, Meta(ge=1)]
+    change_description: str | None = None
+    created_at: datetime
+
+
+class ImportHeadMove(Struct, kw_only=True, forbid_unknown_fields=True):
+    entry: Annotated[int, Meta(ge=1)]
+    head: HexId
+    action: Literal["created", "version", "rollback"]
+    created_at: datetime
+
+
+class ImportChain(Struct, kw_only=True):
+    """An exported version chain: its members (versions 1..n) must be imported first."""
+
+    chain_id: HexId
+    head: HexId
+    versions: list[ImportVersion]
+    history: list[ImportHeadMove]
+
+
+class ImportAlias(Struct, kw_only=True):
+    name: Name
+    substrate_id: HexId
+    created_at: datetime | UnsetType = UNSET
+
+
+class ImportLens(Struct, kw_only=True):
+    name: Name
+    expression_code: str
+    parameters: JsonObject | None = None
+    description: str | None = None
+    created_at: datetime | UnsetType = UNSET
+
+
 class ImportDocument(_Request):
     substrates: list[ImportSubstrate] = []
     relationships: list[ImportRelationship] = []
+    #: Since schema 4; an older export has none of these.
+    chains: list[ImportChain] = []
+    aliases: list[ImportAlias] = []
+    lenses: list[ImportLens] = []
 
 
 class ImportSubstrateLine(ImportSubstrate, tag_field="kind", tag="substrate"):
@@ -534,13 +585,34 @@ class ImportRelationshipLine(ImportRelationship, tag_field="kind", tag="relation
     pass
 
 
-ImportLine = ImportSubstrateLine | ImportRelationshipLine
+class ImportChainLine(ImportChain, tag_field="kind", tag="chain"):
+    pass
+
+
+class ImportAliasLine(ImportAlias, tag_field="kind", tag="alias"):
+    pass
+
+
+class ImportLensLine(ImportLens, tag_field="kind", tag="lens"):
+    pass
+
+
+ImportLine = (
+    ImportSubstrateLine
+    | ImportRelationshipLine
+    | ImportChainLine
+    | ImportAliasLine
+    | ImportLensLine
+)
 
 
 class ImportResult(_Response):
     imported_substrates: int
     imported_relationships: int
     skipped: int
+    imported_chains: int = 0
+    imported_aliases: int = 0
+    imported_lenses: int = 0
 
 
 # --- graph algorithms ---------------------------------------------------------------
@@ -779,15 +851,6 @@ class Me(_Response):
 
 
 # --- versions, aliases, lenses (DESIGN §9; docs/domain.md) ----------------------------
-
-#: An alias's or lens's name (``bfx.domain.names``).
-Name = Annotated[
-    str,
-    Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-        description="1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
-    ),
-]
 
 
 class CreateVersion(_Request):

@@ -10,7 +10,6 @@ the record of what ran, and an alias may follow it (docs/domain.md, Versions).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -218,76 +217,3 @@ class Versions:
             self.store.save_chain(w, chain)
             w.after = lambda: catalog.set_chain(chain.chain_id, chain)
         return True
-
-
-def chain_from_export(record: Mapping[str, Any]) -> Chain:
-    """A chain from its export record (``bfx.domain.transfer``); ValidationError when
-    it is malformed."""
-    try:
-        members = tuple(
-            VersionEntry(
-                parse_id(m["substrate_id"]),
-                _int(m["version"]),
-                m.get("change_description"),
-                _int(m["created_us"]),
-            )
-            for m in record["versions"]
-        )
-        history = tuple(
-            HeadMove(_int(h["entry"]), parse_id(h["head"]), str(h["action"]), _int(h["created_us"]))
-            for h in record["history"]
-        )
-        chain = Chain(parse_id(record["chain_id"]), parse_id(record["head"]), members, history)
-    except (KeyError, TypeError, ValueError, errors.BfxError) as exc:
-        raise errors.ValidationError(f"a chain record is malformed ({exc})", {}) from None
-    versions = [m.version for m in members]
-    if (
-        len(members) < 2
-        or versions != list(range(1, len(members) + 1))
-        or chain.member(chain.head) is None
-        or members[0].substrate != chain.chain_id
-        or any(
-            d is not None and not isinstance(d, str)
-            for d in (m.change_description for m in members)
-        )
-        or not history
-        or any(chain.member(h.head) is None for h in history)
-    ):
-        raise errors.ValidationError(
-            "a chain record is inconsistent (versions 1..n, its head and history among "
-            "its members, its id its first version)",
-            {"chain_id": format_id(chain.chain_id)},
-        )
-    return chain
-
-
-def chain_to_export(chain: Chain) -> dict[str, Any]:
-    return {
-        "kind": "chain",
-        "chain_id": format_id(chain.chain_id),
-        "head": format_id(chain.head),
-        "versions": [
-            {
-                "substrate_id": format_id(m.substrate),
-                "version": m.version,
-                "change_description": m.change_description,
-                "created_us": m.created_us,
-            }
-            for m in chain.members
-        ],
-        "history": [
-            {
-                "entry": h.entry,
-                "head": format_id(h.head),
-                "action": h.action,
-                "created_us": h.created_us,
-            }
-            for h in chain.history
-        ],
-    }
-
-
-def _int(value: Any) -> int:
-    if type(value) is not int:
-        raise TypeError(f"{value!r} is not an integer")
-    return value

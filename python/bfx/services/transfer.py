@@ -56,4 +56,7 @@ class LocalTransfer:
             imported_substrates=r["imported_substrates"],
             imported_relationships=r["imported_relationships"],
             skipped=r["skipped"],
+            imported_chains=r["imported_chains"],
+            imported_aliases=r["imported_aliases"],
+            imported_lenses=r["imported_lenses"],
         )
