@@ -71,6 +71,7 @@ _LINE_KINDS = {
 
 # The layout write_document produces, line by line.
 _OPEN = b'{"substrates":['
+_SWITCH = b'],"relationships":['
 _CLOSE = b"]}"
 #: A first line that opens a document rather than holding an NDJSON record.
 _DOCUMENT_START = re.compile(rb'^\s*\{\s*("substrates"|"relationships"|$)')
@@ -104,7 +105,8 @@ def write_ndjson(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """The JSON document, one record per line; records must come section by section
     (substrates, relationships, chains, aliases, lenses), as export_records yields
-    them. Every section is written, empty ones too."""
+    them. The first two sections are always written; the others only when they hold
+    a record (so a registry without any reads exactly as before schema 4)."""
     buf = bytearray(_OPEN)
     section = 0
     first = True
@@ -112,8 +114,10 @@ def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
         kind = _ORDER.index(rec.get("kind"))  # type: ignore[arg-type]
         if kind < section:
             raise RuntimeError(f"export yielded a {_ORDER[kind]} after a {_ORDER[section]}")
-        while section < kind:
-            section += 1
+        if kind > section:
+            if section == 0 and kind > 1:
+                buf += b"\n" + _SWITCH
+            section = kind
             buf += b"\n" + f'],"{_SECTIONS[section][1]}":['.encode()
             first = True
         buf += b"\n" if first else b",\n"
@@ -122,9 +126,8 @@ def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
         if len(buf) >= _CHUNK:
             yield bytes(buf)
             buf.clear()
-    while section < len(_SECTIONS) - 1:
-        section += 1
-        buf += b"\n" + f'],"{_SECTIONS[section][1]}":['.encode()
+    if section == 0:
+        buf += b"\n" + _SWITCH
     buf += b"\n" + _CLOSE + b"\n"
     yield bytes(buf)
 

@@ -548,6 +548,8 @@ export interface RelationshipRecord {
   created_at: string;
 }
 
+/** The last three appear when the import held any (since schema 4).
+ */
 export interface ImportResult {
   imported_substrates: number;
   imported_relationships: number;

@@ -606,7 +606,9 @@ ImportLine = (
 )
 
 
-class ImportResult(_Response):
+class ImportResult(_Response, omit_defaults=True):
+    """The last three appear when the import held any (since schema 4)."""
+
     imported_substrates: int
     imported_relationships: int
     skipped: int

@@ -166,14 +166,8 @@ class Transfer:
         through the sandbox again and each id is checked against the content;
         ids that exist are skipped and counted. The first invalid record raises
         (with its ``index``): every record before it is imported, none after."""
-        counts = {
-            "imported_substrates": 0,
-            "imported_relationships": 0,
-            "skipped": 0,
-            "imported_chains": 0,
-            "imported_aliases": 0,
-            "imported_lenses": 0,
-        }
+        # ``imported_chains``/``aliases``/``lenses`` appear once one is imported.
+        counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
         chunk: _Chunk = []
         for index, record in enumerate(records):
             if isinstance(record, Mapping) and record.get("kind") in ("chain", "alias", "lens"):
@@ -234,7 +228,8 @@ class Transfer:
                 )
             )  # fmt: skip
         plural = {"chain": "chains", "alias": "aliases", "lens": "lenses"}[kind]
-        counts[f"imported_{plural}" if done else "skipped"] += 1
+        key = f"imported_{plural}" if done else "skipped"
+        counts[key] = counts.get(key, 0) + 1
 
     def _import_row(
         self, record: Any
