@@ -66,7 +66,8 @@ def test_a_version_is_a_new_substrate_linked_by_lineage_and_made_head(server):
     # The third version is made through the second: linked from the chain's latest.
     status, third = _version(server, v2, "lambda x: x * 12")
     assert status == 201, third
-    assert third["version"] == 3 and third["chain_id"] == v1
+    assert third["version"] == 3
+    assert third["chain_id"] == v1
     assert third["change_description"] is None
     assert third["metadata"] == {"name": "tenfold"}
     v3 = third["substrate_id"]
@@ -81,7 +82,8 @@ def test_a_version_is_a_new_substrate_linked_by_lineage_and_made_head(server):
     answers = [server.json("GET", f"/api/v1/substrates/{m}/versions")[1] for m in (v1, v2, v3)]
     assert answers[0] == answers[1] == answers[2]
     chain = answers[0]
-    assert chain["head"] == v3 and chain["chain_id"] == v1
+    assert chain["head"] == v3
+    assert chain["chain_id"] == v1
     assert [(v["version"], v["substrate_id"]) for v in chain["versions"]] == [
         (1, v1),
         (2, v2),
@@ -105,7 +107,8 @@ def test_rollback_moves_the_head_and_is_recorded(server):
     assert chain["history"][-1]["head"] == v1
     # Forward again, through the other member; the versions themselves never change.
     status, chain = server.json("POST", f"/api/v1/substrates/{v1}/rollback/{v2}")
-    assert chain["head"] == v2 and len(chain["history"]) == 4
+    assert chain["head"] == v2
+    assert len(chain["history"]) == 4
     assert [v["substrate_id"] for v in chain["versions"]] == [v1, v2]
     # A new version after a rollback follows the latest version, not the head.
     server.json("POST", f"/api/v1/substrates/{v1}/rollback/{v1}")
@@ -119,7 +122,8 @@ def test_a_substrate_in_no_chain_is_a_chain_of_one(server):
     sid = _create(server)
     status, chain = server.json("GET", f"/api/v1/substrates/{sid}/versions")
     assert status == 200
-    assert chain["head"] == sid and chain["chain_id"] == sid
+    assert chain["head"] == sid
+    assert chain["chain_id"] == sid
     assert [(v["version"], v["substrate_id"]) for v in chain["versions"]] == [(1, sid)]
     # Rolling back to itself moves nothing; to anything else is outside the chain.
     assert server.json("POST", f"/api/v1/substrates/{sid}/rollback/{sid}")[0] == 200
@@ -266,7 +270,7 @@ def test_two_workers_see_moves_and_rollbacks_at_once(tmp_path):
                         "POST",
                         f"/substrates/{v1}/versions",
                         {"expression_code": f"lambda x: x * {worker * 10 + j + 2}"},
-                    )  # fmt: skip
+                    )
                 )
 
         threads = [threading.Thread(target=make, args=(w,)) for w in (0, 1)]
@@ -316,7 +320,8 @@ def test_every_durable_store_logs_chain_moves(store_locator):
         # A version made through b after a's rollback is linked from the latest.
         version, v3 = b.create_version(v1, "lambda x: x + 3")
         a.refresh()
-        assert version == 3 and a.versions(v1).head == v3.identity
+        assert version == 3
+        assert a.versions(v1).head == v3.identity
         assert [m.version for m in a.versions(v1).members] == [1, 2, 3]
         if hasattr(a.store, "_exec"):
             ops = [r[0] for r in a.store._exec("SELECT op FROM changes").fetchall()]
