@@ -202,3 +202,53 @@ def test_import_refuses_inconsistent_chains_and_keeps_old_documents(tmp_path):
         ]
     finally:
         srv.stop()
+
+
+def test_the_services_answer_what_http_answers():
+    """``bfx.services`` (versions, aliases, lenses) gives in process exactly the HTTP
+    answers and errors."""
+    from asgi_driver import finish, started
+    from bfx import errors
+    from bfx.services import local_services
+
+    def plain(answer):
+        return msgspec.json.decode(msgspec.json.encode(answer))
+
+    api = started()
+    try:
+        svc = local_services(
+            api.app.registry, max_answer_bytes=None, batch_time_budget=None, request_metrics=dict
+        )
+        sid = api.post(
+            f"{API}/substrates", json={"expression_type": "lambda", "expression_code": "lambda: 5"}
+        ).json()["substrate_id"]
+        made = svc.versions.create(int(sid, 16), "lambda: 6", "six")
+        assert made.version == 2
+        assert (
+            plain(svc.versions.list(int(sid, 16)))
+            == api.get(f"{API}/substrates/{sid}/versions").json()
+        )
+        moved = plain(svc.versions.rollback(int(sid, 16), int(sid, 16)))
+        assert moved == api.get(f"{API}/substrates/{sid}/versions").json()
+        assert plain(svc.aliases.put("five", sid)) == api.get(f"{API}/aliases/five").json()
+        assert svc.aliases.invoke("five").result == 5
+        assert plain(svc.lenses.list()) == api.get(f"{API}/lenses").json()
+        assert plain(svc.lenses.get("mask")) == api.get(f"{API}/lenses/mask").json()
+        applied = svc.lenses.apply(int(sid, 16), "mask", {"mask": 4})
+        http = api.post(f"{API}/substrates/{sid}/apply-lens",
+                        json={"lens_name": "mask", "parameters": {"mask": 4}})  # fmt: skip
+        assert plain(applied) == http.json()
+        for call, http in (
+            (lambda: svc.aliases.get("absent"), api.get(f"{API}/aliases/absent")),
+            (lambda: svc.lenses.delete("identity"), api.delete(f"{API}/lenses/identity")),
+            (
+                lambda: svc.versions.rollback(int(sid, 16), 1),
+                api.post(f"{API}/substrates/{sid}/rollback/0x1"),
+            ),
+        ):
+            with pytest.raises(errors.BfxError) as info:
+                call()
+            assert info.value.to_dict() == http.json()
+            assert info.value.status == http.status
+    finally:
+        finish(api)
