@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from bfx import errors
 from bfx._core import format_id, now_us, parse_id
+from bfx.domain.checks import json_object_bytes
 from bfx.domain.substrates import Substrates
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage.catalog import Chain, HeadMove, VersionEntry
@@ -78,8 +77,9 @@ class Versions:
         row = SubstrateRow(
             None, base.expression_type, expression_code, compiled.canonical, base.metadata, created
         )
-        constraints = msgspec.json.encode(
-            {} if change_description is None else {"change_description": change_description}
+        constraints = json_object_bytes(
+            None if change_description is None else {"change_description": change_description},
+            "change_description",
         )
         catalog = self.store.catalog
         made: list[VersionEntry] = []
