@@ -347,3 +347,26 @@ def test_a_failed_version_writes_nothing(tmp_path):
         assert reg.store.seq == seq + 1
         assert v1 not in reg.store.catalog.chain_of
         assert reg.relationships()[0] == 0
+
+
+def test_a_schema_3_database_is_migrated_to_4_and_keeps_its_records(tmp_path):
+    import sqlite3
+
+    with Registry(storage=str(tmp_path / "d")) as reg:
+        made = reg.create("expression", "x * 2")
+    conn = sqlite3.connect(tmp_path / "d" / "bfx.db")
+    for table in ("version_members", "version_heads", "version_history", "aliases", "lenses"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("UPDATE bfx_meta SET value = '3' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Registry(storage=str(tmp_path / "d")) as reg:
+        assert reg.get(made.identity).identity == made.identity
+        version, _ = reg.create_version(made.identity, "x * 3")
+        assert version == 2
+    conn = sqlite3.connect(tmp_path / "d" / "bfx.db")
+    try:
+        found = conn.execute("SELECT value FROM bfx_meta WHERE key = 'schema_version'").fetchone()
+    finally:
+        conn.close()
+    assert found == ("4",)
