@@ -127,19 +127,32 @@ class Server:
 
 def connections_to_each_worker(port: int, workers: int = 2) -> list[http.client.HTTPConnection]:
     """One kept-alive connection to each of ``workers`` workers (told apart by the
-    ``worker_pid`` of ``/api/v1/metrics``); bounded: 200 fresh connections at most."""
+    ``worker_pid`` of ``/api/v1/metrics``); bounded: 400 fresh connections at most, with
+    a 1 s pause after every 20 that reach a worker already found (under load the last
+    worker may still be starting when the first answers), none left open on failure."""
     found: dict[int, http.client.HTTPConnection] = {}
-    for _ in range(200):
-        conn = http.client.HTTPConnection(HOST, port, timeout=30)
-        conn.request("GET", "/api/v1/metrics")
-        pid = msgspec.json.decode(conn.getresponse().read())["worker_pid"]
-        if pid in found:
-            conn.close()
-        else:
-            found[pid] = conn
-        if len(found) == workers:
-            return list(found.values())
-    raise AssertionError(f"200 connections reached only {len(found)} of {workers} workers")
+    misses = 0
+    try:
+        for _ in range(400):
+            conn = http.client.HTTPConnection(HOST, port, timeout=30)
+            conn.request("GET", "/api/v1/metrics")
+            pid = msgspec.json.decode(conn.getresponse().read())["worker_pid"]
+            if pid in found:
+                conn.close()
+                misses += 1
+                if misses % 20 == 0:
+                    time.sleep(1.0)
+            else:
+                found[pid] = conn
+            if len(found) == workers:
+                return list(found.values())
+    except BaseException:
+        for c in found.values():
+            c.close()
+        raise
+    for c in found.values():
+        c.close()
+    raise AssertionError(f"400 connections reached only {len(found)} of {workers} workers")
 
 
 def send_json(

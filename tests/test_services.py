@@ -27,15 +27,18 @@ from bfx.errors import UnsupportedMediaTypeError
 from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     OPERATION_METHODS,
+    AliasService,
     AuthService,
     GraphService,
     KeyService,
+    LensService,
     OperatorService,
     RelationshipService,
     Services,
     SubstrateService,
     SystemService,
     TransferService,
+    VersionService,
     local_services,
 )
 
@@ -49,6 +52,9 @@ PROTOCOLS = {
     "system": SystemService,
     "keys": KeyService,
     "auth": AuthService,
+    "versions": VersionService,
+    "aliases": AliasService,
+    "lenses": LensService,
 }
 CLOCK = frozenset({"created_at", "invocation_time_ms", "timestamp"})
 

@@ -92,6 +92,8 @@ def test_a_schema_1_database_is_migrated_and_keeps_its_records(tmp_path):
     conn = sqlite3.connect(tmp_path / "d" / "bfx.db")
     conn.execute("DROP TABLE api_keys")
     conn.execute("DROP TABLE users")  # schema 3
+    for table in ("version_members", "version_heads", "version_history", "aliases", "lenses"):
+        conn.execute(f"DROP TABLE {table}")  # schema 4
     conn.execute("DELETE FROM bfx_meta WHERE key = 'key_secret'")
     conn.execute("UPDATE bfx_meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()

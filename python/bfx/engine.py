@@ -32,6 +32,7 @@ from bfx import errors
 from bfx._core import Arena, format_id, relationship_id
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
+from bfx.storage.base import Write
 from bfx.storage.metadata import set_metadata
 
 __all__ = ["Engine"]
@@ -52,6 +53,10 @@ class Engine:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: Called with a substrate's id inside its delete's write, before anything is
+        #: written: raising refuses the delete (a version chain's members,
+        #: ``bfx.domain.versions``).
+        self.delete_guards: list[Callable[[int], None]] = []
         try:
             self.arena: Arena = store.open_arena()
         except BaseException:
@@ -242,17 +247,66 @@ class Engine:
         # it; the store reports it as damage if it ever does.
         self.store.check_applied(self.arena.apply(prepared, upto), kind)
 
-    def delete_substrate(self, identity: int, guard: Callable[[int], None] | None = None) -> int:
-        """Deletes a substrate and its relationships; returns how many went with it.
-        ``guard(identity)`` runs under the write lock, on the arena caught up with the
-        change log, and may refuse the delete by raising (a step of a pipeline)."""
+    def insert_linked(
+        self,
+        row: SubstrateRow,
+        edge: RelationshipRow,
+        source: Callable[[], int],
+        also: Callable[[Write, int], Callable[[], None]],
+    ) -> int:
+        """A new substrate, an edge from ``source()`` to it (``edge``'s source and
+        target are ignored) and the caller's own rows, in one write: all or nothing.
+        ``source()`` and ``also(w, id)`` run inside the write, the store's catalog
+        current; ``also`` returns what to apply after the commit. The substrate's id,
+        or its error raised (duplicate, collision; a missing source: NotFoundError)."""
         arena = self.arena
-        if not self.store.durable and guard is None:
-            return arena.remove(identity)
+        with self.store.write() as w:
+            answers, prepared = arena.check_insert_many([row.arena_item()])
+            identity = answers[0]
+            if isinstance(identity, errors.BfxError):
+                raise identity
+            edge = RelationshipRow(
+                None, edge.rel_type, source(), 0, edge.bidirectional, edge.constraints,
+                edge.created_us,
+            )  # fmt: skip
+            arena.get(edge.source)
+            linked = RelationshipRow(
+                None, edge.rel_type, edge.source, identity, edge.bidirectional,
+                edge.constraints, edge.created_us,
+            )  # fmt: skip
+            # The target is new, so the edge cannot exist yet: its id needs no check.
+            rid = relationship_id(edge.source, identity, edge.rel_type)
+            self.store.add_substrates(w, [(row, identity)])
+            self.store.add_relationships(w, [(linked, rid)])
+            then = also(w, identity)
+
+            def after() -> None:
+                self._apply(prepared, 1, "substrate")
+                answers, _ = arena.link_many([linked.arena_item()])
+                self.store.check_applied(answers, "relationship")
+                then()
+
+            w.after = after
+        return identity  # type: ignore[no-any-return]
+
+    def delete_substrate(self, identity: int) -> int:
+        """Deletes a substrate and its relationships; returns how many went with it.
+        Each of :attr:`delete_guards` runs first, under the write lock on the arena
+        caught up with the change log, and may refuse the delete by raising (a step of
+        a pipeline, a member of a version chain)."""
+        arena = self.arena
+        if not self.store.durable:
+            if not self.delete_guards:
+                return arena.remove(identity)
+            with self.store.write():
+                arena.get(identity)
+                for guard in self.delete_guards:
+                    guard(identity)
+                return arena.remove(identity)
         removed: list[int] = []
         with self.store.write() as w:
             arena.get(identity)  # NotFoundError, and nothing written
-            if guard is not None:
+            for guard in self.delete_guards:
                 guard(identity)
             self.store.remove_substrate(w, identity)
             w.after = lambda: removed.append(arena.remove(identity))

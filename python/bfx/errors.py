@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AliasTargetDeletedError",
     "BatchError",
     "BfxError",
     "CollisionError",
@@ -138,8 +139,9 @@ class DuplicateError(ConflictError):
 
 
 class InUseError(ConflictError):
-    """The substrate is a step of a pipeline (``details.pipelines`` names them): delete
-    the pipelines first."""
+    """The record is used by another and cannot go: a step of a pipeline
+    (``details.pipelines`` names them: delete the pipelines first), a member of a
+    version chain."""
 
     code = "in_use"
 
@@ -148,6 +150,12 @@ class CollisionError(ConflictError):
     """Two different canonical forms hash to the same 64-bit id: never merged."""
 
     code = "collision"
+
+
+class AliasTargetDeletedError(NotFoundError):
+    """An alias names a substrate that was deleted since (docs/domain.md, Aliases)."""
+
+    code = "alias_target_deleted"
 
 
 class StorageError(BfxError):

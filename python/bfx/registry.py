@@ -22,18 +22,22 @@ from bfx._core import Arena, format_id, parse_id
 from bfx.budget import BatchBudget
 from bfx.domain import promotion
 from bfx.domain import search as scans
+from bfx.domain.aliases import Aliases
 from bfx.domain.checks import MAX_METADATA_BYTES
+from bfx.domain.lenses import Lenses
 from bfx.domain.operators import Operators
 from bfx.domain.pipelines import DEFAULT_MAX_DEPTH
 from bfx.domain.relationships import Relationships
 from bfx.domain.substrates import Substrates
 from bfx.domain.transfer import Transfer, export_record
+from bfx.domain.versions import Versions
 from bfx.engine import Engine
 from bfx.graph import Graph
 from bfx.invocations import InvocationCounts
 from bfx.models import Invocation, Relationship, Substrate
 from bfx.sandbox import DEFAULT_LIMITS, Compiled, Limits
 from bfx.storage import Store, open_store
+from bfx.storage.catalog import AliasRecord, Chain, LensRecord
 
 __all__ = ["MAX_METADATA_BYTES", "Registry", "export_record"]
 
@@ -79,7 +83,12 @@ class Registry:
             self._engine, self._limits, cache_size, result_cache_size, pipeline_max_depth
         )
         self.relationships_domain = Relationships(self._engine)
-        self.transfer = Transfer(self.substrates)
+        self.versions_domain = Versions(self.substrates)
+        self.aliases_domain = Aliases(self.substrates, self.versions_domain)
+        self.lenses_domain = Lenses(self.substrates)
+        self.transfer = Transfer(
+            self.substrates, self.versions_domain, self.aliases_domain, self.lenses_domain
+        )
         self.operators = Operators(self.substrates)
         self.graph = Graph(self._arena, self._substrate)
         # The graph algorithms are the Registry's own methods (signatures and docs kept).
@@ -421,6 +430,84 @@ class Registry:
             rel_type, source_id, target_id, limit, offset, cursor
         )
         return total, [Relationship.from_record(r) for r in records]
+
+    # ------------------------------------------------------------ versions, aliases, lenses
+
+    def create_version(
+        self,
+        substrate_id: int | str,
+        expression_code: str,
+        change_description: str | None = None,
+    ) -> tuple[int, Substrate]:
+        """The next version of ``substrate_id``'s chain (same type and metadata, a
+        ``LINEAGE`` edge from the chain's latest version), made its head:
+        ``(version, record)`` (``bfx.domain.versions``)."""
+        entry, row = self.versions_domain.create_version(
+            substrate_id, expression_code, change_description
+        )
+        return entry.version, Substrate.from_row(row)
+
+    def versions(self, substrate_id: int | str) -> Chain:
+        """The chain of any member: ``head``, ``members`` (oldest first) and
+        ``history`` (every head move); a chain of one for a substrate in none."""
+        return self.versions_domain.chain(substrate_id)
+
+    def rollback(self, substrate_id: int | str, version_id: int | str) -> Chain:
+        """Moves the chain's head to ``version_id`` (a member: ValidationError
+        otherwise), recorded as a history entry; the chain as it is now."""
+        return self.versions_domain.rollback(substrate_id, version_id)
+
+    def put_alias(self, name: str, substrate_id: int | str) -> AliasRecord:
+        """Points ``name`` at a substrate; uses follow its chain's head."""
+        return self.aliases_domain.put(name, substrate_id)
+
+    def get_alias(self, name: str) -> AliasRecord:
+        return self.aliases_domain.get(name)
+
+    def delete_alias(self, name: str) -> None:
+        self.aliases_domain.delete(name)
+
+    def invoke_alias(self, name: str, parameters: Mapping[str, Any] | None = None) -> Invocation:
+        """Invokes what the alias answers with now (AliasTargetDeletedError when its
+        substrate was deleted)."""
+        return self.aliases_domain.invoke(name, parameters)
+
+    def create_lens(
+        self,
+        name: str,
+        expression_code: str,
+        parameters: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> LensRecord:
+        """Stores a lens: an expression over ``z`` and ``parameters`` (their defaults),
+        checked by the substrates' sandbox."""
+        return self.lenses_domain.create(name, expression_code, parameters, description)
+
+    def list_lenses(self) -> list[LensRecord]:
+        return self.lenses_domain.all()
+
+    def get_lens(self, name: str) -> LensRecord:
+        return self.lenses_domain.get(name)
+
+    def delete_lens(self, name: str) -> None:
+        self.lenses_domain.delete(name)
+
+    def apply_lens(
+        self,
+        substrate_id: int | str,
+        lens_name: str,
+        parameters: Mapping[str, Any] | None = None,
+        dimension: int | None = None,
+        substrate_parameters: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``{substrate_id, lens_name, value, result}``: the lens on the substrate's
+        result (invoked with ``substrate_parameters``) or on Fibonacci level
+        ``dimension``."""
+        return asdict(
+            self.lenses_domain.apply(
+                substrate_id, lens_name, parameters, dimension, substrate_parameters
+            )
+        )
 
     # ------------------------------------------------------------ export / import
 

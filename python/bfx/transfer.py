@@ -2,10 +2,13 @@
 
 Two formats (``docs/storage.md``):
 
-* ``json``: ``{"substrates": [...], "relationships": [...]}``. bfx writes one record
-  per line, so that a bfx export is read back a line at a time; a JSON document laid
-  out any other way is decoded whole.
-* ``ndjson``: one ``{"kind": "substrate"|"relationship", ...}`` object per line.
+* ``json``: ``{"substrates": [...], "relationships": [...], "chains": [...],
+  "aliases": [...], "lenses": [...]}`` (the last three since schema 4; an older
+  document without them imports as before). bfx writes one record per line, so that
+  a bfx export is read back a line at a time; a JSON document laid out any other way
+  is decoded whole.
+* ``ndjson``: one ``{"kind": "substrate"|"relationship"|"chain"|"alias"|"lens", ...}``
+  object per line.
 
 Readers validate each record against the HTTP API's import types (a 422 names the
 record and field) and yield :class:`Record` dicts for
@@ -46,7 +49,25 @@ _encode = msgspec.json.Encoder().encode
 _doc_decoder = msgspec.json.Decoder(s.ImportDocument)
 _line_decoder = msgspec.json.Decoder(s.ImportLine)
 _substrate_decoder = msgspec.json.Decoder(s.ImportSubstrate)
-_relationship_decoder = msgspec.json.Decoder(s.ImportRelationship)
+#: The sections of a document, in the order they are written, and their records' types.
+_SECTIONS = (
+    ("substrate", "substrates", s.ImportSubstrate),
+    ("relationship", "relationships", s.ImportRelationship),
+    ("chain", "chains", s.ImportChain),
+    ("alias", "aliases", s.ImportAlias),
+    ("lens", "lenses", s.ImportLens),
+)
+_DECODERS = {kind: msgspec.json.Decoder(t) for kind, _, t in _SECTIONS}
+#: The line that opens each section after the first.
+_SWITCHES = {f'],"{plural}":['.encode(): kind for kind, plural, _ in _SECTIONS[1:]}
+_ORDER = [kind for kind, _, _ in _SECTIONS]
+_LINE_KINDS = {
+    s.ImportSubstrateLine: "substrate",
+    s.ImportRelationshipLine: "relationship",
+    s.ImportChainLine: "chain",
+    s.ImportAliasLine: "alias",
+    s.ImportLensLine: "lens",
+}
 
 # The layout write_document produces, line by line.
 _OPEN = b'{"substrates":['
@@ -82,18 +103,22 @@ def write_ndjson(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 
 
 def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """The JSON document, one record per line; every substrate must come before
-    the first relationship (as export_records yields them)."""
+    """The JSON document, one record per line; records must come section by section
+    (substrates, relationships, chains, aliases, lenses), as export_records yields
+    them. The first two sections are always written; the others only when they hold
+    a record (so a registry without any reads exactly as before schema 4)."""
     buf = bytearray(_OPEN)
-    section = "substrate"
+    section = 0
     first = True
     for rec in records:
-        kind = rec.get("kind")
-        if kind != section:
-            if section == "relationship":
-                raise RuntimeError("export yielded a substrate after a relationship")
-            buf += b"\n" + _SWITCH
-            section = "relationship"
+        kind = _ORDER.index(rec.get("kind"))  # type: ignore[arg-type]
+        if kind < section:
+            raise RuntimeError(f"export yielded a {_ORDER[kind]} after a {_ORDER[section]}")
+        if kind > section:
+            if section == 0 and kind > 1:
+                buf += b"\n" + _SWITCH
+            section = kind
+            buf += b"\n" + f'],"{_SECTIONS[section][1]}":['.encode()
             first = True
         buf += b"\n" if first else b",\n"
         first = False
@@ -101,7 +126,7 @@ def write_document(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
         if len(buf) >= _CHUNK:
             yield bytes(buf)
             buf.clear()
-    if section == "substrate":
+    if section == 0:
         buf += b"\n" + _SWITCH
     buf += b"\n" + _CLOSE + b"\n"
     yield bytes(buf)
@@ -126,6 +151,8 @@ def _plain(obj: msgspec.Struct, kind: str, line: int | None = None) -> Record:
     for name in obj.__struct_fields__:
         value = getattr(obj, name)
         if value is not msgspec.UNSET:
+            if type(value) is list and value and isinstance(value[0], msgspec.Struct):
+                value = msgspec.to_builtins(value)  # a chain's versions and history
             rec[name] = value
     return rec
 
@@ -184,10 +211,9 @@ def read_document(body: bytes) -> Iterator[Record]:
         if isinstance(exc, msgspec.ValidationError):
             raise field_error(exc) from None
         raise MalformedJsonError(f"the document is not valid JSON: {exc}") from None
-    for x in doc.substrates:
-        yield _plain(x, "substrate")
-    for y in doc.relationships:
-        yield _plain(y, "relationship")
+    for kind, plural, _ in _SECTIONS:
+        for x in getattr(doc, plural):
+            yield _plain(x, kind)
 
 
 def _decode_line(
@@ -217,8 +243,7 @@ def read_ndjson(lines: Iterable[bytes], start: int = 1) -> Iterator[Record]:
         if index == 0 and _DOCUMENT_START.match(line):
             raise format_mismatch("ndjson", "json", n)
         item = _decode_line(_line_decoder, line, n, index)
-        kind = "substrate" if isinstance(item, s.ImportSubstrateLine) else "relationship"
-        yield _plain(item, kind, n)
+        yield _plain(item, _LINE_KINDS[type(item)], n)
         index += 1
 
 
@@ -235,8 +260,9 @@ def read_json_stream(first: bytes, rest: Iterable[bytes], start: int = 1) -> Ite
             continue
         if closed:
             raise MalformedJsonError(f"line {n}: data after the end of the document", {"line": n})
-        if line == _SWITCH and kind == "substrate":
-            decoder, kind, position = _relationship_decoder, "relationship", 0
+        switch = _SWITCHES.get(line)
+        if switch is not None and _ORDER.index(switch) > _ORDER.index(kind):
+            decoder, kind, position = _DECODERS[switch], switch, 0
             continue
         if line == _CLOSE:
             closed = True

@@ -20,6 +20,9 @@ export interface ErrorBody {
 export interface ImportDocument {
   substrates?: ImportSubstrate[];
   relationships?: ImportRelationship[];
+  chains?: ImportChain[];
+  aliases?: ImportAlias[];
+  lenses?: ImportLens[];
 }
 
 /** An exported substrate record; fields a record may carry but import recomputes
@@ -52,6 +55,57 @@ export interface ImportRelationship {
   relationship_id?: string;
   bidirectional?: boolean;
   constraints?: JsonObject | null;
+  created_at?: string;
+}
+
+/** An exported version chain: its members (versions 1..n) must be imported first.
+ */
+export interface ImportChain {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  chain_id: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  versions: ImportVersion[];
+  history: ImportHeadMove[];
+}
+
+export interface ImportVersion {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  version: number;
+  change_description?: string | null;
+  created_at: string;
+}
+
+export interface ImportHeadMove {
+  entry: number;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  action: "created" | "rollback" | "version";
+  created_at: string;
+}
+
+export interface ImportAlias {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  name: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  created_at?: string;
+}
+
+export interface ImportLens {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  name: string;
+  expression_code: string;
+  parameters?: JsonObject | null;
+  description?: string | null;
   created_at?: string;
 }
 
@@ -522,10 +576,15 @@ export interface RelationshipRecord {
   created_at: string;
 }
 
+/** The last three appear when the import held any (since schema 4).
+ */
 export interface ImportResult {
   imported_substrates: number;
   imported_relationships: number;
   skipped: number;
+  imported_chains?: number;
+  imported_aliases?: number;
+  imported_lenses?: number;
 }
 
 export interface CreateRelationship {
@@ -669,6 +728,138 @@ export interface Score {
    */
   substrate_id: string;
   score: number;
+}
+
+/** ``POST /substrates/{id}/versions``: the new version's code (same type and metadata).
+ */
+export interface CreateVersion {
+  expression_code: string;
+  change_description?: string | null;
+}
+
+/** The new substrate's record, with its place in the chain.
+ */
+export interface VersionCreated {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  /** the 64-bit id as an unsigned integer
+   */
+  identity: bigint;
+  created_at: string;
+  expression_type: string;
+  expression_code: string;
+  canonical_code: string;
+  metadata: JsonObject;
+  invocations: number;
+  /** 1 is the substrate the chain began at
+   */
+  version: number;
+  /** the id of the chain's version 1
+   */
+  chain_id: string;
+  change_description: string | null;
+}
+
+export interface VersionList {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  chain_id: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  /** oldest first
+   */
+  versions: VersionEntry[];
+  history: HeadMove[];
+}
+
+export interface VersionEntry {
+  version: number;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  change_description: string | null;
+  created_at: string;
+}
+
+/** One move of a chain's head, oldest first: ``created`` (the chain began),
+ * ``version`` (a new version became the head) or ``rollback``.
+ */
+export interface HeadMove {
+  entry: number;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  head: string;
+  action: "created" | "rollback" | "version";
+  created_at: string;
+}
+
+export interface PutAlias {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+}
+
+export interface AliasRecord {
+  name: string;
+  /** the substrate it was pointed at
+   */
+  substrate_id: string;
+  /** what it answers with now: that substrate's chain head; null when the substrate was deleted
+   */
+  target_id: string | null;
+  created_at: string;
+}
+
+export interface CreateLens {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  name: string;
+  /** an expression over z and the parameters
+   */
+  expression_code: string;
+  /** parameter names and defaults
+   */
+  parameters?: JsonObject | null;
+  description?: string | null;
+}
+
+export interface LensRecord {
+  name: string;
+  expression_code: string;
+  parameters: JsonObject;
+  description: string | null;
+  builtin: boolean;
+  created_at: string | null;
+}
+
+export interface LensList {
+  lenses: LensRecord[];
+}
+
+export interface ApplyLens {
+  /** 1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit
+   */
+  lens_name: string;
+  /** the lens's, over its defaults
+   */
+  parameters?: JsonObject | null;
+  /** observe this Fibonacci level
+   */
+  dimension?: number | null;
+  /** the invocation's (without dimension)
+   */
+  substrate_parameters?: JsonObject | null;
+}
+
+export interface LensApplied {
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  substrate_id: string;
+  lens_name: string;
+  value: unknown;
+  result: unknown;
 }
 
 export interface ListSubstratesQuery {
@@ -1505,6 +1696,183 @@ export const OPERATIONS = {
       "limit": true
     },
     "scope": "graph:read"
+  },
+  "createVersion": {
+    "method": "POST",
+    "path": "/api/v1/substrates/{id}/versions",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 201,
+    "response": "VersionCreated",
+    "text": [],
+    "idempotent": false,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "versions": {
+    "method": "GET",
+    "path": "/api/v1/substrates/{id}/versions",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "VersionList",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "rollback": {
+    "method": "POST",
+    "path": "/api/v1/substrates/{id}/rollback/{version_id}",
+    "pathParams": [
+      "id",
+      "version_id"
+    ],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "VersionList",
+    "text": [],
+    "idempotent": false,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "putAlias": {
+    "method": "PUT",
+    "path": "/api/v1/aliases/{name}",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "AliasRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "getAlias": {
+    "method": "GET",
+    "path": "/api/v1/aliases/{name}",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "AliasRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "deleteAlias": {
+    "method": "DELETE",
+    "path": "/api/v1/aliases/{name}",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": null,
+    "status": 204,
+    "response": null,
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "invokeAlias": {
+    "method": "POST",
+    "path": "/api/v1/aliases/{name}/invoke",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "InvokeResponse",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:invoke"
+  },
+  "createLens": {
+    "method": "POST",
+    "path": "/api/v1/lenses",
+    "pathParams": [],
+    "query": [],
+    "body": "json",
+    "status": 201,
+    "response": "LensRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "listLenses": {
+    "method": "GET",
+    "path": "/api/v1/lenses",
+    "pathParams": [],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "LensList",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "getLens": {
+    "method": "GET",
+    "path": "/api/v1/lenses/{name}",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": null,
+    "status": 200,
+    "response": "LensRecord",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "deleteLens": {
+    "method": "DELETE",
+    "path": "/api/v1/lenses/{name}",
+    "pathParams": [
+      "name"
+    ],
+    "query": [],
+    "body": null,
+    "status": 204,
+    "response": null,
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:write"
+  },
+  "applyLens": {
+    "method": "POST",
+    "path": "/api/v1/substrates/{id}/apply-lens",
+    "pathParams": [
+      "id"
+    ],
+    "query": [],
+    "body": "json",
+    "status": 200,
+    "response": "LensApplied",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:invoke"
   }
 } as const;
 export type OperationName = keyof typeof OPERATIONS;
@@ -1565,6 +1933,9 @@ export const UINT64_FIELDS: Record<string, Record<string, string | readonly stri
   },
   "TraversedNode": {
     "substrate": "SubstrateRecord"
+  },
+  "VersionCreated": {
+    "identity": "u64"
   }
 };
 
@@ -1839,6 +2210,66 @@ export abstract class Operations {
   /** Every item of pagerank, page after page (follows `next_cursor`). */
   iterPagerank(query?: PagerankQuery, options?: RequestOptions): AsyncGenerator<Score, void, undefined> {
     return this.pages("pagerank", [], undefined, query, options) as AsyncGenerator<Score, void, undefined>;
+  }
+
+  /** Create the next version of a substrate's chain (a LINEAGE edge links it); it becomes the chain's head (POST /api/v1/substrates/{id}/versions; scope substrates:write). */
+  createVersion(id: Id, body: CreateVersion, options?: RequestOptions): Promise<VersionCreated> {
+    return this.call("createVersion", [id], body, undefined, options) as Promise<VersionCreated>;
+  }
+
+  /** The version chain of a substrate (any member): its head, versions oldest first, and every head move (GET /api/v1/substrates/{id}/versions; scope substrates:read). */
+  versions(id: Id, options?: RequestOptions): Promise<VersionList> {
+    return this.call("versions", [id], undefined, undefined, options) as Promise<VersionList>;
+  }
+
+  /** Move the chain's head to one of its versions (recorded as a history entry); 422 not_in_chain for a substrate outside the chain (POST /api/v1/substrates/{id}/rollback/{version_id}; scope substrates:write). */
+  rollback(id: Id, version_id: Id, options?: RequestOptions): Promise<VersionList> {
+    return this.call("rollback", [id, version_id], undefined, undefined, options) as Promise<VersionList>;
+  }
+
+  /** Point a name at a substrate (it follows the substrate's chain head) (PUT /api/v1/aliases/{name}; scope substrates:write). */
+  putAlias(name: string, body: PutAlias, options?: RequestOptions): Promise<AliasRecord> {
+    return this.call("putAlias", [name], body, undefined, options) as Promise<AliasRecord>;
+  }
+
+  /** An alias, and the substrate it answers with now (GET /api/v1/aliases/{name}; scope substrates:read). */
+  getAlias(name: string, options?: RequestOptions): Promise<AliasRecord> {
+    return this.call("getAlias", [name], undefined, undefined, options) as Promise<AliasRecord>;
+  }
+
+  /** Remove an alias (DELETE /api/v1/aliases/{name}; scope substrates:write). */
+  deleteAlias(name: string, options?: RequestOptions): Promise<void> {
+    return this.call("deleteAlias", [name], undefined, undefined, options) as Promise<void>;
+  }
+
+  /** Invoke the substrate an alias answers with now; 404 alias_target_deleted when its substrate was deleted (POST /api/v1/aliases/{name}/invoke; scope substrates:invoke). */
+  invokeAlias(name: string, body?: InvokeRequest, options?: RequestOptions): Promise<InvokeResponse> {
+    return this.call("invokeAlias", [name], body, undefined, options) as Promise<InvokeResponse>;
+  }
+
+  /** Store a lens: a sandboxed expression over z and parameters with defaults (POST /api/v1/lenses; scope substrates:write). */
+  createLens(body: CreateLens, options?: RequestOptions): Promise<LensRecord> {
+    return this.call("createLens", [], body, undefined, options) as Promise<LensRecord>;
+  }
+
+  /** Every lens: the built-ins, then the stored ones by name (GET /api/v1/lenses; scope substrates:read). */
+  listLenses(options?: RequestOptions): Promise<LensList> {
+    return this.call("listLenses", [], undefined, undefined, options) as Promise<LensList>;
+  }
+
+  /** A lens (GET /api/v1/lenses/{name}; scope substrates:read). */
+  getLens(name: string, options?: RequestOptions): Promise<LensRecord> {
+    return this.call("getLens", [name], undefined, undefined, options) as Promise<LensRecord>;
+  }
+
+  /** Remove a stored lens (409 for a built-in) (DELETE /api/v1/lenses/{name}; scope substrates:write). */
+  deleteLens(name: string, options?: RequestOptions): Promise<void> {
+    return this.call("deleteLens", [name], undefined, undefined, options) as Promise<void>;
+  }
+
+  /** Apply a lens to a substrate's value (its result, or a Fibonacci level) (POST /api/v1/substrates/{id}/apply-lens; scope substrates:invoke). */
+  applyLens(id: Id, body: ApplyLens, options?: RequestOptions): Promise<LensApplied> {
+    return this.call("applyLens", [id], body, undefined, options) as Promise<LensApplied>;
   }
 
 }

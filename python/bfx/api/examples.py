@@ -38,6 +38,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "PromoteRequest": {"change_description": "add a parameter"},
     "PromoteSequenceRequest": {"deltas": [1, 2, 3]},
+    "CreateVersion": {
+        "expression_code": "lambda x, y=3: x * y",
+        "change_description": "triple by default",
+    },
+    "PutAlias": {"substrate_id": DOUBLE_ID},
+    "CreateLens": {
+        "name": "low_nibble",
+        "expression_code": "z & m",
+        "parameters": {"m": 15},
+        "description": "the low four bits",
+    },
+    "ApplyLens": {
+        "lens_name": "mask",
+        "parameters": {"mask": 15},
+        "substrate_parameters": {"x": 21},
+    },
     "BatchCreate": {
         "substrates": [
             {"expression_type": "expression", "expression_code": "x * y + 1"},

@@ -526,6 +526,16 @@ class ExportDocument(_Response):
     relationships: list[RelationshipRecord]
 
 
+#: An alias's or lens's name (``bfx.domain.names``).
+Name = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
+    ),
+]
+
+
 class ImportSubstrate(Struct, kw_only=True):
     """An exported substrate record; fields a record may carry but import recomputes
     (``identity``, ``canonical_code``, ``invocations``) are accepted and checked by the
@@ -551,9 +561,50 @@ class ImportRelationship(Struct, kw_only=True):
     created_at: datetime | UnsetType = UNSET
 
 
+class ImportVersion(Struct, kw_only=True, forbid_unknown_fields=True):
+    substrate_id: HexId
+    version: Annotated[int, Meta(ge=1)]
+    change_description: str | None = None
+    created_at: datetime
+
+
+class ImportHeadMove(Struct, kw_only=True, forbid_unknown_fields=True):
+    entry: Annotated[int, Meta(ge=1)]
+    head: HexId
+    action: Literal["created", "version", "rollback"]
+    created_at: datetime
+
+
+class ImportChain(Struct, kw_only=True):
+    """An exported version chain: its members (versions 1..n) must be imported first."""
+
+    chain_id: HexId
+    head: HexId
+    versions: list[ImportVersion]
+    history: list[ImportHeadMove]
+
+
+class ImportAlias(Struct, kw_only=True):
+    name: Name
+    substrate_id: HexId
+    created_at: datetime | UnsetType = UNSET
+
+
+class ImportLens(Struct, kw_only=True):
+    name: Name
+    expression_code: str
+    parameters: JsonObject | None = None
+    description: str | None = None
+    created_at: datetime | UnsetType = UNSET
+
+
 class ImportDocument(_Request):
     substrates: list[ImportSubstrate] = []
     relationships: list[ImportRelationship] = []
+    #: Since schema 4; an older export has none of these.
+    chains: list[ImportChain] = []
+    aliases: list[ImportAlias] = []
+    lenses: list[ImportLens] = []
 
 
 class ImportSubstrateLine(ImportSubstrate, tag_field="kind", tag="substrate"):
@@ -566,13 +617,36 @@ class ImportRelationshipLine(ImportRelationship, tag_field="kind", tag="relation
     pass
 
 
-ImportLine = ImportSubstrateLine | ImportRelationshipLine
+class ImportChainLine(ImportChain, tag_field="kind", tag="chain"):
+    pass
 
 
-class ImportResult(_Response):
+class ImportAliasLine(ImportAlias, tag_field="kind", tag="alias"):
+    pass
+
+
+class ImportLensLine(ImportLens, tag_field="kind", tag="lens"):
+    pass
+
+
+ImportLine = (
+    ImportSubstrateLine
+    | ImportRelationshipLine
+    | ImportChainLine
+    | ImportAliasLine
+    | ImportLensLine
+)
+
+
+class ImportResult(_Response, omit_defaults=True):
+    """The last three appear when the import held any (since schema 4)."""
+
     imported_substrates: int
     imported_relationships: int
     skipped: int
+    imported_chains: int = 0
+    imported_aliases: int = 0
+    imported_lenses: int = 0
 
 
 # --- graph algorithms ---------------------------------------------------------------
@@ -808,3 +882,102 @@ class Me(_Response):
     principal: str
     kind: Literal["key", "user", "jwt", "anonymous"]
     scopes: list[str]
+
+
+# --- versions, aliases, lenses (DESIGN §9; docs/domain.md) ----------------------------
+
+
+class CreateVersion(_Request):
+    """``POST /substrates/{id}/versions``: the new version's code (same type and metadata)."""
+
+    expression_code: str
+    change_description: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class VersionCreated(SubstrateRecord):
+    """The new substrate's record, with its place in the chain."""
+
+    version: Annotated[int, Meta(ge=1, description="1 is the substrate the chain began at")]
+    chain_id: Annotated[HexId, Meta(description="the id of the chain's version 1")]
+    change_description: str | None
+
+
+class VersionEntry(_Response):
+    version: int
+    substrate_id: HexId
+    change_description: str | None
+    created_at: datetime
+
+
+class HeadMove(_Response):
+    """One move of a chain's head, oldest first: ``created`` (the chain began),
+    ``version`` (a new version became the head) or ``rollback``."""
+
+    entry: int
+    head: HexId
+    action: Literal["created", "version", "rollback"]
+    created_at: datetime
+
+
+class VersionList(_Response):
+    chain_id: HexId
+    head: HexId
+    versions: Annotated[list[VersionEntry], Meta(description="oldest first")]
+    history: list[HeadMove]
+
+
+class PutAlias(_Request):
+    substrate_id: HexId
+
+
+class AliasRecord(_Response):
+    name: str
+    substrate_id: Annotated[HexId, Meta(description="the substrate it was pointed at")]
+    target_id: Annotated[
+        HexId | None,
+        Meta(description="what it answers with now: that substrate's chain head; "
+             "null when the substrate was deleted"),
+    ]  # fmt: skip
+    created_at: datetime
+
+
+class CreateLens(_Request):
+    name: Name
+    expression_code: Annotated[str, Meta(description="an expression over z and the parameters")]
+    parameters: Annotated[JsonObject, Meta(description="parameter names and defaults")] | None = (
+        None
+    )
+    description: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class LensRecord(_Response):
+    name: str
+    expression_code: str
+    parameters: JsonObject
+    description: str | None
+    builtin: bool
+    created_at: datetime | None
+
+
+class LensList(_Response):
+    lenses: list[LensRecord]
+
+
+class ApplyLens(_Request):
+    lens_name: Name
+    parameters: Annotated[JsonObject, Meta(description="the lens's, over its defaults")] | None = (
+        None
+    )
+    dimension: (
+        Annotated[int, Meta(ge=0, le=8, description="observe this Fibonacci level")] | None
+    ) = None
+    substrate_parameters: (
+        Annotated[JsonObject, Meta(description="the invocation's (without dimension)")] | None
+    ) = None
+
+
+class LensApplied(_Response):
+    substrate_id: HexId
+    lens_name: str
+    value: Any
+    result: Any

@@ -112,6 +112,8 @@ class Substrates:
     ) -> None:
         self.engine = engine
         self.arena = engine.arena
+        # A step of a pipeline is not deleted (409 in_use).
+        engine.delete_guards.append(self._not_in_use)
         self.limits = limits
         #: How deeply pipelines may nest (``bfx.domain.pipelines``).
         self.pipeline_max_depth = pipeline_max_depth
@@ -293,7 +295,7 @@ class Substrates:
         """Deletes a substrate and its relationships; returns how many relationships
         went with it."""
         identity = parse_id(substrate_id)
-        removed = self.engine.delete_substrate(identity, self._not_in_use)
+        removed = self.engine.delete_substrate(identity)
         self._forget(identity)
         return removed
 

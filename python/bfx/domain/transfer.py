@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -15,8 +15,22 @@ from bfx.domain.pipelines import Plan, step_ids
 from bfx.domain.relationships import edge_row
 from bfx.domain.substrates import Runnable, Substrates
 from bfx.identity import field_id
-from bfx.models import MAX_MICROS, MIN_MICROS, Relationship, Substrate, format_time, to_micros
+from bfx.models import (
+    MAX_MICROS,
+    MIN_MICROS,
+    Relationship,
+    Substrate,
+    format_time,
+    from_micros,
+    to_micros,
+)
 from bfx.rows import RelationshipRow, SubstrateRow
+from bfx.storage.catalog import AliasRecord, Chain, HeadMove, LensRecord, VersionEntry
+
+if TYPE_CHECKING:
+    from bfx.domain.aliases import Aliases
+    from bfx.domain.lenses import Lenses
+    from bfx.domain.versions import Versions
 
 __all__ = ["MAX_IMPORT_DEPTH", "Transfer", "export_record"]
 
@@ -56,20 +70,94 @@ def export_record(row: SubstrateRow | RelationshipRow) -> dict[str, Any]:
     }
 
 
+def _time(us: int) -> str:
+    return format_time(from_micros(us))
+
+
+def chain_record(chain: Chain) -> dict[str, Any]:
+    """A version chain as an export dict."""
+    return {
+        "kind": "chain",
+        "chain_id": format_id(chain.chain_id),
+        "head": format_id(chain.head),
+        "versions": [
+            {
+                "substrate_id": format_id(m.substrate),
+                "version": m.version,
+                "change_description": m.change_description,
+                "created_at": _time(m.created_us),
+            }
+            for m in chain.members
+        ],
+        "history": [
+            {
+                "entry": h.entry,
+                "head": format_id(h.head),
+                "action": h.action,
+                "created_at": _time(h.created_us),
+            }
+            for h in chain.history
+        ],
+    }
+
+
+def alias_record(alias: AliasRecord) -> dict[str, Any]:
+    return {
+        "kind": "alias",
+        "name": alias.name,
+        "substrate_id": format_id(alias.substrate),
+        "created_at": _time(alias.created_us),
+    }
+
+
+def lens_record(lens: LensRecord) -> dict[str, Any]:
+    return {
+        "kind": "lens",
+        "name": lens.name,
+        "expression_code": lens.expression_code,
+        "parameters": msgspec.json.decode(lens.parameters),
+        "description": lens.description,
+        "created_at": _time(lens.created_us),
+    }
+
+
 class Transfer:
     """Export and import over the engine of ``substrates`` (whose sandbox and compiled
-    cache an import uses)."""
+    cache an import uses), with the version chains, aliases and lenses of its store
+    when given their domain parts."""
 
-    def __init__(self, substrates: Substrates) -> None:
+    def __init__(
+        self,
+        substrates: Substrates,
+        versions: Versions | None = None,
+        aliases: Aliases | None = None,
+        lenses: Lenses | None = None,
+    ) -> None:
         self.substrates = substrates
         self.engine = substrates.engine
+        self.versions = versions
+        self.aliases = aliases
+        self.lenses = lenses
 
     def export_records(self) -> Iterator[dict[str, Any]]:
-        """Every substrate, then every relationship, as JSON-ready dicts with a ``kind``
-        field; lazily. A database store is read in one consistent snapshot on a
-        connection of its own; the in-memory one page by page."""
+        """Every substrate (each pipeline after its steps), then every relationship, then every version chain, alias
+        and stored lens, as JSON-ready dicts with a ``kind`` field; lazily. A database
+        store's rows are read in one consistent snapshot on a connection of its own;
+        the in-memory one page by page. The chains, aliases and lenses are the ones
+        known when the export starts (so every chain's members, which cannot be
+        deleted, are in the rows read after)."""
+        chains = [] if self.versions is None else self.versions.all_chains()
+        aliases = [] if self.aliases is None else self.aliases.all()
+        lenses = [] if self.lenses is None else self.lenses.all()
         for row in _steps_first(self.engine.export_rows()):
             yield export_record(row)
+        for chain in chains:
+            yield chain_record(chain)
+        for alias in aliases:
+            yield alias_record(alias)
+        for lens in lenses:
+            if not lens.builtin:
+                yield lens_record(lens)
 
     def import_records(self, records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         """Imports exported records, streaming: they are checked and written
@@ -78,6 +166,7 @@ class Transfer:
         through the sandbox again and each id is checked against the content;
         ids that exist are skipped and counted. The first invalid record raises
         (with its ``index``): every record before it is imported, none after."""
+        # ``imported_chains``/``aliases``/``lenses`` appear once one is imported.
         counts = {"imported_substrates": 0, "imported_relationships": 0, "skipped": 0}
         chunk: _Chunk = []
         for index, record in enumerate(records):
@@ -86,6 +175,16 @@ class Transfer:
                 # what came before it first.
                 self._import_chunk(chunk, counts)
                 chunk = []
+            if isinstance(record, Mapping) and record.get("kind") in ("chain", "alias", "lens"):
+                # Named records go one at a time, after what came before them.
+                self._import_chunk(chunk, counts)
+                chunk = []
+                try:
+                    self._import_named(record, counts)
+                except errors.BfxError as exc:
+                    exc.details.setdefault("index", index)
+                    raise
+                continue
             try:
                 kind, row, compiled = self._import_row(record)
             except errors.BfxError as exc:
@@ -98,6 +197,44 @@ class Transfer:
             chunk.append((index, kind, row, compiled))
         self._import_chunk(chunk, counts)
         return counts
+
+    def _import_named(self, record: Mapping[str, Any], counts: dict[str, int]) -> None:
+        """A chain, alias or lens record: checked, then stored unless the same one is
+        stored already (counted as skipped)."""
+        kind = record["kind"]
+        if kind == "chain":
+            if self.versions is None:
+                raise errors.ValidationError("this registry takes no chains", {"field": "kind"})
+            done = self.versions.import_chain(_import_chain(record))
+        elif kind == "alias":
+            if self.aliases is None:
+                raise errors.ValidationError("this registry takes no aliases", {"field": "kind"})
+            done = self.aliases.import_alias(
+                AliasRecord(
+                    _text(record.get("name"), "name"),
+                    field_id(record.get("substrate_id"), "substrate_id"),
+                    _import_time(record.get("created_at")),
+                )
+            )
+        else:
+            if self.lenses is None:
+                raise errors.ValidationError("this registry takes no lenses", {"field": "kind"})
+            parameters = record.get("parameters")
+            _check_depth(parameters, "parameters")
+            description = record.get("description")
+            done = self.lenses.import_lens(
+                LensRecord(
+                    _text(record.get("name"), "name"),
+                    _text(record.get("expression_code"), "expression_code"),
+                    msgspec.json.encode({} if parameters is None else parameters),
+                    description if isinstance(description, str) or description is None
+                    else _text(description, "description"),
+                    _import_time(record.get("created_at")),
+                )
+            )  # fmt: skip
+        plural = {"chain": "chains", "alias": "aliases", "lens": "lenses"}[kind]
+        key = f"imported_{plural}" if done else "skipped"
+        counts[key] = counts.get(key, 0) + 1
 
     def _import_row(
         self, record: Any
@@ -229,6 +366,65 @@ def _dependency_order(held: dict[int, SubstrateRow]) -> Iterator[SubstrateRow]:
             for step in step_ids(held[identity].canonical_code):
                 if step in held and step not in emitted:
                     stack.append((step, False))
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise errors.ValidationError(f"{field} must be a string", {"field": field})
+    return value
+
+
+def _import_chain(record: Mapping[str, Any]) -> Chain:
+    """A chain from its export record, checked for consistency: versions 1..n with
+    version 1 the chain's id, the head and every history entry among its members."""
+    versions, history = record.get("versions"), record.get("history")
+    if not isinstance(versions, list) or not isinstance(history, list):
+        raise errors.ValidationError(
+            "a chain needs versions and history lists", {"field": "versions"}
+        )
+    try:
+        members = tuple(
+            VersionEntry(
+                field_id(m["substrate_id"], "versions.substrate_id"),
+                m["version"],
+                m.get("change_description"),
+                _import_time(m["created_at"]),
+            )
+            for m in versions
+        )
+        moves = tuple(
+            HeadMove(
+                h["entry"], field_id(h["head"], "history.head"), h["action"],
+                _import_time(h["created_at"]),
+            )
+            for h in history
+        )  # fmt: skip
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise errors.ValidationError(f"a chain record is malformed ({exc})", {}) from None
+    chain = Chain(
+        field_id(record.get("chain_id"), "chain_id"),
+        field_id(record.get("head"), "head"),
+        members,
+        moves,
+    )
+    if (
+        len(members) < 2
+        or [m.version for m in members] != list(range(1, len(members) + 1))
+        or members[0].substrate != chain.chain_id
+        or chain.member(chain.head) is None
+        or len({m.substrate for m in members}) != len(members)
+        or any(m.change_description is not None and not isinstance(m.change_description, str)
+               for m in members)
+        or [h.entry for h in moves] != list(range(1, len(moves) + 1))
+        or any(h.action not in ("created", "version", "rollback") for h in moves)
+        or any(chain.member(h.head) is None for h in moves)
+    ):  # fmt: skip
+        raise errors.ValidationError(
+            "a chain record is inconsistent: versions must be 1..n (version 1 the chain's "
+            "id), the head and every history entry among its versions, entries 1..n",
+            {"chain_id": format_id(chain.chain_id)},
+        )
+    return chain
 
 
 def _import_time(value: Any) -> int:

@@ -117,7 +117,9 @@ class KeyAuthenticator:
             return None
         record, principal = hit
         expires = record.expires_us  # record.usable(), inlined: the hot path
-        if self._source.keys.get(record.key_id) is record and (expires is None or now_us() < expires):
+        if self._source.keys.get(record.key_id) is record and (
+            expires is None or now_us() < expires
+        ):
             return principal
         del self._verified[sent]
         return None

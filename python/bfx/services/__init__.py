@@ -8,28 +8,34 @@ from __future__ import annotations
 
 from bfx.services.interfaces import (
     OPERATION_METHODS,
+    AliasService,
     AuthService,
     GraphService,
     KeyService,
+    LensService,
     OperatorService,
     RelationshipService,
     Services,
     SubstrateService,
     SystemService,
     TransferService,
+    VersionService,
 )
 from bfx.services.local import local_services
 
 __all__ = [
     "OPERATION_METHODS",
+    "AliasService",
     "AuthService",
     "GraphService",
     "KeyService",
+    "LensService",
     "OperatorService",
     "RelationshipService",
     "Services",
     "SubstrateService",
     "SystemService",
     "TransferService",
+    "VersionService",
     "local_services",
 ]

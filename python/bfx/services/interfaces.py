@@ -31,15 +31,18 @@ from bfx.security.auth import Principal
 __all__ = [
     "EXPORT_MEDIA_TYPES",
     "OPERATION_METHODS",
+    "AliasService",
     "AuthService",
     "GraphService",
     "KeyService",
+    "LensService",
     "OperatorService",
     "RelationshipService",
     "Services",
     "SubstrateService",
     "SystemService",
     "TransferService",
+    "VersionService",
 ]
 
 #: Checked between steps of a long operation; True when nobody waits for the answer any
@@ -307,6 +310,82 @@ class AuthService(Protocol):
         ...
 
 
+class VersionService(Protocol):
+    """Version chains (DESIGN §9): a new version, the chain, a rollback."""
+
+    def create(
+        self, substrate_id: int, expression_code: str, change_description: str | None = None
+    ) -> s.VersionCreated:
+        """``create_version``: NotFoundError, SandboxError, DuplicateError (the code is a
+        substrate already; ``details.version`` when a member of this chain)."""
+        ...
+
+    def list(self, substrate_id: int) -> s.VersionList:
+        """``versions``: the chain of any member, oldest first."""
+        ...
+
+    def rollback(self, substrate_id: int, version_id: int) -> s.VersionList:
+        """``rollback``: ValidationError (``reason: not_in_chain``) outside the chain."""
+        ...
+
+
+class AliasService(Protocol):
+    """Aliases: names that follow a substrate's chain head."""
+
+    def put(self, name: str, substrate_id: str) -> s.AliasRecord:
+        """``put_alias``: ValidationError (name, id), NotFoundError (substrate)."""
+        ...
+
+    def get(self, name: str) -> s.AliasRecord:
+        """``get_alias``: NotFoundError."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """``delete_alias``: NotFoundError."""
+        ...
+
+    def invoke(self, name: str, parameters: dict[str, Any] | None = None) -> s.InvokeResponse:
+        """``invoke_alias``: AliasTargetDeletedError when the substrate was deleted."""
+        ...
+
+
+class LensService(Protocol):
+    """Lenses: stored sandboxed expressions over a substrate's value."""
+
+    def create(
+        self,
+        name: str,
+        expression_code: str,
+        parameters: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> s.LensRecord:
+        """``create_lens``: SandboxError, ValidationError, DuplicateError."""
+        ...
+
+    def list(self) -> s.LensList:
+        """``list_lenses``: the built-ins, then the stored ones by name."""
+        ...
+
+    def get(self, name: str) -> s.LensRecord:
+        """``get_lens``: NotFoundError."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """``delete_lens``: NotFoundError; ConflictError for a built-in."""
+        ...
+
+    def apply(
+        self,
+        substrate_id: int,
+        lens_name: str,
+        parameters: dict[str, Any] | None = None,
+        dimension: int | None = None,
+        substrate_parameters: dict[str, Any] | None = None,
+    ) -> s.LensApplied:
+        """``apply_lens``: NotFoundError (substrate, lens), InvocationError."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything the API does, by noun: what handlers and clients are given."""
@@ -319,6 +398,9 @@ class Services:
     system: SystemService
     keys: KeyService
     auth: AuthService
+    versions: VersionService
+    aliases: AliasService
+    lenses: LensService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -375,4 +457,17 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "cycles": ("graph", "cycles"),
     "components": ("graph", "components"),
     "pagerank": ("graph", "pagerank"),
+    # versions, aliases, lenses
+    "create_version": ("versions", "create"),
+    "versions": ("versions", "list"),
+    "rollback": ("versions", "rollback"),
+    "put_alias": ("aliases", "put"),
+    "get_alias": ("aliases", "get"),
+    "delete_alias": ("aliases", "delete"),
+    "invoke_alias": ("aliases", "invoke"),
+    "create_lens": ("lenses", "create"),
+    "list_lenses": ("lenses", "list"),
+    "get_lens": ("lenses", "get"),
+    "delete_lens": ("lenses", "delete"),
+    "apply_lens": ("lenses", "apply"),
 }

@@ -13,6 +13,7 @@ from bfx.services.relationships import LocalGraph, LocalRelationships
 from bfx.services.substrates import LocalOperators, LocalSubstrates
 from bfx.services.system import Exposition, LocalSystem
 from bfx.services.transfer import LocalTransfer
+from bfx.services.versions import LocalAliases, LocalLenses, LocalVersions
 
 if TYPE_CHECKING:
     from bfx.registry import Registry
@@ -52,4 +53,7 @@ def local_services(
         system=LocalSystem(registry, request_metrics, exposition),
         keys=LocalKeys(lambda: registry.store),
         auth=auth or LocalAuth(lambda: registry.store),
+        versions=LocalVersions(registry.versions_domain),
+        aliases=LocalAliases(registry.aliases_domain),
+        lenses=LocalLenses(registry.lenses_domain),
     )

@@ -56,4 +56,7 @@ class LocalTransfer:
             imported_substrates=r["imported_substrates"],
             imported_relationships=r["imported_relationships"],
             skipped=r["skipped"],
+            imported_chains=r.get("imported_chains", 0),
+            imported_aliases=r.get("imported_aliases", 0),
+            imported_lenses=r.get("imported_lenses", 0),
         )

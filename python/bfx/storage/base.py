@@ -19,6 +19,8 @@ API keys (``bfx.security.keys``) live in every store too: :attr:`Store.keys` is 
 the authentication middleware reads (never the database), and a database store logs
 each key added or revoked (op 5), so every process's map follows on its next refresh.
 Users (``bfx.security.users``) likewise: :attr:`Store.users`, op 7 for an add or a removal.
+Version chains, aliases and lenses (``bfx.storage.catalog``) likewise: :attr:`Store.catalog`,
+ops 8 (a chain moved or grew), 9 (an alias) and 10 (a lens).
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.security.keys import KeyRecord
 from bfx.security.users import UserRecord
+from bfx.storage.catalog import (
+    OP_ALIAS,
+    OP_CHAIN,
+    OP_LENS,
+    AliasRecord,
+    Catalog,
+    CatalogSql,
+    Chain,
+    HeadMove,
+    LensRecord,
+    VersionEntry,
+)
 from bfx.storage.metadata import set_metadata
 
 __all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
@@ -44,7 +58,7 @@ __all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
 log = logging.getLogger("bfx.storage")
 
 #: The schema this bfx writes and reads; a database with a higher one is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MASK = (1 << 64) - 1
 _SIGN = 1 << 63
@@ -59,6 +73,8 @@ OP_KEY = 5
 OP_UPDATE_SUBSTRATE = 6
 #: A user was added or removed: re-read its row (``users``; gone means removed).
 OP_USER = 7
+# 8-10: a version chain, an alias, a lens (``bfx.storage.catalog``: OP_CHAIN, OP_ALIAS,
+# OP_LENS).
 
 #: Rows fetched per round trip while loading or catching up. Larger batches load no
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
@@ -153,9 +169,13 @@ class Store:
     #: The HS256 key of bfx-issued tokens unless ``BFX_JWT_SECRET`` is set (a database
     #: keeps it in ``bfx_meta``; the in-memory store makes one per process).
     jwt_secret: bytes
+    #: Version chains, aliases and stored lenses (``bfx.storage.catalog``): read on
+    #: requests without a round trip, followed through the change log (ops 8-10).
+    catalog: Catalog
 
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
+        self.catalog = Catalog()
         self.keys = {}
         self.key_secret = secrets.token_bytes(32)
         self.users = {}
@@ -267,6 +287,29 @@ class Store:
         with self._write_lock:
             return self.users.pop(name, None) is not None
 
+    # Chains, aliases, lenses: the in-memory store keeps them in :attr:`catalog` alone
+    # (the caller updates it in ``w.after``); a database store writes their rows too.
+
+    def save_chain_step(
+        self, w: Write, chain_id: int, head: int, members: Sequence[VersionEntry], move: HeadMove
+    ) -> None:
+        """New members of a chain (if any), one history entry and its head, within ``w``."""
+
+    def save_chain(self, w: Write, chain: Chain) -> None:
+        """A whole chain (an import), within ``w``."""
+
+    def save_alias(self, w: Write, record: AliasRecord) -> None:
+        """Sets an alias (replacing one of that name), within ``w``."""
+
+    def remove_alias(self, w: Write, name: str) -> None:
+        """Removes an alias, within ``w``."""
+
+    def save_lens(self, w: Write, record: LensRecord) -> None:
+        """Adds a lens, within ``w``."""
+
+    def remove_lens(self, w: Write, name: str) -> None:
+        """Removes a lens, within ``w``."""
+
     def close(self) -> None:
         """Releases connections; the store is unusable afterwards."""
 
@@ -292,7 +335,7 @@ class Write:
         self.after: Callable[[], Any] | None = None
 
 
-class SqlStore(Store):
+class SqlStore(CatalogSql, Store):
     """The shared logic of the SQLite and PostgreSQL backends.
 
     One connection, used under one lock: a write holds it from BEGIN until its rows
@@ -320,6 +363,7 @@ class SqlStore(Store):
         self.key_secret = b""
         self.users = {}
         self.jwt_secret = b""
+        self.catalog = Catalog()
         # The freshness check's own connection (see :meth:`refresh`), under its own
         # small lock, so that a request never waits behind this process's writer.
         self._probe_lock = threading.Lock()
@@ -511,6 +555,7 @@ class SqlStore(Store):
             cur.close()
             self._load_keys()
             self._load_users()
+            self._load_catalog()
         finally:
             self._rollback()
         self._seq = seq
@@ -683,6 +728,8 @@ class SqlStore(Store):
                         self.keys.pop(record.key_id, None)
         elif op == OP_USER:
             self._reload_users(ids)
+        elif op in (OP_CHAIN, OP_ALIAS, OP_LENS):
+            self._apply_catalog(op, ids)
         else:
             raise errors.StorageError(f"unknown change-log operation {op}", {"op": op})
 

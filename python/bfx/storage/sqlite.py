@@ -226,10 +226,11 @@ class SqliteStore(SqlStore):
             return None
         self._arena = arena
         self._seq = header.seq
-        # Keys and users are not in the snapshot: read them all; the catch-up re-reads
-        # any the log touched since.
+        # Keys, users and the catalog are not in the snapshot: read them all; the
+        # catch-up re-reads any the log touched since.
         self._load_keys()
         self._load_users()
+        self._load_catalog()
         self._catch_up()
         return arena
 
