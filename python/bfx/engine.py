@@ -30,6 +30,7 @@ from typing import Any
 
 from bfx import errors
 from bfx._core import Arena
+from bfx.group_commit import GroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
 from bfx.storage.metadata import set_metadata
@@ -55,6 +56,9 @@ class Engine:
         except BaseException:
             store.close()
             raise
+        # Single writes from concurrent threads share a transaction (group_commit.py).
+        self.substrate_writes = GroupCommit(self.insert_substrates)
+        self.relationship_writes = GroupCommit(self.insert_relationships)
 
     def close(self) -> None:
         self.store.close()
@@ -90,12 +94,24 @@ class Engine:
         )
 
     def insert_substrate(self, row: SubstrateRow) -> int:
-        """One row (a single create): its id, or its error raised."""
+        """One row (a single create): its id, or its error raised. On a durable store
+        it is committed with the single writes of other threads queued meanwhile
+        (group commit), and answered once that commit is done."""
         if self.store.durable:
-            answer = self.insert_substrates([row])[0]
+            answer = self.substrate_writes.write(row)
         else:  # the in-memory store: one arena call, nothing to commit
             answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
-        if isinstance(answer, errors.BfxError):
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    def insert_relationship(self, row: RelationshipRow) -> int:
+        """Like :meth:`insert_substrate`, for one relationship."""
+        if self.store.durable:
+            answer = self.relationship_writes.write(row)
+        else:
+            answer = self.insert_relationships([row])[0]
+        if isinstance(answer, BaseException):
             raise answer
         return answer  # type: ignore[no-any-return]
 
