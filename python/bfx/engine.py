@@ -98,20 +98,19 @@ class Engine:
         it is committed with the single writes of other threads queued meanwhile
         (group commit), and answered once that commit is done."""
         if self.store.durable:
-            answer = self.substrate_writes.write(row)
-        else:  # the in-memory store: one arena call, nothing to commit
-            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
-        if isinstance(answer, BaseException):
+            return self.substrate_writes.write(row)  # type: ignore[no-any-return]
+        # The in-memory store: one arena call, nothing to commit.
+        answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+        if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
 
     def insert_relationship(self, row: RelationshipRow) -> int:
         """Like :meth:`insert_substrate`, for one relationship."""
         if self.store.durable:
-            answer = self.relationship_writes.write(row)
-        else:
-            answer = self.insert_relationships([row])[0]
-        if isinstance(answer, BaseException):
+            return self.relationship_writes.write(row)  # type: ignore[no-any-return]
+        answer = self.insert_relationships([row])[0]
+        if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
 

@@ -64,9 +64,9 @@ class GroupCommit:
         self.groups = 0
         self.rows = 0
 
-    def write(self, row: Any) -> Answer:
-        """``row``'s answer (its id, or the exception that refused or failed it), once
-        the transaction holding it has committed. Blocks the calling thread until then."""
+    def write(self, row: Any) -> Any:
+        """``row``'s answer (its id) once the transaction holding it has committed, or
+        the error refusing or failing it, raised. Blocks the calling thread until then."""
         slot = _Slot(row)
         with self._mutex:
             self._queue.append(slot)
@@ -76,10 +76,14 @@ class GroupCommit:
                 self._busy = leader = True
         if not leader:
             slot.wake.acquire()  # released with an answer, or to lead the next group
-            if not slot.lead:
-                return slot.answer
-        self._lead()
-        return slot.answer
+            if slot.lead:
+                self._lead()
+        else:
+            self._lead()
+        answer = slot.answer
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     def _lead(self) -> None:
         with self._mutex:
