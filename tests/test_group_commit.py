@@ -154,7 +154,8 @@ def test_a_group_that_fails_as_a_whole_is_retried_row_by_row():
     assert isinstance(results.pop(13), errors.StorageError)
     assert results == {r: r * 10 for r in range(20) if r != 13}
     assert calls[1] == list(range(1, 20))  # the 19 queued rows went as one group first
-    assert group.groups == 2 and group.rows == 20
+    assert group.groups == 2
+    assert group.rows == 20
 
 
 def test_a_group_is_bounded():
@@ -192,7 +193,8 @@ def test_an_unexpected_failure_reaches_every_writer_of_the_group_and_no_other():
     with pytest.raises(RuntimeError):
         group.write(1)
     assert group.write(2) == 2  # the next group is led afresh
-    assert not group._busy and not group._queue
+    assert not group._busy
+    assert not group._queue
 
 
 # ---- kill -9 during a burst of single creates ------------------------------------------
@@ -213,7 +215,9 @@ def test_kill_9_during_a_burst_loses_no_answered_create(tmp_path):
                 body = msgspec.json.encode(
                     {"expression_type": "expression", "expression_code": f"x * {w} + {n} + 7"}
                 )
-                conn.request("POST", "/api/v1/substrates", body, {"content-type": "application/json"})
+                conn.request(
+                    "POST", "/api/v1/substrates", body, {"content-type": "application/json"}
+                )
                 resp = conn.getresponse()
                 answer = msgspec.json.decode(resp.read())
                 assert resp.status == 201, answer
