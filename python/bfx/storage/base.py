@@ -135,6 +135,9 @@ class Store:
     durable: bool = False
     #: Other processes may write to it (so :meth:`refresh` has work to do).
     shared: bool = False
+    #: :meth:`refresh` costs a network round trip (PostgreSQL), so concurrent requests
+    #: share one (``bfx.asgi.middleware.freshness``); else it is cheap enough per request.
+    check_is_round_trip: bool = False
     #: ``memory``, ``sqlite`` or ``postgresql``.
     backend: str = "memory"
     #: The last change-log entry applied to the arena (0 without a log).

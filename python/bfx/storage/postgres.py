@@ -48,6 +48,7 @@ def _where(url: str) -> str:
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    check_is_round_trip = True
     _param = "%s"
     _hex = "to_hex({})"
     _false_bytes = "'\\x'::bytea"

@@ -1,0 +1,144 @@
+"""Two ``bfx serve`` nodes on one PostgreSQL, end to end: read-your-writes while the
+freshness check is shared by concurrent requests, and concurrent single creates through
+both nodes committed in groups (each answered once, the change log gap-free)."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+
+import msgspec
+import pytest
+
+from bfx_server import HOST, Server
+
+pytestmark = pytest.mark.e2e
+
+_JSON = {"content-type": "application/json"}
+
+
+def _send(conn: http.client.HTTPConnection, method: str, path: str, body=None):
+    data = None if body is None else msgspec.json.encode(body)
+    conn.request(method, f"/api/v1{path}", data, _JSON if data else {})
+    resp = conn.getresponse()
+    raw = resp.read()
+    return resp.status, (msgspec.json.decode(raw) if raw else None)
+
+
+def test_read_your_writes_across_nodes_while_checks_are_shared(tmp_path, postgres):
+    """Clients write through node A and at once read through node B, while other
+    clients keep B busy with reads (so B's checks are in flight when a read arrives and
+    are shared): every read finds the write answered just before it."""
+    url = postgres.new_database()
+    a = Server(tmp_path, "--database-url", url)
+    b = Server(tmp_path, "--database-url", url)
+    stop = threading.Event()
+    misses: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    def busy_reader() -> None:
+        conn = http.client.HTTPConnection(HOST, b.port, timeout=10)
+        try:
+            for _ in range(100_000):  # bounded; stopped when the writers are done
+                if stop.is_set():
+                    return
+                _send(conn, "GET", "/health")
+                _send(conn, "GET", "/substrates/0000000000000001")
+        finally:
+            conn.close()
+
+    def writer(w: int) -> None:
+        ca = http.client.HTTPConnection(HOST, a.port, timeout=10)
+        cb = http.client.HTTPConnection(HOST, b.port, timeout=10)
+        tag = random.getrandbits(40)
+        try:
+            for i in range(150):
+                status, body = _send(
+                    ca, "POST", "/substrates",
+                    {"expression_type": "constant", "expression_code": str(tag * 1000 + i)},
+                )  # fmt: skip
+                assert status == 201, body
+                sid = body["substrate_id"]
+                status, got = _send(cb, "GET", f"/substrates/{sid}")
+                if status != 200 or got["substrate_id"] != sid:
+                    misses.append((sid, status))
+                if i % 15 == 0:  # and a delete through B is seen through A at once
+                    assert _send(cb, "DELETE", f"/substrates/{sid}")[0] == 204
+                    status, _ = _send(ca, "GET", f"/substrates/{sid}")
+                    if status != 404:
+                        misses.append((sid, status))
+            done.append(w)
+        finally:
+            ca.close()
+            cb.close()
+
+    readers = [threading.Thread(target=busy_reader, daemon=True) for _ in range(6)]
+    writers = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(6)]
+    try:
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join(120)
+            assert not t.is_alive()
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(30)
+        a.stop()
+        b.stop()
+    assert sorted(done) == list(range(6))
+    assert misses == []
+
+
+def test_concurrent_creates_through_two_nodes_are_each_answered_once(tmp_path, postgres):
+    import psycopg
+
+    url = postgres.new_database()
+    nodes = [Server(tmp_path, "--database-url", url) for _ in range(2)]
+    answers: list[tuple[str, int, object]] = []
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        conn = http.client.HTTPConnection(HOST, nodes[w % 2].port, timeout=10)
+        try:
+            for i in range(60):
+                # Half the codes are written by every writer: one 201, the rest 409.
+                code = str(i) if i % 2 else f"{w + 1}{i:04d}9"
+                status, body = _send(
+                    conn, "POST", "/substrates",
+                    {"expression_type": "constant", "expression_code": code},
+                )  # fmt: skip
+                with lock:
+                    answers.append((code, status, body))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+            assert not t.is_alive()
+        ids = {}
+        for code, status, body in answers:
+            assert status in (201, 409), body
+            if status == 201:
+                assert code not in ids  # created once, whichever node took it
+                ids[code] = body["substrate_id"]
+        for code, status, body in answers:
+            if status == 409:
+                assert body["details"]["substrate_id"] == ids[code]
+        for node in nodes:  # each node holds every row created through either
+            for sid in ids.values():
+                status, _, _ = node.call("GET", f"/api/v1/substrates/{sid}")
+                assert status == 200
+    finally:
+        for node in nodes:
+            node.stop()
+    with psycopg.connect(url) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM changes ORDER BY seq")]
+        rows = conn.execute("SELECT count(*) FROM substrates").fetchone()[0]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert rows == len(ids) == len(seqs)
