@@ -349,6 +349,12 @@ class SqlStore(Store):
     def _after_catch_up(self) -> None:
         """Remember whatever :meth:`_changed` compares against."""
 
+    def _usable(self) -> None:
+        """Before the write connection is used (caller holds the lock): reopen it if it
+        was lost (PostgreSQL), or raise StorageError saying why it cannot be."""
+        if self._conn is None:
+            raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+
     # ---- statements -------------------------------------------------------------------
 
     def _sql(self, text: str) -> str:
@@ -554,7 +560,13 @@ class SqlStore(Store):
             with self._lock:
                 if self._arena is None:
                     return 0
-                applied = self._catch_up()
+                self._usable()
+                try:
+                    applied = self._catch_up()
+                except errors.BfxError:
+                    raise
+                except Exception as exc:  # a connection lost mid-way: reopened next time
+                    raise self._storage_error("could not read the change log", exc) from exc
         else:
             applied = 0
         # Everything committed before ``version`` was read is in the arena now.
@@ -595,10 +607,18 @@ class SqlStore(Store):
             except Exception as exc:
                 self._close_probe_locked()
                 raise self._storage_error("the database does not answer", exc) from exc
-        # psycopg marks a connection whose server went away; it is not reopened, so
-        # this process cannot write until it restarts (docs/observability.md).
-        if getattr(self._conn, "broken", False):
-            raise errors.StorageError(f"{self.describe()}: the write connection was lost", {})
+        # A write connection that was lost (psycopg marks it broken) is reopened here,
+        # as before the next write: ready again once the database is back. A writer
+        # holding the lock has a live connection: the probe does not wait for it.
+        conn = self._conn
+        lost = conn is not None and (
+            getattr(conn, "broken", False) or getattr(conn, "closed", 0) is True
+        )
+        if lost and self._lock.acquire(timeout=1.0):
+            try:
+                self._usable()
+            finally:
+                self._lock.release()
 
     def _close_probe(self) -> None:
         with self._probe_lock:
@@ -709,6 +729,7 @@ class SqlStore(Store):
         other thread of this process sees the database ahead of its arena.
         Otherwise the transaction is rolled back."""
         with self._lock:
+            self._usable()
             try:
                 head = self._begin_write()
             except errors.BfxError:

@@ -14,12 +14,15 @@ sequence is what makes read-your-writes hold on the very next request.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from bfx import errors
 from bfx.storage.base import SqlStore
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("bfx.storage")
 
 #: ``pg_advisory_xact_lock`` key that serialises schema migrations across nodes.
 _MIGRATION_LOCK = 0x62667831
@@ -79,6 +82,21 @@ class PostgresStore(SqlStore):
 
     def describe(self) -> str:
         return self._where
+
+    def _usable(self) -> None:
+        """A connection the server dropped (a restart, a failover, an idle timeout)
+        is marked broken by psycopg: open a new one, bounded by the connect timeout.
+        The arena needs nothing: what was committed meanwhile is in the change log,
+        which the write (or the next catch-up) reads from the cursor on."""
+        conn = self._conn
+        if conn is None:
+            raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+        if not (conn.broken or conn.closed):
+            return
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._conn = self._connect()
+        log.warning("storage: reconnected to %s", self._where)
 
     # ---- dialect hooks ----
 
