@@ -249,3 +249,39 @@ def test_postgresql_restarted_under_load_is_reconnected(tmp_path):
     stored = {format_id(r[0] & (1 << 64) - 1) for r in rows}
     pg.stop()
     assert set(acked) <= stored
+
+
+def test_exports_use_a_bounded_pool_and_block_neither_writes_nor_freshness(postgres):
+    """An export held open mid-stream keeps one pooled connection: writes and the
+    freshness check go on; past ``export_connections`` another export is refused with
+    503 ``overloaded`` once the wait runs out; a finished export gives its connection
+    back for the next one."""
+    from bfx import Registry, errors
+    from bfx.storage.postgres import PostgresStore
+
+    url = postgres.new_database()
+    reg = Registry(storage=PostgresStore(url, connect_timeout=1, export_connections=1))
+    other = Registry(storage=PostgresStore(url))  # another node
+    try:
+        reg.create_many(
+            [{"expression_type": "constant", "expression_code": str(i)} for i in range(50)]
+        )
+        stream = reg.engine.export_rows()
+        first = next(stream)
+        assert first.identity is not None
+        # The export holds its snapshot and its connection; writes and catch-up go on.
+        made = other.create("constant", "1000")
+        assert reg.refresh() >= 1
+        assert made.identity in reg
+        reg.create("constant", "1001")
+        with pytest.raises(errors.OverloadedError) as refused:
+            next(reg.engine.export_rows())
+        assert refused.value.status == 503
+        assert refused.value.details == {"export_connections": 1}
+        rest = list(stream)  # the snapshot taken before the writes above
+        assert len(rest) == 49
+        again = list(reg.engine.export_rows())  # the connection came back to the pool
+        assert len(again) == 52
+    finally:
+        reg.close()
+        other.close()

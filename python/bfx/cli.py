@@ -31,6 +31,7 @@ _ADMISSION_FLAGS = (
     "heavy_threads",
     "heavy_queue",
     "write_threads",
+    "export_connections",
     "access_log",
     "log_format",
     "result_cache_size",
@@ -250,6 +251,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="threads per worker for single creates over a durable store; writes "
         "waiting together share one commit (env BFX_WRITE_THREADS; default 32)",
+    )
+    g.add_argument(
+        "--export-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="PostgreSQL connections per worker for exports (a pool); one more export "
+        "waits up to 5 s, then 503 overloaded (env BFX_EXPORT_CONNECTIONS; default 4)",
     )
     g.add_argument(
         "--no-access-log",

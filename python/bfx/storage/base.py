@@ -928,7 +928,14 @@ class SqlStore(Store):
         raise NotImplementedError
 
     def export_rows(self) -> Iterator[SubstrateRow | RelationshipRow]:
-        return self._export(self._reader())
+        return self._export(self._export_conn())
+
+    def _export_conn(self) -> Any:
+        """A connection for one export, given back with :meth:`_export_done`."""
+        return self._reader()
+
+    def _export_done(self, conn: Any) -> None:
+        conn.close()
 
     def _export(self, conn: Any) -> Iterator[SubstrateRow | RelationshipRow]:
         try:
@@ -962,7 +969,7 @@ class SqlStore(Store):
         finally:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
-            conn.close()
+            self._export_done(conn)
 
     def _begin_read_on(self, conn: Any) -> None:
         raise NotImplementedError
