@@ -349,6 +349,11 @@ class SqlStore(Store):
     def _after_catch_up(self) -> None:
         """Remember whatever :meth:`_changed` compares against."""
 
+    def _pipelined(self) -> contextlib.AbstractContextManager[Any]:
+        """Around a write's log entries, head and commit: PostgreSQL sends them without
+        waiting for each answer (pipeline mode), one round trip instead of one each."""
+        return contextlib.nullcontext()
+
     def _usable(self) -> None:
         """Before the write connection is used (caller holds the lock): reopen it if it
         was lost (PostgreSQL), or raise StorageError saying why it cannot be."""
@@ -749,17 +754,20 @@ class SqlStore(Store):
                 if not w.entries:
                     self._rollback()
                     return
-                first = self._seq + 1
-                self._execmany(
-                    "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
-                    [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
-                )
-                self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
-                # Entries up to here are in the arena (caught up under the lock) or
-                # this write's own: a refresh that sees the head move while this
-                # commit and its arena update finish need not wait for them.
-                self._pending_head = self._seq + len(w.entries)
-                self._commit()
+                # The body's statements may read their answers (a row count); the log's
+                # entries, the head and the commit need none: sent together.
+                with self._pipelined():
+                    first = self._seq + 1
+                    self._execmany(
+                        "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
+                        [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
+                    )
+                    self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
+                    # Entries up to here are in the arena (caught up under the lock) or
+                    # this write's own: a refresh that sees the head move while this
+                    # commit and its arena update finish need not wait for them.
+                    self._pending_head = self._seq + len(w.entries)
+                    self._commit()
             except errors.BfxError:
                 self._pending_head = self._seq
                 self._rollback()

@@ -122,8 +122,13 @@ class PostgresStore(SqlStore):
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     def _begin_write(self) -> int:
-        self._conn.execute("BEGIN")
-        return self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE").fetchone()[0]
+        with self._conn.pipeline():  # BEGIN and the lock in one round trip
+            self._conn.execute("BEGIN")
+            cur = self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE")
+        return cur.fetchone()[0]
+
+    def _pipelined(self) -> Any:
+        return self._conn.pipeline()
 
     def _begin_read(self) -> None:
         self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
