@@ -3,14 +3,18 @@
     python benches/http/create_rates.py                       # memory, sqlite, postgresql
     python benches/http/create_rates.py --duration 5 --repeat 3 --connections 64
     python benches/http/create_rates.py --backends sqlite,postgresql --routes get
+    python benches/http/create_rates.py --before /tmp/old/python   # and an older tree's
 
 One ``bfx serve`` per backend (one worker, loopback): in memory, SQLite in a fresh
 directory, PostgreSQL on a throwaway server (``tests/pg_server.py``, ``fsync=off``, so
 its figures are the protocol's cost, not a disk's). Each repeat runs wrk on each route
 against every backend in turn, the backends' order rotating between repeats (the
 machine is shared: compare within a row); the median of the repeats is reported with
-each backend's ratio to the first backend named. ``create`` is ``POST /substrates``
-with a new expression each time; ``get`` is ``GET /substrates/{id}``.
+each server's ratio to the first. ``create`` is ``POST /substrates`` with a new
+expression each time; ``get`` is ``GET /substrates/{id}``. With ``--before TREE`` (a
+``python/`` directory holding a built ``bfx``: ``git archive <commit> python | tar -x -C
+/tmp/old`` and a copy of ``_core.abi3.so`` when the Rust is the same) every backend also
+runs from that tree, in the same rounds.
 
 Figures, never assertions: this is not a test. Needs ``wrk``; PostgreSQL's binaries
 for the postgresql backend (it is left out, saying why, without them).
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per route and backend (1)")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--routes", default=",".join(ROUTES))
+    p.add_argument("--before", type=Path, help="also run every backend from this python/ tree")
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60 or not 1 <= args.repeat <= 10:
         p.error("--duration must be 1..60 and --repeat 1..10")
@@ -87,21 +92,29 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"postgresql left out: {exc}")
                     backends.remove("postgresql")
             servers: dict[str, tuple[str, dict[str, tuple[str, str | None]]]] = {}
-            for backend in backends:
+            labels = list(backends)
+            if args.before is not None:
+                labels += [f"{b} before" for b in backends]
+            for label in labels:
+                backend = label.split()[0]
+                env = clean_env()
+                if label.endswith(" before"):
+                    env["PYTHONPATH"] = str(args.before.resolve())
                 port = _free_port()
                 url = pg.new_database() if backend == "postgresql" and pg else None
-                (tmp / backend).mkdir()
+                (tmp / label).mkdir()
                 proc = Process(
-                    _serve_argv(backend, port, tmp / backend, url),
+                    _serve_argv(backend, port, tmp / label, url),
                     port,
                     f"{API}/health",
-                    tmp / f"{backend}.log",
-                    env=clean_env(),
+                    tmp / f"{label}.log",
+                    env=env,
                 )
                 started.append(proc)
                 base = f"http://127.0.0.1:{port}"
-                servers[backend] = (base, scenarios(seed("127.0.0.1", port)))
-                wrk("warm", base + servers[backend][1]["get"][0], None, args, tmp, duration=1)
+                servers[label] = (base, scenarios(seed("127.0.0.1", port)))
+                wrk("warm", base + servers[label][1]["get"][0], None, args, tmp, duration=1)
+            backends = labels
             for repeat in range(args.repeat):
                 shift = repeat % len(backends)
                 order = backends[shift:] + backends[:shift]
