@@ -379,6 +379,33 @@ def test_dispatch_runs_each_operation_where_it_says():
     pool.shutdown()
 
 
+def test_single_writes_run_in_the_write_threads_over_a_durable_store_only():
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = []
+
+    def handler(svc, inp):
+        where.append(threading.current_thread().name)
+        return Response(201)
+
+    router = Router([Route(BY_NAME["create_substrate"], handler), _route("get_substrate")])
+    route = router.routes[0]
+    router.place_writes(durable=False)
+    assert route.runs == "loop"
+    assert router.routes[1].runs == "loop"
+    router.place_writes(durable=True)
+    assert route.runs == "write"
+    assert router.routes[1].runs == "loop"  # only operations declared as writes move
+    writes = ThreadPoolExecutor(2, thread_name_prefix="bfx-write")
+    pool = HeavyPool(threads=1, queue=0)
+    try:
+        assert _run(dispatch(pool, None, writes), _call(route=route)).status == 201
+    finally:
+        writes.shutdown()
+        pool.shutdown()
+    assert where[0].startswith("bfx-write")
+
+
 def test_dispatch_pulls_a_streams_first_chunk_and_holds_the_slot_until_sent():
     pool = HeavyPool(threads=1, queue=0)
 
