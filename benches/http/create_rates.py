@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,8 @@ from run_wrk import (  # noqa: E402
 )
 
 BACKENDS = ("memory", "sqlite", "postgresql")
+#: Seconds between wrk runs (see the loop).
+PAUSE = 2.0
 ROUTES = ("create", "get")
 
 
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                         path, script = plan[route]
                         got = wrk(route, base + path, script, args, tmp)
                         runs.setdefault((route, backend), []).append(got)
+                        # A slow server is still answering wrk's last requests when wrk
+                        # stops: let it finish before the next one is measured.
+                        time.sleep(PAUSE)
         finally:
             for proc in reversed(started):
                 proc.stop()
