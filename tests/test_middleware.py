@@ -150,6 +150,8 @@ def test_freshness_refreshes_before_the_rest_runs():
     order = []
 
     class Store:
+        check_is_round_trip = False
+
         def refresh(self):
             order.append("refresh")
 
@@ -159,6 +161,101 @@ def test_freshness_refreshes_before_the_rest_runs():
 
     _run(freshness(Store())(rest), _call())
     assert order == ["refresh", "handler"]
+
+
+class _RoundTrips:
+    """A store whose check is a round trip, held open until the test lets it answer."""
+
+    check_is_round_trip = True
+
+    def __init__(self, fail_first=False):
+        self.sent = []  # per check: the requests that had arrived when it was sent
+        self.arrived = 0
+        self.gates = []
+        self.fail_first = fail_first
+
+    def refresh(self):
+        self.sent.append(self.arrived)
+        gate = threading.Event()
+        self.gates.append(gate)
+        assert gate.wait(10)
+        if self.fail_first and len(self.sent) == 1:
+            raise errors.StorageError("could not check the change log", {})
+
+
+async def _settle(store, checks):
+    for _ in range(1000):  # bounded: the thread records its check within milliseconds
+        if len(store.gates) >= checks:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"only {len(store.gates)} checks sent, waited for {checks}")
+
+
+def test_a_round_trip_check_serves_the_requests_that_arrived_before_it_was_sent():
+    store = _RoundTrips()
+    served = []
+
+    async def rest(call):
+        served.append(call.path)
+        return Response(200)
+
+    handle = freshness(store)(rest)
+
+    async def scenario():
+        def arrive(path):
+            store.arrived += 1
+            return asyncio.ensure_future(handle(_call(path=path)))
+
+        first = arrive("/a")
+        await _settle(store, 1)  # check 1 is in flight, sent when only /a had arrived
+        later = [arrive("/b"), arrive("/c")]
+        await asyncio.sleep(0.05)
+        assert served == []
+        store.gates[0].set()
+        await first
+        assert served == ["/a"]  # /b and /c arrived after check 1 was sent: not served by it
+        await _settle(store, 2)
+        assert served == ["/a"]
+        store.gates[1].set()
+        await asyncio.gather(*later)
+        assert sorted(served) == ["/a", "/b", "/c"]
+
+    asyncio.run(scenario())
+    assert store.sent == [1, 3]  # each check was sent after all the requests it served
+    mw = freshness(store)
+    assert mw.shared is not None
+
+
+def test_a_failed_shared_check_fails_the_requests_it_served_and_only_them():
+    store = _RoundTrips(fail_first=True)
+
+    async def rest(call):
+        return Response(200)
+
+    handle = errors_mw()(freshness(store)(rest))
+
+    async def scenario():
+        first = asyncio.ensure_future(handle(_call(path="/a")))
+        await _settle(store, 1)
+        second = asyncio.ensure_future(handle(_call(path="/b")))
+        store.gates[0].set()
+        assert (await first).status == 503
+        await _settle(store, 2)
+        store.gates[1].set()
+        assert (await second).status == 200
+
+    asyncio.run(scenario())
+
+
+def test_the_readiness_probe_skips_the_shared_check():
+    store = _RoundTrips()
+
+    async def rest(call):
+        return Response(200)
+
+    resp = _run(freshness(store)(rest), _call(route=_route("health_ready")))
+    assert resp.status == 200
+    assert store.sent == []
 
 
 # --- body -----------------------------------------------------------------------------------
@@ -280,6 +377,33 @@ def test_dispatch_runs_each_operation_where_it_says():
         _run(handle, _call(route=_op("heavy", handler)))
     pool.release()
     pool.shutdown()
+
+
+def test_single_writes_run_in_the_write_threads_over_a_durable_store_only():
+    from concurrent.futures import ThreadPoolExecutor
+
+    where = []
+
+    def handler(svc, inp):
+        where.append(threading.current_thread().name)
+        return Response(201)
+
+    router = Router([Route(BY_NAME["create_substrate"], handler), _route("get_substrate")])
+    route = router.routes[0]
+    router.place_writes(durable=False)
+    assert route.runs == "loop"
+    assert router.routes[1].runs == "loop"
+    router.place_writes(durable=True)
+    assert route.runs == "write"
+    assert router.routes[1].runs == "loop"  # only operations declared as writes move
+    writes = ThreadPoolExecutor(2, thread_name_prefix="bfx-write")
+    pool = HeavyPool(threads=1, queue=0)
+    try:
+        assert _run(dispatch(pool, None, writes), _call(route=route)).status == 201
+    finally:
+        writes.shutdown()
+        pool.shutdown()
+    assert where[0].startswith("bfx-write")
 
 
 def test_dispatch_pulls_a_streams_first_chunk_and_holds_the_slot_until_sent():

@@ -30,6 +30,7 @@ from typing import Any
 
 from bfx import errors
 from bfx._core import Arena, format_id, relationship_id
+from bfx.group_commit import GroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
 from bfx.storage.base import Write
@@ -62,6 +63,9 @@ class Engine:
         except BaseException:
             store.close()
             raise
+        # Single writes from concurrent threads share a transaction (group_commit.py).
+        self.substrate_writes = GroupCommit(self.insert_substrates)
+        self.relationship_writes = GroupCommit(self.insert_relationships)
 
     def close(self) -> None:
         self.store.close()
@@ -106,13 +110,28 @@ class Engine:
         )
 
     def insert_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
-        """One row (a single create): its id, or its error raised."""
+        """One row (a single create): its id, or its error raised. On a durable store
+        it is committed with the single writes of other threads queued meanwhile
+        (group commit), and answered once that commit is done. A pipeline (``steps``)
+        is written alone with its ``COMPOSITION`` edges."""
         if steps:
             answer = self.insert_substrates([row], steps=[steps])[0]
-        elif self.store.durable:
-            answer = self.insert_substrates([row])[0]
-        else:  # the in-memory store: one arena call, nothing to commit
-            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+            if isinstance(answer, errors.BfxError):
+                raise answer
+            return answer  # type: ignore[no-any-return]
+        if self.store.durable:
+            return self.substrate_writes.write(row)  # type: ignore[no-any-return]
+        # The in-memory store: one arena call, nothing to commit.
+        answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+        if isinstance(answer, errors.BfxError):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    def insert_relationship(self, row: RelationshipRow) -> int:
+        """Like :meth:`insert_substrate`, for one relationship."""
+        if self.store.durable:
+            return self.relationship_writes.write(row)  # type: ignore[no-any-return]
+        answer = self.insert_relationships([row])[0]
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]

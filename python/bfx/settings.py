@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     storage: str = "memory"
     #: SQLite's ``synchronous``: ``normal`` survives ``kill -9``; ``full`` also a power cut.
     sqlite_synchronous: str = "normal"
+    #: PostgreSQL: connections per worker for exports (a pool); one more export waits
+    #: up to the connect timeout, then 503 ``overloaded``.
+    export_connections: int = 4
     log_level: str = "info"
     # -- Slow and idle clients (docs/http.md "Limits"). The first is enforced by the app,
     # -- the others are handed to Granian by ``bfx serve``.
@@ -64,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heavy_threads: int = 2
     #: Heavy requests that may wait for a thread; past it a 503 ``overloaded``.
     heavy_queue: int = 16
+    #: Threads for single writes over a durable store: as many writes can wait for one
+    #: shared commit (group commit); more wait in line for a thread.
+    write_threads: int = 32
     # -- Logging.
     #: One access-log line per request on stderr.
     access_log: bool = True
@@ -133,10 +139,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The store the settings name (opened, schema checked; not yet loaded)."""
         from bfx.storage import is_memory, open_store
 
-        options = {}
-        if not is_memory(self.storage) and not self.storage.startswith(
-            ("postgresql://", "postgres://")
-        ):
+        options: dict[str, Any] = {}
+        if self.storage.startswith(("postgresql://", "postgres://")):
+            options["export_connections"] = self.export_connections
+        elif not is_memory(self.storage):
             options["synchronous"] = self.sqlite_synchronous
         return open_store(self.storage, **options)
 
@@ -332,6 +338,8 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "max_body_depth": ("BFX_MAX_BODY_DEPTH", parse_count, str),
     "heavy_threads": ("BFX_HEAVY_THREADS", parse_count, str),
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
+    "write_threads": ("BFX_WRITE_THREADS", parse_count, str),
+    "export_connections": ("BFX_EXPORT_CONNECTIONS", parse_count, str),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),

@@ -38,7 +38,10 @@ AUTHENTICATED = "authenticated"
 
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
-Runs = Literal["loop", "light", "heavy"]
+#: ``write``: a single write, on the loop over the in-memory store, in one of the write
+#: threads over a durable store, where concurrent writes wait for one shared commit
+#: (group commit, ``bfx.group_commit``).
+Runs = Literal["loop", "light", "heavy", "write"]
 
 
 #: Path parameters that are 64-bit ids.
@@ -260,6 +263,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(409, 422),
         example=_ex(t.CreateSubstrate),
+        runs="write",
     ),
     Operation(
         "list_substrates",
@@ -499,6 +503,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(404, 409, 422),
         example=_ex(t.CreateRelationship),
+        runs="write",
     ),
     Operation(
         "list_relationships",

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bfx.asgi import handlers
@@ -61,6 +62,8 @@ class App:
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
         self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
         self._pipeline: Handle | None = None
+        #: The write threads (``--write-threads``), over a durable store only.
+        self._writes: ThreadPoolExecutor | None = None
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -87,12 +90,20 @@ class App:
             counters=self.metrics,
             deadlines=self._body_deadlines,
         )
-        self._pipeline = build(middleware, dispatch(self.heavy, self.services))
+        self.router.place_writes(self.registry.store.durable)
+        if self.registry.store.durable and self._writes is None:
+            self._writes = ThreadPoolExecutor(
+                settings.write_threads, thread_name_prefix="bfx-write"
+            )
+        self._pipeline = build(middleware, dispatch(self.heavy, self.services, self._writes))
         self.exporter.start(loop)
 
     def shutdown(self) -> None:
         self.exporter.stop()
         self.heavy.shutdown()
+        writes, self._writes = self._writes, None
+        if writes is not None:
+            writes.shutdown(wait=True)  # a write in flight is answered, then the store closes
         self._pipeline = None
         reg, self.registry = self.registry, None
         if reg is not None:

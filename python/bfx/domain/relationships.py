@@ -80,10 +80,7 @@ class Relationships:
             },
             now_us(),
         )
-        answer = self.engine.insert_relationships([row])[0]
-        if isinstance(answer, errors.BfxError):
-            raise answer
-        return _with_id(row, answer)
+        return _with_id(row, self.engine.insert_relationship(row))
 
     def relate_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False

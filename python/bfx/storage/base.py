@@ -151,6 +151,9 @@ class Store:
     durable: bool = False
     #: Other processes may write to it (so :meth:`refresh` has work to do).
     shared: bool = False
+    #: :meth:`refresh` costs a network round trip (PostgreSQL), so concurrent requests
+    #: share one (``bfx.asgi.middleware.freshness``); else it is cheap enough per request.
+    check_is_round_trip: bool = False
     #: ``memory``, ``sqlite`` or ``postgresql``.
     backend: str = "memory"
     #: The last change-log entry applied to the arena (0 without a log).
@@ -390,6 +393,17 @@ class SqlStore(CatalogSql, Store):
     def _after_catch_up(self) -> None:
         """Remember whatever :meth:`_changed` compares against."""
 
+    def _pipelined(self) -> contextlib.AbstractContextManager[Any]:
+        """Around a write's log entries, head and commit: PostgreSQL sends them without
+        waiting for each answer (pipeline mode), one round trip instead of one each."""
+        return contextlib.nullcontext()
+
+    def _usable(self) -> None:
+        """Before the write connection is used (caller holds the lock): reopen it if it
+        was lost (PostgreSQL), or raise StorageError saying why it cannot be."""
+        if self._conn is None:
+            raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+
     # ---- statements -------------------------------------------------------------------
 
     def _sql(self, text: str) -> str:
@@ -596,7 +610,13 @@ class SqlStore(CatalogSql, Store):
             with self._lock:
                 if self._arena is None:
                     return 0
-                applied = self._catch_up()
+                self._usable()
+                try:
+                    applied = self._catch_up()
+                except errors.BfxError:
+                    raise
+                except Exception as exc:  # a connection lost mid-way: reopened next time
+                    raise self._storage_error("could not read the change log", exc) from exc
         else:
             applied = 0
         # Everything committed before ``version`` was read is in the arena now.
@@ -637,10 +657,18 @@ class SqlStore(CatalogSql, Store):
             except Exception as exc:
                 self._close_probe_locked()
                 raise self._storage_error("the database does not answer", exc) from exc
-        # psycopg marks a connection whose server went away; it is not reopened, so
-        # this process cannot write until it restarts (docs/observability.md).
-        if getattr(self._conn, "broken", False):
-            raise errors.StorageError(f"{self.describe()}: the write connection was lost", {})
+        # A write connection that was lost (psycopg marks it broken) is reopened here,
+        # as before the next write: ready again once the database is back. A writer
+        # holding the lock has a live connection: the probe does not wait for it.
+        conn = self._conn
+        lost = conn is not None and (
+            getattr(conn, "broken", False) or getattr(conn, "closed", 0) is True
+        )
+        if lost and self._lock.acquire(timeout=1.0):
+            try:
+                self._usable()
+            finally:
+                self._lock.release()
 
     def _close_probe(self) -> None:
         with self._probe_lock:
@@ -753,6 +781,7 @@ class SqlStore(CatalogSql, Store):
         other thread of this process sees the database ahead of its arena.
         Otherwise the transaction is rolled back."""
         with self._lock:
+            self._usable()
             try:
                 head = self._begin_write()
             except errors.BfxError:
@@ -772,17 +801,20 @@ class SqlStore(CatalogSql, Store):
                 if not w.entries:
                     self._rollback()
                     return
-                first = self._seq + 1
-                self._execmany(
-                    "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
-                    [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
-                )
-                self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
-                # Entries up to here are in the arena (caught up under the lock) or
-                # this write's own: a refresh that sees the head move while this
-                # commit and its arena update finish need not wait for them.
-                self._pending_head = self._seq + len(w.entries)
-                self._commit()
+                # The body's statements may read their answers (a row count); the log's
+                # entries, the head and the commit need none: sent together.
+                with self._pipelined():
+                    first = self._seq + 1
+                    self._execmany(
+                        "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
+                        [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
+                    )
+                    self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
+                    # Entries up to here are in the arena (caught up under the lock) or
+                    # this write's own: a refresh that sees the head move while this
+                    # commit and its arena update finish need not wait for them.
+                    self._pending_head = self._seq + len(w.entries)
+                    self._commit()
             except errors.BfxError:
                 self._pending_head = self._seq
                 self._rollback()
@@ -951,7 +983,14 @@ class SqlStore(CatalogSql, Store):
         raise NotImplementedError
 
     def export_rows(self) -> Iterator[SubstrateRow | RelationshipRow]:
-        return self._export(self._reader())
+        return self._export(self._export_conn())
+
+    def _export_conn(self) -> Any:
+        """A connection for one export, given back with :meth:`_export_done`."""
+        return self._reader()
+
+    def _export_done(self, conn: Any) -> None:
+        conn.close()
 
     def _export(self, conn: Any) -> Iterator[SubstrateRow | RelationshipRow]:
         try:
@@ -985,7 +1024,7 @@ class SqlStore(CatalogSql, Store):
         finally:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
-            conn.close()
+            self._export_done(conn)
 
     def _begin_read_on(self, conn: Any) -> None:
         raise NotImplementedError

@@ -14,12 +14,16 @@ sequence is what makes read-your-writes hold on the very next request.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from typing import Any
 
 from bfx import errors
 from bfx.storage.base import SqlStore
 
 __all__ = ["PostgresStore"]
+
+log = logging.getLogger("bfx.storage")
 
 #: ``pg_advisory_xact_lock`` key that serialises schema migrations across nodes.
 _MIGRATION_LOCK = 0x62667831
@@ -48,15 +52,26 @@ def _where(url: str) -> str:
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    check_is_round_trip = True
     _param = "%s"
     _hex = "to_hex({})"
     _false_bytes = "'\\x'::bytea"
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 5.0, export_connections: int = 4
+    ) -> None:
         super().__init__()
         self._url = url
         self._where = _where(url)
         self._connect_timeout = connect_timeout
+        if export_connections < 1:
+            raise errors.StorageError(
+                "export_connections must be at least 1", {"value": export_connections}
+            )
+        self._export_connections = export_connections
+        #: Exports' connections (``psycopg_pool``), opened on the first export.
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
         try:
             self._conn = self._connect()
             self._migrate()
@@ -79,6 +94,21 @@ class PostgresStore(SqlStore):
     def describe(self) -> str:
         return self._where
 
+    def _usable(self) -> None:
+        """A connection the server dropped (a restart, a failover, an idle timeout)
+        is marked broken by psycopg: open a new one, bounded by the connect timeout.
+        The arena needs nothing: what was committed meanwhile is in the change log,
+        which the write (or the next catch-up) reads from the cursor on."""
+        conn = self._conn
+        if conn is None:
+            raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+        if not (conn.broken or conn.closed):
+            return
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._conn = self._connect()
+        log.warning("storage: reconnected to %s", self._where)
+
     # ---- dialect hooks ----
 
     def _tables(self) -> set[str]:
@@ -92,8 +122,13 @@ class PostgresStore(SqlStore):
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     def _begin_write(self) -> int:
-        self._conn.execute("BEGIN")
-        return self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE").fetchone()[0]
+        with self._conn.pipeline():  # BEGIN and the lock in one round trip
+            self._conn.execute("BEGIN")
+            cur = self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE")
+        return cur.fetchone()[0]
+
+    def _pipelined(self) -> Any:
+        return self._conn.pipeline()
 
     def _begin_read(self) -> None:
         self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -114,8 +149,58 @@ class PostgresStore(SqlStore):
     def _reader(self) -> Any:
         return self._connect()
 
+    def _export_conn(self) -> Any:
+        """A pooled connection: a long export holds one of its own (never the write or
+        the probe connection), at most ``export_connections`` at once; one checked
+        before it is handed out, so a connection the server dropped is replaced."""
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        with self._pool_lock:
+            if self._conn is None:
+                raise errors.StorageError(f"{self._where}: the store is closed", {})
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self._url,
+                    kwargs={
+                        "autocommit": True,
+                        "connect_timeout": max(1, int(self._connect_timeout)),
+                    },
+                    min_size=0,
+                    max_size=self._export_connections,
+                    open=True,
+                    check=ConnectionPool.check_connection,
+                    name="bfx-export",
+                    num_workers=1,
+                    timeout=self._connect_timeout,
+                )
+            pool = self._pool
+        try:
+            return pool.getconn()
+        except PoolTimeout:
+            raise errors.OverloadedError(
+                f"all {self._export_connections} export connections to {self._where} are "
+                "busy; retry shortly",
+                {"export_connections": self._export_connections},
+                retry_after=1,
+            ) from None
+        except _psycopg().Error as exc:
+            raise self._storage_error("could not open an export connection", exc) from exc
+
+    def _export_done(self, conn: Any) -> None:
+        with self._pool_lock:
+            pool = self._pool
+        if pool is None:
+            conn.close()
+        else:
+            pool.putconn(conn)
+
     def close(self) -> None:
         self._close_probe()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.close(timeout=self._connect_timeout)
         with self._lock:
             conn, self._conn = self._conn, None
             self._arena = None

@@ -2,24 +2,84 @@
 reads anything (read-your-writes across processes; docs/storage.md).
 
 Only a durable store has other writers: over the in-memory store the pipeline leaves
-this step out (``assemble``)."""
+this step out (``assemble``).
+
+SQLite's check costs microseconds and no I/O, so it runs inline on the loop for each
+request. PostgreSQL's is a round trip (``Store.check_is_round_trip``), so concurrent
+requests share one (:class:`SharedCheck`): one check, run in a thread, serves every
+request that arrived **before it was sent**; a request arriving while a check is in
+flight waits for the next one, never the current one. So the check that serves a
+request was sent after the request arrived, hence after every write answered before it
+— read-your-writes holds exactly as with one check per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bfx.asgi.pipeline import Before, Call
 
-__all__ = ["freshness"]
+__all__ = ["SharedCheck", "freshness"]
+
+
+class SharedCheck:
+    """At most one ``refresh`` in flight per event loop; the requests that arrive
+    meanwhile wait together for the next one."""
+
+    def __init__(self, refresh: Callable[[], Any]) -> None:
+        self._refresh = refresh
+        #: Requests waiting for the next check (arrived after the current one was sent).
+        self._waiting: list[asyncio.Future[None]] = []
+        self._in_flight = False
+        #: Checks sent and requests served (tests and benchmarks read them).
+        self.checks = 0
+        self.served = 0
+
+    def wait(self) -> Awaitable[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        if not self._in_flight:
+            self._send()
+        return fut
+
+    def _send(self) -> None:
+        # Taken on the loop before the thread runs the query: each of these requests
+        # arrived before the check is sent.
+        batch, self._waiting = self._waiting, []
+        self._in_flight = True
+        self.checks += 1
+        self.served += len(batch)
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, self._refresh)
+        job.add_done_callback(lambda done: self._answer(batch, done))
+
+    def _answer(self, batch: list[asyncio.Future[None]], done: asyncio.Future[Any]) -> None:
+        exc = done.exception()
+        for fut in batch:
+            if fut.done():  # the request went away (cancelled) meanwhile
+                continue
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+        self._in_flight = False
+        if self._waiting:
+            self._send()
 
 
 class freshness(Before):
     def __init__(self, store: Any) -> None:
         self.refresh = store.refresh
+        self.shared = SharedCheck(store.refresh) if store.check_is_round_trip else None
 
-    def step(self, call: Call) -> None:
+    def step(self, call: Call) -> Awaitable[None] | None:
         # The readiness probe asks the store itself, and answers 503 not_ready rather
         # than the storage_error a failed catch-up would be.
         route = call.route
         if route is None or route.op.name != "health_ready":
+            if self.shared is not None:
+                return self.shared.wait()
             self.refresh()
+        return None
