@@ -28,6 +28,7 @@ from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     OPERATION_METHODS,
     AuthService,
+    ChangeService,
     GraphService,
     KeyService,
     OperatorService,
@@ -49,6 +50,7 @@ PROTOCOLS = {
     "system": SystemService,
     "keys": KeyService,
     "auth": AuthService,
+    "changes": ChangeService,
 }
 CLOCK = frozenset({"created_at", "invocation_time_ms", "timestamp"})
 

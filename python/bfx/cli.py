@@ -33,6 +33,9 @@ _ADMISSION_FLAGS = (
     "access_log",
     "log_format",
     "result_cache_size",
+    "changes_retention",
+    "stream_clients",
+    "stream_poll",
 )
 
 
@@ -156,6 +159,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
     )
     _add_admission_arguments(p)
+    _add_change_feed_arguments(p)
     _add_rate_limit_arguments(p)
     g = p.add_argument_group("security (docs/security.md)")
     auth = g.add_mutually_exclusive_group()
@@ -182,6 +186,35 @@ def _whole(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(text)
+
+
+def _add_change_feed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("change feed (docs/observability.md, Change feed)")
+    g.add_argument(
+        "--changes-retention",
+        type=_whole,
+        default=None,
+        metavar="N",
+        help="change-log entries kept; older ones are pruned, a feed asking for them is a "
+        "410 and a process behind them reloads in full; 0 keeps all (env "
+        "BFX_CHANGES_RETENTION; default 1000000)",
+    )
+    g.add_argument(
+        "--stream-clients",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="open /changes/stream connections per worker; past it a 503 overloaded (env "
+        "BFX_STREAM_CLIENTS; default 64)",
+    )
+    g.add_argument(
+        "--stream-poll",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how often a change stream looks for new changes (env BFX_STREAM_POLL; "
+        "default 0.5)",
+    )
 
 
 def _add_admission_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ arena caught up with the change log first):
 So a write visits the arena once and hashes each id once (before: a dry run, then
 the same rows converted, hashed and checked again). The in-memory store has no
 commit between the check and the apply: its writes are one ``insert_many`` /
-``link_many`` call. Why check-then-apply rather than apply-then-roll-back:
+``link_many`` call, logged (``Store.logging``) for the change feed. Why check-then-apply rather than apply-then-roll-back:
 ``docs/storage.md`` (The write path).
 
 The engine answers in rows (:mod:`bfx.rows`); the domain (:mod:`bfx.domain`) adds
@@ -32,6 +32,12 @@ from bfx import errors
 from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
+from bfx.storage.base import (
+    OP_ADD_RELATIONSHIP,
+    OP_ADD_SUBSTRATE,
+    OP_DELETE_RELATIONSHIP,
+    OP_DELETE_SUBSTRATE,
+)
 from bfx.storage.metadata import set_metadata
 
 __all__ = ["Engine"]
@@ -83,7 +89,7 @@ class Engine:
             arena.insert_many,
             arena.check_insert_many,
             self.store.add_substrates,
-            "substrate",
+            OP_ADD_SUBSTRATE,
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
@@ -94,7 +100,10 @@ class Engine:
         if self.store.durable:
             answer = self.insert_substrates([row])[0]
         else:  # the in-memory store: one arena call, nothing to commit
-            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+            with self.store.logging(OP_ADD_SUBSTRATE) as logged:
+                answer = self.arena.insert_many([row.arena_item()])[0][0]
+                if type(answer) is int:
+                    logged.append(answer)
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
@@ -114,7 +123,7 @@ class Engine:
             arena.link_many,
             arena.check_link_many,
             self.store.add_relationships,
-            "relationship",
+            OP_ADD_RELATIONSHIP,
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
@@ -126,7 +135,7 @@ class Engine:
         write_in_memory: Any,
         check: Any,
         add: Any,
-        kind: str,
+        op: int,
         *,
         atomic: bool,
         dry_run: bool,
@@ -134,8 +143,15 @@ class Engine:
     ) -> list[Answer]:
         """The write path of both record kinds: check, commit, apply once."""
         items = [r.arena_item() for r in rows]
+        kind = "substrate" if op == OP_ADD_SUBSTRATE else "relationship"
         if not self.store.durable and not until_failure:
-            return write_in_memory(items, atomic=atomic, dry_run=dry_run)[0]  # type: ignore[no-any-return]
+            if dry_run:
+                return write_in_memory(items, atomic=atomic, dry_run=True)[0]  # type: ignore[no-any-return]
+            with self.store.logging(op) as logged:
+                answers, written = write_in_memory(items, atomic=atomic, dry_run=False)
+                if written:
+                    logged += [a for a in answers if type(a) is int]
+            return answers  # type: ignore[no-any-return]
         with self.store.write() as w:
             answers, prepared = check(items)
             upto = self._upto(answers, atomic, dry_run, until_failure)
@@ -169,7 +185,10 @@ class Engine:
         """Deletes a substrate and its relationships; returns how many went with it."""
         arena = self.arena
         if not self.store.durable:
-            return arena.remove(identity)
+            with self.store.logging(OP_DELETE_SUBSTRATE) as logged:
+                removed_edges = arena.remove(identity)
+                logged.append(identity)
+            return removed_edges
         removed: list[int] = []
         with self.store.write() as w:
             arena.get(identity)  # NotFoundError, and nothing written
@@ -194,7 +213,9 @@ class Engine:
     def delete_relationship(self, rid: int) -> None:
         arena = self.arena
         if not self.store.durable:
-            arena.unlink(rid)
+            with self.store.logging(OP_DELETE_RELATIONSHIP) as logged:
+                arena.unlink(rid)
+                logged.append(rid)
             return
         with self.store.write() as w:
             arena.edge(rid)

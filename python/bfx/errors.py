@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 __all__ = [
     "BatchError",
     "BfxError",
+    "ChangesPrunedError",
     "CollisionError",
     "ConflictError",
     "ConnectionFailedError",
@@ -180,6 +181,15 @@ class OverloadedError(BfxError):
     ) -> None:
         super().__init__(message, details)
         self.retry_after = retry_after
+
+
+class ChangesPrunedError(BfxError):
+    """The change feed was asked for changes after a sequence number older than the
+    retained log (``--changes-retention``): they were pruned. ``details``: ``since``,
+    ``oldest_since`` (the oldest cursor still answered), ``head``."""
+
+    code = "changes_pruned"
+    status = 410
 
 
 class NotReadyError(BfxError):

@@ -20,6 +20,7 @@ from msgspec.structs import asdict
 from bfx import errors, paging
 from bfx._core import Arena, format_id, parse_id
 from bfx.budget import BatchBudget
+from bfx.domain.changes import ChangeFeed
 from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.domain.checks import MAX_METADATA_BYTES
@@ -77,6 +78,8 @@ class Registry:
         self.transfer = Transfer(self.substrates)
         self.operators = Operators(self.substrates)
         self.graph = Graph(self._arena, self._substrate)
+        #: The change feed: the store's log after a cursor (``bfx.domain.changes``).
+        self.changes = ChangeFeed(self._store)
         # The graph algorithms are the Registry's own methods (signatures and docs kept).
         self.traverse = self.graph.traverse
         self.shortest_path = self.graph.shortest_path

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bfx.asgi import handlers
-from bfx.asgi.base import JSON, Response
+from bfx.asgi import change_stream
+from bfx.asgi.base import JSON, Response, pull
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
-from bfx.asgi.middleware.dispatch import HeavyPool, dispatch, next_chunk
+from bfx.asgi.middleware.dispatch import HeavyPool, dispatch
 from bfx.asgi.pipeline import Call, Handle, build
 from bfx.asgi.prometheus import Exporter
 from bfx.asgi.router import Router
@@ -89,8 +90,10 @@ class App:
         )
         self._pipeline = build(middleware, dispatch(self.heavy, self.services))
         self.exporter.start(loop)
+        change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
 
     def shutdown(self) -> None:
+        change_stream.SLOTS.close()
         self.exporter.stop()
         self.heavy.shutdown()
         self._pipeline = None
@@ -99,7 +102,10 @@ class App:
             reg.close()
 
     async def stop(self) -> None:
-        """Shutdown from inside the event loop: the body-deadline sweeper, then the rest."""
+        """Shutdown from inside the event loop: the change streams (they end within a
+        poll interval), the body-deadline sweeper, then the rest."""
+        change_stream.SLOTS.close()
+        await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
         await self._body_deadlines.close()
         self.shutdown()
 
@@ -116,6 +122,8 @@ class App:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
+                change_stream.SLOTS.close()
+                await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
                 await self._body_deadlines.close()
                 try:
                     self.shutdown()
@@ -191,7 +199,7 @@ async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> N
         while chunk and method != "HEAD":
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             call.sent += len(chunk)
-            chunk = await asyncio.to_thread(next_chunk, stream)
+            chunk = await pull(stream)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -11,7 +12,7 @@ from bfx import errors
 from bfx.api.operations import PREFIX
 from bfx.identity import parse_id
 
-__all__ = ["JSON", "PREFIX", "Response", "encode", "no_content", "path_id"]
+__all__ = ["JSON", "PREFIX", "Response", "encode", "no_content", "path_id", "pull"]
 
 JSON = b"application/json"
 
@@ -21,7 +22,8 @@ encode = msgspec.json.Encoder().encode
 
 
 class Response:
-    """Status, body and headers; ``stream`` (an iterator of chunks) replaces ``body``.
+    """Status, body and headers; ``stream`` (an iterator of chunks, pulled on a thread,
+    or an async one, pulled on the event loop: a live stream that waits) replaces ``body``.
 
     ``value`` is the typed answer (or the error) the body was encoded from, for middleware
     that counts by it; ``on_sent`` callbacks run once the adapter has sent the last byte.
@@ -35,7 +37,7 @@ class Response:
         body: bytes = b"",
         content_type: bytes | None = JSON,
         headers: list[tuple[bytes, bytes]] | None = None,
-        stream: Iterator[bytes] | None = None,
+        stream: Iterator[bytes] | AsyncIterator[bytes] | None = None,
         value: Any = None,
     ) -> None:
         self.status = status
@@ -61,6 +63,17 @@ class Response:
         if after:
             for callback in reversed(after):  # innermost middleware first
                 callback(status)
+
+
+async def pull(stream: Iterator[bytes] | AsyncIterator[bytes]) -> bytes:
+    """A stream's next chunk, ``b""`` at its end: an async stream awaited, a plain one
+    pulled on a thread (it may read a database)."""
+    if isinstance(stream, AsyncIterator):
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return b""
+    return await asyncio.to_thread(next, stream, b"")
 
 
 def no_content() -> Response:

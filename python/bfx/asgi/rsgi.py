@@ -23,9 +23,8 @@ from granian.rsgi import ProtocolClosed
 
 from bfx.asgi.app import App
 from bfx.asgi.app import create_app as create_asgi_app
-from bfx.asgi.base import JSON, Response
+from bfx.asgi.base import JSON, Response, pull
 from bfx.asgi.errors import BodyTooLargeError
-from bfx.asgi.middleware.dispatch import next_chunk
 from bfx.asgi.pipeline import Call, ClientGone
 from bfx.budget import Cancelled
 from bfx.settings import Settings
@@ -169,7 +168,7 @@ async def _send_stream(resp: Response, call: RsgiCall, proto: Any) -> None:
         while chunk and call.method != "HEAD":
             await transport.send_bytes(chunk)
             call.sent += len(chunk)
-            chunk = await asyncio.to_thread(next_chunk, stream)
+            chunk = await pull(stream)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bfx.services.interfaces import (
     OPERATION_METHODS,
     AuthService,
+    ChangeService,
     GraphService,
     KeyService,
     OperatorService,
@@ -23,6 +24,7 @@ from bfx.services.local import local_services
 __all__ = [
     "OPERATION_METHODS",
     "AuthService",
+    "ChangeService",
     "GraphService",
     "KeyService",
     "OperatorService",

@@ -32,6 +32,7 @@ __all__ = [
     "EXPORT_MEDIA_TYPES",
     "OPERATION_METHODS",
     "AuthService",
+    "ChangeService",
     "GraphService",
     "KeyService",
     "OperatorService",
@@ -248,6 +249,15 @@ class TransferService(Protocol):
         ...
 
 
+class ChangeService(Protocol):
+    """The change feed (DESIGN.md §8): what was written, in order."""
+
+    def read(self, query: s.ChangesQuery | None = None) -> s.ChangePage:
+        """``changes``: the published changes after ``query.since``, oldest first, at
+        most ``query.limit``; ChangesPrunedError (410) when they are no longer kept."""
+        ...
+
+
 class SystemService(Protocol):
     def health(self) -> s.Health:
         """``health``."""
@@ -312,6 +322,7 @@ class Services:
     system: SystemService
     keys: KeyService
     auth: AuthService
+    changes: ChangeService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -367,4 +378,6 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "cycles": ("graph", "cycles"),
     "components": ("graph", "components"),
     "pagerank": ("graph", "pagerank"),
+    # change feed
+    "changes": ("changes", "read"),
 }

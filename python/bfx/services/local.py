@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bfx.services.auth import LocalAuth
+from bfx.services.changes import LocalChanges
 from bfx.services.interfaces import Services
 from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
@@ -52,4 +53,5 @@ def local_services(
         system=LocalSystem(registry, request_metrics, exposition),
         keys=LocalKeys(lambda: registry.store),
         auth=auth or LocalAuth(lambda: registry.store),
+        changes=LocalChanges(registry.changes),
     )

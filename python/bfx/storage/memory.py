@@ -1,15 +1,99 @@
-"""The in-memory store: the arena is the only copy (tests, scratch work, benchmarks)."""
+"""The in-memory store: the arena is the only copy (tests, scratch work, benchmarks).
+
+It keeps a change log too, in process memory, so that the change feed reads the same
+over every store: the last ``min(retention, MEMORY_LOG)`` entries (older ones are
+dropped as new ones come, and a ``since`` before them is answered 410 as on a database).
+"""
 
 from __future__ import annotations
 
-from bfx.storage.base import Store
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import Collection, Iterator, Sequence
 
-__all__ = ["MemoryStore"]
+from bfx.rows import ChangeRow, ChangeSlice, RelationshipRow, SubstrateRow
+from bfx.storage.base import (
+    OP_ADD_RELATIONSHIP,
+    OP_ADD_SUBSTRATE,
+    OP_UPDATE_SUBSTRATE,
+    Store,
+    Write,
+)
+
+__all__ = ["MEMORY_LOG", "MemoryStore"]
+
+#: The most entries the in-memory log keeps whatever the retention (~120 bytes each:
+#: 12 MB at most), since it holds them in the process's own memory.
+MEMORY_LOG = 100_000
 
 
 class MemoryStore(Store):
     """Nothing to commit: the engine writes straight to the arena, and nothing
     survives the process."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._log: deque[ChangeRow] = deque(maxlen=MEMORY_LOG)
+        self._head = 0
+
     def describe(self) -> str:
         return "in-memory (everything is lost when the process stops)"
+
+    @property
+    def seq(self) -> int:  # type: ignore[override]
+        """The last entry of the log."""
+        return self._head
+
+    def set_retention(self, entries: int) -> None:
+        """Keeps the last ``entries`` (0: as many as :data:`MEMORY_LOG`)."""
+        with self._write_lock:
+            self.retention = entries
+            size = min(entries, MEMORY_LOG) if entries else MEMORY_LOG
+            self._log = deque(self._log, maxlen=size)
+
+    def _record(self, entries: Sequence[tuple[int, int]]) -> None:
+        """Logs ``(op, id)`` entries; caller holds the write lock."""
+        head = self._head
+        self._log.extend(ChangeRow(head + i, op, ident) for i, (op, ident) in enumerate(entries, 1))
+        self._head = head + len(entries)
+
+    @contextlib.contextmanager
+    def logging(self, op: int) -> Iterator[list[int]]:
+        with self._write_lock:
+            ids: list[int] = []
+            yield ids
+            if ids:
+                self._record([(op, i) for i in ids])
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Write]:
+        with self._write_lock:
+            w = Write()
+            yield w
+            if w.after is not None:
+                w.after()
+            if w.entries:
+                self._record(w.entries)
+
+    def add_substrates(self, w: Write, rows: Sequence[tuple[SubstrateRow, int]]) -> None:
+        w.entries += [(OP_ADD_SUBSTRATE, i) for _, i in rows]
+
+    def add_relationships(self, w: Write, rows: Sequence[tuple[RelationshipRow, int]]) -> None:
+        w.entries += [(OP_ADD_RELATIONSHIP, i) for _, i in rows]
+
+    def update_substrate(self, w: Write, identity: int, metadata: bytes) -> None:
+        w.entries.append((OP_UPDATE_SUBSTRATE, identity))
+
+    def changes(self, since: int, limit: int, ops: Collection[int]) -> ChangeSlice:
+        with self._write_lock:
+            log, head = self._log, self._head
+            floor = log[0].seq - 1 if log else head
+            start = max(0, since - floor)  # entries before it are at or below ``since``
+            rows = []
+            for row in itertools.islice(log, start, None):
+                if row.op in ops:
+                    rows.append(row)
+                    if len(rows) == limit:
+                        break
+        return ChangeSlice(rows, head, floor)
