@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,10 @@ from bfx.settings import Settings
 __all__ = ["App", "create_app"]
 
 log = logging.getLogger("bfx.asgi")
+
+#: The name of Granian's worker processes (``granian.server.mp``): only there does the app
+#: hook the stop signals (never in a process that merely imports it, such as the tests').
+GRANIAN_WORKER = "granian-worker"
 
 #: Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms).
 WORKER_SWITCH_INTERVAL = 0.001
@@ -91,6 +96,8 @@ class App:
         self._pipeline = build(middleware, dispatch(self.heavy, self.services))
         self.exporter.start(loop)
         change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
+        if multiprocessing.current_process().name == GRANIAN_WORKER:
+            change_stream.end_on_signals()
 
     def shutdown(self) -> None:
         change_stream.SLOTS.close()
