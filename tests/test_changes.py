@@ -335,3 +335,16 @@ def test_change_stream_refuses_a_bad_or_pruned_cursor_before_streaming(api):
     assert res.status == 410 and res.json()["error"] == "changes_pruned"
     res = api.request("GET", f"{API}/changes/stream", query={"since": -5})
     assert res.status == 422 and res.json()["details"]["field"] == "since"
+
+
+def test_openapi_shows_the_stream_as_an_event_stream():
+    import bfx
+    from bfx.api import openapi
+
+    doc = openapi.build(bfx.__version__)
+    op = doc["paths"]["/api/v1/changes/stream"]["get"]
+    assert "text/event-stream" in op["responses"]["200"]["content"]
+    assert set(op["responses"]) >= {"200", "410", "422", "503"}
+    feed = doc["paths"]["/api/v1/changes"]["get"]
+    assert feed["x-bfx-scope"] == "substrates:read"
+    assert feed["responses"]["410"]["description"].endswith("(changes_pruned)")

@@ -21,7 +21,7 @@ from typing import Any
 
 from bfx.asgi import handlers
 from bfx.asgi import change_stream
-from bfx.asgi.base import JSON, Response, pull
+from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
@@ -201,16 +201,15 @@ async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> N
     if resp.headers:
         headers += resp.headers
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    puller = Puller(stream, call.disconnected())
     try:
         chunk = resp.first
         while chunk and method != "HEAD":
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             call.sent += len(chunk)
-            chunk = await pull(stream)
+            chunk = await puller.next()
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        puller.close()
     await send({"type": "http.response.body", "body": b""})
 
 

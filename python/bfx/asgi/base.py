@@ -12,7 +12,7 @@ from bfx import errors
 from bfx.api.operations import PREFIX
 from bfx.identity import parse_id
 
-__all__ = ["JSON", "PREFIX", "Response", "encode", "no_content", "path_id", "pull"]
+__all__ = ["JSON", "PREFIX", "Puller", "Response", "encode", "no_content", "path_id"]
 
 JSON = b"application/json"
 
@@ -65,15 +65,43 @@ class Response:
                 callback(status)
 
 
-async def pull(stream: Iterator[bytes] | AsyncIterator[bytes]) -> bytes:
-    """A stream's next chunk, ``b""`` at its end: an async stream awaited, a plain one
-    pulled on a thread (it may read a database)."""
-    if isinstance(stream, AsyncIterator):
+class Puller:
+    """Pulls a streamed answer's chunks for an adapter, ``b""`` at its end. A plain
+    iterator is pulled on a thread (it may read a database). An async one (a live
+    stream, which waits for news) is awaited while the client is watched, so that a
+    client that leaves ends it at once rather than at the next chunk sent."""
+
+    __slots__ = ("_watch", "stream")
+
+    def __init__(self, stream: Iterator[bytes] | AsyncIterator[bytes], gone: Any) -> None:
+        self.stream = stream
+        #: ``gone``: a coroutine that returns when the client disconnects.
+        self._watch: asyncio.Future[Any] | None = None
+        if isinstance(stream, AsyncIterator):
+            self._watch = asyncio.ensure_future(gone)
+        else:
+            gone.close()  # never awaited
+
+    async def next(self) -> bytes:
+        stream = self.stream
+        if self._watch is None:
+            return await asyncio.to_thread(next, stream, b"")  # type: ignore[call-overload]
+        pending = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
+        await asyncio.wait((pending, self._watch), return_when=asyncio.FIRST_COMPLETED)
+        if not pending.done():  # the client left
+            pending.cancel()
+            return b""
         try:
-            return await stream.__anext__()
+            return pending.result()  # type: ignore[no-any-return]
         except StopAsyncIteration:
             return b""
-    return await asyncio.to_thread(next, stream, b"")
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
 
 
 def no_content() -> Response:
