@@ -8,6 +8,7 @@ tests/test_storage.py. The live stream and real servers: tests/test_e2e_changes.
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -112,7 +113,8 @@ def test_a_since_past_the_head_comes_back_to_it(any_locator):
     with Registry(storage=any_locator) as reg:
         reg.create("constant", "1")
         page = reg.changes.read(2**63 - 1, 10)
-        assert page.changes == [] and page.next_since == 1
+        assert page.changes == []
+        assert page.next_since == 1
 
 
 def test_the_op_table_names_every_published_op_and_no_security_record():
@@ -123,7 +125,8 @@ def test_the_op_table_names_every_published_op_and_no_security_record():
         "relationship_created",
         "relationship_deleted",
     }
-    assert OP_KEY not in PUBLIC_OPS and OP_USER not in PUBLIC_OPS
+    assert OP_KEY not in PUBLIC_OPS
+    assert OP_USER not in PUBLIC_OPS
 
 
 # ---- retention and pruning -------------------------------------------------------------
@@ -198,10 +201,8 @@ def _workload(reg: Registry, rng: random.Random, n: int) -> None:
             reg.update(rng.choice(live), {"touched": i})
         elif roll < 0.85:
             src, dst = rng.sample(live, 2)
-            try:
+            with contextlib.suppress(errors.DuplicateError):
                 reg.relate("DEPENDENCY", src, dst)
-            except errors.DuplicateError:
-                pass
         else:
             live.remove(victim := rng.choice(live))
             reg.delete(victim)
@@ -236,7 +237,8 @@ def test_a_follower_behind_the_pruned_log_reloads_in_full(db_locator, caplog):
         assert follower.store.seq == writer.store.seq
         # And it follows the log entry by entry again from there.
         c = writer.create("constant", "1000")
-        assert follower.refresh() == 1 and c.identity in follower
+        assert follower.refresh() == 1
+        assert c.identity in follower
 
 
 def test_a_follower_behind_the_pruned_log_reloads_before_it_writes(db_locator, caplog):
@@ -252,7 +254,8 @@ def test_a_follower_behind_the_pruned_log_reloads_before_it_writes(db_locator, c
         assert "reloading in full" in caplog.text
         writer.refresh()
         assert _state(follower) == _state(writer)
-        assert b.identity in writer and a.identity not in follower
+        assert b.identity in writer
+        assert a.identity not in follower
 
 
 # ---- over HTTP ---------------------------------------------------------------------------
@@ -332,9 +335,11 @@ def test_change_stream_refuses_a_bad_or_pruned_cursor_before_streaming(api):
     for i in range(8):
         _create(api, str(i))
     res = api.request("GET", f"{API}/changes/stream", headers=[("Last-Event-ID", "1")])
-    assert res.status == 410 and res.json()["error"] == "changes_pruned"
+    assert res.status == 410
+    assert res.json()["error"] == "changes_pruned"
     res = api.request("GET", f"{API}/changes/stream", query={"since": -5})
-    assert res.status == 422 and res.json()["details"]["field"] == "since"
+    assert res.status == 422
+    assert res.json()["details"]["field"] == "since"
 
 
 def test_openapi_shows_the_stream_as_an_event_stream():

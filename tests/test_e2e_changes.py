@@ -235,7 +235,8 @@ def test_a_worker_behind_the_pruned_log_reloads_in_full(tmp_path):
             assert status == 200
             assert sorted(s["substrate_id"] for s in page["substrates"]) == sorted(ids)  # type: ignore[index]
             status, answer = send_json(conn, "GET", "/changes?since=0")
-            assert status == 410 and answer["error"] == "changes_pruned"  # type: ignore[index]
+            assert status == 410
+            assert answer["error"] == "changes_pruned"
         writer.close()
         follower.close()
     finally:
@@ -266,7 +267,10 @@ def test_the_stream_ends_for_a_client_that_leaves(tmp_path):
 
 def test_serve_help_documents_the_flags():
     out = subprocess.run(
-        [sys.executable, "-m", "bfx.cli", "serve", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bfx.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for flag in ("--changes-retention", "--stream-clients", "--stream-poll"):
         assert flag in out

@@ -212,8 +212,7 @@ def _add_change_feed_arguments(p: argparse.ArgumentParser) -> None:
         type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="how often a change stream looks for new changes (env BFX_STREAM_POLL; "
-        "default 0.5)",
+        help="how often a change stream looks for new changes (env BFX_STREAM_POLL; default 0.5)",
     )
 
 

@@ -20,9 +20,9 @@ from msgspec.structs import asdict
 from bfx import errors, paging
 from bfx._core import Arena, format_id, parse_id
 from bfx.budget import BatchBudget
-from bfx.domain.changes import ChangeFeed
 from bfx.domain import promotion
 from bfx.domain import search as scans
+from bfx.domain.changes import ChangeFeed
 from bfx.domain.checks import MAX_METADATA_BYTES
 from bfx.domain.operators import Operators
 from bfx.domain.relationships import Relationships

@@ -142,6 +142,21 @@ export interface ResultCacheInfo {
   misses: number;
 }
 
+export interface ChangePage {
+  changes: Change[];
+  next_since: number;
+}
+
+export interface Change {
+  seq: number;
+  /** substrate_created, substrate_deleted, substrate_updated, relationship_created or relationship_deleted
+   */
+  op: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  id: string;
+}
+
 export interface CreateKey {
   /** who or what it is for
    */
@@ -643,6 +658,21 @@ export interface Score {
   score: number;
 }
 
+export interface ChangesQuery {
+  /** answer the changes after this sequence number (0: from the start)
+   */
+  since?: number;
+  /** changes, 1..1000
+   */
+  limit?: number;
+}
+
+export interface ChangesStreamQuery {
+  /** answer the changes after this sequence number (0: from the start)
+   */
+  since?: number | null;
+}
+
 export interface ListSubstratesQuery {
   /** page size, 1..1000
    */
@@ -835,6 +865,39 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": null,
     "scope": "metrics:read"
+  },
+  "changes": {
+    "method": "GET",
+    "path": "/api/v1/changes",
+    "pathParams": [],
+    "query": [
+      "since",
+      "limit"
+    ],
+    "body": null,
+    "status": 200,
+    "response": "ChangePage",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
+  },
+  "changesStream": {
+    "method": "GET",
+    "path": "/api/v1/changes/stream",
+    "pathParams": [],
+    "query": [
+      "since"
+    ],
+    "body": null,
+    "status": 200,
+    "response": null,
+    "text": [
+      "text/event-stream"
+    ],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
   },
   "createKey": {
     "method": "POST",
@@ -1566,6 +1629,16 @@ export abstract class Operations {
   /** The Prometheus exposition, summed over every worker (docs/observability.md) (GET /metrics; scope metrics:read). */
   prometheus(options?: RequestOptions): Promise<void | string> {
     return this.call("prometheus", [], undefined, undefined, options) as Promise<void | string>;
+  }
+
+  /** What was written after a sequence number, in order: creates, deletes and updates of substrates and relationships (410 changes_pruned past the retention) (GET /api/v1/changes; scope substrates:read). */
+  changes(query?: ChangesQuery, options?: RequestOptions): Promise<ChangePage> {
+    return this.call("changes", [], undefined, query, options) as Promise<ChangePage>;
+  }
+
+  /** The change feed as Server-Sent Events (event: change, id: seq), live; resumed with Last-Event-ID or since (GET /api/v1/changes/stream; scope substrates:read). */
+  changesStream(query?: ChangesStreamQuery, options?: RequestOptions): Promise<void | string> {
+    return this.call("changesStream", [], undefined, query, options) as Promise<void | string>;
   }
 
   /** Create an API key (the answer holds its secret, once) (POST /api/v1/keys; scope admin). */

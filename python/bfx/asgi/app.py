@@ -19,8 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bfx.asgi import handlers
-from bfx.asgi import change_stream
+from bfx.asgi import change_stream, handlers
 from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble

@@ -777,6 +777,7 @@ class SqlStore(Store):
         changed = reconcile(arena, fresh)
         self._refused(changed.refused, "the arena refuses a record of a full reload")
         return changed.count
+
     def _apply_changes(self, arena: Arena, changes: list[tuple]) -> None:
         """Applies a slice of the log. Adds are read back with their current rows; an
         add whose row is gone was undone by a later delete in the log, so it is
