@@ -667,12 +667,6 @@ export interface ChangesQuery {
   limit?: number;
 }
 
-export interface ChangesStreamQuery {
-  /** answer the changes after this sequence number (0: from the start)
-   */
-  since?: number | null;
-}
-
 export interface ListSubstratesQuery {
   /** page size, 1..1000
    */
@@ -878,23 +872,6 @@ export const OPERATIONS = {
     "status": 200,
     "response": "ChangePage",
     "text": [],
-    "idempotent": true,
-    "paged": null,
-    "scope": "substrates:read"
-  },
-  "changesStream": {
-    "method": "GET",
-    "path": "/api/v1/changes/stream",
-    "pathParams": [],
-    "query": [
-      "since"
-    ],
-    "body": null,
-    "status": 200,
-    "response": null,
-    "text": [
-      "text/event-stream"
-    ],
     "idempotent": true,
     "paged": null,
     "scope": "substrates:read"
@@ -1634,11 +1611,6 @@ export abstract class Operations {
   /** What was written after a sequence number, in order: creates, deletes and updates of substrates and relationships (410 changes_pruned past the retention) (GET /api/v1/changes; scope substrates:read). */
   changes(query?: ChangesQuery, options?: RequestOptions): Promise<ChangePage> {
     return this.call("changes", [], undefined, query, options) as Promise<ChangePage>;
-  }
-
-  /** The change feed as Server-Sent Events (event: change, id: seq), live; resumed with Last-Event-ID or since (GET /api/v1/changes/stream; scope substrates:read). */
-  changesStream(query?: ChangesStreamQuery, options?: RequestOptions): Promise<void | string> {
-    return this.call("changesStream", [], undefined, query, options) as Promise<void | string>;
   }
 
   /** Create an API key (the answer holds its secret, once) (POST /api/v1/keys; scope admin). */
