@@ -387,9 +387,19 @@ def _fail(message: str) -> int:
 
 
 def _open_registry(args: argparse.Namespace) -> object:
-    from bfx.settings import Settings
+    from bfx.settings import Settings, parse_whole
 
-    settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync)
+    # A command that writes (bfx import) prunes the change log as a server would: with
+    # the same variable, so that it never cuts a log the servers keep longer.
+    options: dict[str, int] = {}
+    retention = os.environ.get("BFX_CHANGES_RETENTION", "").strip()
+    if retention:
+        try:
+            options["changes_retention"] = parse_whole(retention)
+        except ValueError as exc:
+            print(f"bfx: error: BFX_CHANGES_RETENTION: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync, **options)
     return settings.open_registry()
 
 
