@@ -353,3 +353,32 @@ def test_openapi_shows_the_stream_as_an_event_stream():
     feed = doc["paths"]["/api/v1/changes"]["get"]
     assert feed["x-bfx-scope"] == "substrates:read"
     assert feed["responses"]["410"]["description"].endswith("(changes_pruned)")
+
+
+def test_bfx_import_prunes_with_the_servers_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    records = tmp_path / "in.ndjson"
+    records.write_text(
+        "".join(
+            f'{{"kind":"substrate","expression_type":"constant","expression_code":"{i}"}}\n'
+            for i in range(5)
+        )
+    )
+    data = tmp_path / "d"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
+    command = [sys.executable, "-m", "bfx.cli", "import", str(records), "--data-dir", str(data)]
+    bad = subprocess.run(
+        command, env={**env, "BFX_CHANGES_RETENTION": "x"}, capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "BFX_CHANGES_RETENTION" in bad.stderr
+    done = subprocess.run(
+        command, env={**env, "BFX_CHANGES_RETENTION": "2"}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    with Registry(storage=str(data)) as reg:
+        assert _log_seqs(reg) == [4, 5]
+        assert len(reg) == 5
