@@ -382,3 +382,37 @@ def test_bfx_import_prunes_with_the_servers_variable(tmp_path):
     with Registry(storage=str(data)) as reg:
         assert _log_seqs(reg) == [4, 5]
         assert len(reg) == 5
+
+
+def _arena_state(arena) -> tuple[list, list]:
+    subs, edges = [], []
+    position = 0
+    while position is not None:
+        records, position = arena.scan(position, 100)
+        subs += [tuple(r[:6]) for r in records]
+    position = 0
+    while position is not None:
+        records, position = arena.scan_edges(position, 100)
+        edges += [tuple(r) for r in records]
+    return sorted(subs), sorted(edges)
+
+
+def test_reconcile_makes_an_arena_equal_to_another():
+    """Removed, added, metadata changed, and the same ids created again meanwhile (a new
+    created_at, an edge's new constraints): all of it ends equal."""
+    from bfx._core import Arena
+    from bfx.storage.base import reconcile
+
+    live, fresh = Arena(), Arena()
+    a = live.insert("constant", "1", "1", b"", 1_000)
+    b = live.insert("constant", "2", "2", b"", 1_000)
+    live.insert("constant", "4", "4", b"", 7)  # gone from fresh
+    live.link("DEPENDENCY", a, b, False, b'{"w":1}', 5)
+    fresh.insert("constant", "1", "1", b'{"m":1}', 2_000)  # created again, new metadata
+    fresh.insert("constant", "2", "2", b'{"n":2}', 1_000)  # new metadata only
+    fresh.insert("constant", "3", "3", b"", 7)  # new
+    fresh.link("DEPENDENCY", a, b, False, b'{"w":2}', 6)  # created again
+    done = reconcile(live, fresh)
+    assert _arena_state(live) == _arena_state(fresh)
+    assert done.count == 5
+    assert all(type(answer) is int for answer in done.refused)

@@ -330,7 +330,9 @@ class Reconciled:
 def reconcile(live: Arena, fresh: Arena, page: int = 4_096) -> Reconciled:
     """Changes ``live`` until it holds exactly what ``fresh`` holds: substrates and
     relationships ``fresh`` lacks removed, those it adds added, metadata replaced where
-    it differs (ids are content hashes: the same id is the same content otherwise)."""
+    only that differs. A record under the same id that differs otherwise (deleted and
+    created again meanwhile: a new ``created_at``; an edge's constraints) is removed
+    and added again (a substrate's relationships are then added back by the last pass)."""
     done = Reconciled()
     for identity in live.ids():
         if identity not in fresh:
@@ -343,7 +345,8 @@ def reconcile(live: Arena, fresh: Arena, page: int = 4_096) -> Reconciled:
         edges, position = live.scan_edges(position, page)
         for edge in edges:
             try:
-                fresh.edge(edge[0])
+                if fresh.edge(edge[0]) != edge:
+                    gone.append(edge[0])
             except errors.NotFoundError:
                 gone.append(edge[0])
     for rid in gone:
@@ -356,6 +359,9 @@ def reconcile(live: Arena, fresh: Arena, page: int = 4_096) -> Reconciled:
         added = []
         for record in records:
             current = live.find(record[0])
+            if current is not None and (current[1:4], current[5]) != (record[1:4], record[5]):
+                live.remove(record[0])  # created again since: its edges come back below
+                current = None
             if current is None:
                 added.append(SubstrateRow.from_arena(record).arena_item())
             elif current[4] != record[4]:
