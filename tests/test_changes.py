@@ -414,5 +414,5 @@ def test_reconcile_makes_an_arena_equal_to_another():
     fresh.link("DEPENDENCY", a, b, False, b'{"w":2}', 6)  # created again
     done = reconcile(live, fresh)
     assert _arena_state(live) == _arena_state(fresh)
-    assert done.count == 5
+    assert done.count == 6  # 4 removed, the edge and "1" replaced, "2" patched, "3" added
     assert all(type(answer) is int for answer in done.refused)
