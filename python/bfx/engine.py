@@ -15,7 +15,7 @@ arena caught up with the change log first):
 So a write visits the arena once and hashes each id once (before: a dry run, then
 the same rows converted, hashed and checked again). The in-memory store has no
 commit between the check and the apply: its writes are one ``insert_many`` /
-``link_many`` call, logged (``Store.logging``) for the change feed. Why check-then-apply rather than apply-then-roll-back:
+``link_many`` call, logged (``Store.log``) for the change feed. Why check-then-apply rather than apply-then-roll-back:
 ``docs/storage.md`` (The write path).
 
 The engine answers in rows (:mod:`bfx.rows`); the domain (:mod:`bfx.domain`) adds
@@ -100,10 +100,11 @@ class Engine:
         if self.store.durable:
             answer = self.insert_substrates([row])[0]
         else:  # the in-memory store: one arena call, nothing to commit
-            with self.store.logging(OP_ADD_SUBSTRATE) as logged:
+            store = self.store
+            with store.log_lock:
                 answer = self.arena.insert_many([row.arena_item()])[0][0]
                 if type(answer) is int:
-                    logged.append(answer)
+                    store.log(OP_ADD_SUBSTRATE, answer)
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
@@ -147,10 +148,10 @@ class Engine:
         if not self.store.durable and not until_failure:
             if dry_run:
                 return write_in_memory(items, atomic=atomic, dry_run=True)[0]  # type: ignore[no-any-return]
-            with self.store.logging(op) as logged:
+            with self.store.log_lock:
                 answers, written = write_in_memory(items, atomic=atomic, dry_run=False)
                 if written:
-                    logged += [a for a in answers if type(a) is int]
+                    self.store.log_many(op, [a for a in answers if type(a) is int])
             return answers  # type: ignore[no-any-return]
         with self.store.write() as w:
             answers, prepared = check(items)
@@ -185,9 +186,9 @@ class Engine:
         """Deletes a substrate and its relationships; returns how many went with it."""
         arena = self.arena
         if not self.store.durable:
-            with self.store.logging(OP_DELETE_SUBSTRATE) as logged:
+            with self.store.log_lock:
                 removed_edges = arena.remove(identity)
-                logged.append(identity)
+                self.store.log(OP_DELETE_SUBSTRATE, identity)
             return removed_edges
         removed: list[int] = []
         with self.store.write() as w:
@@ -213,9 +214,9 @@ class Engine:
     def delete_relationship(self, rid: int) -> None:
         arena = self.arena
         if not self.store.durable:
-            with self.store.logging(OP_DELETE_RELATIONSHIP) as logged:
+            with self.store.log_lock:
                 arena.unlink(rid)
-                logged.append(rid)
+                self.store.log(OP_DELETE_RELATIONSHIP, rid)
             return
         with self.store.write() as w:
             arena.edge(rid)

@@ -184,6 +184,8 @@ class Store:
 
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
+        #: Held by the in-memory write path around an arena write and its :meth:`log`.
+        self.log_lock = self._write_lock
         self.keys = {}
         self.key_secret = secrets.token_bytes(32)
         self.users = {}
@@ -220,13 +222,13 @@ class Store:
         sequence order, with the log's head and floor, all from one consistent read."""
         raise NotImplementedError
 
-    @contextlib.contextmanager
-    def logging(self, op: int) -> Iterator[list[int]]:
-        """The in-memory store's write path: the body writes to the arena and lists the
-        ids it wrote, logged as ``op`` under the write lock. A database store logs
-        inside :meth:`write` and never comes here."""
-        with self._write_lock:
-            yield []
+    def log(self, op: int, identity: int) -> None:
+        """The in-memory store's write path logs what it wrote to the arena, holding
+        :attr:`log_lock` across both (so the log's order is the arena's). A database
+        store logs inside :meth:`write` and is never called here."""
+
+    def log_many(self, op: int, ids: Sequence[int]) -> None:
+        """:meth:`log` for several ids."""
 
     # The write path's primitives; the engine (``bfx.engine``) drives them.
 

@@ -52,19 +52,15 @@ class MemoryStore(Store):
             size = min(entries, MEMORY_LOG) if entries else MEMORY_LOG
             self._log = deque(self._log, maxlen=size)
 
-    def _record(self, entries: Sequence[tuple[int, int]]) -> None:
-        """Logs ``(op, id)`` entries; caller holds the write lock."""
-        head = self._head
-        self._log.extend(ChangeRow(head + i, op, ident) for i, (op, ident) in enumerate(entries, 1))
-        self._head = head + len(entries)
+    def log(self, op: int, identity: int) -> None:
+        # Every single create on ``--memory`` comes here: kept to a few operations.
+        head = self._head + 1
+        self._log.append(ChangeRow(head, op, identity))
+        self._head = head
 
-    @contextlib.contextmanager
-    def logging(self, op: int) -> Iterator[list[int]]:
-        with self._write_lock:
-            ids: list[int] = []
-            yield ids
-            if ids:
-                self._record([(op, i) for i in ids])
+    def log_many(self, op: int, ids: Sequence[int]) -> None:
+        for identity in ids:
+            self.log(op, identity)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Write]:
@@ -73,8 +69,8 @@ class MemoryStore(Store):
             yield w
             if w.after is not None:
                 w.after()
-            if w.entries:
-                self._record(w.entries)
+            for op, identity in w.entries:
+                self.log(op, identity)
 
     def add_substrates(self, w: Write, rows: Sequence[tuple[SubstrateRow, int]]) -> None:
         w.entries += [(OP_ADD_SUBSTRATE, i) for _, i in rows]
