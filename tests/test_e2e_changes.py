@@ -89,7 +89,7 @@ def test_stream_is_live_and_resumes_from_the_last_event_id(tmp_path, interface):
         srv.stop()
 
 
-def test_streams_are_bounded_per_worker_and_end_on_shutdown(tmp_path):
+def test_streams_are_bounded_per_worker_and_end_on_shutdown(tmp_path, interface):
     srv = Server(tmp_path, "--data-dir", str(tmp_path / "d"), "--stream-clients", "1", *POLL)
     url = f"http://{HOST}:{srv.port}/api/v1/changes/stream"
     try:
