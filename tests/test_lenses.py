@@ -171,7 +171,13 @@ def test_a_lens_whose_code_the_sandbox_refuses(server):
     ],
 )
 def test_create_refusals(server, body, error):
-    status, err = server.json("POST", "/api/v1/lenses", body)
+    try:
+        status, err = server.json("POST", "/api/v1/lenses", body)
+    except (BrokenPipeError, ConnectionResetError):
+        # A body over the limit is answered 413 and the connection closed as soon as
+        # the limit is passed (docs/http.md): the client may still be sending then.
+        assert error is None
+        status, err = 413, None
     assert status in (413, 422), err
     if error is not None:
         assert err["error"] == error, err

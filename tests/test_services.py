@@ -29,6 +29,7 @@ from bfx.services import (
     OPERATION_METHODS,
     AliasService,
     AuthService,
+    ChangeService,
     GraphService,
     KeyService,
     LensService,
@@ -55,6 +56,7 @@ PROTOCOLS = {
     "versions": VersionService,
     "aliases": AliasService,
     "lenses": LensService,
+    "changes": ChangeService,
 }
 CLOCK = frozenset({"created_at", "invocation_time_ms", "timestamp"})
 

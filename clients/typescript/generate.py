@@ -190,8 +190,12 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                         if items
                         else None
                     ),
+                    # Pages and their files are not API calls; nor is a live event
+                    # stream (an EventSource reads it, not a request/answer method).
                     "client": not (
-                        content and set(content) <= {"text/html", "text/javascript", "text/css"}
+                        content
+                        and set(content)
+                        <= {"text/html", "text/javascript", "text/css", "text/event-stream"}
                     )
                     and op["operationId"] != "openapi",
                 }

@@ -36,6 +36,9 @@ _ADMISSION_FLAGS = (
     "log_format",
     "result_cache_size",
     "pipeline_max_depth",
+    "changes_retention",
+    "stream_clients",
+    "stream_poll",
 )
 
 
@@ -168,6 +171,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
     )
     _add_admission_arguments(p)
+    _add_change_feed_arguments(p)
     _add_rate_limit_arguments(p)
     g = p.add_argument_group("security (docs/security.md)")
     auth = g.add_mutually_exclusive_group()
@@ -194,6 +198,34 @@ def _whole(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
     return int(text)
+
+
+def _add_change_feed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("change feed (docs/observability.md, Change feed)")
+    g.add_argument(
+        "--changes-retention",
+        type=_whole,
+        default=None,
+        metavar="N",
+        help="change-log entries kept; older ones are pruned, a feed asking for them is a "
+        "410 and a process behind them reloads in full; 0 keeps all (env "
+        "BFX_CHANGES_RETENTION; default 1000000)",
+    )
+    g.add_argument(
+        "--stream-clients",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="open /changes/stream connections per worker; past it a 503 overloaded (env "
+        "BFX_STREAM_CLIENTS; default 64)",
+    )
+    g.add_argument(
+        "--stream-poll",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how often a change stream looks for new changes (env BFX_STREAM_POLL; default 0.5)",
+    )
 
 
 def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
@@ -391,9 +423,19 @@ def _fail(message: str) -> int:
 
 
 def _open_registry(args: argparse.Namespace) -> object:
-    from bfx.settings import Settings
+    from bfx.settings import Settings, parse_whole
 
-    settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync)
+    # A command that writes (bfx import) prunes the change log as a server would: with
+    # the same variable, so that it never cuts a log the servers keep longer.
+    options: dict[str, int] = {}
+    retention = os.environ.get("BFX_CHANGES_RETENTION", "").strip()
+    if retention:
+        try:
+            options["changes_retention"] = parse_whole(retention)
+        except ValueError as exc:
+            print(f"bfx: error: BFX_CHANGES_RETENTION: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    settings = Settings(storage=_locator(args), sqlite_synchronous=args.sqlite_sync, **options)
     return settings.open_registry()
 
 

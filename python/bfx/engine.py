@@ -15,7 +15,7 @@ arena caught up with the change log first):
 So a write visits the arena once and hashes each id once (before: a dry run, then
 the same rows converted, hashed and checked again). The in-memory store has no
 commit between the check and the apply: its writes are one ``insert_many`` /
-``link_many`` call. Why check-then-apply rather than apply-then-roll-back:
+``link_many`` call, logged (``Store.log``) for the change feed. Why check-then-apply rather than apply-then-roll-back:
 ``docs/storage.md`` (The write path).
 
 The engine answers in rows (:mod:`bfx.rows`); the domain (:mod:`bfx.domain`) adds
@@ -33,7 +33,13 @@ from bfx._core import Arena, format_id, relationship_id
 from bfx.group_commit import GroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
-from bfx.storage.base import Write
+from bfx.storage.base import (
+    OP_ADD_RELATIONSHIP,
+    OP_ADD_SUBSTRATE,
+    OP_DELETE_RELATIONSHIP,
+    OP_DELETE_SUBSTRATE,
+    Write,
+)
 from bfx.storage.metadata import set_metadata
 
 __all__ = ["Engine"]
@@ -103,7 +109,7 @@ class Engine:
             arena.insert_many,
             arena.check_insert_many,
             self.store.add_substrates,
-            "substrate",
+            OP_ADD_SUBSTRATE,
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
@@ -121,8 +127,12 @@ class Engine:
             return answer  # type: ignore[no-any-return]
         if self.store.durable:
             return self.substrate_writes.write(row)  # type: ignore[no-any-return]
-        # The in-memory store: one arena call, nothing to commit.
-        answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+        # The in-memory store: one arena call, nothing to commit; logged for the feed.
+        store = self.store
+        with store.log_lock:
+            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+            if type(answer) is int:
+                store.log(OP_ADD_SUBSTRATE, answer)
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
@@ -151,7 +161,7 @@ class Engine:
             arena.link_many,
             arena.check_link_many,
             self.store.add_relationships,
-            "relationship",
+            OP_ADD_RELATIONSHIP,
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
@@ -163,7 +173,7 @@ class Engine:
         write_in_memory: Any,
         check: Any,
         add: Any,
-        kind: str,
+        op: int,
         *,
         atomic: bool,
         dry_run: bool,
@@ -171,8 +181,15 @@ class Engine:
     ) -> list[Answer]:
         """The write path of both record kinds: check, commit, apply once."""
         items = [r.arena_item() for r in rows]
+        kind = "substrate" if op == OP_ADD_SUBSTRATE else "relationship"
         if not self.store.durable and not until_failure:
-            return write_in_memory(items, atomic=atomic, dry_run=dry_run)[0]  # type: ignore[no-any-return]
+            if dry_run:
+                return write_in_memory(items, atomic=atomic, dry_run=True)[0]  # type: ignore[no-any-return]
+            with self.store.log_lock:
+                answers, written = write_in_memory(items, atomic=atomic, dry_run=False)
+                if written:
+                    self.store.log_many(op, [a for a in answers if type(a) is int])
+            return answers  # type: ignore[no-any-return]
         with self.store.write() as w:
             answers, prepared = check(items)
             upto = self._upto(answers, atomic, dry_run, until_failure)
@@ -315,13 +332,14 @@ class Engine:
         a pipeline, a member of a version chain)."""
         arena = self.arena
         if not self.store.durable:
-            if not self.delete_guards:
-                return arena.remove(identity)
-            with self.store.write():
-                arena.get(identity)
+            store = self.store
+            with store.log_lock:  # the in-memory store's write lock
+                arena.get(identity)  # NotFoundError, and nothing done
                 for guard in self.delete_guards:
                     guard(identity)
-                return arena.remove(identity)
+                removed_edges = arena.remove(identity)
+                store.log(OP_DELETE_SUBSTRATE, identity)
+            return removed_edges  # type: ignore[no-any-return]
         removed: list[int] = []
         with self.store.write() as w:
             arena.get(identity)  # NotFoundError, and nothing written
@@ -349,8 +367,12 @@ class Engine:
         """Deletes a relationship; ``guard(record)`` (the arena's record of it) runs
         under the write lock and may refuse by raising (a pipeline's edge to a step)."""
         arena = self.arena
-        if not self.store.durable and guard is None:
-            arena.unlink(rid)
+        if not self.store.durable:
+            with self.store.log_lock:  # the in-memory store's write lock
+                if guard is not None:
+                    guard(arena.edge(rid))
+                arena.unlink(rid)
+                self.store.log(OP_DELETE_RELATIONSHIP, rid)
             return
         with self.store.write() as w:
             record = arena.edge(rid)

@@ -16,6 +16,7 @@ __all__ = [
     "AliasTargetDeletedError",
     "BatchError",
     "BfxError",
+    "ChangesPrunedError",
     "CollisionError",
     "ConflictError",
     "ConnectionFailedError",
@@ -196,6 +197,15 @@ class OverloadedError(BfxError):
     ) -> None:
         super().__init__(message, details)
         self.retry_after = retry_after
+
+
+class ChangesPrunedError(BfxError):
+    """The change feed was asked for changes after a sequence number older than the
+    retained log (``--changes-retention``): they were pruned. ``details``: ``since``,
+    ``oldest_since`` (the oldest cursor still answered), ``head``."""
+
+    code = "changes_pruned"
+    status = 410
 
 
 class NotReadyError(BfxError):

@@ -23,6 +23,7 @@ from bfx.budget import BatchBudget
 from bfx.domain import promotion
 from bfx.domain import search as scans
 from bfx.domain.aliases import Aliases
+from bfx.domain.changes import ChangeFeed
 from bfx.domain.checks import MAX_METADATA_BYTES
 from bfx.domain.lenses import Lenses
 from bfx.domain.operators import Operators
@@ -91,6 +92,8 @@ class Registry:
         )
         self.operators = Operators(self.substrates)
         self.graph = Graph(self._arena, self._substrate)
+        #: The change feed: the store's log after a cursor (``bfx.domain.changes``).
+        self.changes = ChangeFeed(self._store)
         # The graph algorithms are the Registry's own methods (signatures and docs kept).
         self.traverse = self.graph.traverse
         self.shortest_path = self.graph.shortest_path

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["RelationshipRow", "SubstrateRow"]
+__all__ = ["ChangeRow", "ChangeSlice", "RelationshipRow", "SubstrateRow"]
 
 
 class SubstrateRow(msgspec.Struct, frozen=True, gc=False):
@@ -72,3 +72,22 @@ class RelationshipRow(msgspec.Struct, frozen=True, gc=False):
             self.constraints,
             self.created_us,
         )
+
+
+class ChangeRow(msgspec.Struct, frozen=True, gc=False):
+    """One entry of the change log: its sequence number, its op (``bfx.storage.base``'s
+    ``OP_*``) and the id it names (a u64: a substrate's, a relationship's...)."""
+
+    seq: int
+    op: int
+    identity: int
+
+
+class ChangeSlice(msgspec.Struct, frozen=True, gc=False):
+    """A read of the change log in one consistent snapshot: the entries after a cursor,
+    the log's head, and ``floor``, the oldest cursor the retained log still continues
+    (entries up to it were pruned, or never existed)."""
+
+    changes: list[ChangeRow]
+    head: int
+    floor: int

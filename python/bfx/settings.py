@@ -105,6 +105,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Failed logins allowed per username and per client address (per worker).
     login_failures_per_user: str = "10/15minutes"
     login_failures_per_address: str = "50/15minutes"
+    # -- Change feed (docs/observability.md "Change feed", docs/storage.md "Retention").
+    #: Change-log entries kept; older ones are pruned (0: never). A follower behind
+    #: them reloads in full; a feed ``since`` before them is a 410 ``changes_pruned``.
+    changes_retention: int = 1_000_000
+    #: Open ``/changes/stream`` connections per worker; past it a 503 ``overloaded``.
+    stream_clients: int = 64
+    #: Seconds between a stream's looks at the log (and the longest a shutdown waits).
+    stream_poll: float = 0.5
     # -- Serving.
     #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
     #: drive the same request pipeline (docs/architecture.md).
@@ -144,7 +152,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             options["export_connections"] = self.export_connections
         elif not is_memory(self.storage):
             options["synchronous"] = self.sqlite_synchronous
-        return open_store(self.storage, **options)
+        store = open_store(self.storage, **options)
+        store.set_retention(self.changes_retention)
+        return store
 
     def open_registry(self) -> Any:
         """The registry the service runs on: the one place where storage gets chosen."""
@@ -356,4 +366,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "login_failures_per_user": ("BFX_LOGIN_FAILURES_PER_USER", parse_rate, str),
     "login_failures_per_address": ("BFX_LOGIN_FAILURES_PER_ADDRESS", parse_rate, str),
     "interface": ("BFX_INTERFACE", parse_interface, str),
+    "changes_retention": ("BFX_CHANGES_RETENTION", parse_whole, str),
+    "stream_clients": ("BFX_STREAM_CLIENTS", parse_count, str),
+    "stream_poll": ("BFX_STREAM_POLL", parse_seconds, repr),
 }

@@ -196,6 +196,21 @@ export interface ResultCacheInfo {
   misses: number;
 }
 
+export interface ChangePage {
+  changes: Change[];
+  next_since: number;
+}
+
+export interface Change {
+  seq: number;
+  /** substrate_created, substrate_deleted, substrate_updated, relationship_created or relationship_deleted
+   */
+  op: string;
+  /** 1-16 hex digits, optional 0x/0X, any case; answers use 0x + 16 upper-case
+   */
+  id: string;
+}
+
 export interface CreateKey {
   /** who or what it is for
    */
@@ -862,6 +877,15 @@ export interface LensApplied {
   result: unknown;
 }
 
+export interface ChangesQuery {
+  /** answer the changes after this sequence number (0: from the start)
+   */
+  since?: number;
+  /** changes, 1..1000
+   */
+  limit?: number;
+}
+
 export interface ListSubstratesQuery {
   /** page size, 1..1000
    */
@@ -1054,6 +1078,22 @@ export const OPERATIONS = {
     "idempotent": true,
     "paged": null,
     "scope": "metrics:read"
+  },
+  "changes": {
+    "method": "GET",
+    "path": "/api/v1/changes",
+    "pathParams": [],
+    "query": [
+      "since",
+      "limit"
+    ],
+    "body": null,
+    "status": 200,
+    "response": "ChangePage",
+    "text": [],
+    "idempotent": true,
+    "paged": null,
+    "scope": "substrates:read"
   },
   "createKey": {
     "method": "POST",
@@ -1978,6 +2018,11 @@ export abstract class Operations {
   /** The Prometheus exposition, summed over every worker (docs/observability.md) (GET /metrics; scope metrics:read). */
   prometheus(options?: RequestOptions): Promise<void | string> {
     return this.call("prometheus", [], undefined, undefined, options) as Promise<void | string>;
+  }
+
+  /** What was written after a sequence number, in order: creates, deletes and updates of substrates and relationships (410 changes_pruned past the retention) (GET /api/v1/changes; scope substrates:read). */
+  changes(query?: ChangesQuery, options?: RequestOptions): Promise<ChangePage> {
+    return this.call("changes", [], undefined, query, options) as Promise<ChangePage>;
   }
 
   /** Create an API key (the answer holds its secret, once) (POST /api/v1/keys; scope admin). */

@@ -33,6 +33,7 @@ _STATUS_TEXT = {
     404: "Unknown id or route",
     405: "Method not allowed",
     409: "Duplicate or collision",
+    410: "The change feed no longer holds changes after since (changes_pruned)",
     413: "Body over the limit",
     415: "Body is not JSON",
     422: "Validation failed",

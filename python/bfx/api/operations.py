@@ -193,6 +193,36 @@ OPERATIONS: tuple[Operation, ...] = (
         content_types=("text/javascript", "text/css"),
         client=False,
     ),
+    # --- change feed (DESIGN.md §8; docs/observability.md "Change feed") --------------------
+    Operation(
+        "changes",
+        "GET",
+        f"{PREFIX}/changes",
+        "What was written after a sequence number, in order: creates, deletes and "
+        "updates of substrates and relationships (410 changes_pruned past the retention)",
+        "changes",
+        "substrates:read",
+        query=t.ChangesQuery,
+        response=t.ChangePage,
+        errors=(410, 422),
+        # One indexed read of the database's log: quick, but I/O, so not on the loop.
+        runs="light",
+    ),
+    Operation(
+        "changes_stream",
+        "GET",
+        f"{PREFIX}/changes/stream",
+        "The change feed as Server-Sent Events (event: change, id: seq), live; resumed "
+        "with Last-Event-ID or since",
+        "changes",
+        "substrates:read",
+        query=t.ChangeStreamQuery,
+        response=str,
+        errors=(410, 422, 503),
+        runs="light",
+        content_types=("text/event-stream",),
+        client=False,
+    ),
     # --- API keys (DESIGN.md §7) ------------------------------------------------------------
     Operation(
         "create_key",

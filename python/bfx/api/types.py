@@ -517,6 +517,48 @@ class RelationshipStats(_Response):
 # --- export / import ------------------------------------------------------------------
 
 
+#: The largest valid change sequence number (the databases store a signed 64-bit one).
+MAX_SEQ = 2**63 - 1
+Since = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_SEQ,
+        description="answer the changes after this sequence number (0: from the start)",
+    ),
+]
+
+
+class ChangesQuery(_Query):
+    since: Since = 0
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description=f"changes, 1..{MAX_PAGE}")] = 100
+
+
+class ChangeStreamQuery(_Query):
+    #: None: from the ``Last-Event-ID`` header, else from now on.
+    since: Since | None = None
+
+
+class Change(_Response):
+    #: Strictly increasing, not contiguous (unpublished log entries are skipped).
+    seq: int
+    op: Annotated[
+        str,
+        Meta(
+            description="substrate_created, substrate_deleted, substrate_updated, "
+            "relationship_created or relationship_deleted"
+        ),
+    ]
+    #: The substrate's or relationship's id.
+    id: HexId
+
+
+class ChangePage(_Response):
+    changes: list[Change]
+    #: The ``since`` of the next call: nothing after it is left out.
+    next_since: int
+
+
 class ExportQuery(_Query):
     format: Literal["json", "ndjson"] = "json"
 

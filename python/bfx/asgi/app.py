@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bfx.asgi import handlers
-from bfx.asgi.base import JSON, Response
+from bfx.asgi import change_stream, handlers
+from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
-from bfx.asgi.middleware.dispatch import HeavyPool, dispatch, next_chunk
+from bfx.asgi.middleware.dispatch import HeavyPool, dispatch
 from bfx.asgi.pipeline import Call, Handle, build
 from bfx.asgi.prometheus import Exporter
 from bfx.asgi.router import Router
@@ -36,6 +37,10 @@ from bfx.settings import Settings
 __all__ = ["App", "create_app"]
 
 log = logging.getLogger("bfx.asgi")
+
+#: The name of Granian's worker processes (``granian.server.mp``): only there does the app
+#: hook the stop signals (never in a process that merely imports it, such as the tests').
+GRANIAN_WORKER = "granian-worker"
 
 #: Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms).
 WORKER_SWITCH_INTERVAL = 0.001
@@ -97,8 +102,12 @@ class App:
             )
         self._pipeline = build(middleware, dispatch(self.heavy, self.services, self._writes))
         self.exporter.start(loop)
+        change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
+        if multiprocessing.current_process().name == GRANIAN_WORKER:
+            change_stream.end_on_signals()
 
     def shutdown(self) -> None:
+        change_stream.SLOTS.close()
         self.exporter.stop()
         self.heavy.shutdown()
         writes, self._writes = self._writes, None
@@ -110,7 +119,10 @@ class App:
             reg.close()
 
     async def stop(self) -> None:
-        """Shutdown from inside the event loop: the body-deadline sweeper, then the rest."""
+        """Shutdown from inside the event loop: the change streams (they end within a
+        poll interval), the body-deadline sweeper, then the rest."""
+        change_stream.SLOTS.close()
+        await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
         await self._body_deadlines.close()
         self.shutdown()
 
@@ -127,6 +139,8 @@ class App:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
+                change_stream.SLOTS.close()
+                await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
                 await self._body_deadlines.close()
                 try:
                     self.shutdown()
@@ -197,16 +211,15 @@ async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> N
     if resp.headers:
         headers += resp.headers
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    puller = Puller(stream, call.disconnected())
     try:
         chunk = resp.first
         while chunk and method != "HEAD":
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             call.sent += len(chunk)
-            chunk = await asyncio.to_thread(next_chunk, stream)
+            chunk = await puller.next()
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        puller.close()
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -11,7 +12,7 @@ from bfx import errors
 from bfx.api.operations import PREFIX
 from bfx.identity import parse_id
 
-__all__ = ["JSON", "PREFIX", "Response", "encode", "no_content", "path_id"]
+__all__ = ["JSON", "PREFIX", "Puller", "Response", "encode", "no_content", "path_id"]
 
 JSON = b"application/json"
 
@@ -21,7 +22,8 @@ encode = msgspec.json.Encoder().encode
 
 
 class Response:
-    """Status, body and headers; ``stream`` (an iterator of chunks) replaces ``body``.
+    """Status, body and headers; ``stream`` (an iterator of chunks, pulled on a thread,
+    or an async one, pulled on the event loop: a live stream that waits) replaces ``body``.
 
     ``value`` is the typed answer (or the error) the body was encoded from, for middleware
     that counts by it; ``on_sent`` callbacks run once the adapter has sent the last byte.
@@ -35,7 +37,7 @@ class Response:
         body: bytes = b"",
         content_type: bytes | None = JSON,
         headers: list[tuple[bytes, bytes]] | None = None,
-        stream: Iterator[bytes] | None = None,
+        stream: Iterator[bytes] | AsyncIterator[bytes] | None = None,
         value: Any = None,
     ) -> None:
         self.status = status
@@ -61,6 +63,45 @@ class Response:
         if after:
             for callback in reversed(after):  # innermost middleware first
                 callback(status)
+
+
+class Puller:
+    """Pulls a streamed answer's chunks for an adapter, ``b""`` at its end. A plain
+    iterator is pulled on a thread (it may read a database). An async one (a live
+    stream, which waits for news) is awaited while the client is watched, so that a
+    client that leaves ends it at once rather than at the next chunk sent."""
+
+    __slots__ = ("_watch", "stream")
+
+    def __init__(self, stream: Iterator[bytes] | AsyncIterator[bytes], gone: Any) -> None:
+        self.stream = stream
+        #: ``gone``: a coroutine that returns when the client disconnects.
+        self._watch: asyncio.Future[Any] | None = None
+        if isinstance(stream, AsyncIterator):
+            self._watch = asyncio.ensure_future(gone)
+        else:
+            gone.close()  # never awaited
+
+    async def next(self) -> bytes:
+        stream = self.stream
+        if self._watch is None:
+            return await asyncio.to_thread(next, stream, b"")  # type: ignore[call-overload]
+        pending = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
+        await asyncio.wait((pending, self._watch), return_when=asyncio.FIRST_COMPLETED)
+        if not pending.done():  # the client left
+            pending.cancel()
+            return b""
+        try:
+            return pending.result()  # type: ignore[no-any-return]
+        except StopAsyncIteration:
+            return b""
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
 
 
 def no_content() -> Response:

@@ -23,9 +23,8 @@ from granian.rsgi import ProtocolClosed
 
 from bfx.asgi.app import App
 from bfx.asgi.app import create_app as create_asgi_app
-from bfx.asgi.base import JSON, Response
+from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.errors import BodyTooLargeError
-from bfx.asgi.middleware.dispatch import next_chunk
 from bfx.asgi.pipeline import Call, ClientGone
 from bfx.budget import Cancelled
 from bfx.settings import Settings
@@ -167,16 +166,15 @@ async def _send_stream(resp: Response, call: RsgiCall, proto: Any) -> None:
     if resp.content_type is None:
         resp.content_type = JSON
     transport = proto.response_stream(resp.status, _headers(resp))
+    puller = Puller(stream, call.disconnected())
     try:
         chunk = resp.first
         while chunk and call.method != "HEAD":
             await transport.send_bytes(chunk)
             call.sent += len(chunk)
-            chunk = await asyncio.to_thread(next_chunk, stream)
+            chunk = await puller.next()
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        puller.close()
 
 
 def create_app(settings: Settings | None = None) -> RsgiApp:

@@ -33,6 +33,7 @@ __all__ = [
     "OPERATION_METHODS",
     "AliasService",
     "AuthService",
+    "ChangeService",
     "GraphService",
     "KeyService",
     "LensService",
@@ -258,6 +259,15 @@ class TransferService(Protocol):
         ...
 
 
+class ChangeService(Protocol):
+    """The change feed (DESIGN.md §8): what was written, in order."""
+
+    def read(self, query: s.ChangesQuery | None = None) -> s.ChangePage:
+        """``changes``: the published changes after ``query.since``, oldest first, at
+        most ``query.limit``; ChangesPrunedError (410) when they are no longer kept."""
+        ...
+
+
 class SystemService(Protocol):
     def health(self) -> s.Health:
         """``health``."""
@@ -401,6 +411,7 @@ class Services:
     versions: VersionService
     aliases: AliasService
     lenses: LensService
+    changes: ChangeService
 
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
@@ -470,4 +481,6 @@ OPERATION_METHODS: dict[str, tuple[str, str]] = {
     "get_lens": ("lenses", "get"),
     "delete_lens": ("lenses", "delete"),
     "apply_lens": ("lenses", "apply"),
+    # change feed
+    "changes": ("changes", "read"),
 }

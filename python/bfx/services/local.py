@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bfx.services.auth import LocalAuth
+from bfx.services.changes import LocalChanges
 from bfx.services.interfaces import Services
 from bfx.services.keys import LocalKeys
 from bfx.services.relationships import LocalGraph, LocalRelationships
@@ -56,4 +57,5 @@ def local_services(
         versions=LocalVersions(registry.versions_domain),
         aliases=LocalAliases(registry.aliases_domain),
         lenses=LocalLenses(registry.lenses_domain),
+        changes=LocalChanges(registry.changes),
     )

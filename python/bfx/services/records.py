@@ -14,6 +14,7 @@ from msgspec.structs import astuple
 
 from bfx import errors
 from bfx.api import types as s
+from bfx.domain.changes import OP_NAMES, FeedPage
 from bfx.identity import format_id
 from bfx.models import EPOCH, MAX_MICROS, MIN_MICROS, from_micros
 from bfx.rows import RelationshipRow, SubstrateRow
@@ -78,6 +79,15 @@ def relationship_row(row: RelationshipRow) -> s.RelationshipRecord:
 def relationship(record: tuple[Any, ...]) -> s.RelationshipRecord:
     """An arena relationship record (``Arena.edge``/``outgoing``/``edges``)."""
     return relationship_row(RelationshipRow.from_arena(record))
+
+
+def change_page(page: FeedPage) -> s.ChangePage:
+    return s.ChangePage(
+        changes=[
+            s.Change(seq=c.seq, op=OP_NAMES[c.op], id=format_id(c.identity)) for c in page.changes
+        ],
+        next_since=page.next_since,
+    )
 
 
 def error(exc: errors.BfxError) -> s.ErrorBody:

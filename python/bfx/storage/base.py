@@ -21,6 +21,11 @@ each key added or revoked (op 5), so every process's map follows on its next ref
 Users (``bfx.security.users``) likewise: :attr:`Store.users`, op 7 for an add or a removal.
 Version chains, aliases and lenses (``bfx.storage.catalog``) likewise: :attr:`Store.catalog`,
 ops 8 (a chain moved or grew), 9 (an alias) and 10 (a lens).
+
+The log is also the public change feed (:meth:`Store.changes`, ``bfx.domain.changes``).
+A database store keeps its last :attr:`Store.retention` entries: a writer prunes older
+ones every so often (:meth:`SqlStore.prune`), and a process whose cursor fell behind the
+oldest entry kept reloads in full instead of following the log (:meth:`SqlStore._reload`).
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ import logging
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from importlib import resources
 from typing import Any
 
 from bfx import errors
 from bfx._core import Arena
-from bfx.rows import RelationshipRow, SubstrateRow
+from bfx.rows import ChangeRow, ChangeSlice, RelationshipRow, SubstrateRow
 from bfx.security.keys import KeyRecord
 from bfx.security.users import UserRecord
 from bfx.storage.catalog import (
@@ -53,7 +58,16 @@ from bfx.storage.catalog import (
 )
 from bfx.storage.metadata import set_metadata
 
-__all__ = ["SCHEMA_VERSION", "SqlStore", "Store", "Write", "from_db", "to_db"]
+__all__ = [
+    "DEFAULT_RETENTION",
+    "SCHEMA_VERSION",
+    "SqlStore",
+    "Store",
+    "Write",
+    "from_db",
+    "reconcile",
+    "to_db",
+]
 
 log = logging.getLogger("bfx.storage")
 
@@ -75,6 +89,18 @@ OP_UPDATE_SUBSTRATE = 6
 OP_USER = 7
 # 8-10: a version chain, an alias, a lens (``bfx.storage.catalog``: OP_CHAIN, OP_ALIAS,
 # OP_LENS).
+
+#: Change-log entries a store keeps by default (``--changes-retention``; 0: all). At
+#: ~20-40 bytes an entry on disk that is some 40 MB, and a process that falls further
+#: behind than this (stopped for a million writes) reloads in full.
+DEFAULT_RETENTION = 1_000_000
+#: A writer prunes after every this many entries it wrote (fewer when the retention is
+#: smaller: half of it), so pruning is one cheap statement now and then, never per request.
+PRUNE_EVERY = 1_024
+#: Entries deleted per pruning transaction (each holds the write lock briefly), and the
+#: most transactions one pruning runs (what is left waits for the next one).
+PRUNE_BATCH = 10_000
+PRUNE_ROUNDS = 100
 
 #: Rows fetched per round trip while loading or catching up. Larger batches load no
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
@@ -161,6 +187,8 @@ class Store:
     #: Serialises writes (the in-memory store's check and apply; a database store
     #: takes its own lock and the database's).
     _write_lock: threading.Lock
+    #: Change-log entries kept (0: all of them); older ones are pruned.
+    retention: int = DEFAULT_RETENTION
 
     #: Usable-or-expired API keys by key id (revoked ones are dropped): what request
     #: authentication reads, so it costs no database round trip.
@@ -179,6 +207,8 @@ class Store:
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
         self.catalog = Catalog()
+        #: Held by the in-memory write path around an arena write and its :meth:`log`.
+        self.log_lock = self._write_lock
         self.keys = {}
         self.key_secret = secrets.token_bytes(32)
         self.users = {}
@@ -205,6 +235,23 @@ class Store:
     def ping(self) -> None:
         """Raise :class:`~bfx.errors.StorageError` unless the store answers now (the
         readiness probe). In memory: it always does."""
+
+    def set_retention(self, entries: int) -> None:
+        """Keeps the last ``entries`` of the change log (0: all of them)."""
+        self.retention = entries
+
+    def changes(self, since: int, limit: int, ops: Collection[int]) -> ChangeSlice:
+        """At most ``limit`` log entries after ``since`` whose op is in ``ops``, in
+        sequence order, with the log's head and floor, all from one consistent read."""
+        raise NotImplementedError
+
+    def log(self, op: int, identity: int) -> None:
+        """The in-memory store's write path logs what it wrote to the arena, holding
+        :attr:`log_lock` across both (so the log's order is the arena's). A database
+        store logs inside :meth:`write` and is never called here."""
+
+    def log_many(self, op: int, ids: Sequence[int]) -> None:
+        """:meth:`log` for several ids."""
 
     # The write path's primitives; the engine (``bfx.engine``) drives them.
 
@@ -317,6 +364,77 @@ class Store:
         """Releases connections; the store is unusable afterwards."""
 
 
+class Reconciled:
+    """What :func:`reconcile` did: how many records it changed, and the arena's
+    answers to the records it added (errors, if any, are damage)."""
+
+    __slots__ = ("count", "refused")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.refused: list[Any] = []
+
+
+def reconcile(live: Arena, fresh: Arena, page: int = 4_096) -> Reconciled:
+    """Changes ``live`` until it holds exactly what ``fresh`` holds: substrates and
+    relationships ``fresh`` lacks removed, those it adds added, metadata replaced where
+    only that differs. A record under the same id that differs otherwise (deleted and
+    created again meanwhile: a new ``created_at``; an edge's constraints) is removed
+    and added again (a substrate's relationships are then added back by the last pass)."""
+    done = Reconciled()
+    for identity in live.ids():
+        if identity not in fresh:
+            with contextlib.suppress(errors.NotFoundError):
+                live.remove(identity)  # its relationships go with it
+            done.count += 1
+    gone: list[int] = []
+    position: int | None = 0
+    while position is not None:
+        edges, position = live.scan_edges(position, page)
+        for edge in edges:
+            try:
+                if fresh.edge(edge[0]) != edge:
+                    gone.append(edge[0])
+            except errors.NotFoundError:
+                gone.append(edge[0])
+    for rid in gone:
+        with contextlib.suppress(errors.NotFoundError):
+            live.unlink(rid)
+    done.count += len(gone)
+    position = 0
+    while position is not None:
+        records, position = fresh.scan(position, page)
+        added = []
+        for record in records:
+            current = live.find(record[0])
+            if current is not None and (current[1:4], current[5]) != (record[1:4], record[5]):
+                live.remove(record[0])  # created again since: its edges come back below
+                current = None
+            if current is None:
+                added.append(SubstrateRow.from_arena(record).arena_item())
+            elif current[4] != record[4]:
+                set_metadata(live, record[0], record[4])
+                done.count += 1
+        if added:
+            answers, _ = live.insert_many(added)
+            done.refused += answers
+            done.count += len(added)
+    position = 0
+    while position is not None:
+        edges, position = fresh.scan_edges(position, page)
+        linked = []
+        for edge in edges:
+            try:
+                live.edge(edge[0])
+            except errors.NotFoundError:
+                linked.append(RelationshipRow.from_arena(edge).arena_item())
+        if linked:
+            answers, _ = live.link_many(linked)
+            done.refused += answers
+            done.count += len(linked)
+    return done
+
+
 def _migration(dialect: str, version: int) -> str:
     name = f"{dialect}_{version:04d}.sql"
     return (resources.files("bfx.storage") / "migrations" / name).read_text("utf-8")
@@ -375,6 +493,12 @@ class SqlStore(CatalogSql, Store):
         # The head this process's writer is committing (its own entries above
         # ``_seq`` are not yet in the arena, nor answered): see :meth:`refresh`.
         self._pending_head = 0
+        # The change feed's reads, on a connection of their own (never behind a writer).
+        self._feed_lock = threading.Lock()
+        self._feed: Any = None
+        # Entries this process wrote since it last pruned (see :meth:`prune`).
+        self._unpruned = 0
+        self.retention = DEFAULT_RETENTION
 
     # ---- dialect hooks ----------------------------------------------------------------
 
@@ -671,8 +795,11 @@ class SqlStore(CatalogSql, Store):
                 self._lock.release()
 
     def _close_probe(self) -> None:
+        """Closes the connections of its own that refresh and the change feed read on."""
         with self._probe_lock:
             self._close_probe_locked()
+        with self._feed_lock:
+            self._close_feed_locked()
 
     def _close_probe_locked(self) -> None:
         conn, self._probe, self._probe_version = self._probe, None, None
@@ -693,11 +820,44 @@ class SqlStore(CatalogSql, Store):
             ).fetchall()
             if not rows:
                 break
+            if rows[0][0] != self._seq + 1:
+                # The entries right after the cursor were pruned (the log has no gaps
+                # otherwise): following it would silently miss them.
+                applied += self._reload(arena, rows[0][0])
+                continue
             self._apply_changes(arena, rows)
             applied += len(rows)
             self._seq = rows[-1][0]
         self._after_catch_up()
         return applied
+
+    def _reload(self, arena: Arena, oldest: int) -> int:
+        """Makes ``arena`` equal to the database when the log can no longer take it
+        there: a full load into a new arena (one consistent read, keys and users
+        included, the cursor set to its head), then ``arena`` changed record by record
+        to match it. The arena stays the same object (the registry's parts hold it);
+        a reader meanwhile sees each record either as it was or as it is. Returns how
+        many records changed. Caller holds the lock."""
+        log.warning(
+            "storage: %s: this process is at change %d but the log now starts at %d "
+            "(pruned past --changes-retention); reloading in full",
+            self.describe(), self._seq, oldest,
+        )  # fmt: skip
+        fresh = Arena()
+        # On a connection of its own: this one may be inside a write's transaction
+        # (a writer catches up first), which a load's read transaction cannot nest in.
+        # With the write lock held nobody commits meanwhile, so both see one state.
+        conn, main = self._reader(), self._conn
+        self._conn = conn
+        try:
+            self._load_into(fresh)
+        finally:
+            self._conn = main
+            with contextlib.suppress(Exception):
+                conn.close()
+        changed = reconcile(arena, fresh)
+        self._refused(changed.refused, "the arena refuses a record of a full reload")
+        return changed.count
 
     def _apply_changes(self, arena: Arena, changes: list[tuple]) -> None:
         """Applies a slice of the log. Adds are read back with their current rows; an
@@ -831,6 +991,83 @@ class SqlStore(CatalogSql, Store):
             # Advanced only once the arena holds the write: a refresh that finds the
             # head at or below ``_seq`` (without this lock) may rely on it.
             self._seq += len(w.entries)
+            self._unpruned += len(w.entries)
+            if self.retention and self._unpruned >= min(PRUNE_EVERY, max(1, self.retention // 2)):
+                self._unpruned = 0
+                try:
+                    self.prune()
+                except Exception:
+                    # The write is committed and must be answered as such; the next
+                    # pruning deletes what this one left.
+                    log.warning("storage: pruning the change log failed", exc_info=True)
+
+    def prune(self) -> int:
+        """Deletes the log entries older than the last :attr:`retention` (0: none), in
+        transactions of at most :data:`PRUNE_BATCH` entries (each under the database's
+        write lock, briefly), at most :data:`PRUNE_ROUNDS` of them; returns how many.
+        A process whose cursor is behind what remains reloads in full (:meth:`_catch_up`)."""
+        if not self.retention:
+            return 0
+        deleted = 0
+        with self._lock:
+            if self._conn is None:
+                raise errors.StorageError("the store is closed", {})
+            for _ in range(PRUNE_ROUNDS):
+                try:
+                    head = self._begin_write()
+                    oldest = self._exec("SELECT min(seq) FROM changes").fetchone()[0]
+                    cutoff = head - self.retention
+                    if oldest is None or oldest > cutoff:
+                        self._rollback()
+                        break
+                    upto = min(cutoff, oldest + PRUNE_BATCH - 1)
+                    cur = self._exec("DELETE FROM changes WHERE seq <= ?", (upto,))
+                    self._commit()
+                except Exception as exc:
+                    self._rollback()
+                    raise self._storage_error("could not prune the change log", exc) from exc
+                deleted += max(cur.rowcount, 0)
+        if deleted:
+            log.info("storage: pruned %d change-log entries", deleted)
+        return deleted
+
+    def changes(self, since: int, limit: int, ops: Collection[int]) -> ChangeSlice:
+        """Read on a connection of its own, in one read transaction (one snapshot), so
+        the head returned covers exactly the entries seen and a writer never waits."""
+        if not ops:
+            raise ValueError("no ops to read")
+        marks = ",".join("?" * len(ops))
+        with self._feed_lock:
+            if self._conn is None:
+                raise errors.StorageError(f"{self.describe()}: the store is closed", {})
+            try:
+                if self._feed is None:
+                    self._feed = self._reader()
+                conn = self._feed
+                self._begin_read_on(conn)
+                try:
+                    head = conn.execute("SELECT seq FROM bfx_head").fetchone()[0]
+                    oldest = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+                    rows = conn.execute(
+                        self._sql(
+                            f"SELECT seq, op, id FROM changes WHERE seq > ? AND op IN ({marks}) "
+                            "ORDER BY seq LIMIT ?"
+                        ),
+                        (since, *ops, limit),
+                    ).fetchall()
+                finally:
+                    conn.execute("ROLLBACK")
+            except Exception as exc:
+                self._close_feed_locked()
+                raise self._storage_error("could not read the change log", exc) from exc
+        floor = head if oldest is None else min(head, oldest - 1)
+        return ChangeSlice([ChangeRow(r[0], r[1], from_db(r[2])) for r in rows], head, floor)
+
+    def _close_feed_locked(self) -> None:
+        conn, self._feed = self._feed, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _storage_error(self, what: str, exc: Exception) -> errors.StorageError:
         return errors.StorageError(

@@ -11,6 +11,7 @@ import inspect
 from bfx.api.operations import BY_NAME, OPERATIONS
 from bfx.asgi.handlers import (
     auth,
+    changes,
     graph,
     keys,
     relationships,
@@ -23,7 +24,7 @@ from bfx.asgi.router import Route
 
 __all__ = ["bind"]
 
-MODULES = (system, keys, auth, substrates, relationships, transfer, graph, versions)
+MODULES = (system, keys, auth, substrates, relationships, transfer, graph, versions, changes)
 
 
 def bind() -> list[Route]:

@@ -94,7 +94,7 @@ def dispatch(pool: HeavyPool, services: Any, writes: Executor | None = None) -> 
     def run_and_pull(call: Call) -> Response:
         route = call.route
         resp = answer(route.op, route.handler(services, call))
-        if resp.stream is not None:
+        if resp.stream is not None and resp.first is None:  # a live stream sets its own
             resp.first = next_chunk(resp.stream)
         return resp
 
