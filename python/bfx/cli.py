@@ -30,6 +30,7 @@ _ADMISSION_FLAGS = (
     "max_body_depth",
     "heavy_threads",
     "heavy_queue",
+    "max_stream_clients",
     "access_log",
     "log_format",
     "result_cache_size",
@@ -241,6 +242,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="heavy requests that may wait for a thread; past it a 503 overloaded "
         "(env BFX_HEAVY_QUEUE; default 16)",
+    )
+    g.add_argument(
+        "--max-stream-clients",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="live streams (metrics SSE and WebSocket) open at once per worker; past it a "
+        "503 overloaded (env BFX_MAX_STREAM_CLIENTS; default 64)",
     )
     g.add_argument(
         "--no-access-log",
@@ -506,8 +515,8 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         log_level=LogLevels(args.log_level),
-        # The app answers websocket handshakes with a close; no need to upgrade.
-        websockets=False,
+        # The live metrics stream over WebSocket (/api/v1/metrics/ws, bfx.asgi.live).
+        websockets=True,
         # Granian holds one permit per open connection (idle kept-alive ones included):
         # its default, backlog / workers = 1024, let 1,024 idle clients lock everyone out.
         backpressure=settings.max_connections,

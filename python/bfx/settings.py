@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heavy_threads: int = 2
     #: Heavy requests that may wait for a thread; past it a 503 ``overloaded``.
     heavy_queue: int = 16
+    #: Live streams (metrics SSE and WebSocket) open at once per worker; past it a 503.
+    max_stream_clients: int = 64
     # -- Logging.
     #: One access-log line per request on stderr.
     access_log: bool = True
@@ -315,6 +317,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "max_body_depth": ("BFX_MAX_BODY_DEPTH", parse_count, str),
     "heavy_threads": ("BFX_HEAVY_THREADS", parse_count, str),
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
+    "max_stream_clients": ("BFX_MAX_STREAM_CLIENTS", parse_count, str),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),

@@ -236,6 +236,22 @@ class SubstrateList(_Response):
     next_cursor: NextCursor
 
 
+class StreamQuery(_Query):
+    """The live streams' query (docs/observability.md "Live streams")."""
+
+    access_token: (
+        Annotated[
+            str,
+            Meta(
+                max_length=4096,
+                description="an API key or JWT, for browsers (EventSource and WebSocket "
+                "cannot send headers); X-API-Key or Authorization take precedence",
+            ),
+        ]
+        | None
+    ) = None
+
+
 class ListQuery(_Query):
     limit: Limit = 100
     cursor: HexId | None = None

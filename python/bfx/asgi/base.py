@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -23,11 +23,26 @@ encode = msgspec.json.Encoder().encode
 class Response:
     """Status, body and headers; ``stream`` (an iterator of chunks) replaces ``body``.
 
+    ``astream`` (an async iterator, pulled on the event loop) is a live stream: SSE bytes
+    sent as they come (``bfx.asgi.sse``), or, with ``websocket``, the text messages of an
+    accepted WebSocket (``bfx.asgi.live``); it ends when the iterator does.
+
     ``value`` is the typed answer (or the error) the body was encoded from, for middleware
     that counts by it; ``on_sent`` callbacks run once the adapter has sent the last byte.
     """
 
-    __slots__ = ("_after", "body", "content_type", "first", "headers", "status", "stream", "value")
+    __slots__ = (
+        "_after",
+        "astream",
+        "body",
+        "content_type",
+        "first",
+        "headers",
+        "status",
+        "stream",
+        "value",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -37,6 +52,8 @@ class Response:
         headers: list[tuple[bytes, bytes]] | None = None,
         stream: Iterator[bytes] | None = None,
         value: Any = None,
+        astream: AsyncIterator[Any] | None = None,
+        websocket: bool = False,
     ) -> None:
         self.status = status
         self.body = body
@@ -44,6 +61,8 @@ class Response:
         self.headers = headers
         self.stream = stream
         self.value = value
+        self.astream = astream
+        self.websocket = websocket
         #: A stream's first chunk, pulled before the status goes out.
         self.first: bytes | None = None
         self._after: list[Callable[[int], None]] | None = None

@@ -20,7 +20,7 @@ Conventions, the same for every method:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -264,6 +264,13 @@ class SystemService(Protocol):
     def prometheus(self, accept: str) -> tuple[bytes, str]:
         """``prometheus`` (and ``metrics`` asked for text): the exposition of every
         worker in the format ``accept`` names, and its content type."""
+        ...
+
+    def metrics_ticks(self) -> AsyncIterator[str]:
+        """``metrics_stream`` and ``metrics_ws``: the ``metrics`` document as JSON text,
+        once a second, until the worker shuts down or the reader falls behind; taking
+        one is refused with :class:`~bfx.errors.OverloadedError` past the worker's bound
+        of open streams (docs/observability.md)."""
         ...
 
 

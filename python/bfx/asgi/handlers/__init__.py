@@ -9,12 +9,21 @@ from __future__ import annotations
 import inspect
 
 from bfx.api.operations import BY_NAME, OPERATIONS
-from bfx.asgi.handlers import auth, graph, keys, relationships, substrates, system, transfer
+from bfx.asgi.handlers import (
+    auth,
+    graph,
+    keys,
+    live,
+    relationships,
+    substrates,
+    system,
+    transfer,
+)
 from bfx.asgi.router import Route
 
 __all__ = ["bind"]
 
-MODULES = (system, keys, auth, substrates, relationships, transfer, graph)
+MODULES = (system, live, keys, auth, substrates, relationships, transfer, graph)
 
 
 def bind() -> list[Route]:
