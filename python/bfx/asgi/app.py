@@ -206,7 +206,6 @@ class App:
             if resp._after is not None:  # someone waits for the answer to be out
                 resp.sent(status)
 
-
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake through the same pipeline as a GET (routing, auth,
         the stream bound, the access log): an answer that is not an accepted stream is

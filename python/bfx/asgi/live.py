@@ -34,10 +34,10 @@ __all__ = [
     "CLOSE_GRACE",
     "SEND_TIMEOUT",
     "TICK_SECONDS",
-    "chain_shutdown_signals",
     "Admitted",
     "LiveStreams",
     "MetricsFeed",
+    "chain_shutdown_signals",
     "send_bounded",
 ]
 

@@ -169,7 +169,6 @@ class RsgiApp:
             if resp._after is not None:  # someone waits for the answer to be out
                 resp.sent(status)
 
-
     async def _websocket(self, scope: Any, proto: Any) -> None:
         app = self.app
         pipeline = app._pipeline
