@@ -217,7 +217,7 @@ class App:
             "GET",
             scope["path"],
             scope.get("query_string", b""),
-            scope["headers"],
+            scope.get("headers", []),
             scope.get("client"),
             receive,
         )

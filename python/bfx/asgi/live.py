@@ -32,6 +32,7 @@ from bfx.asgi.base import encode
 __all__ = [
     "BUFFER_TICKS",
     "CLOSE_GRACE",
+    "FLUSH_SECONDS",
     "SEND_TIMEOUT",
     "TICK_SECONDS",
     "Admitted",
@@ -52,6 +53,10 @@ BUFFER_TICKS = 8
 SEND_TIMEOUT = 10.0
 #: Seconds shutdown waits for open streams to finish after telling them to end.
 CLOSE_GRACE = 2.0
+#: Seconds between the streams ending and Granian's shutdown starting: Granian's runtime
+#: writes the last bytes (a WebSocket's close frame under RSGI) after the app's call
+#: returns, and its shutdown drops upgraded connections at once.
+FLUSH_SECONDS = 0.3
 
 
 class LiveStreams:
@@ -100,22 +105,26 @@ class LiveStreams:
             self._stop = asyncio.Event()
         stop = asyncio.ensure_future(self._stop.wait())
         it = source.__aiter__()
+        step: asyncio.Future[T] | None = None
         try:
             while not self.closing:
                 step = asyncio.ensure_future(it.__anext__())
                 await asyncio.wait((step, stop), return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    step.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await step
-                    return
+                    return  # shutting down (the step is cancelled below)
+                done, step = step, None
                 try:
-                    item = step.result()
+                    item = done.result()
                 except StopAsyncIteration:
                     return
                 yield item
         finally:
             stop.cancel()
+            if step is not None and not step.done():
+                # The source must have stopped running before it can be closed.
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -257,6 +266,7 @@ def chain_shutdown_signals(
     async def end_then(previous: asyncio.Handle) -> None:
         try:
             await asyncio.wait_for(end(), CLOSE_GRACE + 1)
+            await asyncio.sleep(FLUSH_SECONDS)
         except Exception:
             log.exception("ending the live streams failed")
         finally:

@@ -182,12 +182,12 @@ class RsgiApp:
         except Cancelled:
             return
         status = 499
-        accepted = False
+        reader: asyncio.Future[None] | None = None
         try:
             if resp.websocket and resp.astream is not None:
                 transport = await proto.accept()
-                accepted = True
-                await _pump_websocket(resp, transport)
+                reader = asyncio.ensure_future(_client_closed(transport))
+                await _pump_websocket(resp, transport, reader)
             else:
                 # Before accept, the status is the handshake's HTTP answer.
                 proto.close(resp.status)
@@ -197,31 +197,33 @@ class RsgiApp:
         finally:
             if resp.astream is not None:
                 await resp.astream.aclose()
-            if accepted:
+            if reader is not None:
                 with contextlib.suppress(ProtocolClosed):
                     proto.close(1000)  # a close frame (Granian sends it without a code)
+                # The pending receive ends with the close; cancelling it instead can cut
+                # the connection before the close frame is out.
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(reader, 1.0)
             if resp._after is not None:
                 resp.sent(status)
 
 
-async def _pump_websocket(resp: Response, transport: Any) -> None:
-    assert resp.astream is not None
-
-    async def client_closed() -> None:
+async def _client_closed(transport: Any) -> None:
+    with contextlib.suppress(ProtocolClosed):
         while True:
             msg = await transport.receive()
             if msg.kind == 0:  # WebsocketMessageType.close; other messages are ignored
                 return
 
-    reader = asyncio.ensure_future(client_closed())
-    try:
-        async for text in resp.astream:
-            if reader.done():
-                return
-            if not await send_bounded(transport.send_str(text)):
-                return
-    finally:
-        reader.cancel()
+
+async def _pump_websocket(resp: Response, transport: Any, reader: asyncio.Future[None]) -> None:
+    """Sends the stream's texts until it ends or the client closes (a bounded send)."""
+    assert resp.astream is not None
+    async for text in resp.astream:
+        if reader.done():
+            return
+        if not await send_bounded(transport.send_str(text)):
+            return
 
 
 async def _send_live(resp: Response, call: RsgiCall, proto: Any) -> None:

@@ -2,8 +2,9 @@
 streaming :class:`~bfx.asgi.base.Response` that both protocol adapters send.
 
 A stream of any kind (the metrics ticks, a change feed) is an ``AsyncIterator[Event]``;
-:func:`response` wraps it: a ``retry:`` hint first, then each event as it comes, a
-comment line as a heartbeat whenever nothing was sent for ``heartbeat`` seconds (so a
+:func:`response` wraps it: a comment line at once (the answer is under way), then each
+event as it comes, the first one carrying the ``retry:`` hint (in a block of its own,
+some clients would report an empty event), a comment line as a heartbeat whenever nothing was sent for ``heartbeat`` seconds (so a
 proxy or a browser does not take an idle stream for a dead one), and the stream ends
 when the iterator does (the server shutting down, the client dropped for not reading:
 ``bfx.asgi.live``). The adapters send the chunks as they come (``Response.astream``).
@@ -70,7 +71,8 @@ def _field(text: str) -> str:
 async def _chunks(
     events: AsyncIterator[Event], retry_ms: int, heartbeat: float
 ) -> AsyncIterator[bytes]:
-    yield f"retry: {retry_ms}\n\n".encode()
+    yield comment("stream open")
+    retry = f"retry: {retry_ms}\n".encode()
     it = events.__aiter__()
     pending: asyncio.Future[Event] | None = None
     try:
@@ -88,7 +90,11 @@ async def _chunks(
                 return
             finally:
                 pending = None
-            yield frame(event)
+            if retry:
+                yield retry + frame(event)
+                retry = b""
+            else:
+                yield frame(event)
     finally:
         if pending is not None:
             pending.cancel()

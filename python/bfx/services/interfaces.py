@@ -30,6 +30,7 @@ from bfx.security.auth import Principal
 
 __all__ = [
     "EXPORT_MEDIA_TYPES",
+    "LIVE_METHODS",
     "OPERATION_METHODS",
     "AuthService",
     "GraphService",
@@ -320,6 +321,13 @@ class Services:
     keys: KeyService
     auth: AuthService
 
+
+#: The live streams' operations (not client operations: ``Operation.live``) -> the
+#: service method that feeds them.
+LIVE_METHODS: dict[str, tuple[str, str]] = {
+    "metrics_stream": ("system", "metrics_ticks"),
+    "metrics_ws": ("system", "metrics_ticks"),
+}
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
 OPERATION_METHODS: dict[str, tuple[str, str]] = {
