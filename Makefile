@@ -96,7 +96,7 @@ serve: build ## start the service on 127.0.0.1:8000 with the embedded default st
 	bfx serve
 
 dashboard-screenshot: build ## a PNG of the live dashboard (headless chromium, a bfx serve with traffic): target/dashboard.png
-	PYTHONPATH=python:tests $(PYTHON) tests/dashboard_screenshot.py --out target/dashboard.png
+	PYTHONPATH=$(CURDIR)/python:$(CURDIR)/tests $(PYTHON) tests/dashboard_screenshot.py --out target/dashboard.png
 
 ts: ## build the TypeScript client (tsc, Debian's node-typescript) into clients/typescript/dist
 	tsc -p clients/typescript

@@ -8,6 +8,7 @@ when ``BFX_REQUIRE_CHROMIUM=1``)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -43,7 +44,11 @@ class Chromium:
         self.proc = proc
         self.profile = profile
         self.log = log
-        self.ws = connect(page_ws, max_size=64 * 1024 * 1024, open_timeout=START_TIMEOUT)
+        # Entered as a context manager, as websockets asks (a bare connect() is deprecated).
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            connect(page_ws, max_size=64 * 1024 * 1024, open_timeout=START_TIMEOUT)
+        )
         self.events: list[dict[str, Any]] = []
         self._next = 0
         for domain in ("Runtime", "Log", "Page"):
@@ -126,14 +131,18 @@ class Chromium:
 
     def wait_for(self, expression: str, timeout: float = 20.0) -> Any:
         """The value of ``expression`` once truthy (polled every 0.1 s, at most
-        ``timeout`` seconds)."""
+        ``timeout`` seconds; one that throws, as on a page still loading, is retried)."""
         deadline = time.monotonic() + timeout
+        last: Exception | None = None
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value, last = None, exc
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{expression} stayed falsy for {timeout}s")
+                raise TimeoutError(f"{expression} stayed falsy for {timeout}s ({last})")
             time.sleep(0.1)
 
     def problems(self) -> list[dict[str, Any]]:
@@ -159,7 +168,7 @@ class Chromium:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._stack.close()
         finally:
             if self.proc.poll() is None:
                 self.proc.terminate()

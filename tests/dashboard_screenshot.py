@@ -1,7 +1,7 @@
 """``make dashboard-screenshot``: a real ``bfx serve`` (two workers, a throwaway data
 directory), some traffic, the dashboard in headless Chromium, a PNG of it.
 
-    PYTHONPATH=python:tests python tests/dashboard_screenshot.py --out target/dashboard.png
+    PYTHONPATH=$PWD/python:$PWD/tests python tests/dashboard_screenshot.py --out target/dashboard.png
 """
 
 from __future__ import annotations
@@ -57,12 +57,13 @@ def main() -> int:
         try:
             browser.navigate(f"http://127.0.0.1:{server.port}{API}/dashboard")
             browser.wait_for("document.getElementById('status')?.textContent === 'live'")
-            worker = threading.Thread(target=traffic, args=(server, args.seconds))
+            # The shot is taken while the traffic still runs: a live rate, not its end.
+            worker = threading.Thread(target=traffic, args=(server, args.seconds + 3))
             worker.start()
-            worker.join()
-            time.sleep(2)  # the last ticks reach the page
+            time.sleep(args.seconds)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             browser.screenshot(args.out)
+            worker.join()
         finally:
             browser.close()
             server.stop()
