@@ -643,18 +643,6 @@ export interface Score {
   score: number;
 }
 
-export interface MetricsStreamQuery {
-  /** an API key or JWT, for browsers (EventSource and WebSocket cannot send headers); X-API-Key or Authorization take precedence
-   */
-  access_token?: string | null;
-}
-
-export interface MetricsWsQuery {
-  /** an API key or JWT, for browsers (EventSource and WebSocket cannot send headers); X-API-Key or Authorization take precedence
-   */
-  access_token?: string | null;
-}
-
 export interface ListSubstratesQuery {
   /** page size, 1..1000
    */
@@ -844,38 +832,6 @@ export const OPERATIONS = {
       "text/plain",
       "application/openmetrics-text"
     ],
-    "idempotent": true,
-    "paged": null,
-    "scope": "metrics:read"
-  },
-  "metricsStream": {
-    "method": "GET",
-    "path": "/api/v1/metrics/stream",
-    "pathParams": [],
-    "query": [
-      "access_token"
-    ],
-    "body": null,
-    "status": 200,
-    "response": null,
-    "text": [
-      "text/event-stream"
-    ],
-    "idempotent": true,
-    "paged": null,
-    "scope": "metrics:read"
-  },
-  "metricsWs": {
-    "method": "GET",
-    "path": "/api/v1/metrics/ws",
-    "pathParams": [],
-    "query": [
-      "access_token"
-    ],
-    "body": null,
-    "status": 101,
-    "response": null,
-    "text": [],
     "idempotent": true,
     "paged": null,
     "scope": "metrics:read"
@@ -1610,16 +1566,6 @@ export abstract class Operations {
   /** The Prometheus exposition, summed over every worker (docs/observability.md) (GET /metrics; scope metrics:read). */
   prometheus(options?: RequestOptions): Promise<void | string> {
     return this.call("prometheus", [], undefined, undefined, options) as Promise<void | string>;
-  }
-
-  /** The metrics document (as GET /metrics answers it) once a second, as Server-Sent Events (event: metrics) (GET /api/v1/metrics/stream; scope metrics:read). */
-  metricsStream(query?: MetricsStreamQuery, options?: RequestOptions): Promise<void | string> {
-    return this.call("metricsStream", [], undefined, query, options) as Promise<void | string>;
-  }
-
-  /** The metrics stream over a WebSocket: one JSON text message a second (GET /api/v1/metrics/ws; scope metrics:read). */
-  metricsWs(query?: MetricsWsQuery, options?: RequestOptions): Promise<void> {
-    return this.call("metricsWs", [], undefined, query, options) as Promise<void>;
   }
 
   /** Create an API key (the answer holds its secret, once) (POST /api/v1/keys; scope admin). */
