@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print("|---:|---:|---|")
             for n in counts:
                 cpu, got = asyncio.run(measure(port, worker, n, args.seconds))
-                ticks = f"{min(got)} / {statistics.median(got):g}" if got else "–"
+                ticks = f"{min(got)} / {statistics.median(got):g}" if got else "-"
                 print(f"| {n} | {100 * cpu:.1f}% | {ticks} of {args.seconds:g} s |", flush=True)
             print(f"load average after: {os.getloadavg()[0]:.2f}")
         finally:
