@@ -108,12 +108,15 @@ class App:
             raise RuntimeError("the app has stopped")
         return services.system.metrics()
 
-    async def end_streams(self) -> None:
+    async def end_streams(self) -> bool:
         """Ends the open live streams (their clients see a clean end: the SSE answer
         finishes, the WebSocket gets a close frame) before the worker stops, so that
-        Granian's graceful shutdown has nothing left to wait for."""
+        Granian's graceful shutdown has nothing left to wait for. True when some were
+        open."""
+        had = self.live.open > 0
         self.feed.close()
         await self.live.close()
+        return had
 
     def shutdown(self) -> None:
         self.exporter.stop()

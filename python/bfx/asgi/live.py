@@ -245,10 +245,11 @@ class MetricsFeed:
 
 
 def chain_shutdown_signals(
-    loop: asyncio.AbstractEventLoop, end: Callable[[], Awaitable[None]]
+    loop: asyncio.AbstractEventLoop, end: Callable[[], Awaitable[bool]]
 ) -> bool:
     """On SIGINT or SIGTERM, awaits ``end()`` (the live streams ending, bounded by
-    :data:`CLOSE_GRACE`) and then runs the handler already there (Granian's, which starts
+    :data:`CLOSE_GRACE`; True when some were open, which then get
+    :data:`FLUSH_SECONDS` more) and then runs the handler already there (Granian's, which starts
     its graceful shutdown); a second signal meanwhile runs it at once.
 
     Granian waits for every open connection before it tells the app it stops
@@ -265,8 +266,8 @@ def chain_shutdown_signals(
 
     async def end_then(previous: asyncio.Handle) -> None:
         try:
-            await asyncio.wait_for(end(), CLOSE_GRACE + 1)
-            await asyncio.sleep(FLUSH_SECONDS)
+            if await asyncio.wait_for(end(), CLOSE_GRACE + 1):
+                await asyncio.sleep(FLUSH_SECONDS)
         except Exception:
             log.exception("ending the live streams failed")
         finally:
