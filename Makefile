@@ -8,7 +8,7 @@ RUST_SOURCES := $(shell find rust/src -name '*.rs') rust/Cargo.toml Cargo.toml
 STAMP := .make-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help dev build test test-rust test-py bench bench-deps bench-http bench-locust bench-capacity serve lint fmt clean ts ts-generate
+.PHONY: help dev build test test-rust test-py bench bench-deps bench-http bench-locust bench-capacity serve lint fmt clean ts ts-generate dashboard-screenshot
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ bench-capacity: build ## bfx capacity: memory per substrate, projected for CAPAC
 
 serve: build ## start the service on 127.0.0.1:8000 with the embedded default store
 	bfx serve
+
+dashboard-screenshot: build ## a PNG of the live dashboard (headless chromium, a bfx serve with traffic): target/dashboard.png
+	PYTHONPATH=$(CURDIR)/python:$(CURDIR)/tests $(PYTHON) tests/dashboard_screenshot.py --out target/dashboard.png
 
 ts: ## build the TypeScript client (tsc, Debian's node-typescript) into clients/typescript/dist
 	tsc -p clients/typescript

@@ -149,7 +149,7 @@ def test_versions_aliases_and_lenses_are_in_the_feed_on_every_store(any_locator)
             "lens_changed",
             "lens_changed",
         ]
-        chain_entry = [c for c in _feed(reg) if c[1] == "version_chain_changed"][0]
+        chain_entry = next(c for c in _feed(reg) if c[1] == "version_chain_changed")
         assert chain_entry[2] == v1  # the chain's id is its version 1
         assert v2.identity in [c[2] for c in _feed(reg) if c[1] == "substrate_created"]
 

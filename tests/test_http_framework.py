@@ -583,7 +583,7 @@ def test_split_origins():
     assert split_origins("http://a http://b,https://c/") == ("http://a", "http://b", "https://c")
 
 
-def test_websocket_is_refused(api):
+def test_websocket_is_refused_where_no_route_speaks_it(api):
     sent: list[dict] = []
 
     async def receive():
@@ -592,5 +592,14 @@ def test_websocket_is_refused(api):
     async def send(msg):
         sent.append(msg)
 
+    # A server without the websocket.http.response extension: a bare close (HTTP 403).
     api.loop.run_until_complete(api.app({"type": "websocket", "path": "/"}, receive, send))
-    assert sent == [{"type": "websocket.close", "code": 1003}]
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    # With it: the error answer itself, as the handshake's HTTP answer.
+    sent.clear()
+    scope = {"type": "websocket", "path": "/nowhere", "headers": [(b"upgrade", b"websocket")],
+             "extensions": {"websocket.http.response": {}}}  # fmt: skip
+    api.loop.run_until_complete(api.app(scope, receive, send))
+    assert sent[0]["type"] == "websocket.http.response.start"
+    assert sent[0]["status"] == 404
+    assert msgspec.json.decode(sent[1]["body"])["error"] == "not_found"

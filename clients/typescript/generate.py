@@ -197,7 +197,9 @@ def operations(doc_: dict[str, Any]) -> list[dict[str, Any]]:
                         and set(content)
                         <= {"text/html", "text/javascript", "text/css", "text/event-stream"}
                     )
-                    and op["operationId"] != "openapi",
+                    and op["operationId"] != "openapi"
+                    # Live streams (SSE, WebSocket): read with EventSource or WebSocket.
+                    and "x-bfx-live" not in op,
                 }
             )
     return ops

@@ -216,8 +216,8 @@ def _add_change_feed_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="open /changes/stream connections per worker; past it a 503 overloaded (env "
-        "BFX_STREAM_CLIENTS; default 64)",
+        help="open streams per worker, of each kind (/changes/stream; metrics SSE and "
+        "WebSocket together); past it a 503 overloaded (env BFX_STREAM_CLIENTS; default 64)",
     )
     g.add_argument(
         "--stream-poll",
@@ -584,8 +584,8 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         workers=args.workers,
         log_level=LogLevels(args.log_level),
-        # The app answers websocket handshakes with a close; no need to upgrade.
-        websockets=False,
+        # The live metrics stream over WebSocket (/api/v1/metrics/ws, bfx.asgi.live).
+        websockets=True,
         # Granian holds one permit per open connection (idle kept-alive ones included):
         # its default, backlog / workers = 1024, let 1,024 idle clients lock everyone out.
         backpressure=settings.max_connections,

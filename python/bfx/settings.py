@@ -109,7 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Change-log entries kept; older ones are pruned (0: never). A follower behind
     #: them reloads in full; a feed ``since`` before them is a 410 ``changes_pruned``.
     changes_retention: int = 1_000_000
-    #: Open ``/changes/stream`` connections per worker; past it a 503 ``overloaded``.
+    #: Open streams per worker, of each kind (``/changes/stream``; the metric SSE and
+    #: WebSocket streams together); past it a 503 ``overloaded``.
     stream_clients: int = 64
     #: Seconds between a stream's looks at the log (and the longest a shutdown waits).
     stream_poll: float = 0.5

@@ -24,6 +24,7 @@ _ID_TEXT = (
 )
 
 _STATUS_TEXT = {
+    101: "Switching Protocols: a WebSocket",
     200: "OK",
     201: "Created",
     204: "No Content",
@@ -36,10 +37,11 @@ _STATUS_TEXT = {
     410: "The change feed no longer holds changes after since (changes_pruned)",
     413: "Body over the limit",
     415: "Body is not JSON",
+    426: "Upgrade Required: a WebSocket route asked without the WebSocket handshake",
     422: "Validation failed",
     429: "Too many requests or failed logins (Retry-After)",
     500: "A bug",
-    503: "Not ready: the store does not answer",
+    503: "Not ready: the store does not answer; overloaded (Retry-After)",
 }
 _IMPORT_BODY = s.ImportDocument
 
@@ -70,6 +72,9 @@ def build(version: str, routes: Iterable[Operation] = OPERATIONS) -> dict[str, A
         }
         if r.items is not None:
             op["x-bfx-cost-per-item"] = r.items
+        if r.live is not None:
+            # A live stream (sse, ws): not in the generated clients (docs/observability.md).
+            op["x-bfx-live"] = r.live
         params = [
             {
                 "name": n,

@@ -80,8 +80,12 @@ class Operation:
     content_types: tuple[str, ...] = ("application/json",)
     #: A body that works as written (OpenAPI shows it; tests post it).
     example: Any = None
-    #: Part of the client surface (docs pages and static files are not).
+    #: Part of the client surface (docs pages, static files and live streams are not).
     client: bool = True
+    #: A live stream: ``sse`` (text/event-stream) or ``ws`` (a WebSocket); None: an
+    #: ordinary answer. Live streams also take the credential as ``?access_token=``
+    #: (browsers cannot set headers on them) and are left out of the generated clients.
+    live: Literal["sse", "ws"] | None = None
     #: Whether sending it again after an unknown outcome (the connection broke after the
     #: request went out) is harmless: reads, pure computations, deletes, and single
     #: creates (the same content has the same id: a repeat is a 409 duplicate). Clients
@@ -148,6 +152,46 @@ OPERATIONS: tuple[Operation, ...] = (
         response=str,
         content_types=("text/plain", "application/openmetrics-text"),
         runs="light",
+    ),
+    Operation(
+        "metrics_stream",
+        "GET",
+        f"{PREFIX}/metrics/stream",
+        "The metrics document (as GET /metrics answers it) once a second, as Server-Sent "
+        "Events (event: metrics)",
+        "system",
+        "metrics:read",
+        query=t.StreamQuery,
+        response=str,
+        content_types=("text/event-stream",),
+        errors=(503,),
+        client=False,
+        live="sse",
+    ),
+    Operation(
+        "metrics_ws",
+        "GET",
+        f"{PREFIX}/metrics/ws",
+        "The metrics stream over a WebSocket: one JSON text message a second",
+        "system",
+        "metrics:read",
+        query=t.StreamQuery,
+        status=101,
+        content_types=(),
+        errors=(426, 503),
+        client=False,
+        live="ws",
+    ),
+    Operation(
+        "dashboard",
+        "GET",
+        f"{PREFIX}/dashboard",
+        "The live dashboard (a page over the metrics and change streams)",
+        "system",
+        None,
+        response=str,
+        content_types=("text/html",),
+        client=False,
     ),
     Operation(
         "openapi",
@@ -222,6 +266,8 @@ OPERATIONS: tuple[Operation, ...] = (
         runs="light",
         content_types=("text/event-stream",),
         client=False,
+        # A browser's EventSource (the dashboard) cannot send a header: ?access_token=.
+        live="sse",
     ),
     # --- API keys (DESIGN.md §7) ------------------------------------------------------------
     Operation(

@@ -268,6 +268,22 @@ class SubstrateList(_Response):
     next_cursor: NextCursor
 
 
+class StreamQuery(_Query):
+    """The live streams' query (docs/observability.md "Live streams")."""
+
+    access_token: (
+        Annotated[
+            str,
+            Meta(
+                max_length=4096,
+                description="an API key or JWT, for browsers (EventSource and WebSocket "
+                "cannot send headers); X-API-Key or Authorization take precedence",
+            ),
+        ]
+        | None
+    ) = None
+
+
 class ListQuery(_Query):
     limit: Limit = 100
     cursor: HexId | None = None
@@ -534,7 +550,7 @@ class ChangesQuery(_Query):
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description=f"changes, 1..{MAX_PAGE}")] = 100
 
 
-class ChangeStreamQuery(_Query):
+class ChangeStreamQuery(StreamQuery):
     #: None: from the ``Last-Event-ID`` header, else from now on.
     since: Since | None = None
 

@@ -13,8 +13,8 @@ from the environment (:class:`~bfx.settings.Settings`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import multiprocessing
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +22,7 @@ from typing import Any
 
 from bfx.asgi import change_stream, handlers
 from bfx.asgi.base import JSON, Puller, Response
+from bfx.asgi.live import LiveStreams, MetricsFeed, chain_shutdown_signals, send_bounded
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
@@ -37,10 +38,6 @@ from bfx.settings import Settings
 __all__ = ["App", "create_app"]
 
 log = logging.getLogger("bfx.asgi")
-
-#: The name of Granian's worker processes (``granian.server.mp``): only there does the app
-#: hook the stop signals (never in a process that merely imports it, such as the tests').
-GRANIAN_WORKER = "granian-worker"
 
 #: Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms).
 WORKER_SWITCH_INTERVAL = 0.001
@@ -69,6 +66,9 @@ class App:
         self._pipeline: Handle | None = None
         #: The write threads (``--write-threads``), over a durable store only.
         self._writes: ThreadPoolExecutor | None = None
+        #: The worker's live streams (bounded, ended at shutdown) and the metrics ticks.
+        self.live = LiveStreams(self.settings.stream_clients)
+        self.feed = MetricsFeed(self._metrics_document)
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ class App:
             request_metrics=self.exporter.snapshot,
             exposition=self.exporter.exposition,
             auth=login_service(settings, self.registry.store),
+            metrics_ticks=lambda: self.live.stream(self.feed.ticks()),
         )
         middleware = assemble(
             self.settings,
@@ -103,8 +104,32 @@ class App:
         self._pipeline = build(middleware, dispatch(self.heavy, self.services, self._writes))
         self.exporter.start(loop)
         change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
-        if multiprocessing.current_process().name == GRANIAN_WORKER:
-            change_stream.end_on_signals()
+        if loop is None:
+            with contextlib.suppress(RuntimeError):  # no loop: an app driven by hand
+                loop = asyncio.get_running_loop()
+        if loop is not None:
+            # Under Granian: end the streams as soon as the shutdown signal arrives.
+            chain_shutdown_signals(loop, self.end_streams)
+
+    def _metrics_document(self) -> Any:
+        services = self.services
+        if services is None:
+            raise RuntimeError("the app has stopped")
+        return services.system.metrics()
+
+    async def end_streams(self) -> bool:
+        """Ends the open streams (their clients see a clean end: an SSE answer
+        finishes, a WebSocket gets a close frame) before the worker stops, so that
+        Granian's graceful shutdown has nothing left to wait for: the live metric
+        streams at once, the change streams within a poll interval. True when some
+        were open."""
+        slots = change_stream.SLOTS
+        had = self.live.open > 0 or slots.open > 0
+        slots.close()
+        self.feed.close()
+        await self.live.close()
+        await slots.drain(2 * self.settings.stream_poll + 1)
+        return had
 
     def shutdown(self) -> None:
         change_stream.SLOTS.close()
@@ -120,9 +145,9 @@ class App:
 
     async def stop(self) -> None:
         """Shutdown from inside the event loop: the change streams (they end within a
-        poll interval), the body-deadline sweeper, then the rest."""
-        change_stream.SLOTS.close()
-        await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
+        poll interval), the live metric streams, the body-deadline sweeper, then the
+        rest."""
+        await self.end_streams()
         await self._body_deadlines.close()
         self.shutdown()
 
@@ -141,6 +166,7 @@ class App:
             elif kind == "lifespan.shutdown":
                 change_stream.SLOTS.close()
                 await change_stream.SLOTS.drain(2 * self.settings.stream_poll + 1)
+                await self.end_streams()
                 await self._body_deadlines.close()
                 try:
                     self.shutdown()
@@ -160,9 +186,7 @@ class App:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            # No websocket routes: refuse the handshake.
-            await receive()
-            await send({"type": "websocket.close", "code": 1003})
+            await self._websocket(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._pipeline is None:  # a server that skipped lifespan
@@ -183,7 +207,9 @@ class App:
             return  # the client left: counted and logged as 499; nobody to answer
         status = 499  # what the middleware learns if sending fails: the client left
         try:
-            if resp.stream is not None:
+            if resp.astream is not None:
+                await _send_live(resp, call, method, send)
+            elif resp.stream is not None:
                 await _send_stream(resp, call, method, send)
             else:
                 call.sent = len(resp.body)
@@ -202,6 +228,95 @@ class App:
         finally:
             if resp._after is not None:  # someone waits for the answer to be out
                 resp.sent(status)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake through the same pipeline as a GET (routing, auth,
+        the stream bound, the access log): an answer that is not an accepted stream is
+        sent as the HTTP answer to the handshake (ASGI's ``websocket.http.response``)."""
+        if self._pipeline is None:
+            self.startup()
+        assert self._pipeline is not None
+        call = Call(
+            "GET",
+            scope["path"],
+            scope.get("query_string", b""),
+            scope.get("headers", []),
+            scope.get("client"),
+            receive,
+        )
+        msg = await receive()  # websocket.connect
+        if msg["type"] != "websocket.connect":
+            return
+        try:
+            resp = await self._pipeline(call)
+        except Cancelled:
+            return
+        status = 499
+        try:
+            if resp.websocket and resp.astream is not None:
+                await send({"type": "websocket.accept"})
+                await _pump_websocket(resp, receive, send)
+                await send({"type": "websocket.close", "code": 1001 if self.live.closing else 1000})
+            else:
+                await _refuse_websocket(scope, resp, send)
+            status = resp.status
+        except OSError:
+            pass  # the client left: 499
+        finally:
+            if resp.astream is not None:
+                await resp.astream.aclose()
+            if resp._after is not None:
+                resp.sent(status)
+
+
+async def _pump_websocket(resp: Response, receive: Receive, send: Send) -> None:
+    """Sends the stream's texts until it ends or the client closes (a bounded send)."""
+    assert resp.astream is not None
+
+    async def client_closed() -> None:
+        while (await receive())["type"] != "websocket.disconnect":
+            pass  # incoming messages are not part of the protocol: ignored
+
+    reader = asyncio.ensure_future(client_closed())
+    try:
+        async for text in resp.astream:
+            if reader.done():
+                return
+            if not await send_bounded(send({"type": "websocket.send", "text": text})):
+                return
+    finally:
+        reader.cancel()
+
+
+async def _refuse_websocket(scope: Scope, resp: Response, send: Send) -> None:
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        return
+    headers = [(b"content-length", str(len(resp.body)).encode())]
+    if resp.content_type is not None:
+        headers.append((b"content-type", resp.content_type))
+    headers += resp.headers or []
+    await send({"type": "websocket.http.response.start", "status": resp.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": resp.body})
+
+
+async def _send_live(resp: Response, call: Call, method: str, send: Send) -> None:
+    """A live stream (SSE): each chunk as it comes, each send bounded in time."""
+    astream = resp.astream
+    assert astream is not None
+    headers = [(b"content-type", resp.content_type or JSON), *(resp.headers or ())]
+    try:
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        if method != "HEAD":
+            async for chunk in astream:
+                if not await send_bounded(
+                    send({"type": "http.response.body", "body": chunk, "more_body": True})
+                ):
+                    return  # not reading: dropped
+                call.sent += len(chunk)
+        await send_bounded(send({"type": "http.response.body", "body": b""}))
+    finally:
+        await astream.aclose()
 
 
 async def _send_stream(resp: Response, call: Call, method: str, send: Send) -> None:

@@ -25,11 +25,26 @@ class Response:
     """Status, body and headers; ``stream`` (an iterator of chunks, pulled on a thread,
     or an async one, pulled on the event loop: a live stream that waits) replaces ``body``.
 
+    ``astream`` (an async iterator, pulled on the event loop) is a live stream: SSE bytes
+    sent as they come (``bfx.asgi.sse``), or, with ``websocket``, the text messages of an
+    accepted WebSocket (``bfx.asgi.live``); it ends when the iterator does.
+
     ``value`` is the typed answer (or the error) the body was encoded from, for middleware
     that counts by it; ``on_sent`` callbacks run once the adapter has sent the last byte.
     """
 
-    __slots__ = ("_after", "body", "content_type", "first", "headers", "status", "stream", "value")
+    __slots__ = (
+        "_after",
+        "astream",
+        "body",
+        "content_type",
+        "first",
+        "headers",
+        "status",
+        "stream",
+        "value",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -39,6 +54,8 @@ class Response:
         headers: list[tuple[bytes, bytes]] | None = None,
         stream: Iterator[bytes] | AsyncIterator[bytes] | None = None,
         value: Any = None,
+        astream: AsyncIterator[Any] | None = None,
+        websocket: bool = False,
     ) -> None:
         self.status = status
         self.body = body
@@ -46,6 +63,8 @@ class Response:
         self.headers = headers
         self.stream = stream
         self.value = value
+        self.astream = astream
+        self.websocket = websocket
         #: A stream's first chunk, pulled before the status goes out.
         self.first: bytes | None = None
         self._after: list[Callable[[int], None]] | None = None

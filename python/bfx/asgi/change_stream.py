@@ -20,7 +20,6 @@ lines, ``retry`` once at the start.
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from typing import Any
@@ -90,31 +89,6 @@ class StreamSlots:
 
 #: The streams of this worker process (one app per worker under ``bfx serve``).
 SLOTS = StreamSlots()
-
-_signals_hooked = False
-
-
-def end_on_signals() -> None:
-    """Ends the streams as soon as the worker is told to stop (SIGINT, SIGTERM).
-
-    Granian stops a worker by letting its open connections finish before the app's
-    shutdown runs, and kills it after ``workers_kill_timeout`` (10 s): a stream never
-    finishes by itself. So the signal itself closes the streams: a Python handler next to
-    Granian's own (its loop's handler still runs: the signal reaches the loop through
-    the wakeup fd), chaining to whatever handler was there. Main thread only; once."""
-    global _signals_hooked
-    if _signals_hooked or threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            SLOTS.close()
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(sig, handler)
-    _signals_hooked = True
 
 
 def event(change: s.Change) -> bytes:

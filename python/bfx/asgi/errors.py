@@ -18,6 +18,7 @@ __all__ = [
     "MalformedJsonError",
     "MethodNotAllowedError",
     "RouteNotFoundError",
+    "UpgradeRequiredError",
     "error_body",
     "field_error",
 ]
@@ -48,6 +49,13 @@ class BodyTooLargeError(errors.BfxError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds the limit of {limit} bytes", {"limit": limit})
+
+
+class UpgradeRequiredError(errors.BfxError):
+    """A WebSocket route asked as plain HTTP (426); the answer names the protocol."""
+
+    code = "upgrade_required"
+    status = 426
 
 
 class InternalError(errors.BfxError):

@@ -9,13 +9,19 @@ with one ``protocol.response_bytes(...)`` and a disconnect is awaited with
 ``disconnected``), so every limit, deadline, error and header is the ASGI app's.
 
 Lifespan: Granian calls ``__rsgi_init__`` in each worker before it serves and
-``__rsgi_del__`` after it stops (the loop is not running then). Websockets are not
-served (``bfx serve`` turns them off in Granian).
+``__rsgi_del__`` after it stops (the loop is not running then; the live streams are
+ended there, ``App.stop``).
+
+WebSockets (``scope.proto == "ws"``) go through the same pipeline as a GET; an accepted
+stream is pumped with ``protocol.accept()``'s transport, and a refusal is
+``protocol.close(status)`` before accepting, which Granian sends as that bare HTTP
+status (no body or headers: RSGI has no way to send them with a refused handshake).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from time import perf_counter
 from typing import Any
 
@@ -25,6 +31,7 @@ from bfx.asgi.app import App
 from bfx.asgi.app import create_app as create_asgi_app
 from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.errors import BodyTooLargeError
+from bfx.asgi.live import send_bounded
 from bfx.asgi.pipeline import Call, ClientGone
 from bfx.budget import Cancelled
 from bfx.settings import Settings
@@ -133,6 +140,9 @@ class RsgiApp:
         loop.run_until_complete(self.app.stop())
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto == "ws":
+            await self._websocket(scope, proto)
+            return
         app = self.app
         pipeline = app._pipeline
         if pipeline is None:  # a server that skipped __rsgi_init__
@@ -146,7 +156,9 @@ class RsgiApp:
             return  # the client left: counted and logged as 499; nobody to answer
         status = 499  # what the middleware learns if sending fails: the client left
         try:
-            if resp.stream is not None:
+            if resp.astream is not None:
+                await _send_live(resp, call, proto)
+            elif resp.stream is not None:
                 await _send_stream(resp, call, proto)
             else:
                 call.sent = len(resp.body)
@@ -158,6 +170,77 @@ class RsgiApp:
         finally:
             if resp._after is not None:  # someone waits for the answer to be out
                 resp.sent(status)
+
+    async def _websocket(self, scope: Any, proto: Any) -> None:
+        app = self.app
+        pipeline = app._pipeline
+        if pipeline is None:
+            app.startup()
+            pipeline = app._pipeline
+            assert pipeline is not None
+        call = RsgiCall(scope, proto)
+        try:
+            resp = await pipeline(call)
+        except Cancelled:
+            return
+        status = 499
+        reader: asyncio.Future[None] | None = None
+        try:
+            if resp.websocket and resp.astream is not None:
+                transport = await proto.accept()
+                reader = asyncio.ensure_future(_client_closed(transport))
+                await _pump_websocket(resp, transport, reader)
+            else:
+                # Before accept, the status is the handshake's HTTP answer.
+                proto.close(resp.status)
+            status = resp.status
+        except ProtocolClosed:
+            pass  # the client left: 499
+        finally:
+            if resp.astream is not None:
+                await resp.astream.aclose()
+            if reader is not None:
+                with contextlib.suppress(ProtocolClosed):
+                    proto.close(1000)  # a close frame (Granian sends it without a code)
+                # The pending receive ends with the close; cancelling it instead can cut
+                # the connection before the close frame is out.
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(reader, 1.0)
+            if resp._after is not None:
+                resp.sent(status)
+
+
+async def _client_closed(transport: Any) -> None:
+    with contextlib.suppress(ProtocolClosed):
+        while True:
+            msg = await transport.receive()
+            if msg.kind == 0:  # WebsocketMessageType.close; other messages are ignored
+                return
+
+
+async def _pump_websocket(resp: Response, transport: Any, reader: asyncio.Future[None]) -> None:
+    """Sends the stream's texts until it ends or the client closes (a bounded send)."""
+    assert resp.astream is not None
+    async for text in resp.astream:
+        if reader.done():
+            return
+        if not await send_bounded(transport.send_str(text)):
+            return
+
+
+async def _send_live(resp: Response, call: RsgiCall, proto: Any) -> None:
+    """A live stream (SSE): each chunk as it comes, each send bounded in time."""
+    astream = resp.astream
+    assert astream is not None
+    try:
+        transport = proto.response_stream(resp.status, _headers(resp))
+        if call.method != "HEAD":
+            async for chunk in astream:
+                if not await send_bounded(transport.send_bytes(chunk)):
+                    return  # not reading: dropped
+                call.sent += len(chunk)
+    finally:
+        await astream.aclose()
 
 
 async def _send_stream(resp: Response, call: RsgiCall, proto: Any) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from bfx.services.interfaces import (
+    LIVE_METHODS,
     OPERATION_METHODS,
     AliasService,
     AuthService,
@@ -25,6 +26,7 @@ from bfx.services.interfaces import (
 from bfx.services.local import local_services
 
 __all__ = [
+    "LIVE_METHODS",
     "OPERATION_METHODS",
     "AliasService",
     "AuthService",

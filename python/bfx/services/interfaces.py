@@ -20,7 +20,7 @@ Conventions, the same for every method:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -30,6 +30,7 @@ from bfx.security.auth import Principal
 
 __all__ = [
     "EXPORT_MEDIA_TYPES",
+    "LIVE_METHODS",
     "OPERATION_METHODS",
     "AliasService",
     "AuthService",
@@ -286,6 +287,13 @@ class SystemService(Protocol):
         worker in the format ``accept`` names, and its content type."""
         ...
 
+    def metrics_ticks(self) -> AsyncIterator[str]:
+        """``metrics_stream`` and ``metrics_ws``: the ``metrics`` document as JSON text,
+        once a second, until the worker shuts down or the reader falls behind; taking
+        one is refused with :class:`~bfx.errors.OverloadedError` past the worker's bound
+        of open streams (docs/observability.md)."""
+        ...
+
 
 class KeyService(Protocol):
     """API keys (DESIGN.md §7): the admin operations."""
@@ -413,6 +421,13 @@ class Services:
     lenses: LensService
     changes: ChangeService
 
+
+#: The live streams' operations (not client operations: ``Operation.live``) -> the
+#: service method that feeds them.
+LIVE_METHODS: dict[str, tuple[str, str]] = {
+    "metrics_stream": ("system", "metrics_ticks"),
+    "metrics_ws": ("system", "metrics_ticks"),
+}
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
 OPERATION_METHODS: dict[str, tuple[str, str]] = {

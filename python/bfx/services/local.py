@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bfx.services.auth import LocalAuth
@@ -30,6 +30,7 @@ def local_services(
     request_metrics: Callable[[], Mapping[str, Any]],
     auth: LocalAuth | None = None,
     exposition: Exposition | None = None,
+    metrics_ticks: Callable[[], AsyncIterator[str]] | None = None,
 ) -> Services:
     """Services over ``registry``, in process.
 
@@ -39,7 +40,9 @@ def local_services(
     (``RequestMetrics.snapshot``); ``auth``, login as the server's settings say (the
     token lifetime and secret, the failed-login limits; defaults otherwise);
     and ``exposition``, the Prometheus text of every
-    worker (``Exporter.exposition``; None: ``prometheus`` answers 404).
+    worker (``Exporter.exposition``; None: ``prometheus`` answers 404); and
+    ``metrics_ticks``, the worker's live metrics stream (``bfx.asgi.live``; None: the
+    stream routes answer 404).
     """
     return Services(
         substrates=LocalSubstrates(
@@ -51,7 +54,7 @@ def local_services(
         relationships=LocalRelationships(registry.relationships_domain, registry.graph),
         graph=LocalGraph(registry.graph, registry.substrates.counts),
         transfer=LocalTransfer(registry.transfer),
-        system=LocalSystem(registry, request_metrics, exposition),
+        system=LocalSystem(registry, request_metrics, exposition, metrics_ticks),
         keys=LocalKeys(lambda: registry.store),
         auth=auth or LocalAuth(lambda: registry.store),
         versions=LocalVersions(registry.versions_domain),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
@@ -69,8 +69,10 @@ class LocalSystem:
         registry: Registry,
         request_metrics: Callable[[], Mapping[str, Any]],
         exposition: Exposition | None = None,
+        metrics_ticks: Callable[[], AsyncIterator[str]] | None = None,
     ) -> None:
         self._registry = registry
+        self._metrics_ticks = metrics_ticks
         self._request_metrics = request_metrics
         self._exposition = exposition
         store, arena = registry.store, registry.arena
@@ -101,6 +103,11 @@ class LocalSystem:
             "bfx_relationships": ("Relationships in the registry.", counts["total_relationships"]),
         }
         return self._exposition(accept, gauges)
+
+    def metrics_ticks(self) -> AsyncIterator[str]:
+        if self._metrics_ticks is None:
+            raise errors.NotFoundError("this service has no live metrics stream")
+        return self._metrics_ticks()
 
     def metrics(self) -> s.Metrics:
         reg = self._registry

@@ -14,6 +14,7 @@ from bfx.asgi.handlers import (
     changes,
     graph,
     keys,
+    live,
     relationships,
     substrates,
     system,
@@ -24,7 +25,7 @@ from bfx.asgi.router import Route
 
 __all__ = ["bind"]
 
-MODULES = (system, keys, auth, substrates, relationships, transfer, graph, versions, changes)
+MODULES = (system, live, keys, auth, substrates, relationships, transfer, graph, versions, changes)
 
 
 def bind() -> list[Route]:

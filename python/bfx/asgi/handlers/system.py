@@ -19,6 +19,8 @@ _STATIC_TYPES = {
     "swagger-init.js": b"text/javascript; charset=utf-8",
     "swagger-ui.css": b"text/css; charset=utf-8",
     "redoc.standalone.js": b"text/javascript; charset=utf-8",
+    "dashboard.js": b"text/javascript; charset=utf-8",
+    "dashboard.css": b"text/css; charset=utf-8",
 }
 _HTML = b"text/html; charset=utf-8"
 # Bundles are versioned with the package; a day of caching spares reloads.

@@ -9,18 +9,30 @@ a 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``; a principal without th
 is a 403 ``forbidden`` naming ``details.required_scope``. ``call.principal`` is set to the
 principal's name (a key id, ``user:NAME``, ``jwt:SUBJECT``), which the access log
 prints, and ``call.caller`` to the principal (``GET /auth/me`` reads it).
+
+Live streams (an operation with ``live`` set) also take the credential from the query,
+``?access_token=``, when no header carries one: a browser's EventSource and WebSocket
+cannot send headers. Only there: a key in a URL can end up in a proxy's log or a
+browser's history (docs/observability.md "Live streams").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import parse_qsl
 
 from bfx import errors
 from bfx.asgi.base import Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware.errors import error_answer
 from bfx.asgi.pipeline import Before, Call
-from bfx.security.auth import Authenticator, KeyAuthenticator, credential_of, unauthorized
+from bfx.security.auth import (
+    MAX_CREDENTIAL,
+    Authenticator,
+    KeyAuthenticator,
+    credential_of,
+    unauthorized,
+)
 
 __all__ = ["authenticate"]
 
@@ -53,6 +65,8 @@ class authenticate(Before):
                     return None
         try:
             credential = credential_of(call.header)
+            if credential is None and call.route.op.live is not None:
+                credential = _query_credential(call.query_string)
             if credential is None:
                 raise unauthorized()
             for authenticator in self.authenticators:
@@ -78,3 +92,18 @@ class authenticate(Before):
                 )
             )
         return None
+
+
+def _query_credential(query_string: bytes | str) -> str | None:
+    """``access_token`` of the query string (a live stream's), or None."""
+    if not query_string:
+        return None
+    if type(query_string) is bytes:
+        query_string = query_string.decode("latin-1")
+    for name, value in parse_qsl(query_string):
+        if name == "access_token":
+            value = value.strip()
+            if not value or len(value) > MAX_CREDENTIAL or not value.isascii():
+                raise unauthorized()
+            return value
+    return None

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from bfx.api.types import ErrorBody
 from bfx.asgi.base import Response, encode
-from bfx.asgi.errors import BodyTooLargeError, MethodNotAllowedError, error_body
+from bfx.asgi.errors import (
+    BodyTooLargeError,
+    MethodNotAllowedError,
+    UpgradeRequiredError,
+    error_body,
+)
 from bfx.asgi.middleware.body_deadline import BodyTimeoutError
 from bfx.asgi.pipeline import Around, Call
 from bfx.budget import Cancelled
@@ -29,6 +34,8 @@ def error_answer(exc: BaseException) -> Response:
         headers = [(b"allow", ", ".join(err.allow).encode())]
     elif isinstance(err, (OverloadedError, RateLimitedError)):  # failed logins' 429 too
         headers = [(b"retry-after", str(err.retry_after).encode())]
+    elif isinstance(err, UpgradeRequiredError):
+        headers = [(b"upgrade", b"websocket")]
     elif isinstance(err, (BodyTimeoutError, BodyTooLargeError)):
         # The rest of the body is still coming: this connection cannot carry another
         # request.
