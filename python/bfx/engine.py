@@ -33,12 +33,20 @@ from bfx._core import Arena
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
 from bfx.storage.metadata import set_metadata
+from bfx.tracing import STORE_WRITE, span
 
 __all__ = ["Engine"]
 
 _SCAN_PAGE = 4096
 
 Answer = int | errors.BfxError
+
+
+def _traced(traced: Any, store: Store, op: str, rows: int) -> None:
+    """A store-write span's attributes (only when tracing: ``traced`` is the span)."""
+    traced.set_attribute("bfx.store.op", op)
+    traced.set_attribute("bfx.store.rows", rows)
+    traced.set_attribute("db.system", getattr(store, "dialect", "memory"))
 
 
 def _failed(answers: list[Any]) -> bool:
@@ -94,7 +102,11 @@ class Engine:
         if self.store.durable:
             answer = self.insert_substrates([row])[0]
         else:  # the in-memory store: one arena call, nothing to commit
-            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+            with span(STORE_WRITE) as traced:
+                if traced is not None:
+                    _traced(traced, self.store, "insert_substrates", 1)
+                answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)
+                answer = answer[0][0]
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
@@ -133,19 +145,26 @@ class Engine:
         until_failure: bool,
     ) -> list[Answer]:
         """The write path of both record kinds: check, commit, apply once."""
-        items = [r.arena_item() for r in rows]
-        if not self.store.durable and not until_failure:
-            return write_in_memory(items, atomic=atomic, dry_run=dry_run)[0]  # type: ignore[no-any-return]
-        with self.store.write() as w:
-            answers, prepared = check(items)
-            upto = self._upto(answers, atomic, dry_run, until_failure)
-            if upto:
-                add(
-                    w,
-                    [(r, a) for r, a in zip(rows[:upto], answers, strict=False) if type(a) is int],
-                )
-                w.after = lambda: self._apply(prepared, upto, kind)
-        return answers  # type: ignore[no-any-return]
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, f"insert_{kind}s", len(rows))
+            items = [r.arena_item() for r in rows]
+            if not self.store.durable and not until_failure:
+                return write_in_memory(items, atomic=atomic, dry_run=dry_run)[0]  # type: ignore[no-any-return]
+            with self.store.write() as w:
+                answers, prepared = check(items)
+                upto = self._upto(answers, atomic, dry_run, until_failure)
+                if upto:
+                    add(
+                        w,
+                        [
+                            (r, a)
+                            for r, a in zip(rows[:upto], answers, strict=False)
+                            if type(a) is int
+                        ],
+                    )
+                    w.after = lambda: self._apply(prepared, upto, kind)
+            return answers  # type: ignore[no-any-return]
 
     @staticmethod
     def _upto(answers: list[Answer], atomic: bool, dry_run: bool, until_failure: bool) -> int:
@@ -168,14 +187,17 @@ class Engine:
     def delete_substrate(self, identity: int) -> int:
         """Deletes a substrate and its relationships; returns how many went with it."""
         arena = self.arena
-        if not self.store.durable:
-            return arena.remove(identity)
-        removed: list[int] = []
-        with self.store.write() as w:
-            arena.get(identity)  # NotFoundError, and nothing written
-            self.store.remove_substrate(w, identity)
-            w.after = lambda: removed.append(arena.remove(identity))
-        return removed[0]
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, "delete_substrate", 1)
+            if not self.store.durable:
+                return arena.remove(identity)
+            removed: list[int] = []
+            with self.store.write() as w:
+                arena.get(identity)  # NotFoundError, and nothing written
+                self.store.remove_substrate(w, identity)
+                w.after = lambda: removed.append(arena.remove(identity))
+            return removed[0]
 
     def update_metadata(self, identity: int, change: Callable[[bytes], bytes]) -> SubstrateRow:
         """Replaces a substrate's metadata with ``change(current)``, both the stored
@@ -183,7 +205,9 @@ class Engine:
         change log, so two concurrent updates (other threads, workers or nodes) apply
         one after the other and neither is lost. Unchanged metadata writes nothing."""
         arena = self.arena
-        with self.store.write() as w:
+        with span(STORE_WRITE) as traced, self.store.write() as w:
+            if traced is not None:
+                _traced(traced, self.store, "update_metadata", 1)
             record = arena.get(identity)  # NotFoundError, and nothing written
             metadata = change(record[4])
             if metadata != record[4]:
@@ -193,13 +217,16 @@ class Engine:
 
     def delete_relationship(self, rid: int) -> None:
         arena = self.arena
-        if not self.store.durable:
-            arena.unlink(rid)
-            return
-        with self.store.write() as w:
-            arena.edge(rid)
-            self.store.remove_relationship(w, rid)
-            w.after = lambda: arena.unlink(rid)
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, "delete_relationship", 1)
+            if not self.store.durable:
+                arena.unlink(rid)
+                return
+            with self.store.write() as w:
+                arena.edge(rid)
+                self.store.remove_relationship(w, rid)
+                w.after = lambda: arena.unlink(rid)
 
     # ---- reads --------------------------------------------------------------------------
 

@@ -64,7 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heavy_threads: int = 2
     #: Heavy requests that may wait for a thread; past it a 503 ``overloaded``.
     heavy_queue: int = 16
-    # -- Logging.
+    # -- Metrics and logging (docs/observability.md).
+    #: Count requests for the metrics (the metrics middleware); off: not assembled.
+    metrics: bool = True
     #: One access-log line per request on stderr.
     access_log: bool = True
     #: ``text`` or ``json`` (one JSON object per line).
@@ -315,6 +317,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "max_body_depth": ("BFX_MAX_BODY_DEPTH", parse_count, str),
     "heavy_threads": ("BFX_HEAVY_THREADS", parse_count, str),
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
+    "metrics": ("BFX_METRICS", parse_bool, _flag),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),

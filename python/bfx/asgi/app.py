@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from bfx import tracing
 from bfx.asgi import handlers
 from bfx.asgi.base import JSON, Response
 from bfx.asgi.metrics import RequestMetrics
@@ -61,6 +62,8 @@ class App:
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
         self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
         self._pipeline: Handle | None = None
+        #: The worker's tracer while tracing is on (set up by startup).
+        self._tracer: Any = None
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -80,18 +83,24 @@ class App:
             exposition=self.exporter.exposition,
             auth=login_service(settings, self.registry.store),
         )
+        # Each worker its own provider, made here, after fork or spawn (bfx.tracing).
+        self._tracer = tracing.setup()
         middleware = assemble(
             self.settings,
             router=self.router,
             store=self.registry.store,
             counters=self.metrics,
             deadlines=self._body_deadlines,
+            tracer=self._tracer,
         )
         self._pipeline = build(middleware, dispatch(self.heavy, self.services))
         self.exporter.start(loop)
 
     def shutdown(self) -> None:
         self.exporter.stop()
+        if self._tracer is not None:  # the last spans out, then the exporter stopped
+            self._tracer = None
+            tracing.shutdown()
         self.heavy.shutdown()
         self._pipeline = None
         reg, self.registry = self.registry, None

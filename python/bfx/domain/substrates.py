@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bfx import errors, operators
-from bfx._core import EXPRESSION_TYPES, now_us, parse_id
+from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
 from bfx.domain.metadata import apply_patch
@@ -25,6 +25,7 @@ from bfx.invocations import InvocationCounts
 from bfx.models import Invocation
 from bfx.rows import SubstrateRow
 from bfx.sandbox import Compiled, Limits, compile_substrate
+from bfx.tracing import EVALUATE, span
 
 __all__ = ["RESULT_MIN_MS", "CompiledCache", "Substrates"]
 
@@ -277,9 +278,12 @@ class Substrates:
                     return Invocation(identity, result, elapsed)
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
-        start = time.perf_counter()
-        result = compiled.invoke(parameters)
-        elapsed = (time.perf_counter() - start) * 1000.0
+        with span(EVALUATE) as traced:
+            if traced is not None:
+                traced.set_attribute("bfx.substrate.id", format_id(identity))
+            start = time.perf_counter()
+            result = compiled.invoke(parameters)
+            elapsed = (time.perf_counter() - start) * 1000.0
         if results is not None:
             if elapsed >= self.result_min_ms:
                 self._slow_call(identity, parameters, key, result)
@@ -351,12 +355,16 @@ class Substrates:
                 for index in indices:
                     results[index] = exc
                 continue
-            if budget is None:
-                succeeded = _invoke_group(identity, compiled, items, indices, results)
-            else:
-                succeeded = _invoke_group_within(
-                    identity, compiled, items, indices, results, budget
-                )
+            with span(EVALUATE) as traced:  # one span per substrate of the batch
+                if traced is not None:
+                    traced.set_attribute("bfx.substrate.id", format_id(identity))
+                    traced.set_attribute("bfx.invocations", len(indices))
+                if budget is None:
+                    succeeded = _invoke_group(identity, compiled, items, indices, results)
+                else:
+                    succeeded = _invoke_group_within(
+                        identity, compiled, items, indices, results, budget
+                    )
             if succeeded:
                 self.invocations.add(identity, succeeded)
         return results  # type: ignore[return-value]
