@@ -476,6 +476,23 @@ def test_every_answer_is_exported_once(server, receiver) -> None:
         assert [s.name for s in spans] == ["GET /api/v1/health"]
 
 
+@e2e
+def test_a_stopping_worker_flushes_its_queued_spans(interface, receiver, tmp_path) -> None:
+    # A batch delay of a minute: the span can only arrive through the flush at shutdown.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        env.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+        srv = Server(tmp_path, "--memory")
+    try:
+        _, _, trace_id, parent = _traced(srv, "GET", "/health")
+        time.sleep(0.5)
+        assert receiver.trace(trace_id, lambda found: True) == []
+    finally:
+        srv.stop()
+    spans = receiver.trace(trace_id, lambda found: len(found) >= 1)
+    assert _request_span(spans, parent).name == "GET /api/v1/health"
+
+
 # ---- asked for, but the extra is missing -----------------------------------------------
 
 
