@@ -196,11 +196,37 @@ def test_a_streamed_answer_ends_its_span_once_sent() -> None:
 def test_off_the_child_spans_are_one_shared_no_op() -> None:
     from bfx import tracing as bfx_tracing
 
-    assert bfx_tracing._tracer is None
+    assert bfx_tracing.tracer is None
     first, second = bfx_tracing.span("a"), bfx_tracing.span("b")
     assert first is second
     with first as traced:
         assert traced is None
+
+
+def test_store_writes_on_sqlite_and_a_batch_invoke_are_spans(tmp_path: Path) -> None:
+    from bfx import Registry
+    from bfx import tracing as bfx_tracing
+
+    provider, exporter = _provider()
+    bfx_tracing.install(provider.get_tracer("test"))
+    try:
+        with Registry(storage=str(tmp_path / "data")) as reg:
+            sid = reg.create("lambda", "lambda x: x + 1").substrate_id
+            reg.update(sid, {"k": 1})
+            answers = reg.invoke_many([(sid, {"x": 1}), (sid, {"x": 2})])
+            assert [a.result for a in answers] == [2, 3]
+            reg.delete(sid)
+    finally:
+        bfx_tracing.install(None)
+    spans = exporter.get_finished_spans()
+    writes = [s for s in spans if s.name == "bfx.store.write"]
+    assert [(w.attributes["bfx.store.op"], w.attributes["db.system"]) for w in writes] == [
+        ("insert_substrates", "sqlite"),
+        ("update_metadata", "sqlite"),
+        ("delete_substrate", "sqlite"),
+    ]
+    (batch,) = [s for s in spans if s.name == "bfx.sandbox.evaluate"]
+    assert batch.attributes["bfx.invocations"] == 2
 
 
 def test_without_an_endpoint_the_app_does_not_assemble_tracing() -> None:
@@ -504,7 +530,10 @@ def test_without_the_extra_serve_says_tracing_is_off_and_serves(tmp_path: Path) 
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
     path = os.pathsep.join(
-        [str(shadow.parent), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        [
+            str(shadow.parent),
+            *[os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p],
+        ]
     )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PYTHONPATH", path)

@@ -11,7 +11,8 @@ batch sizes, resource attributes, service name) is the SDK's to read.
 
 :func:`span` is what the domain code calls around sandbox compile and evaluation, store
 writes and graph algorithms. With tracing off it answers one shared object whose
-``with`` does nothing (no allocation, no OpenTelemetry import): invoke is the hot path.
+``with`` does nothing (no allocation, no OpenTelemetry import); the hot paths (invoke, a
+single create) do not even call it then: they test :data:`tracer` first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "setup",
     "shutdown",
     "span",
+    "tracer",
 ]
 
 log = logging.getLogger("bfx.tracing")
@@ -57,8 +59,10 @@ class _Off:
 
 
 _OFF = _Off()
-#: The worker's tracer (an ``opentelemetry.trace.Tracer``), or None: tracing off.
-_tracer: Any = None
+#: The worker's tracer (an ``opentelemetry.trace.Tracer``), or None: tracing off. The
+#: hottest paths (an invocation, a single create) test it before reaching for
+#: :func:`span`: one attribute read, where even the no-op ``with`` costs two calls.
+tracer: Any = None
 _provider: Any = None
 
 
@@ -66,16 +70,17 @@ def span(name: str) -> Any:
     """A child span of the current one, named ``name``, as a context manager whose
     ``as`` target is the span (to add attributes) — or None when tracing is off. An
     exception leaving it is recorded on the span with an error status."""
-    tracer = _tracer
-    if tracer is None:
+    current = tracer
+    if current is None:
         return _OFF
-    return tracer.start_as_current_span(name)
+    return current.start_as_current_span(name)
 
 
-def install(tracer: Any) -> None:
-    """Makes ``tracer`` (None: tracing off) the one :func:`span` uses in this process."""
-    global _tracer
-    _tracer = tracer
+def install(new: Any) -> None:
+    """Makes ``new`` (a tracer; None: tracing off) the one :func:`span` uses in this
+    process."""
+    global tracer
+    tracer = new
 
 
 def endpoint(environ: Mapping[str, str] | None = None) -> str:
@@ -128,9 +133,9 @@ def setup() -> Any:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     shutdown()  # a provider left by an earlier start-up of this process
     _provider = provider
-    tracer = provider.get_tracer("bfx")
-    install(tracer)
-    return tracer
+    made = provider.get_tracer("bfx")
+    install(made)
+    return made
 
 
 def shutdown() -> None:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bfx import errors, operators
+from bfx import errors, operators, tracing
 from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
 from bfx.domain.checks import check_page, json_object_bytes, merge, raise_if_any_failed
@@ -278,12 +278,12 @@ class Substrates:
                     return Invocation(identity, result, elapsed)
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
-        with span(EVALUATE) as traced:
-            if traced is not None:
-                traced.set_attribute("bfx.substrate.id", format_id(identity))
-            start = time.perf_counter()
+        start = time.perf_counter()
+        if tracing.tracer is None:  # the hot path: no span, not even a no-op one
             result = compiled.invoke(parameters)
-            elapsed = (time.perf_counter() - start) * 1000.0
+        else:
+            result = _evaluate_traced(compiled, parameters, identity)
+        elapsed = (time.perf_counter() - start) * 1000.0
         if results is not None:
             if elapsed >= self.result_min_ms:
                 self._slow_call(identity, parameters, key, result)
@@ -378,6 +378,12 @@ class Substrates:
             if not gone:
                 return top
             self.invocations.discard_many(gone)
+
+
+def _evaluate_traced(compiled: Compiled, parameters: Any, identity: int) -> Any:
+    with span(EVALUATE) as traced:
+        traced.set_attribute("bfx.substrate.id", format_id(identity))
+        return compiled.invoke(parameters)
 
 
 def _invoke_group(

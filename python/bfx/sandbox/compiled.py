@@ -7,8 +7,8 @@ from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+from bfx import tracing
 from bfx.errors import BfxError, InvocationError
-from bfx.tracing import COMPILE, span
 
 from .analyze import Analysis, analyze
 from .codegen import build
@@ -34,10 +34,11 @@ def compile_substrate(expression_type: str, code: str, limits: Limits = DEFAULT_
     the sandbox does not accept. The Python function is compiled on first invocation (a
     registry creating many substrates pays parse + validate + canonicalise only).
     """
-    with span(COMPILE) as traced:
-        if traced is not None:
-            traced.set_attribute("bfx.sandbox.stage", "analyze")
-            traced.set_attribute("bfx.expression_type", str(expression_type))
+    if tracing.tracer is None:  # the hot path of a create: no span, not even a no-op
+        return Compiled(analyze(expression_type, code, limits), limits)
+    with tracing.span(tracing.COMPILE) as traced:
+        traced.set_attribute("bfx.sandbox.stage", "analyze")
+        traced.set_attribute("bfx.expression_type", str(expression_type))
         return Compiled(analyze(expression_type, code, limits), limits)
 
 
@@ -104,7 +105,7 @@ class Compiled:
     def _build(self, numeric: bool) -> tuple[Any, bool]:
         """The Python function of one variant (once per variant: the second stage of
         compiling, traced as such)."""
-        with span(COMPILE) as traced:
+        with tracing.span(tracing.COMPILE) as traced:
             if traced is not None:
                 traced.set_attribute("bfx.sandbox.stage", "build")
                 traced.set_attribute("bfx.expression_type", self.expression_type)
