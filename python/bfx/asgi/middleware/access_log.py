@@ -22,6 +22,9 @@ from bfx.budget import Cancelled
 __all__ = ["AccessLog", "access_log"]
 
 _encode = msgspec.json.encode
+#: The three digits after a millisecond's point, made once: a ``:03d`` format spec
+#: costs more than the rest of the number (callgrind).
+_THOUSANDTHS = tuple(f"{i:03d}" for i in range(1000))
 
 
 class AccessLog:
@@ -75,7 +78,7 @@ class AccessLog:
         else:
             line = (
                 f'{self._stamp} {host} "{method} {route}" {status} '
-                f"{us // 1000}.{us % 1000:03d}ms {nbytes}B {principal}\n"
+                f"{us // 1000}.{_THOUSANDTHS[us % 1000]}ms {nbytes}B {principal}\n"
             ).encode()
         # A closed or full stderr must not fail the request (try/except rather than
         # contextlib.suppress: its three frames cost more than the write).
