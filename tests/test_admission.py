@@ -360,7 +360,7 @@ def test_access_log_lines(tmp_path):
         as_json = AccessLog("json", fd=f.fileno())
         as_json.write(None, "POST", "/api/v1/substrates", 201, 0.5, 300, "key:abc")
     first, second = path.read_text().splitlines()
-    assert '10.0.0.1 "GET /api/v1/substrates/{id}" 404 1.2ms 99B -' in first
+    assert '10.0.0.1 "GET /api/v1/substrates/{id}" 404 1.200ms 99B -' in first
     record = json.loads(second)
     assert record["route"] == "/api/v1/substrates"
     assert record["status"] == 201

@@ -5,6 +5,8 @@ shared machine, unlike wall-clock time).
     python benches/python/request_instructions.py --tree /tmp/old/python
     python benches/python/request_instructions.py --access-log  # bfx serve's default
     python benches/python/request_instructions.py --auth        # an API key on each request
+    python benches/python/request_instructions.py --no-metrics  # metrics and access log off
+    python benches/python/request_instructions.py --tracing     # tracing on (otel extra)
     python benches/python/request_instructions.py --interface rsgi  # the RSGI adapter
 
 Runs the in-process app (memory store; no access log unless ``--access-log``) for 200 and for 1,200 requests of
@@ -38,6 +40,10 @@ def _run(tree: str, n: int, kind: str, mode: str, interface: str) -> None:
         settings = Settings(access_log=access_log, result_cache_size=0)
     if mode == "auth":
         settings = Settings(access_log=False, result_cache_size=0, auth="required")
+    if mode == "off":  # the metrics middleware left out too (a tree with --no-metrics)
+        settings = Settings(access_log=False, result_cache_size=0, metrics=False)
+    if mode == "traced":
+        _trace_in_process()
     app = App(settings)
     app.startup()
     auth: list[tuple[bytes, bytes]] = []
@@ -103,6 +109,29 @@ def _run(tree: str, n: int, kind: str, mode: str, interface: str) -> None:
     asyncio.run(main())
 
 
+def _trace_in_process() -> None:
+    """Tracing on, its spans handed to an exporter that drops them as each ends (so the
+    count is the spans' cost in the request, not a batch thread's encoding)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from bfx import tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    tracer = provider.get_tracer("bfx")
+
+    def setup() -> object:
+        tracing.install(tracer)
+        return tracer
+
+    tracing.setup = setup  # what App.startup calls
+
+
 class _RsgiScope:
     """What Granian's RSGI scope offers the adapter (its header map has ``get``)."""
 
@@ -165,6 +194,16 @@ def main() -> int:
     how.add_argument(
         "--auth", action="store_true", help="with --auth required and an API key on every request"
     )
+    how.add_argument(
+        "--tracing",
+        action="store_true",
+        help="with tracing on (the otel extra; spans dropped as they end)",
+    )
+    how.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="with the metrics off too (bfx serve --no-metrics --no-access-log)",
+    )
     ap.add_argument(
         "--interface",
         choices=("asgi", "rsgi"),
@@ -173,7 +212,17 @@ def main() -> int:
     )
     args = ap.parse_args()
     tree = str(Path(args.tree).resolve())
-    mode = "log" if args.access_log else "auth" if args.auth else "plain"
+    mode = (
+        "log"
+        if args.access_log
+        else "auth"
+        if args.auth
+        else "off"
+        if args.no_metrics
+        else "traced"
+        if args.tracing
+        else "plain"
+    )
     how = (mode, args.interface)
     for kind in ("get", "invoke", "create"):
         per_request = (_count(tree, 1200, kind, *how) - _count(tree, 200, kind, *how)) / 1000

@@ -32,6 +32,7 @@ _ADMISSION_FLAGS = (
     "heavy_queue",
     "write_threads",
     "export_connections",
+    "metrics",
     "access_log",
     "log_format",
     "result_cache_size",
@@ -311,6 +312,14 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         "waits up to 5 s, then 503 overloaded (env BFX_EXPORT_CONNECTIONS; default 4)",
     )
     g.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        default=None,
+        help="do not count requests: the metrics middleware is not assembled and the "
+        "request counters of /metrics and /api/v1/metrics stay at zero (env BFX_METRICS=0)",
+    )
+    g.add_argument(
         "--no-access-log",
         dest="access_log",
         action="store_false",
@@ -547,6 +556,9 @@ def _serve(args: argparse.Namespace) -> int:
         where = settings.rate_limit_storage
         shared = "per worker process" if where == "memory" else "shared through Redis"
         print(f"bfx: rate limit {settings.rate_limit} per principal ({shared})", flush=True)
+    if not settings.metrics:
+        print("bfx: request metrics off (--no-metrics): request counters stay at zero", flush=True)
+    _announce_tracing()
 
     # The workers' Prometheus counters meet in a directory of this server's own: any
     # files left there by another run would be summed into ours (docs/observability.md).
@@ -566,6 +578,26 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _announce_tracing() -> None:
+    """Says whether the workers will trace (docs/observability.md "Tracing"): asked for
+    with OTEL_EXPORTER_OTLP_ENDPOINT but without the otel extra is a message, not a
+    failure."""
+    from bfx import tracing
+
+    where = tracing.endpoint()
+    if not where:
+        return
+    problem = tracing.missing_extra()
+    if problem is None:
+        print(f"bfx: tracing: spans exported over OTLP/HTTP to {where}", flush=True)
+    else:
+        print(
+            f"bfx: OTEL_EXPORTER_OTLP_ENDPOINT is set but tracing is off: {problem}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _granian(args: argparse.Namespace, settings: Settings) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from bfx import errors
+from bfx import errors, tracing
 from bfx._core import Arena, format_id, relationship_id
 from bfx.group_commit import GroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
@@ -41,6 +41,7 @@ from bfx.storage.base import (
     Write,
 )
 from bfx.storage.metadata import set_metadata
+from bfx.tracing import STORE_WRITE, span
 
 __all__ = ["Engine"]
 
@@ -49,6 +50,13 @@ _SCAN_PAGE = 4096
 Answer = int | errors.BfxError
 #: The type of the edges a pipeline gets to each of its steps (``insert_substrates``).
 COMPOSITION = "COMPOSITION"
+
+
+def _traced(traced: Any, store: Store, op: str, rows: int) -> None:
+    """A store-write span's attributes (only when tracing: ``traced`` is the span)."""
+    traced.set_attribute("bfx.store.op", op)
+    traced.set_attribute("bfx.store.rows", rows)
+    traced.set_attribute("db.system", getattr(store, "dialect", "memory"))
 
 
 def _failed(answers: list[Any]) -> bool:
@@ -130,7 +138,13 @@ class Engine:
         # The in-memory store: one arena call, nothing to commit; logged for the feed.
         store = self.store
         with store.log_lock:
-            answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)[0][0]
+            if tracing.tracer is None:
+                answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)
+            else:
+                with span(STORE_WRITE) as traced:
+                    _traced(traced, store, "insert_substrates", 1)
+                    answer = self.arena.insert_many([row.arena_item()], atomic=False, dry_run=False)
+            answer = answer[0][0]
             if type(answer) is int:
                 store.log(OP_ADD_SUBSTRATE, answer)
         if isinstance(answer, errors.BfxError):
@@ -180,26 +194,33 @@ class Engine:
         until_failure: bool,
     ) -> list[Answer]:
         """The write path of both record kinds: check, commit, apply once."""
-        items = [r.arena_item() for r in rows]
         kind = "substrate" if op == OP_ADD_SUBSTRATE else "relationship"
-        if not self.store.durable and not until_failure:
-            if dry_run:
-                return write_in_memory(items, atomic=atomic, dry_run=True)[0]  # type: ignore[no-any-return]
-            with self.store.log_lock:
-                answers, written = write_in_memory(items, atomic=atomic, dry_run=False)
-                if written:
-                    self.store.log_many(op, [a for a in answers if type(a) is int])
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, f"insert_{kind}s", len(rows))
+            items = [r.arena_item() for r in rows]
+            if not self.store.durable and not until_failure:
+                if dry_run:
+                    return write_in_memory(items, atomic=atomic, dry_run=True)[0]  # type: ignore[no-any-return]
+                with self.store.log_lock:
+                    answers, written = write_in_memory(items, atomic=atomic, dry_run=False)
+                    if written:
+                        self.store.log_many(op, [a for a in answers if type(a) is int])
+                return answers  # type: ignore[no-any-return]
+            with self.store.write() as w:
+                answers, prepared = check(items)
+                upto = self._upto(answers, atomic, dry_run, until_failure)
+                if upto:
+                    add(
+                        w,
+                        [
+                            (r, a)
+                            for r, a in zip(rows[:upto], answers, strict=False)
+                            if type(a) is int
+                        ],
+                    )
+                    w.after = lambda: self._apply(prepared, upto, kind)
             return answers  # type: ignore[no-any-return]
-        with self.store.write() as w:
-            answers, prepared = check(items)
-            upto = self._upto(answers, atomic, dry_run, until_failure)
-            if upto:
-                add(
-                    w,
-                    [(r, a) for r, a in zip(rows[:upto], answers, strict=False) if type(a) is int],
-                )
-                w.after = lambda: self._apply(prepared, upto, kind)
-        return answers  # type: ignore[no-any-return]
 
     @staticmethod
     def _upto(answers: list[Answer], atomic: bool, dry_run: bool, until_failure: bool) -> int:
@@ -331,23 +352,26 @@ class Engine:
         caught up with the change log, and may refuse the delete by raising (a step of
         a pipeline, a member of a version chain)."""
         arena = self.arena
-        if not self.store.durable:
-            store = self.store
-            with store.log_lock:  # the in-memory store's write lock
-                arena.get(identity)  # NotFoundError, and nothing done
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, "delete_substrate", 1)
+            if not self.store.durable:
+                store = self.store
+                with store.log_lock:  # the in-memory store's write lock
+                    arena.get(identity)  # NotFoundError, and nothing done
+                    for guard in self.delete_guards:
+                        guard(identity)
+                    removed_edges = arena.remove(identity)
+                    store.log(OP_DELETE_SUBSTRATE, identity)
+                return removed_edges  # type: ignore[no-any-return]
+            removed: list[int] = []
+            with self.store.write() as w:
+                arena.get(identity)  # NotFoundError, and nothing written
                 for guard in self.delete_guards:
                     guard(identity)
-                removed_edges = arena.remove(identity)
-                store.log(OP_DELETE_SUBSTRATE, identity)
-            return removed_edges  # type: ignore[no-any-return]
-        removed: list[int] = []
-        with self.store.write() as w:
-            arena.get(identity)  # NotFoundError, and nothing written
-            for guard in self.delete_guards:
-                guard(identity)
-            self.store.remove_substrate(w, identity)
-            w.after = lambda: removed.append(arena.remove(identity))
-        return removed[0]
+                self.store.remove_substrate(w, identity)
+                w.after = lambda: removed.append(arena.remove(identity))
+            return removed[0]
 
     def update_metadata(self, identity: int, change: Callable[[bytes], bytes]) -> SubstrateRow:
         """Replaces a substrate's metadata with ``change(current)``, both the stored
@@ -355,7 +379,9 @@ class Engine:
         change log, so two concurrent updates (other threads, workers or nodes) apply
         one after the other and neither is lost. Unchanged metadata writes nothing."""
         arena = self.arena
-        with self.store.write() as w:
+        with span(STORE_WRITE) as traced, self.store.write() as w:
+            if traced is not None:
+                _traced(traced, self.store, "update_metadata", 1)
             record = arena.get(identity)  # NotFoundError, and nothing written
             metadata = change(record[4])
             if metadata != record[4]:
@@ -367,19 +393,22 @@ class Engine:
         """Deletes a relationship; ``guard(record)`` (the arena's record of it) runs
         under the write lock and may refuse by raising (a pipeline's edge to a step)."""
         arena = self.arena
-        if not self.store.durable:
-            with self.store.log_lock:  # the in-memory store's write lock
+        with span(STORE_WRITE) as traced:
+            if traced is not None:
+                _traced(traced, self.store, "delete_relationship", 1)
+            if not self.store.durable:
+                with self.store.log_lock:  # the in-memory store's write lock
+                    if guard is not None:
+                        guard(arena.edge(rid))
+                    arena.unlink(rid)
+                    self.store.log(OP_DELETE_RELATIONSHIP, rid)
+                return
+            with self.store.write() as w:
+                record = arena.edge(rid)
                 if guard is not None:
-                    guard(arena.edge(rid))
-                arena.unlink(rid)
-                self.store.log(OP_DELETE_RELATIONSHIP, rid)
-            return
-        with self.store.write() as w:
-            record = arena.edge(rid)
-            if guard is not None:
-                guard(record)
-            self.store.remove_relationship(w, rid)
-            w.after = lambda: arena.unlink(rid)
+                    guard(record)
+                self.store.remove_relationship(w, rid)
+                w.after = lambda: arena.unlink(rid)
 
     # ---- reads --------------------------------------------------------------------------
 

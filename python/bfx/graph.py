@@ -14,6 +14,7 @@ from typing import Any
 
 from bfx import _core, errors, paging
 from bfx._core import normalize_rel_type, parse_id
+from bfx.tracing import span
 
 __all__ = [
     "DIRECTIONS",
@@ -160,9 +161,10 @@ class Graph:
             raise errors.ValidationError(
                 "include_substrates must be a boolean", {"field": "include_substrates"}
             )
-        nodes, edges, truncated = _core.graph_traverse(
-            self._arena, start, direction, max_depth, _types(relationship_types), max_nodes
-        )
+        with span("bfx.graph.traverse"):  # the core call, GIL released
+            nodes, edges, truncated = _core.graph_traverse(
+                self._arena, start, direction, max_depth, _types(relationship_types), max_nodes
+            )
         out_nodes: list[dict[str, Any]] = []
         paths: list[list[int]] = []
         for node_id, depth, parent, _via in nodes:
@@ -204,9 +206,10 @@ class Graph:
         404) when none exists.
         """
         src, dst = parse_id(source_id), parse_id(target_id)
-        path = _core.graph_shortest_path(
-            self._arena, src, dst, _direction(direction), _types(relationship_types)
-        )
+        with span("bfx.graph.shortest_path"):  # the core call, GIL released
+            path = _core.graph_shortest_path(
+                self._arena, src, dst, _direction(direction), _types(relationship_types)
+            )
         if path is None:
             raise errors.NoPathError(
                 "no path between the substrates",
@@ -232,9 +235,15 @@ class Graph:
         limit = _int(limit, "limit", 0, MAX_CYCLES)
         if max_length is not None:
             max_length = _int(max_length, "max_length", 1, MAX_CYCLE_LENGTH)
-        has_cycle, cycles, truncated = _core.graph_cycles(
-            self._arena, limit, CYCLE_WORK, _types(relationship_types), max_length, MAX_CYCLE_IDS
-        )
+        with span("bfx.graph.cycles"):  # the core call, GIL released
+            has_cycle, cycles, truncated = _core.graph_cycles(
+                self._arena,
+                limit,
+                CYCLE_WORK,
+                _types(relationship_types),
+                max_length,
+                MAX_CYCLE_IDS,
+            )
         return {"has_cycle": has_cycle, "cycles": cycles, "truncated": truncated}
 
     def components(
@@ -251,9 +260,10 @@ class Graph:
         limit = _int(limit, "limit", 1, MAX_COMPONENTS_PAGE)
         member_limit = _int(member_limit, "member_limit", 1, MAX_MEMBERS)
         offset = _cursor(cursor)
-        count, page = _core.graph_components(
-            self._arena, offset, limit, member_limit, _types(relationship_types)
-        )
+        with span("bfx.graph.components"):  # the core call, GIL released
+            count, page = _core.graph_components(
+                self._arena, offset, limit, member_limit, _types(relationship_types)
+            )
         return {
             "components": [
                 {"size": size, "substrate_ids": ids, "truncated": size > len(ids)}
@@ -296,9 +306,10 @@ class Graph:
             limit = _int(limit, "limit", 1, paging.MAX_PAGE)
         offset = _cursor(cursor)
         budget = pagerank_iterations(len(self._arena), self._arena.relationship_count, max_iter)
-        count, page, iterations, converged = _core.graph_pagerank(
-            self._arena, damping, tol, budget, offset, limit, _types(relationship_types)
-        )
+        with span("bfx.graph.pagerank"):  # the core call, GIL released
+            count, page, iterations, converged = _core.graph_pagerank(
+                self._arena, damping, tol, budget, offset, limit, _types(relationship_types)
+            )
         return {
             "scores": dict(page),
             "count": count,

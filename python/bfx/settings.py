@@ -70,7 +70,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Threads for single writes over a durable store: as many writes can wait for one
     #: shared commit (group commit); more wait in line for a thread.
     write_threads: int = 32
-    # -- Logging.
+    # -- Metrics and logging (docs/observability.md).
+    #: Count requests for the metrics (the metrics middleware); off: not assembled.
+    metrics: bool = True
     #: One access-log line per request on stderr.
     access_log: bool = True
     #: ``text`` or ``json`` (one JSON object per line).
@@ -351,6 +353,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
     "write_threads": ("BFX_WRITE_THREADS", parse_count, str),
     "export_connections": ("BFX_EXPORT_CONNECTIONS", parse_count, str),
+    "metrics": ("BFX_METRICS", parse_bool, _flag),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bfx import tracing
 from bfx.asgi import change_stream, handlers
 from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.live import LiveStreams, MetricsFeed, chain_shutdown_signals, send_bounded
@@ -69,6 +70,8 @@ class App:
         #: The worker's live streams (bounded, ended at shutdown) and the metrics ticks.
         self.live = LiveStreams(self.settings.stream_clients)
         self.feed = MetricsFeed(self._metrics_document)
+        #: The worker's tracer while tracing is on (set up by startup).
+        self._tracer: Any = None
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -89,12 +92,15 @@ class App:
             auth=login_service(settings, self.registry.store),
             metrics_ticks=lambda: self.live.stream(self.feed.ticks()),
         )
+        # Each worker its own provider, made here, after fork or spawn (bfx.tracing).
+        self._tracer = tracing.setup()
         middleware = assemble(
             self.settings,
             router=self.router,
             store=self.registry.store,
             counters=self.metrics,
             deadlines=self._body_deadlines,
+            tracer=self._tracer,
         )
         self.router.place_writes(self.registry.store.durable)
         if self.registry.store.durable and self._writes is None:
@@ -134,6 +140,9 @@ class App:
     def shutdown(self) -> None:
         change_stream.SLOTS.close()
         self.exporter.stop()
+        if self._tracer is not None:  # the last spans out, then the exporter stopped
+            self._tracer = None
+            tracing.shutdown()
         self.heavy.shutdown()
         writes, self._writes = self._writes, None
         if writes is not None:

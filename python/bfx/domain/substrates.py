@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bfx import errors, operators
+from bfx import errors, operators, tracing
 from bfx._core import EXPRESSION_TYPES, format_id, now_us, parse_id
 from bfx._core import substrate_id as content_id
 from bfx.budget import ITEM_OVERHEAD, BatchBudget, json_size
@@ -34,6 +34,7 @@ from bfx.invocations import InvocationCounts
 from bfx.models import Invocation
 from bfx.rows import SubstrateRow
 from bfx.sandbox import Compiled, Limits, compile_substrate
+from bfx.tracing import EVALUATE, span
 
 __all__ = ["RESULT_MIN_MS", "CompiledCache", "Substrates"]
 
@@ -399,7 +400,10 @@ class Substrates:
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
         start = time.perf_counter()
-        result = compiled.invoke(parameters)
+        if tracing.tracer is None:  # the hot path: no span, not even a no-op one
+            result = compiled.invoke(parameters)
+        else:
+            result = _evaluate_traced(compiled, parameters, identity)
         elapsed = (time.perf_counter() - start) * 1000.0
         if results is not None:
             if elapsed >= self.result_min_ms:
@@ -472,12 +476,16 @@ class Substrates:
                 for index in indices:
                     results[index] = exc
                 continue
-            if budget is None:
-                succeeded = _invoke_group(identity, compiled, items, indices, results)
-            else:
-                succeeded = _invoke_group_within(
-                    identity, compiled, items, indices, results, budget
-                )
+            with span(EVALUATE) as traced:  # one span per substrate of the batch
+                if traced is not None:
+                    traced.set_attribute("bfx.substrate.id", format_id(identity))
+                    traced.set_attribute("bfx.invocations", len(indices))
+                if budget is None:
+                    succeeded = _invoke_group(identity, compiled, items, indices, results)
+                else:
+                    succeeded = _invoke_group_within(
+                        identity, compiled, items, indices, results, budget
+                    )
             if succeeded:
                 self.invocations.add(identity, succeeded)
         return results  # type: ignore[return-value]
@@ -496,6 +504,12 @@ class Substrates:
 def _steps(compiled: Runnable) -> tuple[int, ...] | None:
     """The ids a new substrate composes (a pipeline's steps), for its edges."""
     return compiled.steps if isinstance(compiled, Plan) else None
+
+
+def _evaluate_traced(compiled: Compiled, parameters: Any, identity: int) -> Any:
+    with span(EVALUATE) as traced:
+        traced.set_attribute("bfx.substrate.id", format_id(identity))
+        return compiled.invoke(parameters)
 
 
 def _invoke_group(

@@ -7,6 +7,7 @@ from dataclasses import replace
 from itertools import islice
 from typing import Any
 
+from bfx import tracing
 from bfx.errors import BfxError, InvocationError
 
 from .analyze import Analysis, analyze
@@ -33,7 +34,12 @@ def compile_substrate(expression_type: str, code: str, limits: Limits = DEFAULT_
     the sandbox does not accept. The Python function is compiled on first invocation (a
     registry creating many substrates pays parse + validate + canonicalise only).
     """
-    return Compiled(analyze(expression_type, code, limits), limits)
+    if tracing.tracer is None:  # the hot path of a create: no span, not even a no-op
+        return Compiled(analyze(expression_type, code, limits), limits)
+    with tracing.span(tracing.COMPILE) as traced:
+        traced.set_attribute("bfx.sandbox.stage", "analyze")
+        traced.set_attribute("bfx.expression_type", str(expression_type))
+        return Compiled(analyze(expression_type, code, limits), limits)
 
 
 class Compiled:
@@ -90,11 +96,20 @@ class Compiled:
     def _variant(self, numeric: bool) -> tuple[Any, bool]:
         if numeric and self.numeric:
             if self._fast is None:
-                self._fast, self._fast_deadline = build(self._with_tree(), self.limits, True)
+                self._fast, self._fast_deadline = self._build(True)
             return self._fast, self._fast_deadline
         if self._general is None:
-            self._general, self._general_deadline = build(self._with_tree(), self.limits, False)
+            self._general, self._general_deadline = self._build(False)
         return self._general, self._general_deadline
+
+    def _build(self, numeric: bool) -> tuple[Any, bool]:
+        """The Python function of one variant (once per variant: the second stage of
+        compiling, traced as such)."""
+        with tracing.span(tracing.COMPILE) as traced:
+            if traced is not None:
+                traced.set_attribute("bfx.sandbox.stage", "build")
+                traced.set_attribute("bfx.expression_type", self.expression_type)
+            return build(self._with_tree(), self.limits, numeric)  # type: ignore[no-any-return]
 
     def _with_tree(self) -> Analysis:
         """The analysis with its tree, from the canonical text (validated again)."""

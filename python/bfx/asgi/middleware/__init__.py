@@ -1,7 +1,8 @@
 """The cross-cutting concerns of the request pipeline, one file each, in the order a
 request meets them (outermost first). :func:`assemble` lists them for an app's settings;
 a concern that is switched off is left out rather than run as a no-op (authentication
-with ``--auth off``).
+with ``--auth off``, tracing without ``OTEL_EXPORTER_OTLP_ENDPOINT``, the request
+counters with ``--no-metrics``).
 
 Adding a concern: an ``Around``, a ``Before`` or a ``wrap(next_) -> handle`` factory
 (``bfx.asgi.pipeline``) in its own file here, one line in :func:`assemble`. No handler
@@ -55,11 +56,18 @@ def assemble(
     store: Any,
     counters: RequestMetrics,
     deadlines: BodyDeadlines,
+    tracer: Any = None,
 ) -> list[Middleware]:
+    """``tracer``: the worker's OpenTelemetry tracer when tracing is on (``bfx.tracing``)."""
     chain: list[Middleware] = []
+    if tracer is not None:  # outermost: the request span covers everything below
+        from bfx.asgi.middleware.tracing import tracing  # the otel extra: only when on
+
+        chain.append(tracing(tracer))
     if settings.access_log:
         chain.append(access_log(AccessLog(settings.log_format)))
-    chain.append(metrics(counters))
+    if settings.metrics:
+        chain.append(metrics(counters))
     policy = Cors(settings.cors_origins)
     if policy.enabled:
         chain.append(cors(policy))

@@ -17,6 +17,7 @@ answered as an error rather than a cut stream.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -61,9 +62,16 @@ class HeavyPool:
         self.admitted -= 1
 
     async def call(self, cancelled: threading.Event, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on a pool thread, unless the client left while it queued."""
+        """Run ``fn(*args)`` on a pool thread, unless the client left while it queued.
+
+        It runs in a copy of the request's context (as ``asyncio.to_thread`` does and
+        ``run_in_executor`` does not), so what the request set there — its trace span —
+        is still current in the thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _unless_cancelled, cancelled, fn, args)
+        run = contextvars.copy_context().run
+        return await loop.run_in_executor(
+            self._executor, run, _unless_cancelled, cancelled, fn, args
+        )
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
