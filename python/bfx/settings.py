@@ -100,6 +100,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
     #: drive the same request pipeline (docs/architecture.md).
     interface: str = "rsgi"
+    #: Whether ``bfx serve`` loads the arena once in its main process and forks the
+    #: workers from it, so they share its memory (docs/storage.md, "Workers share the
+    #: arena"); off: each worker loads its own.
+    shared_arena: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -330,4 +334,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "login_failures_per_user": ("BFX_LOGIN_FAILURES_PER_USER", parse_rate, str),
     "login_failures_per_address": ("BFX_LOGIN_FAILURES_PER_ADDRESS", parse_rate, str),
     "interface": ("BFX_INTERFACE", parse_interface, str),
+    "shared_arena": ("BFX_SHARED_ARENA", parse_bool, _flag),
 }

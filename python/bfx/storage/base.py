@@ -498,6 +498,49 @@ class SqlStore(Store):
             self._arena = arena
             self._load_into(arena)
 
+    # ---- start-up from an arena loaded elsewhere (a snapshot, the serving process) ----
+
+    def open_arena(self) -> Arena:
+        """The arena ``bfx serve``'s main process loaded, when this is a worker it
+        forked (:mod:`bfx.storage.inherit`), else a full load."""
+        with self._lock:
+            arena = self._adopt()
+            if arena is None:
+                arena = Arena()
+                self.attach(arena)
+            return arena
+
+    def _adopt(self) -> Arena | None:
+        from bfx.storage import inherit
+
+        found = inherit.take(self.store_id)
+        if found is None:
+            return None
+        if found.last_change != self.change_at(found.seq):
+            log.warning(
+                "storage: the change log no longer holds where the inherited arena ends "
+                "(pruned, or the database was replaced); loading in full"
+            )
+            return None
+        return self.resume(found.arena, found.seq)
+
+    def resume(self, arena: Arena, seq: int) -> Arena:
+        """Takes ``arena``, which reflects the log up to ``seq``, and catches it up.
+        Caller holds the lock and has checked ``change_at(seq)``."""
+        self._arena = arena
+        self._seq = seq
+        # Keys and users are not in the arena: read them all; the catch-up re-reads any
+        # the log touched since.
+        self._load_keys()
+        self._load_users()
+        self._catch_up()
+        return arena
+
+    def change_at(self, seq: int) -> tuple[int, int] | None:
+        """The change-log entry ``seq`` as ``(op, id)``, None when the log lacks it."""
+        row = self._exec("SELECT op, id FROM changes WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def _load_into(self, arena: Arena) -> None:
         self._changed()
         self._begin_read()
