@@ -165,6 +165,11 @@ class Store:
         """Fills ``arena`` with what is stored; called once, before any other call."""
         self._arena = arena
 
+    def release_arena(self) -> None:
+        """Forgets the arena without writing anything (no snapshot at close): the
+        process that loaded it hands it on (:mod:`bfx.storage.inherit`)."""
+        self._arena = None
+
     def open_arena(self) -> Arena:
         """A new arena holding what is stored, attached (the registry's start-up)."""
         arena = Arena()

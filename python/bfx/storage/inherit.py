@@ -68,6 +68,9 @@ def load(settings: Any) -> Inherited:
             os.getpid(),
             time.perf_counter() - t0,
         )
+        # Writing a snapshot here (after a start from a stale one) would delay every
+        # worker by a whole dump; the workers write one when they stop, as before.
+        store.release_arena()
     finally:
         store.close()
     _held = inherited
