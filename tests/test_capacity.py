@@ -119,7 +119,9 @@ def test_workers_share_one_arena_and_each_adds_its_private_bytes(capsys):
     # With one worker, sharing or not holds the same.
     assert one["unshared"]["max_substrates"] == one["steady"]["max_substrates"]
     assert capacity.main([*SMALL, "--workers", "4"]) == 0
-    assert "4 workers x 104.0 MiB private" in capsys.readouterr().out
+    assert (
+        f"4 workers x {capacity.WORKER_BYTES / 2**20:,.1f} MiB private" in capsys.readouterr().out
+    )
 
 
 def test_json_report_through_python_dash_m():
@@ -269,7 +271,10 @@ def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
         (["--metadata-bytes", "5"], "--metadata-bytes must be 0"),
         (["--constraints-bytes", "3"], "--constraints-bytes must be 0"),
         (["--ram", "1GiB", "--reserve", "2GiB"], "--reserve"),
-        (["--ram", "1GiB", "--workers", "20"], "the workers' 2,181,038,080 bytes"),
+        (
+            ["--ram", "1GiB", "--workers", "20", "--worker-bytes", "100M"],
+            "the workers' 2,097,152,000 bytes",
+        ),
         (["--substrates", "10000000000000"], "use fewer --substrates"),
     ],
 )

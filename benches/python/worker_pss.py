@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             rows.append((shared, workers, procs, server.ready_seconds, loaded, total))
+            print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     load = os.getloadavg()
     print(
         f"bfx serve --data-dir, {shape.substrates:,} substrates + "

@@ -71,8 +71,10 @@ REL_TYPES_COUNT = 17
 #: relationships by ``benches/python/worker_pss.py`` (BENCHMARKS.md, Workers share the
 #: arena), rounded up.
 WORKER_PRIVATE_BYTES = 40 * 2**20
-#: Plus the worker's result cache at its default bound (``--result-cache-size``).
-WORKER_BYTES = WORKER_PRIVATE_BYTES + 64 * 2**20
+#: Plus the worker's caches, which are its own: the result cache at its default bound
+#: (``--result-cache-size`` 64 MiB) and the compiled-expression cache full (100,000
+#: entries at the 2,476 B each BENCHMARKS.md measured, "A real server").
+WORKER_BYTES = WORKER_PRIVATE_BYTES + 64 * 2**20 + 100_000 * 2476
 
 # "lambda **kw: kw.get('" + key + "', 0) * 1" + zero-padded index
 _CODE_HEAD = "lambda **kw: kw.get('"
@@ -783,8 +785,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
         type=_size_or_zero_arg,
         default=WORKER_BYTES,
         help="private memory of one worker: interpreter, app and caches, beside the arena "
-        f"it shares (default {WORKER_BYTES // 2**20}MiB: {WORKER_PRIVATE_BYTES // 2**20}MiB "
-        "measured by benches/python/worker_pss.py plus the 64MiB result cache at its bound)",
+        f"it shares (default {WORKER_BYTES:,} bytes: {WORKER_PRIVATE_BYTES // 2**20}MiB "
+        "measured by benches/python/worker_pss.py, the 64MiB result cache and a full "
+        "compiled-expression cache)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument(
