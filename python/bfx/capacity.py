@@ -70,7 +70,7 @@ REL_TYPES_COUNT = 17
 #: bfx, Granian, its private pages of the arena), measured at 1M substrates + 3M
 #: relationships by ``benches/python/worker_pss.py`` (BENCHMARKS.md, Workers share the
 #: arena), rounded up.
-WORKER_PRIVATE_BYTES = 40 * 2**20
+WORKER_PRIVATE_BYTES = 20 * 2**20
 #: Plus the worker's caches, which are its own: the result cache at its default bound
 #: (``--result-cache-size`` 64 MiB) and the compiled-expression cache full (100,000
 #: entries at the 2,476 B each BENCHMARKS.md measured, "A real server").
