@@ -69,8 +69,13 @@ def _check_report(report: dict, substrates: int = 2000, k: int = 3) -> None:
 
     proj = report["projection"]
     assert proj["basis_substrates"] == substrates
+    assert proj["workers_bytes"] == proj["workers"] * proj["worker_bytes"]
     assert (
-        proj["usable_bytes"] == proj["ram_bytes"] - proj["reserve_bytes"] - build["baseline_bytes"]
+        proj["usable_bytes"]
+        == proj["ram_bytes"]
+        - proj["reserve_bytes"]
+        - build["baseline_bytes"]
+        - proj["workers_bytes"]
     )
     for basis, per_key in (
         ("steady", "bytes_per_substrate"),
@@ -97,6 +102,26 @@ def test_json_report_through_main(capsys):
     assert report["projection"]["ram_bytes"] == 2**30
     assert report["projection"]["reserve_bytes"] == 100 * 2**20
     assert report["disk"] is None
+
+
+def test_workers_share_one_arena_and_each_adds_its_private_bytes(capsys):
+    one = _run_json(capsys, "--ram", "4GiB", "--disk-sample", "0")["projection"]
+    assert (one["workers"], one["worker_bytes"]) == (1, capacity.WORKER_BYTES)
+    nine = _run_json(
+        capsys, "--ram", "4GiB", "--disk-sample", "0", "--workers", "9", "--worker-bytes", "100MiB"
+    )["projection"]
+    assert (nine["workers"], nine["workers_bytes"]) == (9, 900 * 2**20)
+    per = nine["steady"]["bytes_per_substrate"]
+    assert nine["steady"]["max_substrates"] == math.floor(nine["usable_bytes"] / per)
+    # Nine workers sharing the arena hold far more than nine with an arena each.
+    assert nine["unshared"]["max_substrates"] == math.floor(nine["usable_bytes"] / (9 * per))
+    assert nine["steady"]["max_substrates"] > 8 * nine["unshared"]["max_substrates"]
+    # With one worker, sharing or not holds the same.
+    assert one["unshared"]["max_substrates"] == one["steady"]["max_substrates"]
+    assert capacity.main([*SMALL, "--workers", "4"]) == 0
+    assert (
+        f"4 workers x {capacity.WORKER_BYTES / 2**20:,.1f} MiB private" in capsys.readouterr().out
+    )
 
 
 def test_json_report_through_python_dash_m():
@@ -246,6 +271,10 @@ def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
         (["--metadata-bytes", "5"], "--metadata-bytes must be 0"),
         (["--constraints-bytes", "3"], "--constraints-bytes must be 0"),
         (["--ram", "1GiB", "--reserve", "2GiB"], "--reserve"),
+        (
+            ["--ram", "1GiB", "--workers", "20", "--worker-bytes", "100M"],
+            "the workers' 2,097,152,000 bytes",
+        ),
         (["--substrates", "10000000000000"], "use fewer --substrates"),
     ],
 )

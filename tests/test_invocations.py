@@ -123,5 +123,5 @@ def test_a_version_1_snapshot_is_refused_and_the_store_loads_in_full(tmp_path, c
     # The full load wrote a current snapshot, which the next start reads.
     _, offset = snapshot.read_header(data_dir)
     (version,) = struct.unpack_from("<I", path.read_bytes(), offset + 8)
-    assert version == 2
+    assert version == 3
     assert snapshot.read(data_dir, offset) is not None

@@ -66,6 +66,15 @@ DEFAULT_METADATA_BYTES = 32  # {"name":"s0000042______________"}: a short name
 DEFAULT_POINTS = (10.0, 25.0, 50.0, 100.0)
 DEFAULT_CHUNK = 20_000
 REL_TYPES_COUNT = 17
+#: What one more worker adds to a sharing server's PSS after some traffic (interpreter,
+#: bfx, Granian, its private pages of the arena), measured at 1M substrates + 3M
+#: relationships by ``benches/python/worker_pss.py`` (BENCHMARKS.md, Workers share the
+#: arena), rounded up.
+WORKER_PRIVATE_BYTES = 20 * 2**20
+#: Plus the worker's caches, which are its own: the result cache at its default bound
+#: (``--result-cache-size`` 64 MiB) and the compiled-expression cache full (100,000
+#: entries at the 2,476 B each BENCHMARKS.md measured, "A real server").
+WORKER_BYTES = WORKER_PRIVATE_BYTES + 64 * 2**20 + 100_000 * 2476
 
 # "lambda **kw: kw.get('" + key + "', 0) * 1" + zero-padded index
 _CODE_HEAD = "lambda **kw: kw.get('"
@@ -529,13 +538,24 @@ def _result_id(res: Any) -> Any:
 # ------------------------------------------------------------------------------- report
 
 
-def _projection(build_result: Build, ram: int, reserve: int, disk: dict | None) -> dict[str, Any]:
+def _projection(
+    build_result: Build,
+    ram: int,
+    reserve: int,
+    disk: dict | None,
+    workers: int = 1,
+    worker_bytes: int = 0,
+) -> dict[str, Any]:
+    """``workers`` worker processes of ``worker_bytes`` private memory each beside one
+    arena they share (``bfx serve``'s default); ``unshared``: each worker its own arena
+    (``--no-shared-arena``)."""
     last = build_result.points[-1]
-    usable = ram - reserve - build_result.baseline_bytes
+    workers_bytes = workers * worker_bytes
+    usable = ram - reserve - build_result.baseline_bytes - workers_bytes
     rels_per = build_result.relationships / last.substrates if last.substrates else 0.0
 
-    def fit(per: float) -> dict[str, Any]:
-        count = max(0, math.floor(usable / per)) if per > 0 else None
+    def fit(per: float, copies: int = 1) -> dict[str, Any]:
+        count = max(0, math.floor(usable / (per * copies))) if per > 0 else None
         return {
             "bytes_per_substrate": per,
             "max_substrates": count,
@@ -546,9 +566,13 @@ def _projection(build_result: Build, ram: int, reserve: int, disk: dict | None) 
         "ram_bytes": ram,
         "reserve_bytes": reserve,
         "baseline_bytes": build_result.baseline_bytes,
+        "workers": workers,
+        "worker_bytes": worker_bytes,
+        "workers_bytes": workers_bytes,
         "usable_bytes": usable,
         "basis_substrates": last.substrates,
         "steady": fit(last.bytes_per_substrate),
+        "unshared": fit(last.bytes_per_substrate, workers),
         "trimmed": fit(last.bytes_per_substrate_trimmed),
         "peak": fit(last.bytes_per_substrate_peak),
     }
@@ -623,7 +647,9 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"EXTRAPOLATED: linear from the cost measured at {p['basis_substrates']:,} substrates; "
         f"usable = RAM {_gib(p['ram_bytes'])} - reserve {_gib(p['reserve_bytes'])} - "
-        f"baseline {_mib(p['baseline_bytes'])} = {_gib(p['usable_bytes'])}",
+        f"baseline {_mib(p['baseline_bytes'])} - {p['workers']} worker"
+        f"{'s' if p['workers'] != 1 else ''} x {_mib(p['worker_bytes'])} private "
+        f"= {_gib(p['usable_bytes'])}; the workers share one arena (bfx serve's default)",
         "",
         "| basis | bytes/substrate | max substrates | max relationships |",
         "|---|---:|---:|---:|",
@@ -638,6 +664,7 @@ def format_report(report: dict[str, Any]) -> str:
         ("steady", "RSS (no trim, as a server runs)"),
         ("trimmed", "RSS after malloc_trim"),
         ("peak", "peak RSS of the build"),
+        ("unshared", f"RSS, each of {p['workers']} workers its own arena (--no-shared-arena)"),
     ):
         f = p[key]
         if f["max_substrates"] is None:
@@ -746,6 +773,22 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--disk-dir", default=None, help="where the disk sample's temporary directory goes"
     )
+    p.add_argument(
+        "--workers",
+        type=_int_arg(1, 1024),
+        default=1,
+        help="bfx serve worker processes to project for (default 1): they share one arena, "
+        "and each adds --worker-bytes",
+    )
+    p.add_argument(
+        "--worker-bytes",
+        type=_size_or_zero_arg,
+        default=WORKER_BYTES,
+        help="private memory of one worker: interpreter, app and caches, beside the arena "
+        f"it shares (default {WORKER_BYTES:,} bytes: {WORKER_PRIVATE_BYTES // 2**20}MiB "
+        "measured by benches/python/worker_pss.py, the 64MiB result cache and a full "
+        "compiled-expression cache)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument(
         "--progress",
@@ -791,10 +834,11 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
     if args.reserve >= args.ram:
         return _error(f"--reserve ({args.reserve:,} bytes) must be below --ram ({args.ram:,})")
+    workers_bytes = args.workers * args.worker_bytes
     # The process itself (interpreter, bfx, an empty arena) is a fixed cost of the
     # projection; a RAM size that cannot hold it and the reserve leaves nothing to
     # project. Checked now, before building, and again on the build's own baseline.
-    too_small = _ram_too_small(args.ram, args.reserve, _trimmed_rss())
+    too_small = _ram_too_small(args.ram, args.reserve, _trimmed_rss(), workers_bytes)
     if too_small:
         return _error(too_small)
     machine = _machine()
@@ -815,10 +859,10 @@ def run(args: argparse.Namespace) -> int:
         if show:
             print(f"disk sample: {args.disk_sample:,} substrates ...", file=sys.stderr)
         disk = disk_sample(shape, args.disk_sample, args.disk_dir)
-    too_small = _ram_too_small(args.ram, args.reserve, result.baseline_bytes)
+    too_small = _ram_too_small(args.ram, args.reserve, result.baseline_bytes, workers_bytes)
     if too_small:
         return _error(too_small)
-    projection = _projection(result, args.ram, args.reserve, disk)
+    projection = _projection(result, args.ram, args.reserve, disk, args.workers, args.worker_bytes)
     report = {
         "machine": machine,
         "shape": asdict(shape),
@@ -847,14 +891,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ram_too_small(ram: int, reserve: int, baseline: int) -> str | None:
-    if ram - reserve > baseline:
+def _ram_too_small(ram: int, reserve: int, baseline: int, workers_bytes: int = 0) -> str | None:
+    if ram - reserve - workers_bytes > baseline:
         return None
+    workers = f" and the workers' {workers_bytes:,} bytes" if workers_bytes else ""
     return (
         f"--ram {ram:,} bytes is too small: nothing is left for substrates after the fixed "
-        f"costs, --reserve {reserve:,} bytes plus this process's baseline of {baseline:,} "
-        f"bytes ({_mib(baseline)}: interpreter, bfx, an empty arena); give --ram above "
-        f"{_mib(reserve + baseline)}"
+        f"costs, --reserve {reserve:,} bytes{workers} plus this process's baseline of "
+        f"{baseline:,} bytes ({_mib(baseline)}: interpreter, bfx, an empty arena); give "
+        f"--ram above {_mib(reserve + workers_bytes + baseline)}"
     )
 
 

@@ -11,6 +11,8 @@ client commands (``create``, ``get``, ``list``, ..., ``call``) talk to a running
 from __future__ import annotations
 
 import argparse
+import gc
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -170,6 +172,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_false",
         default=None,
         help="close every HTTP/1.1 connection after its response (env BFX_KEEP_ALIVE=0)",
+    )
+    p.add_argument(
+        "--no-shared-arena",
+        dest="shared_arena",
+        action="store_false",
+        default=None,
+        help="let each worker load its own arena instead of sharing the one the main "
+        "process loads (env BFX_SHARED_ARENA=0; default: shared, docs/storage.md)",
     )
     _add_admission_arguments(p)
     _add_change_feed_arguments(p)
@@ -471,7 +481,14 @@ def _serve(args: argparse.Namespace) -> int:
         changes["body_limit"] = args.body_limit
     if args.import_limit is not None:
         changes["import_body_limit"] = args.import_limit
-    for name in ("header_timeout", "body_timeout", "max_connections", "backlog", "keep_alive"):
+    for name in (
+        "header_timeout",
+        "body_timeout",
+        "max_connections",
+        "backlog",
+        "keep_alive",
+        "shared_arena",
+    ):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     for name in (*_ADMISSION_FLAGS, "rate_limit", "rate_limit_storage"):
@@ -522,6 +539,21 @@ def _serve(args: argparse.Namespace) -> int:
         if problem is not None:
             return _fail(problem)
     settings = _fit_open_files(settings)
+    if settings.shared_arena and settings.shares_state_across_processes:
+        # Loaded once here, before Granian forks its workers: they share its pages.
+        from bfx.storage import inherit
+
+        try:
+            loaded = inherit.load(settings)
+        except StorageError as exc:
+            return _fail(exc.message)
+        arena = loaded.arena
+        print(
+            f"bfx: arena loaded in the main process ({len(arena)} substrates, "
+            f"{arena.relationship_count} relationships, {loaded.seconds:.1f} s); the workers "
+            "share it",
+            flush=True,
+        )
     # Workers are separate processes that build the app from the environment.
     os.environ.update(settings.to_env())
 
@@ -607,7 +639,11 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
     from granian.log import LogLevels
 
     rsgi = settings.interface == "rsgi"
-    Granian(
+    if multiprocessing.get_start_method() != "fork":
+        # Workers must be forked to share the arena loaded here (a spawned worker
+        # starts empty and loads its own).
+        multiprocessing.set_start_method("fork", force=True)
+    server = Granian(
         # Both factories build the same App; RSGI skips ASGI's message dicts (docs/http.md).
         "bfx.asgi.rsgi:create_app" if rsgi else "bfx.asgi:create_app",
         factory=True,
@@ -633,7 +669,14 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         # respawn is killed; without it, a stuck worker kept `bfx serve` (and the port)
         # alive forever after Ctrl-C.
         workers_kill_timeout=10,
-    ).serve()
+    )
+    # The objects made so far are never collected: the collector then never writes
+    # to their pages, which stay shared with the forked workers.
+    gc.freeze()
+    try:
+        server.serve()
+    finally:
+        gc.unfreeze()
 
 
 def _claim_port(host: str, port: int) -> str | None:

@@ -120,6 +120,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
     #: drive the same request pipeline (docs/architecture.md).
     interface: str = "rsgi"
+    #: Whether ``bfx serve`` loads the arena once in its main process and forks the
+    #: workers from it, so they share its memory (docs/storage.md, "Workers share the
+    #: arena"); off: each worker loads its own.
+    shared_arena: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -373,4 +377,5 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "changes_retention": ("BFX_CHANGES_RETENTION", parse_whole, str),
     "stream_clients": ("BFX_STREAM_CLIENTS", parse_count, str),
     "stream_poll": ("BFX_STREAM_POLL", parse_seconds, repr),
+    "shared_arena": ("BFX_SHARED_ARENA", parse_bool, _flag),
 }

@@ -30,7 +30,7 @@ use crate::error::{CoreError, CoreResult, Kind};
 use crate::identity::{relationship_id, substrate_id};
 use crate::kinds::{ExprType, RelType};
 use crate::segvec::SegVec;
-use crate::slab::{get_varint, put_varint, ByteSlab, HANDLE_BITS};
+use crate::slab::{get_varint, put_varint, try_get_varint, ByteSlab, HANDLE_BITS};
 
 const NIL: u32 = u32::MAX;
 /// `Node::data` of a free slot.
@@ -482,7 +482,11 @@ impl Arena {
                 self.edges.get_mut(prev as usize).next_out = next;
                 return;
             }
-            debug_assert!(cur != NIL, "edge missing from its source's list");
+            if cur == NIL {
+                // Only a damaged image could get here (see `ImageBuilder::finish`).
+                debug_assert!(false, "edge missing from its source's list");
+                return;
+            }
             prev = cur;
         }
     }
@@ -501,7 +505,10 @@ impl Arena {
                 self.edges.get_mut(prev as usize).next_in = next;
                 return;
             }
-            debug_assert!(cur != NIL, "edge missing from its target's list");
+            if cur == NIL {
+                debug_assert!(false, "edge missing from its target's list");
+                return;
+            }
             prev = cur;
         }
     }
@@ -1045,4 +1052,321 @@ impl Arena {
             edge.bidirectional(),
         )
     }
+}
+
+// ---- the arena's image (dump format v3, `crate::dump`) ----
+//
+// The image holds the records as they lie in memory (slots, free lists, adjacency
+// links, slab chunks) and each relationship's id, so a load copies them back and
+// rebuilds the two id indices without re-deriving anything: no id is hashed again
+// from content, no endpoint looked up, no list relinked. The checksum vouches that
+// the bytes are the ones written; `ImageBuilder::finish` still checks, in sequential
+// passes, everything a later read or write relies on not to go out of bounds or loop
+// (slots, handles, blob encodings, types, counts, free lists, and that every live
+// edge is linked into exactly one outgoing and one incoming list).
+
+/// Slot counts, record counts and free-list heads (`u32::MAX`: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ImageHeader {
+    pub node_slots: u64,
+    pub node_count: u64,
+    pub node_free: u32,
+    pub edge_slots: u64,
+    pub edge_count: u64,
+    pub edge_free: u32,
+}
+
+/// A node record as the image stores it (32 bytes, little-endian).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawNode {
+    pub id: u64,
+    pub created_at: i64,
+    pub data: u64,
+    pub head_out: u32,
+    pub head_in: u32,
+}
+
+/// An edge record as the image stores it, with its id (40 bytes; 0 for a free slot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawEdge {
+    pub src: u32,
+    pub dst: u32,
+    pub next_out: u32,
+    pub next_in: u32,
+    pub created_at: i64,
+    pub data: u64,
+    pub id: u64,
+}
+
+impl Arena {
+    pub(crate) fn image_header(&self) -> ImageHeader {
+        ImageHeader {
+            node_slots: self.nodes.len() as u64,
+            node_count: self.node_count as u64,
+            node_free: self.node_free.unwrap_or(NIL),
+            edge_slots: self.edges.len() as u64,
+            edge_count: self.edge_count as u64,
+            edge_free: self.edge_free.unwrap_or(NIL),
+        }
+    }
+
+    pub(crate) fn node_slab(&self) -> &ByteSlab {
+        &self.node_data
+    }
+
+    pub(crate) fn edge_slab(&self) -> &ByteSlab {
+        &self.edge_data
+    }
+
+    /// Every node slot, free ones included, in slot order.
+    pub(crate) fn raw_nodes(&self) -> impl Iterator<Item = RawNode> + '_ {
+        self.nodes.iter().map(|n| RawNode {
+            id: n.id,
+            created_at: n.created_at,
+            data: n.data,
+            head_out: n.head_out,
+            head_in: n.head_in,
+        })
+    }
+
+    /// Every edge slot, free ones included, in slot order.
+    pub(crate) fn raw_edges(&self) -> impl Iterator<Item = RawEdge> + '_ {
+        self.edges.iter().map(|e| RawEdge {
+            src: e.src,
+            dst: e.dst,
+            next_out: e.next_out,
+            next_in: e.next_in,
+            created_at: e.created_at,
+            data: e.data,
+            id: if e.src == NIL {
+                0
+            } else {
+                edge_id(&self.nodes, e)
+            },
+        })
+    }
+}
+
+/// Room left in a rebuilt index: a worker forked after the load inserts into the
+/// index it shares with its siblings, and an index that grows is copied whole into
+/// that worker's private memory; the headroom defers that past the first writes.
+fn with_headroom(count: usize) -> usize {
+    count + (count / 16).max(4096)
+}
+
+/// Rebuilds an arena from its image, record by record, then checks it.
+pub(crate) struct ImageBuilder {
+    header: ImageHeader,
+    arena: Arena,
+    edge_ids: Vec<u64>,
+}
+
+impl ImageBuilder {
+    pub fn new(header: ImageHeader) -> CoreResult<Self> {
+        // Slots are u32 and u32::MAX means "none".
+        if header.node_slots >= u64::from(NIL)
+            || header.edge_slots >= u64::from(NIL)
+            || header.node_count > header.node_slots
+            || header.edge_count > header.edge_slots
+        {
+            return Err(CoreError::CorruptDump("impossible record counts".into()));
+        }
+        Ok(ImageBuilder {
+            header,
+            arena: Arena::default(),
+            edge_ids: Vec::new(),
+        })
+    }
+
+    pub fn node_slab(&mut self) -> &mut ByteSlab {
+        &mut self.arena.node_data
+    }
+
+    pub fn edge_slab(&mut self) -> &mut ByteSlab {
+        &mut self.arena.edge_data
+    }
+
+    #[inline]
+    pub fn push_node(&mut self, n: RawNode) {
+        self.arena.nodes.push(Node {
+            id: n.id,
+            created_at: n.created_at,
+            data: n.data,
+            head_out: n.head_out,
+            head_in: n.head_in,
+        });
+    }
+
+    #[inline]
+    pub fn push_edge(&mut self, e: RawEdge) {
+        self.arena.edges.push(Edge {
+            src: e.src,
+            dst: e.dst,
+            next_out: e.next_out,
+            next_in: e.next_in,
+            created_at: e.created_at,
+            data: e.data,
+        });
+        self.edge_ids.push(e.id);
+    }
+
+    /// The arena, once its records pass the checks; the id indices rebuilt.
+    pub fn finish(self) -> CoreResult<Arena> {
+        let ImageBuilder {
+            header,
+            mut arena,
+            edge_ids,
+        } = self;
+        let bad = |why: &str| CoreError::CorruptDump(why.to_owned());
+        let (ns, es) = (arena.nodes.len(), arena.edges.len());
+        if ns as u64 != header.node_slots || es as u64 != header.edge_slots {
+            return Err(bad("truncated"));
+        }
+        let slot_ok = |s: u32, bound: usize| s == NIL || (s as usize) < bound;
+        // How many live lists link each edge in (saturating): one outgoing, one incoming.
+        let mut out_refs = vec![0u8; es];
+        let mut in_refs = vec![0u8; es];
+        fn link(refs: &mut [u8], e: u32) {
+            if e != NIL {
+                let r = &mut refs[e as usize];
+                *r = r.saturating_add(1);
+            }
+        }
+        let (mut live_nodes, mut node_bytes) = (0usize, 0usize);
+        for i in 0..ns {
+            let n = *arena.nodes.get(i);
+            if n.data == FREE_NODE {
+                if !slot_ok(n.head_out, ns) {
+                    return Err(bad("bad free list"));
+                }
+                continue;
+            }
+            live_nodes += 1;
+            if ExprType::from_u8((n.data >> HANDLE_BITS) as u8).is_none() {
+                return Err(bad("bad expression type"));
+            }
+            node_bytes += check_node_blob(&arena.node_data, n.data & HANDLE_MASK)
+                .ok_or_else(|| bad("bad substrate bytes"))?;
+            if !slot_ok(n.head_out, es) || !slot_ok(n.head_in, es) {
+                return Err(bad("bad adjacency link"));
+            }
+            link(&mut out_refs, n.head_out);
+            link(&mut in_refs, n.head_in);
+        }
+        let (mut live_edges, mut edge_bytes) = (0usize, 0usize);
+        for i in 0..es {
+            let e = *arena.edges.get(i);
+            if e.src == NIL {
+                if !slot_ok(e.next_out, es) {
+                    return Err(bad("bad free list"));
+                }
+                continue;
+            }
+            live_edges += 1;
+            let live = |s: u32| (s as usize) < ns && arena.nodes.get(s as usize).data != FREE_NODE;
+            if !live(e.src) || !live(e.dst) {
+                return Err(bad("relationship endpoint is not a substrate"));
+            }
+            if RelType::from_index(((e.data >> HANDLE_BITS) & 0xFF) as u8).is_none() {
+                return Err(bad("bad relationship type"));
+            }
+            if e.data & HANDLE_MASK != NO_BLOB {
+                edge_bytes += check_edge_blob(&arena.edge_data, e.data & HANDLE_MASK)
+                    .ok_or_else(|| bad("bad constraints bytes"))?;
+            }
+            if !slot_ok(e.next_out, es) || !slot_ok(e.next_in, es) {
+                return Err(bad("bad adjacency link"));
+            }
+            link(&mut out_refs, e.next_out);
+            link(&mut in_refs, e.next_in);
+        }
+        // Each live edge linked exactly once per direction and no free one at all: a
+        // walk from a list head then meets every edge at most once and ends.
+        for i in 0..es {
+            let want = u8::from(arena.edges.get(i).src != NIL);
+            if out_refs[i] != want || in_refs[i] != want {
+                return Err(bad("bad adjacency lists"));
+            }
+        }
+        drop((out_refs, in_refs));
+        if live_nodes as u64 != header.node_count || live_edges as u64 != header.edge_count {
+            return Err(bad("record counts do not match"));
+        }
+        arena.node_free = free_list(ns - live_nodes, header.node_free, |s| {
+            let n = arena.nodes.get(s as usize);
+            (n.data == FREE_NODE).then_some(n.head_out)
+        })
+        .ok_or_else(|| bad("bad free list"))?;
+        arena.edge_free = free_list(es - live_edges, header.edge_free, |s| {
+            let e = arena.edges.get(s as usize);
+            (e.src == NIL).then_some(e.next_out)
+        })
+        .ok_or_else(|| bad("bad free list"))?;
+        arena.node_count = live_nodes;
+        arena.edge_count = live_edges;
+        arena.node_data.set_live(node_bytes);
+        arena.edge_data.set_live(edge_bytes);
+        // The two indices are independent: one thread each.
+        let (nodes, edges) = (&arena.nodes, &arena.edges);
+        let (node_index, edge_index) = std::thread::scope(|scope| {
+            let node_job = scope.spawn(|| {
+                let mut index = HashTable::with_capacity(with_headroom(live_nodes));
+                for (i, n) in nodes.iter().enumerate() {
+                    if n.data != FREE_NODE {
+                        index.insert_unique(n.id, i as u32, |&s| nodes.get(s as usize).id);
+                    }
+                }
+                index
+            });
+            let mut index = HashTable::with_capacity(with_headroom(live_edges));
+            for (i, e) in edges.iter().enumerate() {
+                if e.src != NIL {
+                    index.insert_unique(edge_ids[i], i as u32, |&s| edge_ids[s as usize]);
+                }
+            }
+            (node_job.join().expect("index thread"), index)
+        });
+        arena.node_index = node_index;
+        arena.edge_index = edge_index;
+        Ok(arena)
+    }
+}
+
+/// The head of a free list of `free` slots, each taken by `next` (None when the slot
+/// is not free); None when the chain is not exactly that long.
+fn free_list(free: usize, head: u32, next: impl Fn(u32) -> Option<u32>) -> Option<Option<u32>> {
+    let mut at = head;
+    for _ in 0..free {
+        if at == NIL {
+            return None;
+        }
+        at = next(at)?;
+    }
+    (at == NIL).then_some((free > 0).then_some(head))
+}
+
+/// The length of a node blob if it decodes inside its chunk as valid UTF-8 code.
+fn check_node_blob(slab: &ByteSlab, handle: u64) -> Option<usize> {
+    let bytes = slab.try_tail(handle)?;
+    let (code_len, a) = try_get_varint(bytes)?;
+    let (canon_tag, b) = try_get_varint(bytes.get(a..)?)?;
+    let (meta_len, c) = try_get_varint(bytes.get(a + b..)?)?;
+    let mut at = a + b + c;
+    let code = bytes.get(at..at.checked_add(usize::try_from(code_len).ok()?)?)?;
+    std::str::from_utf8(code).ok()?;
+    at += code.len();
+    if canon_tag != 0 {
+        let len = usize::try_from(canon_tag - 1).ok()?;
+        std::str::from_utf8(bytes.get(at..at.checked_add(len)?)?).ok()?;
+        at += len;
+    }
+    at = at.checked_add(usize::try_from(meta_len).ok()?)?;
+    (at <= bytes.len()).then_some(at)
+}
+
+fn check_edge_blob(slab: &ByteSlab, handle: u64) -> Option<usize> {
+    let bytes = slab.try_tail(handle)?;
+    let (len, used) = try_get_varint(bytes)?;
+    let end = used.checked_add(usize::try_from(len).ok()?)?;
+    (end <= bytes.len()).then_some(end)
 }

@@ -1,6 +1,26 @@
 //! A compact binary image of a whole arena, for fast restarts.
 //!
-//! Layout (all integers little-endian):
+//! Version 3, written now (all integers little-endian):
+//! ```text
+//! magic "BFXARENA" | version u32 = 3 |
+//! node_slots u64 | node_count u64 | node_free u32 |
+//! edge_slots u64 | edge_count u64 | edge_free u32 |
+//! node slab: chunks u64, per chunk: len u64 | bytes
+//! edge slab: the same
+//! per node slot (32 bytes): id u64 | created_at i64 | data u64 | head_out u32 | head_in u32
+//! per edge slot (40 bytes): src u32 | dst u32 | next_out u32 | next_in u32 |
+//!                           created_at i64 | data u64 | id u64
+//! checksum u64 = XXH3-64 of everything before it
+//! ```
+//! It is the arena as it lies in memory (see `arena.rs`, the arena's image): a load
+//! copies the records back and rebuilds the two id indices from the stored ids, so it
+//! re-derives nothing the checksum already vouches for (version 2 recomputed every id
+//! from the content, looked up both endpoints of every relationship and relinked it:
+//! about 60 s for 10M substrates + 30M relationships). What a later read or write
+//! relies on not to go out of bounds or loop is still checked, in sequential passes
+//! (`ImageBuilder::finish`).
+//!
+//! Version 2 (still read; a record per substrate and relationship, ids re-verified):
 //! ```text
 //! magic "BFXARENA" | version u32 = 2 | substrates u64 | relationships u64
 //! per substrate:   id u64 | created_at i64 | type u8 |
@@ -9,9 +29,6 @@
 //!                  created_at i64 | constraints_len u32 | bytes
 //! checksum u64 = XXH3-64 of everything before it
 //! ```
-//! Loading recomputes every id from the content and checks it, so a dump can
-//! neither smuggle in a record under a wrong id nor load half of itself.
-//!
 //! Version 1 also held a per-substrate invocation count; the counts left the
 //! arena (they are per-process statistics, not records), and a version-1 dump
 //! is refused as unsupported before any record is read, so the storage layer
@@ -22,22 +39,25 @@
 //! millions of records never exists as one buffer beside the arena it
 //! describes, which would double the memory a server needs while it starts or
 //! stops. `dump` / `load` work on one buffer (the checksum checked before any
-//! record is read); both paths share the record writer and parser, and cost the
-//! same within the noise (100k substrates + 300k relationships: load 60–78 ms,
-//! dump 20–28 ms either way).
+//! record is read); both paths share the record writer and parser.
 
 use std::io::{self, Read, Write};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
-use crate::arena::{Arena, NewEdge, NewSubstrate};
+use crate::arena::{Arena, ImageBuilder, ImageHeader, NewEdge, NewSubstrate, RawEdge, RawNode};
 use crate::error::{CoreError, CoreResult};
 use crate::kinds::{ExprType, RelType};
 
 const MAGIC: &[u8; 8] = b"BFXARENA";
-/// 2: substrates without the invocation count of version 1.
-const VERSION: u32 = 2;
+/// 3: the arena's image; 2: a record per substrate and relationship, without the
+/// invocation count of version 1 (still read).
+const VERSION: u32 = 3;
+const VERSION_RECORDS: u32 = 2;
+/// The shortest header of any version (version 2's).
 const HEADER_LEN: u64 = 8 + 4 + 16;
+const NODE_LEN: u64 = 32;
+const EDGE_LEN: u64 = 40;
 const CHECKSUM_LEN: u64 = 8;
 /// The smallest a substrate (29 bytes) or relationship (30) record can be,
 /// which bounds how many records a dump of a given length can hold.
@@ -84,6 +104,56 @@ impl Sink for Vec<u8> {
 fn write_body<S: Sink>(arena: &Arena, w: &mut S) -> io::Result<()> {
     w.put(MAGIC)?;
     w.put(&VERSION.to_le_bytes())?;
+    let h = arena.image_header();
+    w.put(&h.node_slots.to_le_bytes())?;
+    w.put(&h.node_count.to_le_bytes())?;
+    w.put(&h.node_free.to_le_bytes())?;
+    w.put(&h.edge_slots.to_le_bytes())?;
+    w.put(&h.edge_count.to_le_bytes())?;
+    w.put(&h.edge_free.to_le_bytes())?;
+    for slab in [arena.node_slab(), arena.edge_slab()] {
+        w.put(&(slab.chunks().count() as u64).to_le_bytes())?;
+        for chunk in slab.chunks() {
+            w.put(&(chunk.len() as u64).to_le_bytes())?;
+            w.put(chunk)?;
+        }
+    }
+    let mut rec = [0u8; EDGE_LEN as usize];
+    for n in arena.raw_nodes() {
+        rec[0..8].copy_from_slice(&n.id.to_le_bytes());
+        rec[8..16].copy_from_slice(&n.created_at.to_le_bytes());
+        rec[16..24].copy_from_slice(&n.data.to_le_bytes());
+        rec[24..28].copy_from_slice(&n.head_out.to_le_bytes());
+        rec[28..32].copy_from_slice(&n.head_in.to_le_bytes());
+        w.put(&rec[..NODE_LEN as usize])?;
+    }
+    for e in arena.raw_edges() {
+        rec[0..4].copy_from_slice(&e.src.to_le_bytes());
+        rec[4..8].copy_from_slice(&e.dst.to_le_bytes());
+        rec[8..12].copy_from_slice(&e.next_out.to_le_bytes());
+        rec[12..16].copy_from_slice(&e.next_in.to_le_bytes());
+        rec[16..24].copy_from_slice(&e.created_at.to_le_bytes());
+        rec[24..32].copy_from_slice(&e.data.to_le_bytes());
+        rec[32..40].copy_from_slice(&e.id.to_le_bytes());
+        w.put(&rec)?;
+    }
+    Ok(())
+}
+
+/// A version-2 dump (the previous format), as one buffer: what servers of earlier
+/// releases left behind, for the tests that prove it still loads.
+#[doc(hidden)]
+pub fn dump_records(arena: &Arena) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_body_v2(arena, &mut out).expect("writing to a Vec cannot fail");
+    let checksum = xxh3_64(&out);
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out
+}
+
+fn write_body_v2<S: Sink>(arena: &Arena, w: &mut S) -> io::Result<()> {
+    w.put(MAGIC)?;
+    w.put(&VERSION_RECORDS.to_le_bytes())?;
     w.put(&(arena.len() as u64).to_le_bytes())?;
     w.put(&(arena.edge_count() as u64).to_le_bytes())?;
     for s in arena.iter() {
@@ -318,11 +388,91 @@ fn parse<S: Source>(r: &mut S) -> CoreResult<Arena> {
         return Err(corrupt("not an arena dump"));
     }
     let version = r.u32()?;
-    if version != VERSION {
-        return Err(CoreError::CorruptDump(format!(
-            "unsupported dump version {version}"
-        )));
+    let arena = match version {
+        VERSION => parse_image(r)?,
+        VERSION_RECORDS => parse_records(r)?,
+        _ => {
+            return Err(CoreError::CorruptDump(format!(
+                "unsupported dump version {version}"
+            )))
+        }
+    };
+    if r.body_left() != 0 {
+        return Err(corrupt("trailing bytes"));
     }
+    Ok(arena)
+}
+
+#[inline(always)]
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+#[inline(always)]
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Version 3: the records as they lay in memory, then the checks and the indices.
+fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
+    let header = ImageHeader {
+        node_slots: r.u64()?,
+        node_count: r.u64()?,
+        node_free: r.u32()?,
+        edge_slots: r.u64()?,
+        edge_count: r.u64()?,
+        edge_free: r.u32()?,
+    };
+    let mut b = ImageBuilder::new(header)?;
+    for which in 0..2 {
+        let chunks = r.u64()?;
+        // Every chunk costs at least its 8-byte length: bounds the loop by the file.
+        if chunks > r.body_left() / 8 {
+            return Err(corrupt("truncated"));
+        }
+        for _ in 0..chunks {
+            let len = r.u64()?;
+            let bytes = r.take(len)?;
+            let slab = if which == 0 { b.node_slab() } else { b.edge_slab() };
+            slab.restore_chunk(bytes);
+        }
+    }
+    let records = header
+        .node_slots
+        .checked_mul(NODE_LEN)
+        .zip(header.edge_slots.checked_mul(EDGE_LEN))
+        .and_then(|(n, e)| n.checked_add(e));
+    if records != Some(r.body_left()) {
+        return Err(corrupt("truncated"));
+    }
+    for _ in 0..header.node_slots {
+        let rec = r.take(NODE_LEN)?;
+        b.push_node(RawNode {
+            id: le_u64(rec, 0),
+            created_at: le_u64(rec, 8) as i64,
+            data: le_u64(rec, 16),
+            head_out: le_u32(rec, 24),
+            head_in: le_u32(rec, 28),
+        });
+    }
+    for _ in 0..header.edge_slots {
+        let rec = r.take(EDGE_LEN)?;
+        b.push_edge(RawEdge {
+            src: le_u32(rec, 0),
+            dst: le_u32(rec, 4),
+            next_out: le_u32(rec, 8),
+            next_in: le_u32(rec, 12),
+            created_at: le_u64(rec, 16) as i64,
+            data: le_u64(rec, 24),
+            id: le_u64(rec, 32),
+        });
+    }
+    b.finish()
+}
+
+/// Version 2: a record per substrate and relationship, each checked as the arena
+/// takes it (ids recomputed, endpoints looked up).
+fn parse_records<S: Source>(r: &mut S) -> CoreResult<Arena> {
     let substrates = r.u64()?;
     let relationships = r.u64()?;
     // Counts come from the file: bound the up-front reservation by what the
@@ -376,9 +526,6 @@ fn parse<S: Source>(r: &mut S) -> CoreResult<Arena> {
                 created_at,
             })
             .map_err(damaged)?;
-    }
-    if r.body_left() != 0 {
-        return Err(corrupt("trailing bytes"));
     }
     Ok(arena)
 }

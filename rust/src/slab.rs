@@ -80,6 +80,34 @@ impl ByteSlab {
         self.garbage
     }
 
+    /// The chunks' used bytes, in handle order (for the arena's image, dump v3).
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks.iter().map(|c| c.as_slice())
+    }
+
+    /// Appends a chunk read back from an image, with the capacity `push` gave it: a
+    /// standard one keeps room to grow, an oversized one is exact.
+    pub fn restore_chunk(&mut self, bytes: &[u8]) {
+        let mut chunk = Vec::with_capacity(bytes.len().max(CHUNK_BYTES));
+        chunk.extend_from_slice(bytes);
+        self.chunks.push(chunk);
+    }
+
+    /// After a restore: `live` bytes are referenced, the rest of what the chunks
+    /// hold is garbage.
+    pub fn set_live(&mut self, live: usize) {
+        let used: usize = self.chunks.iter().map(Vec::len).sum();
+        self.live = live;
+        self.garbage = used.saturating_sub(live);
+    }
+
+    /// Like [`ByteSlab::tail`] for a handle that may be damaged: None when it points
+    /// outside the chunks.
+    pub fn try_tail(&self, handle: u64) -> Option<&[u8]> {
+        let chunk = self.chunks.get((handle >> OFFSET_BITS) as usize)?;
+        chunk.get((handle & OFFSET_MASK) as usize..)
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.capacity()).sum::<usize>()
             + self.chunks.capacity() * std::mem::size_of::<Vec<u8>>()
@@ -117,6 +145,19 @@ pub fn get_varint(bytes: &[u8]) -> (u64, usize) {
     unreachable!("truncated varint in slab")
 }
 
+/// Like [`get_varint`] for bytes that may be damaged: None when truncated or longer
+/// than a u64.
+pub fn try_get_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7F).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +183,8 @@ mod tests {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
             assert_eq!(get_varint(&buf), (v, buf.len()));
+            assert_eq!(try_get_varint(&buf), Some((v, buf.len())));
+            assert_eq!(try_get_varint(&buf[..buf.len() - 1]), None);
         }
     }
 }

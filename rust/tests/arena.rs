@@ -319,7 +319,8 @@ fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
     let x = a.insert(&sub("x", b"")).unwrap();
     let y = a.insert(&sub("y", b"")).unwrap();
     a.link(&edge(RelType::Dependency, x, y, false)).unwrap();
-    let bytes = dump::dump(&a);
+    // The previous format (version 2), which servers still load.
+    let bytes = dump::dump_records(&a);
     let body = &bytes[..bytes.len() - 8];
     let first = 28; // magic, version, two counts
 
@@ -338,7 +339,7 @@ fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
     dangling[edge_at..edge_at + 8].copy_from_slice(&12345u64.to_le_bytes());
     // A newer format version.
     let mut version = body.to_vec();
-    version[8] = 3;
+    version[8] = 4;
     for (what, forged) in [
         ("wrong id", wrong_id),
         ("huge length", huge),
@@ -361,6 +362,132 @@ fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
     }
     assert!(dump::load(&reseal(body)).is_ok());
     assert!(dump::load_from(&bytes[..], bytes.len() as u64).is_ok());
+}
+
+/// Everything a reader can see of an arena, for comparing two of them.
+fn everything(a: &Arena) -> (Vec<String>, Vec<String>) {
+    let mut subs: Vec<String> = a.iter().map(|s| format!("{s:?}")).collect();
+    let mut edges: Vec<String> = a.iter_edges().map(|e| format!("{e:?}")).collect();
+    for s in a.iter() {
+        for (total, page) in [
+            a.outgoing(s.id, None, 0, usize::MAX).unwrap(),
+            a.incoming(s.id, None, 0, usize::MAX).unwrap(),
+        ] {
+            edges.push(format!("{:x} {total} {:?}", s.id, page));
+        }
+    }
+    subs.sort();
+    edges.sort();
+    (subs, edges)
+}
+
+/// An arena with deletes behind it (free slots in both lists, garbage in the slabs).
+fn churned() -> (Arena, Vec<u64>) {
+    let mut a = Arena::new();
+    let ids: Vec<u64> = (0..300)
+        .map(|i| {
+            let code = format!("x * {i}");
+            a.insert(&sub(&code, format!("{{\"i\":{i}}}").as_bytes())).unwrap()
+        })
+        .collect();
+    for (i, pair) in ids.windows(2).enumerate() {
+        let rel = RelType::from_index((i % 17) as u8).unwrap();
+        a.link(&NewEdge {
+            constraints: if i % 3 == 0 { b"{\"w\":1}" } else { b"" },
+            ..edge(rel, pair[0], pair[1], i % 5 == 0)
+        })
+        .unwrap();
+        a.link(&edge(RelType::Lineage, pair[1], pair[1], false)).ok();
+    }
+    for id in ids.iter().step_by(7) {
+        a.remove(*id).unwrap();
+    }
+    (a, ids)
+}
+
+#[test]
+fn an_image_round_trips_exactly_and_both_copies_go_on_alike() {
+    let (a, ids) = churned();
+    let bytes = dump::dump(&a);
+    assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
+    let mut b = dump::load(&bytes).unwrap();
+    let streamed = dump::load_from(&bytes[..], bytes.len() as u64).unwrap();
+    assert_eq!(everything(&a), everything(&b));
+    assert_eq!(everything(&a), everything(&streamed));
+    assert_eq!((a.len(), a.edge_count()), (b.len(), b.edge_count()));
+    // The free lists came back too: the same writes land in the same slots.
+    let mut a = a;
+    for arena in [&mut a, &mut b] {
+        let n = arena.insert(&sub("fresh", b"")).unwrap();
+        arena.link(&edge(RelType::Dependency, n, ids[1], false)).unwrap();
+        arena.remove(ids[2]).unwrap();
+    }
+    assert_eq!(everything(&a), everything(&b));
+    assert_eq!(dump::dump(&a), dump::dump(&b));
+    // And the previous format still loads into the same records.
+    let old = dump::load(&dump::dump_records(&a)).unwrap();
+    assert_eq!(everything(&a).0, everything(&old).0);
+}
+
+#[test]
+fn damaged_images_are_refused_even_with_a_valid_checksum() {
+    let (a, _) = churned();
+    let bytes = dump::dump(&a);
+    let body = &bytes[..bytes.len() - 8];
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap());
+    let (node_slots, edge_slots) = (u64_at(12) as usize, u64_at(32) as usize);
+    let edges_at = body.len() - edge_slots * 40;
+    let nodes_at = edges_at - node_slots * 32;
+    let live_edge = (0..edge_slots)
+        .map(|i| edges_at + i * 40)
+        .find(|&at| body[at..at + 4] != [0xFF; 4])
+        .unwrap();
+    let live_node = (0..node_slots)
+        .map(|i| nodes_at + i * 32)
+        .find(|&at| body[at + 16..at + 24] != [0xFF; 8])
+        .unwrap();
+    let edit = |at: usize, bytes: &[u8]| {
+        let mut out = body.to_vec();
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        out
+    };
+    let cases = [
+        ("endpoint out of range", edit(live_edge, &u32::MAX.wrapping_sub(1).to_le_bytes())),
+        ("link out of range", edit(live_edge + 8, &(edge_slots as u32 + 5).to_le_bytes())),
+        // A list that loops back on itself.
+        ("edge linked to itself", edit(live_edge + 8, &(((live_edge - edges_at) / 40) as u32).to_le_bytes())),
+        ("slab handle out of range", edit(live_node + 16, &[0xEE, 0xEE, 0xEE, 0xEE])),
+        ("bad expression type", edit(live_node + 22, &[0x7F, 0x00])),
+        ("bad relationship type", edit(live_edge + 30, &[0xF0])),
+        ("node count", edit(20, &(u64_at(20) + 1).to_le_bytes())),
+        ("free list", edit(28, &u32::MAX.to_le_bytes())),
+        ("huge slot count", edit(12, &u64::MAX.to_le_bytes())),
+        ("huge chunk count", edit(52, &u64::MAX.to_le_bytes())),
+        ("truncated records", body[..body.len() - 40].to_vec()),
+        ("version", edit(8, &9u32.to_le_bytes())),
+    ];
+    for (what, forged) in cases {
+        let sealed = reseal(&forged);
+        assert!(
+            matches!(dump::load(&sealed), Err(CoreError::CorruptDump(_))),
+            "{what}"
+        );
+        assert!(
+            matches!(
+                dump::load_from(&sealed[..], sealed.len() as u64),
+                Err(CoreError::CorruptDump(_))
+            ),
+            "{what}, streamed"
+        );
+    }
+    // Unsealed damage anywhere is the checksum's to catch.
+    for at in [0, 12, 60, nodes_at + 3, edges_at + 17, body.len() - 1] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x10;
+        assert!(dump::load(&flipped).is_err(), "flip at {at}");
+        assert!(dump::load_from(&flipped[..], flipped.len() as u64).is_err(), "flip at {at}, streamed");
+    }
+    assert!(dump::load(&reseal(body)).is_ok());
 }
 
 /// A version-1 dump (substrates carried an invocation count) is refused as

@@ -218,6 +218,11 @@ class Store:
         """Fills ``arena`` with what is stored; called once, before any other call."""
         self._arena = arena
 
+    def release_arena(self) -> None:
+        """Forgets the arena without writing anything (no snapshot at close): the
+        process that loaded it hands it on (:mod:`bfx.storage.inherit`)."""
+        self._arena = None
+
     def open_arena(self) -> Arena:
         """A new arena holding what is stored, attached (the registry's start-up)."""
         arena = Arena()
@@ -679,6 +684,50 @@ class SqlStore(CatalogSql, Store):
         with self._lock:
             self._arena = arena
             self._load_into(arena)
+
+    # ---- start-up from an arena loaded elsewhere (a snapshot, the serving process) ----
+
+    def open_arena(self) -> Arena:
+        """The arena ``bfx serve``'s main process loaded, when this is a worker it
+        forked (:mod:`bfx.storage.inherit`), else a full load."""
+        with self._lock:
+            arena = self._adopt()
+            if arena is None:
+                arena = Arena()
+                self.attach(arena)
+            return arena
+
+    def _adopt(self) -> Arena | None:
+        from bfx.storage import inherit
+
+        found = inherit.take(self.store_id)
+        if found is None:
+            return None
+        if found.last_change != self.change_at(found.seq):
+            log.warning(
+                "storage: the change log no longer holds where the inherited arena ends "
+                "(pruned, or the database was replaced); loading in full"
+            )
+            return None
+        return self.resume(found.arena, found.seq)
+
+    def resume(self, arena: Arena, seq: int) -> Arena:
+        """Takes ``arena``, which reflects the log up to ``seq``, and catches it up.
+        Caller holds the lock and has checked ``change_at(seq)``."""
+        self._arena = arena
+        self._seq = seq
+        # Keys, users and the catalog are not in the arena: read them all; the catch-up
+        # re-reads any the log touched since.
+        self._load_keys()
+        self._load_users()
+        self._load_catalog()
+        self._catch_up()
+        return arena
+
+    def change_at(self, seq: int) -> tuple[int, int] | None:
+        """The change-log entry ``seq`` as ``(op, id)``, None when the log lacks it."""
+        row = self._exec("SELECT op, id FROM changes WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def _load_into(self, arena: Arena) -> None:
         self._changed()

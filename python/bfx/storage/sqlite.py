@@ -201,11 +201,14 @@ class SqliteStore(SqlStore):
     # ---- start-up from a snapshot ----
 
     def open_arena(self) -> Arena:
-        """The arena from the snapshot plus the log after it when the snapshot is
-        usable (see :mod:`bfx.storage.snapshot`), else a full load, after which a
-        snapshot is written for the next start."""
+        """The arena the serving process loaded (a forked worker), else the snapshot
+        plus the log after it when the snapshot is usable (see
+        :mod:`bfx.storage.snapshot`), else a full load, after which a snapshot is
+        written for the next start."""
         with self._lock:
-            arena = self._from_snapshot()
+            arena = self._adopt()
+            if arena is None:  # an empty arena is falsy: no `or`
+                arena = self._from_snapshot()
             if arena is not None:
                 return arena
             arena = Arena()
@@ -218,32 +221,20 @@ class SqliteStore(SqlStore):
         if found is None:
             return None
         header, offset = found
-        if header.store_id != self.store_id or header.last_change != self._change_at(header.seq):
+        if header.store_id != self.store_id or header.last_change != self.change_at(header.seq):
             log.info("storage: the arena snapshot does not match %s; loading in full", self.path)
             return None
         arena = snapshot.read(self.data_dir, offset)
         if arena is None:
             return None
-        self._arena = arena
-        self._seq = header.seq
-        # Keys, users and the catalog are not in the snapshot: read them all; the
-        # catch-up re-reads any the log touched since.
-        self._load_keys()
-        self._load_users()
-        self._load_catalog()
-        self._catch_up()
-        return arena
-
-    def _change_at(self, seq: int) -> tuple[int, int] | None:
-        row = self._conn.execute("SELECT op, id FROM changes WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        return self.resume(arena, header.seq)
 
     def write_snapshot(self) -> None:
         """Writes the arena as it is now (a cache for the next start)."""
         with self._lock:
             if self._arena is None or self._conn is None:
                 return
-            header = snapshot.Snapshot(self.store_id, self._seq, self._change_at(self._seq))
+            header = snapshot.Snapshot(self.store_id, self._seq, self.change_at(self._seq))
             snapshot.write(self.data_dir, self._arena, header)
 
     # ---- dialect hooks ----
