@@ -140,7 +140,7 @@ def test_every_acknowledged_write_is_seen_through_the_other_node(plain):
     assert misses == []
     # Round-robin per connection: both nodes answered, and many a request was answered
     # by the other node than the request just before it.
-    assert lb.accepted[0] > 100 and lb.accepted[1] > 100
+    assert min(lb.accepted) > 100, lb.accepted
     assert crossings[True] > 100, crossings
 
 
@@ -230,6 +230,6 @@ def test_a_rate_limit_in_redis_is_exact_across_both_nodes(tmp_path, postgres, re
             assert not t.is_alive()
     assert Counter(a.status for a in answers) == {200: limit, 429: 90 - limit}
     by_node = Counter(a.node for a in answers)
-    assert by_node[0] > limit and by_node[1] > limit, by_node
+    assert min(by_node[0], by_node[1]) > limit, by_node
     assert all(a.body["error"] == "rate_limited" for a in answers if a.status == 429)
     assert {a.node for a in answers if a.status == 429} == {0, 1}
