@@ -233,3 +233,43 @@ def test_a_rate_limit_in_redis_is_exact_across_both_nodes(tmp_path, postgres, re
     assert min(by_node[0], by_node[1]) > limit, by_node
     assert all(a.body["error"] == "rate_limited" for a in answers if a.status == 429)
     assert {a.node for a in answers if a.status == 429} == {0, 1}
+
+
+def test_the_balancer_ends_a_connection_whose_backend_is_gone():
+    """The test balancer itself: a backend that refuses ends the client's connection at
+    once (no hang), the next connection goes to the next backend, and past
+    ``max_connections`` a connection is closed unanswered."""
+    import socket
+    import time
+
+    from bfx_server import free_port
+
+    with socket.socket() as live:
+        live.bind((HOST, 0))
+        live.listen(8)
+        lb = Balancer([free_port(), live.getsockname()[1]], max_connections=1)
+        try:
+            started = time.monotonic()
+            with socket.create_connection((HOST, lb.port), timeout=5) as dead:
+                dead.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert _ended(dead)  # nobody listens on the first port
+            assert time.monotonic() - started < 5
+            held = socket.create_connection((HOST, lb.port), timeout=5)
+            peer, _ = live.accept()  # reached the second backend
+            with socket.create_connection((HOST, lb.port), timeout=5) as over:
+                assert _ended(over)  # one connection at most: closed unanswered
+            held.sendall(b"ping")
+            assert peer.recv(10) == b"ping"
+            peer.close()
+            held.close()
+            assert lb.accepted == [1, 1]
+        finally:
+            lb.close()
+
+
+def _ended(sock) -> bool:
+    """The peer closed the connection (an end of stream, or a reset for unread data)."""
+    try:
+        return sock.recv(10) == b""
+    except ConnectionResetError:
+        return True
