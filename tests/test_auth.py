@@ -40,6 +40,7 @@ SAMPLE_PARAMS = {
     "dst": "0x2",
     "key_id": "0123456789abcdef",
     "name": "swagger-init.js",
+    "version_id": DOUBLE_ID,
 }
 
 

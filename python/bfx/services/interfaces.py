@@ -427,6 +427,8 @@ class Services:
 LIVE_METHODS: dict[str, tuple[str, str]] = {
     "metrics_stream": ("system", "metrics_ticks"),
     "metrics_ws": ("system", "metrics_ticks"),
+    # The change stream polls the feed's pages (bfx.asgi.change_stream).
+    "changes_stream": ("changes", "read"),
 }
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).
