@@ -52,7 +52,10 @@ def build(data_dir: Path, shape: Shape) -> None:
         ids[start:end] = array("Q", got)
         conn.executemany(
             "INSERT INTO substrates VALUES (?, ?, ?, ?, ?, ?)",
-            [(signed(i), t, c, k, m or None, now) for i, (t, c, k, m, _, _) in zip(got, rows)],
+            [
+                (signed(i), t, c, k, m or None, now)
+                for i, (t, c, k, m, _, _) in zip(got, rows, strict=True)
+            ],
         )
     for start in range(0, shape.substrates, CHUNK):
         end = min(shape.substrates, start + CHUNK)
@@ -65,7 +68,7 @@ def build(data_dir: Path, shape: Shape) -> None:
             "INSERT INTO relationships VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (signed(r), e[0], signed(e[1]), signed(e[2]), int(e[3]), None, now)
-                for r, e in zip(got, edges)
+                for r, e in zip(got, edges, strict=True)
                 if isinstance(r, int)
             ],
         )

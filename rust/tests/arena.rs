@@ -387,7 +387,8 @@ fn churned() -> (Arena, Vec<u64>) {
     let ids: Vec<u64> = (0..300)
         .map(|i| {
             let code = format!("x * {i}");
-            a.insert(&sub(&code, format!("{{\"i\":{i}}}").as_bytes())).unwrap()
+            a.insert(&sub(&code, format!("{{\"i\":{i}}}").as_bytes()))
+                .unwrap()
         })
         .collect();
     for (i, pair) in ids.windows(2).enumerate() {
@@ -397,7 +398,8 @@ fn churned() -> (Arena, Vec<u64>) {
             ..edge(rel, pair[0], pair[1], i % 5 == 0)
         })
         .unwrap();
-        a.link(&edge(RelType::Lineage, pair[1], pair[1], false)).ok();
+        a.link(&edge(RelType::Lineage, pair[1], pair[1], false))
+            .ok();
     }
     for id in ids.iter().step_by(7) {
         a.remove(*id).unwrap();
@@ -419,7 +421,9 @@ fn an_image_round_trips_exactly_and_both_copies_go_on_alike() {
     let mut a = a;
     for arena in [&mut a, &mut b] {
         let n = arena.insert(&sub("fresh", b"")).unwrap();
-        arena.link(&edge(RelType::Dependency, n, ids[1], false)).unwrap();
+        arena
+            .link(&edge(RelType::Dependency, n, ids[1], false))
+            .unwrap();
         arena.remove(ids[2]).unwrap();
     }
     assert_eq!(everything(&a), everything(&b));
@@ -452,11 +456,26 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
         out
     };
     let cases = [
-        ("endpoint out of range", edit(live_edge, &u32::MAX.wrapping_sub(1).to_le_bytes())),
-        ("link out of range", edit(live_edge + 8, &(edge_slots as u32 + 5).to_le_bytes())),
+        (
+            "endpoint out of range",
+            edit(live_edge, &u32::MAX.wrapping_sub(1).to_le_bytes()),
+        ),
+        (
+            "link out of range",
+            edit(live_edge + 8, &(edge_slots as u32 + 5).to_le_bytes()),
+        ),
         // A list that loops back on itself.
-        ("edge linked to itself", edit(live_edge + 8, &(((live_edge - edges_at) / 40) as u32).to_le_bytes())),
-        ("slab handle out of range", edit(live_node + 16, &[0xEE, 0xEE, 0xEE, 0xEE])),
+        (
+            "edge linked to itself",
+            edit(
+                live_edge + 8,
+                &(((live_edge - edges_at) / 40) as u32).to_le_bytes(),
+            ),
+        ),
+        (
+            "slab handle out of range",
+            edit(live_node + 16, &[0xEE, 0xEE, 0xEE, 0xEE]),
+        ),
         ("bad expression type", edit(live_node + 22, &[0x7F, 0x00])),
         ("bad relationship type", edit(live_edge + 30, &[0xF0])),
         ("node count", edit(20, &(u64_at(20) + 1).to_le_bytes())),
@@ -485,7 +504,10 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
         let mut flipped = bytes.clone();
         flipped[at] ^= 0x10;
         assert!(dump::load(&flipped).is_err(), "flip at {at}");
-        assert!(dump::load_from(&flipped[..], flipped.len() as u64).is_err(), "flip at {at}, streamed");
+        assert!(
+            dump::load_from(&flipped[..], flipped.len() as u64).is_err(),
+            "flip at {at}, streamed"
+        );
     }
     assert!(dump::load(&reseal(body)).is_ok());
 }
@@ -643,4 +665,65 @@ fn random_operations_agree_with_a_plain_model() {
     let reloaded = dump::load(&dump::dump(&a)).unwrap();
     assert_eq!(reloaded.len(), nodes.len());
     assert_eq!(reloaded.edge_count(), edges.len());
+}
+
+#[test]
+fn bulk_load_matches_insert_and_link_and_stops_at_the_first_bad_row() {
+    let codes: Vec<String> = (0..200).map(|i| format!("(x) => x + {i}")).collect();
+    let subs: Vec<NewSubstrate<'_>> = codes.iter().map(|c| sub(c, b"m")).collect();
+    let ids: Vec<u64> = subs
+        .iter()
+        .map(|s| substrate_id(s.expr_type, s.canonical))
+        .collect();
+    let rels = &RelType::ALL[..3];
+    let edges: Vec<NewEdge<'static>> = (0..1000)
+        .map(|i| {
+            let (a, b) = (ids[i % 200], ids[(i * 7 + 3) % 200]);
+            edge(rels[i % 3], a, b, i % 4 == 0)
+        })
+        .filter({
+            let mut seen = BTreeSet::new();
+            move |e| seen.insert((e.source, e.target, e.rel))
+        })
+        .collect();
+
+    let mut one_by_one = Arena::new();
+    for s in &subs {
+        one_by_one.insert(s).unwrap();
+    }
+    for e in &edges {
+        one_by_one.link(e).unwrap();
+    }
+    let mut bulk = Arena::new();
+    bulk.reserve(subs.len(), edges.len());
+    bulk.load_substrates(&subs).unwrap();
+    bulk.load_edges(&edges).unwrap();
+    assert_eq!(everything(&bulk), everything(&one_by_one));
+    for &id in &ids {
+        let out = |a: &Arena| format!("{:?}", a.outgoing(id, None, 0, usize::MAX).unwrap());
+        let inc = |a: &Arena| format!("{:?}", a.incoming(id, None, 0, usize::MAX).unwrap());
+        assert_eq!(out(&bulk), out(&one_by_one));
+        assert_eq!(inc(&bulk), inc(&one_by_one));
+    }
+
+    // The first bad row stops the load: its index and why; the rows before it stay.
+    let mut bad = edges[..5].to_vec();
+    bad.push(edge(rels[0], ids[0], 12345, false));
+    bad.push(edge(rels[0], ids[1], ids[2], false));
+    let mut partial = Arena::new();
+    partial.load_substrates(&subs).unwrap();
+    let (at, why) = partial.load_edges(&bad).unwrap_err();
+    assert_eq!(at, 5);
+    assert!(matches!(why, CoreError::NotFound { .. }), "{why:?}");
+    assert_eq!(partial.edge_count(), 5);
+    let (at, why) = partial.load_edges(&edges[..1]).unwrap_err();
+    assert_eq!(at, 0);
+    assert!(matches!(why, CoreError::Duplicate { .. }), "{why:?}");
+    let mut wrong = sub(&codes[0], b"");
+    wrong.expected_id = Some(ids[0] ^ 1);
+    let (at, why) = Arena::new()
+        .load_substrates(&[subs[1].clone(), wrong])
+        .unwrap_err();
+    assert_eq!(at, 1);
+    assert!(matches!(why, CoreError::IdMismatch { .. }), "{why:?}");
 }
