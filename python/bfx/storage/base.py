@@ -110,7 +110,7 @@ FETCH = 8_192
 
 #: Chunks of ``FETCH`` rows a full load reads ahead of the arena (a bound on the
 #: rows in memory while the reading thread runs ahead).
-LOAD_AHEAD = 4
+LOAD_AHEAD = 2
 
 #: How a stored time is read: as a 64-bit integer whatever was stored (SQLite keeps
 #: any value a hand edit put there; a REAL or TEXT would otherwise stop every load).
