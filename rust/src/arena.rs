@@ -221,6 +221,18 @@ impl Arena {
         }
     }
 
+    /// Makes room in the id indices for this many more records, so that a
+    /// bulk load never rehashes them while it grows (a rehash of the
+    /// relationship index recomputes every relationship's id).
+    pub fn reserve(&mut self, substrates: usize, relationships: usize) {
+        let nodes = &self.nodes;
+        self.node_index
+            .reserve(substrates, |&s| nodes.get(s as usize).id);
+        let edges = &self.edges;
+        self.edge_index
+            .reserve(relationships, |&s| edge_id(nodes, edges.get(s as usize)));
+    }
+
     pub fn len(&self) -> usize {
         self.node_count
     }
@@ -373,6 +385,20 @@ impl Arena {
                 }
             })
             .collect()
+    }
+
+    /// Inserts records read from a store, in order, stopping at the first
+    /// that cannot be inserted: `Err((its index, why))`. The load of every
+    /// substrate at start-up: each is checked as [`Arena::insert`] checks it
+    /// (its stored id against the one computed), without per-item answers.
+    pub fn load_substrates(
+        &mut self,
+        items: &[NewSubstrate<'_>],
+    ) -> Result<(), (usize, CoreError)> {
+        for (i, s) in items.iter().enumerate() {
+            self.insert(s).map_err(|err| (i, err))?;
+        }
+        Ok(())
     }
 
     /// Inserts in order. With `atomic`, nothing is inserted unless every item
@@ -610,9 +636,14 @@ impl Arena {
 
     /// The id `e` would get, or why it cannot be linked. Changes nothing.
     pub fn check_link(&self, e: &NewEdge<'_>) -> CoreResult<u64> {
+        self.check_link_slots(e).map(|(rid, _, _)| rid)
+    }
+
+    /// [`Arena::check_link`], also answering the endpoints' slots.
+    fn check_link_slots(&self, e: &NewEdge<'_>) -> CoreResult<(u64, u32, u32)> {
         check_len(e.constraints.len(), "constraints")?;
-        self.required_slot(e.source)?;
-        self.required_slot(e.target)?;
+        let src = self.required_slot(e.source)?;
+        let dst = self.required_slot(e.target)?;
         let rid = relationship_id(e.source, e.target, e.rel);
         if let Some(existing) = self.edge(rid) {
             return Err(
@@ -626,7 +657,7 @@ impl Arena {
                 },
             );
         }
-        Ok(rid)
+        Ok((rid, src, dst))
     }
 
     pub fn link(&mut self, e: &NewEdge<'_>) -> CoreResult<u64> {
@@ -635,9 +666,26 @@ impl Arena {
         Ok(rid)
     }
 
+    /// Links relationships read from a store, in order, stopping at the first
+    /// that cannot be linked: `Err((its index, why))`. Checked as
+    /// [`Arena::link`] checks, but each endpoint is looked up once (a link
+    /// looks it up again to write): the load of every relationship at start-up.
+    pub fn load_edges(&mut self, items: &[NewEdge<'_>]) -> Result<(), (usize, CoreError)> {
+        for (i, e) in items.iter().enumerate() {
+            let (rid, src, dst) = self.check_link_slots(e).map_err(|err| (i, err))?;
+            self.link_at(rid, src, dst, e);
+        }
+        Ok(())
+    }
+
     fn link_unchecked(&mut self, rid: u64, e: &NewEdge<'_>) {
         let src = self.slot_of(e.source).expect("checked source");
         let dst = self.slot_of(e.target).expect("checked target");
+        self.link_at(rid, src, dst, e);
+    }
+
+    /// Links `e` between node slots `src` and `dst` under `rid`, all checked.
+    fn link_at(&mut self, rid: u64, src: u32, dst: u32, e: &NewEdge<'_>) {
         let handle = if e.constraints.is_empty() {
             NO_BLOB
         } else {

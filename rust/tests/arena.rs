@@ -644,3 +644,64 @@ fn random_operations_agree_with_a_plain_model() {
     assert_eq!(reloaded.len(), nodes.len());
     assert_eq!(reloaded.edge_count(), edges.len());
 }
+
+#[test]
+fn bulk_load_matches_insert_and_link_and_stops_at_the_first_bad_row() {
+    let codes: Vec<String> = (0..200).map(|i| format!("(x) => x + {i}")).collect();
+    let subs: Vec<NewSubstrate<'_>> = codes.iter().map(|c| sub(c, b"m")).collect();
+    let ids: Vec<u64> = subs
+        .iter()
+        .map(|s| substrate_id(s.expr_type, s.canonical))
+        .collect();
+    let rels = &RelType::ALL[..3];
+    let edges: Vec<NewEdge<'static>> = (0..1000)
+        .map(|i| {
+            let (a, b) = (ids[i % 200], ids[(i * 7 + 3) % 200]);
+            edge(rels[i % 3], a, b, i % 4 == 0)
+        })
+        .filter({
+            let mut seen = BTreeSet::new();
+            move |e| seen.insert((e.source, e.target, e.rel))
+        })
+        .collect();
+
+    let mut one_by_one = Arena::new();
+    for s in &subs {
+        one_by_one.insert(s).unwrap();
+    }
+    for e in &edges {
+        one_by_one.link(e).unwrap();
+    }
+    let mut bulk = Arena::new();
+    bulk.reserve(subs.len(), edges.len());
+    bulk.load_substrates(&subs).unwrap();
+    bulk.load_edges(&edges).unwrap();
+    assert_eq!(everything(&bulk), everything(&one_by_one));
+    for &id in &ids {
+        let out = |a: &Arena| format!("{:?}", a.outgoing(id, None, 0, usize::MAX).unwrap());
+        let inc = |a: &Arena| format!("{:?}", a.incoming(id, None, 0, usize::MAX).unwrap());
+        assert_eq!(out(&bulk), out(&one_by_one));
+        assert_eq!(inc(&bulk), inc(&one_by_one));
+    }
+
+    // The first bad row stops the load: its index and why; the rows before it stay.
+    let mut bad = edges[..5].to_vec();
+    bad.push(edge(rels[0], ids[0], 12345, false));
+    bad.push(edge(rels[0], ids[1], ids[2], false));
+    let mut partial = Arena::new();
+    partial.load_substrates(&subs).unwrap();
+    let (at, why) = partial.load_edges(&bad).unwrap_err();
+    assert_eq!(at, 5);
+    assert!(matches!(why, CoreError::NotFound { .. }), "{why:?}");
+    assert_eq!(partial.edge_count(), 5);
+    let (at, why) = partial.load_edges(&edges[..1]).unwrap_err();
+    assert_eq!(at, 0);
+    assert!(matches!(why, CoreError::Duplicate { .. }), "{why:?}");
+    let mut wrong = sub(&codes[0], b"");
+    wrong.expected_id = Some(ids[0] ^ 1);
+    let (at, why) = Arena::new()
+        .load_substrates(&[subs[1].clone(), wrong])
+        .unwrap_err();
+    assert_eq!(at, 1);
+    assert!(matches!(why, CoreError::IdMismatch { .. }), "{why:?}");
+}

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import secrets
 import threading
 import uuid
@@ -106,6 +107,10 @@ PRUNE_ROUNDS = 100
 #: faster (1M substrates: 15.0 s at 8,192, 14.8 s at 65,536) but their Python rows
 #: raised a full load's peak memory by ~80 MB (264 vs 342 B per substrate at 1M).
 FETCH = 8_192
+
+#: Chunks of ``FETCH`` rows a full load reads ahead of the arena (a bound on the
+#: rows in memory while the reading thread runs ahead).
+LOAD_AHEAD = 2
 
 #: How a stored time is read: as a 64-bit integer whatever was stored (SQLite keeps
 #: any value a hand edit put there; a REAL or TEXT would otherwise stop every load).
@@ -213,6 +218,18 @@ class Store:
         self.key_secret = secrets.token_bytes(32)
         self.users = {}
         self.jwt_secret = secrets.token_bytes(32)
+
+    # A full load reads the columns as stored (ids as the signed 64-bit integers,
+    # NULL blobs as None): no text made per row in the database or in Python,
+    # for ``Arena.load_substrates``/``load_relationships``.
+    _LOAD_SUBSTRATES = (
+        "SELECT expression_type, expression_code, canonical_code, metadata, "
+        f"{_TIME.format('created_us')}, id FROM substrates"
+    )
+    _LOAD_RELATIONSHIPS = (
+        "SELECT rel_type, source_id, target_id, bidirectional, constraints, "
+        f"{_TIME.format('created_us')} FROM relationships"
+    )
 
     def attach(self, arena: Arena) -> None:
         """Fills ``arena`` with what is stored; called once, before any other call."""
@@ -734,12 +751,12 @@ class SqlStore(CatalogSql, Store):
         self._begin_read()
         try:
             seq = self._exec("SELECT seq FROM bfx_head").fetchone()[0]
-            cur = self._stream(self._conn, f"{self._substrate_select()} FROM substrates s")
-            self._load_chunks(cur, arena.insert_many, "substrate")
-            cur.close()
-            cur = self._stream(self._conn, f"{self._relationship_select()} FROM relationships r")
-            self._load_chunks(cur, arena.link_many, "relationship")
-            cur.close()
+            # Sized once: growing the relationship index rehashes every relationship.
+            counts = self._exec(
+                "SELECT (SELECT count(*) FROM substrates), (SELECT count(*) FROM relationships)"
+            ).fetchone()
+            arena.reserve(int(counts[0]), int(counts[1]))
+            self._load_records(arena)
             self._load_keys()
             self._load_users()
             self._load_catalog()
@@ -748,19 +765,63 @@ class SqlStore(CatalogSql, Store):
         self._seq = seq
         self._after_catch_up()
 
-    def _load_chunks(self, cur: Any, load: Callable[..., Any], kind: str) -> None:
-        while True:
-            rows = cur.fetchmany(FETCH)
-            if not rows:
-                return
-            answers, _ = load(rows)
-            for row, answer in zip(rows, answers, strict=True):
-                if isinstance(answer, errors.BfxError):
+    def _load_records(self, arena: Arena) -> None:
+        """Every substrate, then every relationship, read in the caller's read
+        transaction on a thread of its own while this one loads the chunks it has
+        read: the database's reading and the core's loading overlap (both release
+        the GIL for their own work). At most ``LOAD_AHEAD`` chunks wait between them.
+        A row the arena refuses stops the load with a StorageError naming it."""
+        chunks: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=LOAD_AHEAD)
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            while not stop.is_set():
+                try:
+                    chunks.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def read() -> None:
+            try:
+                for kind, query in (
+                    ("substrate", self._LOAD_SUBSTRATES),
+                    ("relationship", self._LOAD_RELATIONSHIPS),
+                ):
+                    cur = self._stream(self._conn, query)
+                    try:
+                        while not stop.is_set():
+                            rows = cur.fetchmany(FETCH)
+                            if not rows:
+                                break
+                            put((kind, rows))
+                    finally:
+                        cur.close()
+                put(("end", None))
+            except BaseException as exc:  # handed to the loading thread, raised there
+                put(("error", exc))
+
+        loaders = {"substrate": arena.load_substrates, "relationship": arena.load_relationships}
+        reader = threading.Thread(target=read, name="bfx-full-load", daemon=True)
+        reader.start()
+        try:
+            while True:
+                kind, rows = chunks.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise rows
+                failed = loaders[kind](rows)
+                if failed is not None:
+                    index, answer = failed
                     raise errors.StorageError(
                         f"{self.describe()}: a stored {kind} cannot be loaded "
                         f"({answer.message}); the database is damaged or was edited by hand",
-                        {"record": repr(row)[:200], "cause": answer.to_dict()},
+                        {"record": repr(rows[index])[:200], "cause": answer.to_dict()},
                     )
+        finally:
+            stop.set()
+            reader.join()
 
     def refresh(self) -> int:
         """Catches the arena up with what other processes committed, before a

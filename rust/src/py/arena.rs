@@ -10,10 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::convert::{
-    edge_items, edge_list_into_py, edges_into_py, id_arg, now_micros, opt_id_arg, records_into_py,
-    rel_arg, results_into_py, substrate_items, EdgeOut, OwnedEdgeIn, OwnedSubstrate, SubstrateOut,
+    edge_items, edge_list_into_py, edge_rows, edges_into_py, id_arg, now_micros, opt_id_arg,
+    records_into_py, rel_arg, results_into_py, substrate_items, substrate_rows, EdgeOut,
+    OwnedEdgeIn, OwnedSubstrate, SubstrateOut,
 };
-use super::errors::{not_found, CoreResultExt};
+use super::errors::{error_instance, not_found, CoreResultExt};
 use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate};
 use crate::dump;
 use crate::error::{CoreError, Kind};
@@ -52,6 +53,18 @@ impl Prepared {
         Prepared {
             rows: parking_lot::Mutex::new(Some(rows)),
         }
+    }
+}
+
+/// `load_substrates`/`load_relationships`'s answer: None, or the failed
+/// row's index and the error instance.
+fn load_answer(
+    py: Python<'_>,
+    failed: Result<(), (usize, CoreError)>,
+) -> PyResult<Option<(usize, Bound<'_, PyAny>)>> {
+    match failed {
+        Ok(()) => Ok(None),
+        Err((i, err)) => Ok(Some((i, error_instance(py, &err)?))),
     }
 }
 
@@ -418,6 +431,53 @@ impl Arena {
             (results, written)
         });
         Ok((results_into_py(py, results)?, written))
+    }
+
+    /// Makes room in the id indices for this many more records (before a
+    /// full load: the indices then never rehash as they grow).
+    fn reserve(&self, py: Python<'_>, substrates: usize, relationships: usize) {
+        py.detach(|| self.inner.write().reserve(substrates, relationships));
+    }
+
+    /// A full load's substrate rows, as a store reads them:
+    /// `(expression_type, code, canonical, metadata or None, created_at, id)`,
+    /// the id the stored signed 64-bit integer. Loads them in order up to the
+    /// first that cannot be loaded; answers None, or `(its index, the error
+    /// instance)` (a row of the wrong shape: ValidationError). The core's work
+    /// runs with the GIL released.
+    fn load_substrates<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<(usize, Bound<'py, PyAny>)>> {
+        let items = match substrate_rows(rows)? {
+            Ok(items) => items,
+            Err((i, err)) => return Ok(Some((i, err.into_value(py).into_bound(py).into_any()))),
+        };
+        let failed = py.detach(|| {
+            let new: Vec<NewSubstrate<'_>> = items.iter().map(OwnedSubstrate::as_new).collect();
+            self.inner.write().load_substrates(&new)
+        });
+        load_answer(py, failed)
+    }
+
+    /// A full load's relationship rows: `(rel_type, source, target,
+    /// bidirectional, constraints or None, created_at)`, the ids the stored
+    /// signed 64-bit integers; answers like `load_substrates`.
+    fn load_relationships<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<(usize, Bound<'py, PyAny>)>> {
+        let items = match edge_rows(rows)? {
+            Ok(items) => items,
+            Err((i, err)) => return Ok(Some((i, err.into_value(py).into_bound(py).into_any()))),
+        };
+        let failed = py.detach(|| {
+            let new: Vec<NewEdge<'_>> = items.iter().map(OwnedEdgeIn::as_new).collect();
+            self.inner.write().load_edges(&new)
+        });
+        load_answer(py, failed)
     }
 
     /// What `insert_many` would answer for each item, and a handle on the items

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use super::errors::{error_instance, to_pyerr, validation_error, CoreResultExt};
 use crate::arena::{EdgeView, NewEdge, NewSubstrate, SubstrateView};
@@ -226,6 +226,121 @@ pub(crate) fn edge_items(
         }));
     }
     Ok(parsed)
+}
+
+// ---------------------------------------------------------------- store rows in
+
+/// What a substrate row of a full load must be.
+const SUBSTRATE_ROW: &str = "a stored substrate row must be (expression_type: text, \
+expression_code: text, canonical_code: text, metadata: blob or NULL, created_us: integer, \
+id: integer)";
+
+/// What a relationship row of a full load must be.
+const EDGE_ROW: &str = "a stored relationship row must be (rel_type: text, source_id: integer, \
+target_id: integer, bidirectional: integer, constraints: blob or NULL, created_us: integer)";
+
+/// The row's fields, or a ValidationError saying what a row must be.
+fn row_fields<'py>(row: &Bound<'py, PyAny>, shape: &str) -> PyResult<Bound<'py, PyTuple>> {
+    match row.cast::<PyTuple>() {
+        Ok(t) if t.len() == 6 => Ok(t.clone()),
+        _ => Err(validation_error(row.py(), shape.to_owned(), "row")),
+    }
+}
+
+/// A blob column that may be NULL (read as empty).
+fn blob_or_null(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if value.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(value.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
+/// A store's 64-bit id column: the u64 id's two's complement, as stored.
+fn stored_id(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err("an id is an integer"));
+    }
+    Ok(value.extract::<i64>()? as u64)
+}
+
+fn substrate_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedSubstrate> {
+    let py = row.py();
+    let t = row_fields(row, SUBSTRATE_ROW)?;
+    let shape = |_| validation_error(py, SUBSTRATE_ROW.to_owned(), "row");
+    let expr_type = t
+        .get_item(0)?
+        .cast::<PyString>()
+        .map_err(|_| shape(()))?
+        .to_str()?
+        .to_owned();
+    let expr_type = ExprType::parse(&expr_type).py_err(py)?;
+    Ok(OwnedSubstrate {
+        expr_type,
+        code: t
+            .get_item(1)?
+            .cast::<PyString>()
+            .map_err(|_| shape(()))?
+            .to_str()?
+            .to_owned(),
+        canonical: t
+            .get_item(2)?
+            .cast::<PyString>()
+            .map_err(|_| shape(()))?
+            .to_str()?
+            .to_owned(),
+        metadata: blob_or_null(&t.get_item(3)?).map_err(|_| shape(()))?,
+        created_at: t.get_item(4)?.extract::<i64>().map_err(|_| shape(()))?,
+        expected_id: Some(stored_id(&t.get_item(5)?).map_err(|_| shape(()))?),
+    })
+}
+
+fn edge_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedEdgeIn> {
+    let py = row.py();
+    let t = row_fields(row, EDGE_ROW)?;
+    let shape = |_| validation_error(py, EDGE_ROW.to_owned(), "row");
+    let rel = t.get_item(0)?;
+    let rel =
+        RelType::parse(rel.cast::<PyString>().map_err(|_| shape(()))?.to_str()?).py_err(py)?;
+    let bidirectional = t.get_item(3)?;
+    if !bidirectional.is_instance_of::<PyInt>() {
+        return Err(shape(()));
+    }
+    Ok(OwnedEdgeIn {
+        rel,
+        source: stored_id(&t.get_item(1)?).map_err(|_| shape(()))?,
+        target: stored_id(&t.get_item(2)?).map_err(|_| shape(()))?,
+        bidirectional: bidirectional.is_truthy()?,
+        constraints: blob_or_null(&t.get_item(4)?).map_err(|_| shape(()))?,
+        created_at: t.get_item(5)?.extract::<i64>().map_err(|_| shape(()))?,
+    })
+}
+
+/// Rows of a full load, converted until the first that cannot be: then
+/// `Err((its index, the exception))`.
+pub(crate) fn store_rows<T>(
+    rows: &Bound<'_, PyAny>,
+    convert: fn(&Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<Result<Vec<T>, (usize, PyErr)>> {
+    let mut out = Vec::new();
+    for (i, row) in rows.try_iter()?.enumerate() {
+        match convert(&row?) {
+            Ok(item) => out.push(item),
+            Err(err) => return Ok(Err((i, err))),
+        }
+    }
+    Ok(Ok(out))
+}
+
+pub(crate) fn substrate_rows(
+    rows: &Bound<'_, PyAny>,
+) -> PyResult<Result<Vec<OwnedSubstrate>, (usize, PyErr)>> {
+    store_rows(rows, substrate_row)
+}
+
+pub(crate) fn edge_rows(
+    rows: &Bound<'_, PyAny>,
+) -> PyResult<Result<Vec<OwnedEdgeIn>, (usize, PyErr)>> {
+    store_rows(rows, edge_row)
 }
 
 // ---------------------------------------------------------------- records out
