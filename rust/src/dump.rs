@@ -433,7 +433,11 @@ fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
         for _ in 0..chunks {
             let len = r.u64()?;
             let bytes = r.take(len)?;
-            let slab = if which == 0 { b.node_slab() } else { b.edge_slab() };
+            let slab = if which == 0 {
+                b.node_slab()
+            } else {
+                b.edge_slab()
+            };
             slab.restore_chunk(bytes);
         }
     }

@@ -387,7 +387,8 @@ fn churned() -> (Arena, Vec<u64>) {
     let ids: Vec<u64> = (0..300)
         .map(|i| {
             let code = format!("x * {i}");
-            a.insert(&sub(&code, format!("{{\"i\":{i}}}").as_bytes())).unwrap()
+            a.insert(&sub(&code, format!("{{\"i\":{i}}}").as_bytes()))
+                .unwrap()
         })
         .collect();
     for (i, pair) in ids.windows(2).enumerate() {
@@ -397,7 +398,8 @@ fn churned() -> (Arena, Vec<u64>) {
             ..edge(rel, pair[0], pair[1], i % 5 == 0)
         })
         .unwrap();
-        a.link(&edge(RelType::Lineage, pair[1], pair[1], false)).ok();
+        a.link(&edge(RelType::Lineage, pair[1], pair[1], false))
+            .ok();
     }
     for id in ids.iter().step_by(7) {
         a.remove(*id).unwrap();
@@ -419,7 +421,9 @@ fn an_image_round_trips_exactly_and_both_copies_go_on_alike() {
     let mut a = a;
     for arena in [&mut a, &mut b] {
         let n = arena.insert(&sub("fresh", b"")).unwrap();
-        arena.link(&edge(RelType::Dependency, n, ids[1], false)).unwrap();
+        arena
+            .link(&edge(RelType::Dependency, n, ids[1], false))
+            .unwrap();
         arena.remove(ids[2]).unwrap();
     }
     assert_eq!(everything(&a), everything(&b));
@@ -452,11 +456,26 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
         out
     };
     let cases = [
-        ("endpoint out of range", edit(live_edge, &u32::MAX.wrapping_sub(1).to_le_bytes())),
-        ("link out of range", edit(live_edge + 8, &(edge_slots as u32 + 5).to_le_bytes())),
+        (
+            "endpoint out of range",
+            edit(live_edge, &u32::MAX.wrapping_sub(1).to_le_bytes()),
+        ),
+        (
+            "link out of range",
+            edit(live_edge + 8, &(edge_slots as u32 + 5).to_le_bytes()),
+        ),
         // A list that loops back on itself.
-        ("edge linked to itself", edit(live_edge + 8, &(((live_edge - edges_at) / 40) as u32).to_le_bytes())),
-        ("slab handle out of range", edit(live_node + 16, &[0xEE, 0xEE, 0xEE, 0xEE])),
+        (
+            "edge linked to itself",
+            edit(
+                live_edge + 8,
+                &(((live_edge - edges_at) / 40) as u32).to_le_bytes(),
+            ),
+        ),
+        (
+            "slab handle out of range",
+            edit(live_node + 16, &[0xEE, 0xEE, 0xEE, 0xEE]),
+        ),
         ("bad expression type", edit(live_node + 22, &[0x7F, 0x00])),
         ("bad relationship type", edit(live_edge + 30, &[0xF0])),
         ("node count", edit(20, &(u64_at(20) + 1).to_le_bytes())),
@@ -485,7 +504,10 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
         let mut flipped = bytes.clone();
         flipped[at] ^= 0x10;
         assert!(dump::load(&flipped).is_err(), "flip at {at}");
-        assert!(dump::load_from(&flipped[..], flipped.len() as u64).is_err(), "flip at {at}, streamed");
+        assert!(
+            dump::load_from(&flipped[..], flipped.len() as u64).is_err(),
+            "flip at {at}, streamed"
+        );
     }
     assert!(dump::load(&reseal(body)).is_ok());
 }
