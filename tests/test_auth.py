@@ -498,3 +498,21 @@ def test_auth_off_is_left_out_of_the_pipeline():
         assert driver.get(f"{API}/keys").status == 200
     finally:
         finish(driver)
+
+
+def test_the_middleware_lets_a_remembered_key_through_only_while_it_holds():
+    store = MemoryStore()
+    key_id, key = make_key(store, ["substrates:read"])
+    auth = KeyAuthenticator(store, store.key_secret)
+    handle = authenticate([auth])(_ok)
+    headers = [(b"x-api-key", key.encode())]
+    for _ in range(2):  # verified, then taken from what the authenticator remembered
+        call = _call(headers)
+        assert asyncio.run(handle(call)).status == 200
+        assert call.principal == key_id
+    assert key in auth.remembered
+    # A remembered key still needs the operation's scope.
+    assert asyncio.run(handle(_call(headers, op="create_substrate"))).status == 403
+    assert store.revoke_key(key_id, now_us())
+    assert asyncio.run(handle(_call(headers))).status == 401
+    assert key not in auth.remembered

@@ -102,26 +102,27 @@ class KeyAuthenticator:
     their digest are remembered, so a guess never takes the short path."""
 
     def __init__(self, source: KeySource, secret: bytes) -> None:
-        self._source = source
+        self.source = source
         self._hash = hasher(secret)
         self._dummy = self._hash("")
-        # By the key as sent, which is what a request hands the middleware.
-        self._verified: dict[str, tuple[KeyRecord, Principal]] = {}
+        #: Keys that verified, by the key as sent (what a request hands the middleware,
+        #: which looks here first), with the record they verified against.
+        self.remembered: dict[str, tuple[KeyRecord, Principal]] = {}
 
     def recall(self, sent: str) -> Principal | None:
         """The principal of a key that verified before and still holds (the key map
         still has the very record it verified against, and it has not expired); None
         otherwise. The middleware asks this first: a dict lookup, no parse, no hash."""
-        hit = self._verified.get(sent)
+        hit = self.remembered.get(sent)
         if hit is None:
             return None
         record, principal = hit
         expires = record.expires_us  # record.usable(), inlined: the hot path
-        if self._source.keys.get(record.key_id) is record and (
+        if self.source.keys.get(record.key_id) is record and (
             expires is None or now_us() < expires
         ):
             return principal
-        del self._verified[sent]
+        del self.remembered[sent]
         return None
 
     def authenticate(self, credential: str) -> Principal | None:
@@ -131,14 +132,14 @@ class KeyAuthenticator:
         if not credential.startswith(KEY_PREFIX):
             return None
         key_id = parse_key_id(credential)
-        found = self._source.keys.get(key_id) if key_id is not None else None
+        found = self.source.keys.get(key_id) if key_id is not None else None
         # Hash and compare whatever was found, so that an unknown id costs the same.
         expected = found.digest if found is not None else self._dummy
         matches = hmac.compare_digest(expected, self._hash(credential))
         if found is None or not matches or not found.usable():
             raise unauthorized()
         principal = Principal(found.key_id, frozenset(found.scopes))
-        if len(self._verified) >= REMEMBERED:
-            self._verified.clear()
-        self._verified[credential] = (found, principal)
+        if len(self.remembered) >= REMEMBERED:
+            self.remembered.clear()
+        self.remembered[credential] = (found, principal)
         return principal
