@@ -125,6 +125,21 @@ class Server:
         self._out.close()
 
 
+#: The stores an end-to-end suite runs over, as a module fixture's ``params``.
+STORES = ("memory", "sqlite", "postgresql")
+
+
+def store_args(request, tmp: Path) -> list[str]:
+    """``bfx serve``'s storage flags for ``request.param`` (one of :data:`STORES`): a
+    fresh SQLite directory under ``tmp``, or a fresh database of the session's PostgreSQL
+    server (the ``postgres`` fixture)."""
+    if request.param == "memory":
+        return ["--memory"]
+    if request.param == "sqlite":
+        return ["--data-dir", str(tmp / "d")]
+    return ["--database-url", request.getfixturevalue("postgres").new_database()]
+
+
 def connections_to_each_worker(port: int, workers: int = 2) -> list[http.client.HTTPConnection]:
     """One kept-alive connection to each of ``workers`` workers (told apart by the
     ``worker_pid`` of ``/api/v1/metrics``); bounded: 400 fresh connections at most, with

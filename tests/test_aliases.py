@@ -7,19 +7,13 @@ from __future__ import annotations
 import pytest
 
 from bfx import Registry, errors
-from bfx_server import Server, connections_to_each_worker, send_json
+from bfx_server import STORES, Server, connections_to_each_worker, send_json, store_args
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=STORES)
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"aliases-{request.param}")
-    if request.param == "memory":
-        args = ["--memory"]
-    elif request.param == "sqlite":
-        args = ["--data-dir", str(tmp / "d")]
-    else:
-        args = ["--database-url", request.getfixturevalue("postgres").new_database()]
-    srv = Server(tmp, *args)
+    srv = Server(tmp, *store_args(request, tmp))
     yield srv
     srv.stop()
 

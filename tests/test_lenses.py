@@ -8,19 +8,13 @@ import pytest
 
 from bfx import Registry, errors
 from bfx.operators import FIBONACCI
-from bfx_server import Server
+from bfx_server import STORES, Server, store_args
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=STORES)
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"lenses-{request.param}")
-    if request.param == "memory":
-        args = ["--memory"]
-    elif request.param == "sqlite":
-        args = ["--data-dir", str(tmp / "d")]
-    else:
-        args = ["--database-url", request.getfixturevalue("postgres").new_database()]
-    srv = Server(tmp, *args)
+    srv = Server(tmp, *store_args(request, tmp))
     yield srv
     srv.stop()
 

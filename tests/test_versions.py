@@ -10,21 +10,15 @@ import pytest
 
 from bfx import Registry, errors
 from bfx.storage.catalog import OP_CHAIN
-from bfx_server import Server, connections_to_each_worker, send_json
+from bfx_server import STORES, Server, connections_to_each_worker, send_json, store_args
 
 LAMBDA = {"expression_type": "lambda", "expression_code": "lambda x: x + 1"}
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=STORES)
 def server(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"versions-{request.param}")
-    if request.param == "memory":
-        args = ["--memory"]
-    elif request.param == "sqlite":
-        args = ["--data-dir", str(tmp / "d")]
-    else:
-        args = ["--database-url", request.getfixturevalue("postgres").new_database()]
-    srv = Server(tmp, *args)
+    srv = Server(tmp, *store_args(request, tmp))
     yield srv
     srv.stop()
 
