@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,28 +30,12 @@ from pathlib import Path
 
 from bfx.capacity import DEFAULT_EXPRESSION_LENGTH, DEFAULT_METADATA_BYTES, Shape
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server_memory import call, free_port
+
 API = "/api/v1"
 CHUNK = 20_000
 MIB = 2**20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(port: int, method: str, path: str, body: object = None) -> tuple[int, object]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if payload else {}
-        conn.request(method, path, body=payload, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, (json.loads(data) if data else None)
-    finally:
-        conn.close()
 
 
 def populate(data_dir: Path, shape: Shape) -> float:
