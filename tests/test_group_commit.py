@@ -153,7 +153,9 @@ def test_a_group_that_fails_as_a_whole_is_retried_row_by_row():
         assert not t.is_alive()
     assert isinstance(results.pop(13), errors.StorageError)
     assert results == {r: r * 10 for r in range(20) if r != 13}
-    assert calls[1] == list(range(1, 20))  # the 19 queued rows went as one group first
+    # The 19 queued rows went as one group first (in the order their threads queued,
+    # which the scheduler decides).
+    assert sorted(calls[1]) == list(range(1, 20))
     assert group.groups == 2
     assert group.rows == 20
 
