@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import os
 import time
+import weakref
 from typing import Any
 
 import msgspec
@@ -31,6 +32,16 @@ _encode = msgspec.json.encode
 _THOUSANDTHS = tuple(f"{i:03d}" for i in range(1000))
 #: Lines held before a write whatever the loop does (a burst in one pass).
 _BATCH = 256
+#: Every access log of the process, for the one exit hook below (weakly: an app that is
+#: gone, as in the tests, takes its log with it).
+_LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """What the last loop pass left, at interpreter exit."""
+    for log in list(_LOGS):
+        log.flush()
 
 
 class AccessLog:
@@ -42,7 +53,7 @@ class AccessLog:
         self._second = -1
         self._stamp = ""
         self._pending: list[bytes] = []
-        atexit.register(self.flush)  # what the last pass left, at interpreter exit
+        _LOGS.add(self)
 
     def _now(self) -> str:
         # Formatting a time costs more than the rest of the line: once a second.
