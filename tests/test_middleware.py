@@ -328,6 +328,41 @@ def test_metrics_count_from_the_typed_answer():
     assert counters.by_status[499] == 1
 
 
+def test_metrics_with_the_log_count_and_write_each_request_once(tmp_path):
+    """The fused hooks (metrics + access log in one call into the core): a plain answer,
+    a streamed one (counted and logged once sent, with its bytes), a departed client."""
+    counters = RequestMetrics()
+    path = tmp_path / "log"
+    with path.open("wb") as f:
+        wrap = metrics(counters, AccessLog("json", fd=f.fileno()))
+
+        async def streamed(call):
+            resp = Response(200, b"", value=None)
+            resp.stream = iter([b"ab", b"cd"])
+            return resp
+
+        plain = _run(wrap(_ok), _call(route=_route("get_substrate")))
+        stream_call = _call(route=_route("export"))
+        resp = _run(wrap(streamed), stream_call)
+        assert counters.active == 1  # open until it is sent
+        stream_call.sent = 4
+        resp.sent(200)
+        with pytest.raises(ClientGone):
+            _run(wrap(_raising(ClientGone())), _call(method="BREW"))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(x["route"], x["status"], x["bytes"]) for x in lines] == [
+        ("/api/v1/substrates/{id}", 200, len(plain.body)),
+        ("/api/v1/substrates/export", 200, 4),
+        ("-", 499, 0),
+    ]
+    assert lines[2]["method"] == "BREW"
+    assert counters.active == 0
+    assert counters.by_status == {200: 2, 499: 1}
+    cells = counters.cells
+    assert sum(cells[("/api/v1/substrates/export", "GET", 200)][:-1]) == 1
+    assert sum(cells[(None, "other", 499)][:-1]) == 1
+
+
 def test_access_log_names_the_route_template(tmp_path):
     path = tmp_path / "log"
     with path.open("wb") as f:

@@ -11,6 +11,7 @@ pub mod graph;
 pub mod identity;
 pub mod jsondepth;
 pub mod kinds;
+pub mod observe;
 mod segvec;
 mod slab;
 

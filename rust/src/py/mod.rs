@@ -10,6 +10,7 @@
 //! | [`arena`] | the `Arena` class and its lock discipline |
 //! | [`graph`] | the graph algorithms as functions taking an `Arena` |
 //! | [`functions`] | the module functions that need no arena |
+//! | [`observe`] | the request counters and access-log lines of the HTTP service |
 //!
 //! The binding files use `errors` and `convert`; `graph` also names the
 //! `Arena` class it takes. Nothing else crosses between them, and nothing
@@ -34,6 +35,7 @@ mod convert;
 mod errors;
 mod functions;
 mod graph;
+mod observe;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -46,6 +48,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<arena::Arena>()?;
     functions::register(m)?;
     graph::register(m)?;
+    observe::register(m)?;
     let rel_types: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
     m.add("REL_TYPES", PyTuple::new(m.py(), rel_types)?)?;
     let expr_types: Vec<&str> = ExprType::ALL.iter().map(|t| t.name()).collect();

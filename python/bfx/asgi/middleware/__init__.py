@@ -64,10 +64,11 @@ def assemble(
         from bfx.asgi.middleware.tracing import tracing  # the otel extra: only when on
 
         chain.append(tracing(tracer))
-    if settings.access_log:
-        chain.append(access_log(AccessLog(settings.log_format)))
-    if settings.metrics:
-        chain.append(metrics(counters))
+    log = AccessLog(settings.log_format) if settings.access_log else None
+    if settings.metrics:  # with the log: one middleware, one call per request for both
+        chain.append(metrics(counters, log))
+    elif log is not None:
+        chain.append(access_log(log))
     policy = Cors(settings.cors_origins)
     if policy.enabled:
         chain.append(cors(policy))
