@@ -423,6 +423,16 @@ fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
         edge_count: r.u64()?,
         edge_free: r.u32()?,
     };
+    // The records alone must fit in what is left (the slab chunks come first): bounds
+    // what the builder reserves for the counts by the file's real size.
+    let records = header
+        .node_slots
+        .checked_mul(NODE_LEN)
+        .zip(header.edge_slots.checked_mul(EDGE_LEN))
+        .and_then(|(n, e)| n.checked_add(e));
+    if records.is_none_or(|len| len > r.body_left()) {
+        return Err(corrupt("truncated"));
+    }
     let mut b = ImageBuilder::new(header)?;
     for which in 0..2 {
         let chunks = r.u64()?;

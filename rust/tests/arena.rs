@@ -450,6 +450,16 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
         .map(|i| nodes_at + i * 32)
         .find(|&at| body[at + 16..at + 24] != [0xFF; 8])
         .unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
+    // A substrate with outgoing edges, and an edge that another edge's list continues to.
+    let node_with_out = (0..node_slots)
+        .map(|i| nodes_at + i * 32)
+        .find(|&at| body[at + 16..at + 24] != [0xFF; 8] && u32_at(at + 24) != u32::MAX)
+        .unwrap();
+    let next_of_an_edge = (0..edge_slots)
+        .map(|i| u32_at(edges_at + i * 40 + 8))
+        .find(|&next| next != u32::MAX)
+        .unwrap();
     let edit = |at: usize, bytes: &[u8]| {
         let mut out = body.to_vec();
         out[at..at + bytes.len()].copy_from_slice(bytes);
@@ -471,6 +481,16 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
                 live_edge + 8,
                 &(((live_edge - edges_at) / 40) as u32).to_le_bytes(),
             ),
+        ),
+        // Edges no list reaches any more, and an edge in two substrates' lists (the
+        // heads and the edges' links are checked on different threads).
+        (
+            "outgoing list cut off",
+            edit(node_with_out + 24, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "edge linked by a head and by an edge",
+            edit(node_with_out + 24, &next_of_an_edge.to_le_bytes()),
         ),
         (
             "slab handle out of range",
