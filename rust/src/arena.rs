@@ -1310,7 +1310,39 @@ pub(crate) struct ImageBuilder {
     /// Which node slots hold a substrate (the edge checks ask, in cache).
     live_nodes: Bits,
     node_ids: IdGroups,
-    edge_ids: IdGroups,
+    edges: EdgePart,
+}
+
+/// The edge records of an image, which may be read on a thread of their own (they
+/// lie at the end of the image, at an offset its header gives) and handed to the
+/// builder with [`ImageBuilder::put_edges`].
+pub(crate) struct EdgePart {
+    edges: SegVec<Edge>,
+    ids: IdGroups,
+}
+
+impl EdgePart {
+    pub fn new(header: &ImageHeader) -> Self {
+        EdgePart {
+            edges: SegVec::new(),
+            ids: IdGroups::new(header.edge_count),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, e: RawEdge) {
+        let slot = self.edges.push(Edge {
+            src: e.src,
+            dst: e.dst,
+            next_out: e.next_out,
+            next_in: e.next_in,
+            created_at: e.created_at,
+            data: e.data,
+        });
+        if e.src != NIL {
+            self.ids.push(e.id, slot as u32);
+        }
+    }
 }
 
 /// What the check of one kind of record found.
@@ -1340,7 +1372,7 @@ impl ImageBuilder {
             arena: Arena::default(),
             live_nodes: Bits::new(header.node_slots as usize),
             node_ids: IdGroups::new(header.node_count),
-            edge_ids: IdGroups::new(header.edge_count),
+            edges: EdgePart::new(&header),
         })
     }
 
@@ -1370,17 +1402,12 @@ impl ImageBuilder {
 
     #[inline]
     pub fn push_edge(&mut self, e: RawEdge) {
-        let slot = self.arena.edges.push(Edge {
-            src: e.src,
-            dst: e.dst,
-            next_out: e.next_out,
-            next_in: e.next_in,
-            created_at: e.created_at,
-            data: e.data,
-        });
-        if e.src != NIL {
-            self.edge_ids.push(e.id, slot as u32);
-        }
+        self.edges.push(e);
+    }
+
+    /// The edge records, read elsewhere, in place of any pushed here.
+    pub fn put_edges(&mut self, part: EdgePart) {
+        self.edges = part;
     }
 
     /// The arena, once its records pass the checks; the id indices rebuilt. Nodes and
@@ -1392,8 +1419,13 @@ impl ImageBuilder {
             mut arena,
             live_nodes,
             node_ids,
-            edge_ids,
+            edges:
+                EdgePart {
+                    edges: edge_records,
+                    ids: edge_ids,
+                },
         } = self;
+        arena.edges = edge_records;
         let bad = |why: &str| CoreError::CorruptDump(why.to_owned());
         let (ns, es) = (arena.nodes.len(), arena.edges.len());
         if ns as u64 != header.node_slots || es as u64 != header.edge_slots {
