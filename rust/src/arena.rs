@@ -1109,9 +1109,12 @@ impl Arena {
 // rebuilds the two id indices without re-deriving anything: no id is hashed again
 // from content, no endpoint looked up, no list relinked. The checksum vouches that
 // the bytes are the ones written; `ImageBuilder::finish` still checks, in sequential
-// passes, everything a later read or write relies on not to go out of bounds or loop
-// (slots, handles, blob encodings, types, counts, free lists, and that every live
-// edge is linked into exactly one outgoing and one incoming list).
+// passes (the nodes on one thread, the edges on another), everything a later read or
+// write relies on not to go out of bounds or loop (slots, handles, blob encodings,
+// types, counts, free lists, and that every live edge is linked into exactly one
+// outgoing and one incoming list). The passes read memory in order; what they look
+// up at random (is a slot a live node, was an edge linked already) is a bitmap that
+// stays in cache.
 
 /// Slot counts, record counts and free-list heads (`u32::MAX`: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

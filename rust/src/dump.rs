@@ -18,7 +18,9 @@
 //! from the content, looked up both endpoints of every relationship and relinked it:
 //! about 60 s for 10M substrates + 30M relationships). What a later read or write
 //! relies on not to go out of bounds or loop is still checked, in sequential passes
-//! (`ImageBuilder::finish`).
+//! over the nodes on one thread and the edges on another (`ImageBuilder::finish`).
+//! Because the image ends with its edge records, at an offset the header gives, a
+//! file is read in two streams at once (`load_file`).
 //!
 //! Version 2 (still read; a record per substrate and relationship, ids re-verified):
 //! ```text
@@ -34,12 +36,12 @@
 //! is refused as unsupported before any record is read, so the storage layer
 //! falls back to a full load from its database.
 //!
-//! Files go through `dump_to` / `load_from`, which stream through a 1 MiB buffer
-//! with the checksum computed a buffer at a time: a snapshot of tens of
-//! millions of records never exists as one buffer beside the arena it
-//! describes, which would double the memory a server needs while it starts or
-//! stops. `dump` / `load` work on one buffer (the checksum checked before any
-//! record is read); both paths share the record writer and parser.
+//! Files go through `dump_to` / `load_from` (and `load_file`, an image's two
+//! streams), which stream through a 1 MiB buffer each with the checksum computed a
+//! buffer at a time: a snapshot of tens of millions of records never exists as one
+//! buffer beside the arena it describes, which would double the memory a server
+//! needs while it starts or stops. `dump` / `load` work on one buffer (the checksum
+//! checked before any record is read); all paths share the record writer and parser.
 
 #[cfg(unix)]
 use std::fs::File;
