@@ -1231,7 +1231,8 @@ struct IdSlot {
 /// the index: hashbrown starts an entry's probe at `hash & bucket_mask`, and an id is
 /// its own hash. Inserting one group after another then works on one small stretch of
 /// the table at a time, in cache, instead of a random place in a table of hundreds of
-/// MiB per insert (the id index of 30M relationships was built about 3× faster).
+/// MiB per insert (at 10M + 30M: 0.6 s for the relationships' index against 1.5–1.8 s
+/// inserting in slot order, 0.2 s against 0.6–0.8 s for the substrates').
 struct IdGroups {
     mask: u64,
     shift: u32,
