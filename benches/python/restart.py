@@ -1,12 +1,15 @@
 """How soon a restarted server answers: from the arena snapshot, and in full from SQLite.
 
     python benches/python/restart.py --substrates 10000000            # synthetic store
+    python benches/python/restart.py --substrates 10000000 --keep /tmp/r10m   # ... kept
+    python benches/python/restart.py --data-dir /tmp/r10m --repeat 3  # reuse it
     python benches/python/restart.py --data-dir /tmp/pssdata --full   # a real store
 
 Each figure is the time from starting ``bfx serve --data-dir`` (one worker, the
 arena loaded once in the main process) to its first ``200`` from
-``/api/v1/health/ready``, and ``Arena.load_file`` of the same snapshot in this process
-(the core's share of it).
+``/api/v1/health/ready``, with the main process's peak RSS by then (``VmHWM``), and
+``Arena.load_file`` of the same snapshot in this process (the core's share of it:
+wall time, and CPU time of all its threads from ``getrusage``).
 
 With ``--data-dir`` naming a data directory that already holds a database (e.g. the
 one ``benches/python/worker_pss.py --data-dir`` wrote), its own snapshot is used; with
@@ -25,6 +28,7 @@ import argparse
 import contextlib
 import http.client
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -47,9 +51,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ready_after(data_dir: Path, log: Path, limit: float = 1800.0) -> float:
-    """Seconds from starting ``bfx serve`` to its first ready answer; the server is
-    then stopped (SIGINT: a clean shutdown, which writes a snapshot if it has none)."""
+def peak_rss(pid: int) -> int:
+    """A live process's peak resident set size in bytes (Linux's ``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit(f"no VmHWM for process {pid}")
+
+
+def ready_after(data_dir: Path, log: Path, limit: float = 1800.0) -> tuple[float, int]:
+    """Seconds from starting ``bfx serve`` to its first ready answer, and the main
+    process's peak RSS by then; the server is then stopped (SIGINT: a clean
+    shutdown, which writes a snapshot if it has none)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
     with log.open("wb") as out:
@@ -69,7 +82,7 @@ def ready_after(data_dir: Path, log: Path, limit: float = 1800.0) -> float:
                     try:
                         conn.request("GET", f"{API}/health/ready")
                         if conn.getresponse().status == 200:
-                            return time.perf_counter() - t0
+                            return time.perf_counter() - t0, peak_rss(proc.pid)
                     finally:
                         conn.close()
                 time.sleep(0.05)
@@ -113,8 +126,9 @@ def synthetic(data_dir: Path, shape: Shape) -> tuple[int, int, float]:
     return len(arena), arena.relationship_count, time.perf_counter() - t0
 
 
-def core_load(data_dir: Path) -> tuple[float, int]:
-    """Seconds of ``Arena.load_file`` on the snapshot, and the dump format version."""
+def core_load(data_dir: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds of ``Arena.load_file`` on the snapshot, and the dump
+    format version."""
     from bfx._core import Arena
     from bfx.storage import snapshot
 
@@ -126,11 +140,12 @@ def core_load(data_dir: Path) -> tuple[float, int]:
     with path.open("rb") as f:
         f.seek(offset + 8)
         version = int.from_bytes(f.read(4), "little")
-    t0 = time.perf_counter()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     arena = Arena.load_file(path, offset)
-    seconds = time.perf_counter() - t0
+    seconds, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     del arena
-    return seconds, version
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return seconds, cpu, version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None, help="a real store to restart")
     p.add_argument("--full", action="store_true", help="also time a full load from SQLite")
     p.add_argument("--keep", type=Path, default=None, help="keep the synthetic store here")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="time the snapshot load and start this many times"
+    )
     args = p.parse_args(argv)
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bfx-restart-") as tmp:
@@ -153,29 +171,37 @@ def main(argv: list[str] | None = None) -> int:
             n, r, built = synthetic(data_dir, shape)
             what = f"a synthetic store: {n:,} substrates + {r:,} relationships (built in {built:.1f} s)"
         size = (data_dir / "arena.snapshot").stat().st_size
-        seconds, version = core_load(data_dir)
-        rows.append(
-            (
-                f"`Arena.load_file` of the snapshot (dump v{version}, {size / 2**20:,.0f} MiB)",
-                f"{seconds:.2f} s",
+        for _ in range(max(1, args.repeat)):
+            seconds, cpu, version = core_load(data_dir)
+            load = os.getloadavg()[0]
+            rows.append(
+                (
+                    f"`Arena.load_file` of the snapshot (dump v{version}, "
+                    f"{size / 2**20:,.0f} MiB), load average {load:.2f}",
+                    f"{seconds:.2f} s wall, {cpu:.2f} s CPU",
+                )
             )
-        )
-        rows.append(
-            (
-                "`bfx serve` from the snapshot: first ready answer",
-                f"{ready_after(data_dir, tmp_path / 'snap.log'):.2f} s",
+            ready, rss = ready_after(data_dir, tmp_path / "snap.log")
+            load = os.getloadavg()[0]
+            rows.append(
+                (
+                    f"`bfx serve` from the snapshot: first ready answer, load average {load:.2f}",
+                    f"{ready:.2f} s, peak RSS {rss / 2**20:,.0f} MiB",
+                )
             )
-        )
         if args.full:
             saved = tmp_path / "saved.snapshot"
             shutil.move(data_dir / "arena.snapshot", saved)
             try:
-                full = ready_after(data_dir, tmp_path / "full.log")
+                full, rss = ready_after(data_dir, tmp_path / "full.log")
             finally:
                 (data_dir / "arena.snapshot").unlink(missing_ok=True)
                 shutil.move(saved, data_dir / "arena.snapshot")
             rows.append(
-                ("`bfx serve` loading in full from SQLite: first ready answer", f"{full:.2f} s")
+                (
+                    "`bfx serve` loading in full from SQLite: first ready answer",
+                    f"{full:.2f} s, peak RSS {rss / 2**20:,.0f} MiB",
+                )
             )
     load = os.getloadavg()
     print(f"{what}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs")

@@ -18,7 +18,9 @@
 //! from the content, looked up both endpoints of every relationship and relinked it:
 //! about 60 s for 10M substrates + 30M relationships). What a later read or write
 //! relies on not to go out of bounds or loop is still checked, in sequential passes
-//! (`ImageBuilder::finish`).
+//! over the nodes on one thread and the edges on another (`ImageBuilder::finish`).
+//! Because the image ends with its edge records, at an offset the header gives, a
+//! file is read in two streams at once (`load_file`).
 //!
 //! Version 2 (still read; a record per substrate and relationship, ids re-verified):
 //! ```text
@@ -34,17 +36,21 @@
 //! is refused as unsupported before any record is read, so the storage layer
 //! falls back to a full load from its database.
 //!
-//! Files go through `dump_to` / `load_from`, which stream through a 1 MiB buffer
-//! with the checksum computed a buffer at a time: a snapshot of tens of
-//! millions of records never exists as one buffer beside the arena it
-//! describes, which would double the memory a server needs while it starts or
-//! stops. `dump` / `load` work on one buffer (the checksum checked before any
-//! record is read); both paths share the record writer and parser.
+//! Files go through `dump_to` / `load_from` (and `load_file`, an image's two
+//! streams), which stream through a 1 MiB buffer each with the checksum computed a
+//! buffer at a time: a snapshot of tens of millions of records never exists as one
+//! buffer beside the arena it describes, which would double the memory a server
+//! needs while it starts or stops. `dump` / `load` work on one buffer (the checksum
+//! checked before any record is read); all paths share the record writer and parser.
 
+#[cfg(unix)]
+use std::fs::File;
 use std::io::{self, Read, Write};
 
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
+#[cfg(unix)]
+use crate::arena::EdgePart;
 use crate::arena::{Arena, ImageBuilder, ImageHeader, NewEdge, NewSubstrate, RawEdge, RawNode};
 use crate::error::{CoreError, CoreResult};
 use crate::kinds::{ExprType, RelType};
@@ -263,13 +269,14 @@ impl Source for SliceSource<'_> {
     }
 }
 
-/// A body streamed through a buffer, each buffer hashed as it is filled.
+/// A body streamed through a buffer, each buffer hashed as it is filled (unless it
+/// is a part of the body that another reader hashes).
 struct StreamSource<R> {
     inner: R,
     buf: Box<[u8]>,
     at: usize,
     end: usize,
-    hasher: Xxh3,
+    hasher: Option<Xxh3>,
     /// Body bytes not yet read from `inner`.
     unread: u64,
     /// Where a field that straddles two fills (or outgrows the buffer) is gathered.
@@ -277,6 +284,48 @@ struct StreamSource<R> {
 }
 
 impl<R: Read> StreamSource<R> {
+    /// Reads `body` bytes from `inner`, hashing them when `hash`.
+    fn new(inner: R, body: u64, hash: bool) -> Self {
+        StreamSource {
+            inner,
+            buf: vec![0u8; usize::try_from(body).unwrap_or(BUFFER).min(BUFFER)].into_boxed_slice(),
+            at: 0,
+            end: 0,
+            hasher: hash.then(Xxh3::new),
+            unread: body,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Reads the next buffer of the body.
+    fn fill(&mut self) -> CoreResult<()> {
+        let want = (self.buf.len() as u64).min(self.unread) as usize;
+        self.inner
+            .read_exact(&mut self.buf[..want])
+            .map_err(read_error)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&self.buf[..want]);
+        }
+        self.unread -= want as u64;
+        (self.at, self.end) = (0, want);
+        Ok(())
+    }
+
+    /// Reads (and hashes) the rest of the body without parsing it.
+    fn skip_rest(&mut self) -> CoreResult<()> {
+        self.at = self.end;
+        while self.unread > 0 {
+            self.fill()?;
+            self.at = self.end;
+        }
+        Ok(())
+    }
+
+    /// The hash of everything read (None when not hashing).
+    fn digest(&self) -> Option<u64> {
+        self.hasher.as_ref().map(Xxh3::digest)
+    }
+
     #[cold]
     #[inline(never)]
     fn gather(&mut self, len: usize) -> CoreResult<&[u8]> {
@@ -285,13 +334,7 @@ impl<R: Read> StreamSource<R> {
         scratch.reserve(len);
         while scratch.len() < len {
             if self.at == self.end {
-                let want = (self.buf.len() as u64).min(self.unread) as usize;
-                self.inner
-                    .read_exact(&mut self.buf[..want])
-                    .map_err(read_error)?;
-                self.hasher.update(&self.buf[..want]);
-                self.unread -= want as u64;
-                (self.at, self.end) = (0, want);
+                self.fill()?;
             }
             let n = (len - scratch.len()).min(self.end - self.at);
             scratch.extend_from_slice(&self.buf[self.at..self.at + n]);
@@ -358,18 +401,15 @@ pub fn load_from<R: Read>(mut input: R, len: u64) -> CoreResult<Arena> {
     if len < HEADER_LEN + CHECKSUM_LEN {
         return Err(corrupt("not an arena dump"));
     }
-    let body = len - CHECKSUM_LEN;
-    let mut r = StreamSource {
-        inner: &mut input,
-        buf: vec![0u8; (body as usize).min(BUFFER)].into_boxed_slice(),
-        at: 0,
-        end: 0,
-        hasher: Xxh3::new(),
-        unread: body,
-        scratch: Vec::new(),
-    };
+    let mut r = StreamSource::new(&mut input, len - CHECKSUM_LEN, true);
     let arena = parse(&mut r)?;
-    let computed = r.hasher.digest();
+    let computed = r.digest().expect("hashing");
+    check_end(&mut input, computed)?;
+    Ok(arena)
+}
+
+/// After a body hashing to `computed`: the stored checksum, then nothing.
+fn check_end<R: Read>(input: &mut R, computed: u64) -> CoreResult<()> {
     let mut stored = [0u8; 8];
     input.read_exact(&mut stored).map_err(read_error)?;
     if computed != u64::from_le_bytes(stored) {
@@ -379,7 +419,105 @@ pub fn load_from<R: Read>(mut input: R, len: u64) -> CoreResult<Arena> {
     if input.read(&mut [0u8; 1]).map_err(read_error)? != 0 {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(arena)
+    Ok(())
+}
+
+/// `len` bytes of `file` from `at` on, read with positional reads, so that two
+/// threads can read one open file (one inode, whatever renames happen meanwhile).
+#[cfg(unix)]
+struct ReadAt<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+#[cfg(unix)]
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let room = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        if want == 0 {
+            return Ok(0);
+        }
+        let got = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += got as u64;
+        Ok(got)
+    }
+}
+
+/// Loads the dump that fills `file` from `offset` to its end (`len` bytes), like
+/// [`load_from`] but in two streams at once for an image (version 3): this thread
+/// reads the whole dump, hashing it, and parses everything but the edge records,
+/// which another thread parses from their own offset (the image ends with them, so
+/// the header says where they start). Nothing is returned before the checksum of
+/// every byte has matched. Both threads read the same open file, so they read the
+/// same bytes: snapshots are replaced by renaming a new file over them, never
+/// rewritten in place. Anything but a well-formed image header is left to
+/// [`load_from`], which says what is wrong with it.
+#[cfg(unix)]
+pub fn load_file(file: &File, offset: u64, len: u64) -> CoreResult<Arena> {
+    let at = |start: u64, end: u64| ReadAt {
+        file,
+        at: offset + start,
+        end: offset.saturating_add(end),
+    };
+    let header = match peek_image_header(&mut at(0, len), len) {
+        Some(header) => header,
+        None => return load_from(at(0, u64::MAX), len),
+    };
+    let body = len - CHECKSUM_LEN;
+    let edges_at = body - header.edge_slots * EDGE_LEN;
+    let (main, edges) = std::thread::scope(|scope| {
+        let edge_job = scope.spawn(|| -> CoreResult<EdgePart> {
+            let mut r = StreamSource::new(at(edges_at, body), body - edges_at, false);
+            let mut part = EdgePart::new(&header);
+            read_edges(&mut r, header.edge_slots, |e| part.push(e))?;
+            Ok(part)
+        });
+        let main = || -> CoreResult<ImageBuilder> {
+            // Unbounded: a file longer than `len` has trailing bytes.
+            let mut input = at(0, u64::MAX);
+            let mut r = StreamSource::new(&mut input, body, true);
+            let _magic_and_version = r.array::<12>()?;
+            if read_image_header(&mut r)? != header {
+                return Err(corrupt("changed while read"));
+            }
+            let mut b = ImageBuilder::new(header)?;
+            read_slabs_and_nodes(&mut r, &mut b, &header)?;
+            // The edge records are the other thread's to parse, but this one's to hash.
+            r.skip_rest()?;
+            let computed = r.digest().expect("hashing");
+            check_end(&mut input, computed)?;
+            Ok(b)
+        };
+        let main = main();
+        (main, edge_job.join().expect("edge reader thread"))
+    });
+    let mut b = main?;
+    b.put_edges(edges?);
+    b.finish()
+}
+
+/// The header of an image (version 3) whose counts and records fit in `len` bytes;
+/// None for anything else.
+#[cfg(unix)]
+fn peek_image_header<R: Read>(input: &mut R, len: u64) -> Option<ImageHeader> {
+    const LEN: u64 = 8 + 4 + 8 + 8 + 4 + 8 + 8 + 4;
+    let body = len.checked_sub(CHECKSUM_LEN)?;
+    let mut r = StreamSource::new(input, body.min(LEN), false);
+    if &r.array::<8>().ok()? != MAGIC || r.u32().ok()? != VERSION {
+        return None;
+    }
+    let header = read_image_header(&mut r).ok()?;
+    let records = header
+        .node_slots
+        .checked_mul(NODE_LEN)?
+        .checked_add(header.edge_slots.checked_mul(EDGE_LEN)?)?;
+    let fits = records <= body - LEN
+        && header.node_count <= header.node_slots
+        && header.edge_count <= header.edge_slots;
+    fits.then_some(header)
 }
 
 /// The records of a dump's body, each checked as the arena takes it.
@@ -415,15 +553,41 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 
 /// Version 3: the records as they lay in memory, then the checks and the indices.
 fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
-    let header = ImageHeader {
+    let header = read_image_header(r)?;
+    // The records alone must fit in what is left (the slab chunks come first): bounds
+    // what the builder reserves for the counts by the file's real size.
+    let records = header
+        .node_slots
+        .checked_mul(NODE_LEN)
+        .zip(header.edge_slots.checked_mul(EDGE_LEN))
+        .and_then(|(n, e)| n.checked_add(e));
+    if records.is_none_or(|len| len > r.body_left()) {
+        return Err(corrupt("truncated"));
+    }
+    let mut b = ImageBuilder::new(header)?;
+    read_slabs_and_nodes(r, &mut b, &header)?;
+    read_edges(r, header.edge_slots, |e| b.push_edge(e))?;
+    b.finish()
+}
+
+/// The image's header, after its magic and version.
+fn read_image_header<S: Source>(r: &mut S) -> CoreResult<ImageHeader> {
+    Ok(ImageHeader {
         node_slots: r.u64()?,
         node_count: r.u64()?,
         node_free: r.u32()?,
         edge_slots: r.u64()?,
         edge_count: r.u64()?,
         edge_free: r.u32()?,
-    };
-    let mut b = ImageBuilder::new(header)?;
+    })
+}
+
+/// The slab chunks and the node records, up to the edge records.
+fn read_slabs_and_nodes<S: Source>(
+    r: &mut S,
+    b: &mut ImageBuilder,
+    header: &ImageHeader,
+) -> CoreResult<()> {
     for which in 0..2 {
         let chunks = r.u64()?;
         // Every chunk costs at least its 8-byte length: bounds the loop by the file.
@@ -459,9 +623,14 @@ fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
             head_in: le_u32(rec, 28),
         });
     }
-    for _ in 0..header.edge_slots {
+    Ok(())
+}
+
+/// `slots` edge records.
+fn read_edges<S: Source>(r: &mut S, slots: u64, mut push: impl FnMut(RawEdge)) -> CoreResult<()> {
+    for _ in 0..slots {
         let rec = r.take(EDGE_LEN)?;
-        b.push_edge(RawEdge {
+        push(RawEdge {
             src: le_u32(rec, 0),
             dst: le_u32(rec, 4),
             next_out: le_u32(rec, 8),
@@ -471,7 +640,7 @@ fn parse_image<S: Source>(r: &mut S) -> CoreResult<Arena> {
             id: le_u64(rec, 32),
         });
     }
-    b.finish()
+    Ok(())
 }
 
 /// Version 2: a record per substrate and relationship, each checked as the arena

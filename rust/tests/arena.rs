@@ -255,6 +255,24 @@ fn reseal(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `bytes` written to a file after a header of its own (as snapshots are), then
+/// loaded by `dump::load_file` as `len` bytes from the header's end.
+fn via_file(bytes: &[u8], len: u64) -> Result<Arena, CoreError> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FILES: AtomicUsize = AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("bfx-dump-{}-{n}", std::process::id()));
+    let header = b"a header of the caller's own\n";
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(header).unwrap();
+    file.write_all(bytes).unwrap();
+    drop(file);
+    let file = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    dump::load_file(&file, header.len() as u64, len)
+}
+
 #[test]
 fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
     let mut a = Arena::new();
@@ -296,6 +314,9 @@ fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
     for id in &ids {
         assert_eq!(b.get(*id), a.get(*id));
     }
+    // From a file, in two streams (the edges read on a thread of their own).
+    let c = via_file(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(everything(&c), everything(&a));
     // The stated length is the dump: more input, or less, is refused.
     let mut longer = bytes.clone();
     longer.push(0);
@@ -308,6 +329,11 @@ fn streamed_dump_matches_the_buffer_and_loads_from_a_reader() {
         assert!(
             matches!(dump::load_from(input, len), Err(CoreError::CorruptDump(_))),
             "len {len} of {}",
+            input.len()
+        );
+        assert!(
+            matches!(via_file(input, len), Err(CoreError::CorruptDump(_))),
+            "len {len} of a file of {}",
             input.len()
         );
     }
@@ -358,6 +384,13 @@ fn forged_dumps_with_valid_checksums_are_refused_without_huge_allocations() {
                 Err(CoreError::CorruptDump(_))
             ),
             "{what}, streamed"
+        );
+        assert!(
+            matches!(
+                via_file(&sealed, sealed.len() as u64),
+                Err(CoreError::CorruptDump(_))
+            ),
+            "{what}, from a file"
         );
     }
     assert!(dump::load(&reseal(body)).is_ok());
@@ -414,8 +447,11 @@ fn an_image_round_trips_exactly_and_both_copies_go_on_alike() {
     assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
     let mut b = dump::load(&bytes).unwrap();
     let streamed = dump::load_from(&bytes[..], bytes.len() as u64).unwrap();
+    let from_file = via_file(&bytes, bytes.len() as u64).unwrap();
     assert_eq!(everything(&a), everything(&b));
     assert_eq!(everything(&a), everything(&streamed));
+    assert_eq!(everything(&a), everything(&from_file));
+    assert_eq!(dump::dump(&from_file), bytes);
     assert_eq!((a.len(), a.edge_count()), (b.len(), b.edge_count()));
     // The free lists came back too: the same writes land in the same slots.
     let mut a = a;
@@ -428,8 +464,11 @@ fn an_image_round_trips_exactly_and_both_copies_go_on_alike() {
     }
     assert_eq!(everything(&a), everything(&b));
     assert_eq!(dump::dump(&a), dump::dump(&b));
-    // And the previous format still loads into the same records.
-    let old = dump::load(&dump::dump_records(&a)).unwrap();
+    // And the previous format still loads into the same records, from a file too.
+    let v2 = dump::dump_records(&a);
+    let old = dump::load(&v2).unwrap();
+    assert_eq!(everything(&a).0, everything(&old).0);
+    let old = via_file(&v2, v2.len() as u64).unwrap();
     assert_eq!(everything(&a).0, everything(&old).0);
 }
 
@@ -449,6 +488,16 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
     let live_node = (0..node_slots)
         .map(|i| nodes_at + i * 32)
         .find(|&at| body[at + 16..at + 24] != [0xFF; 8])
+        .unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
+    // A substrate with outgoing edges, and an edge that another edge's list continues to.
+    let node_with_out = (0..node_slots)
+        .map(|i| nodes_at + i * 32)
+        .find(|&at| body[at + 16..at + 24] != [0xFF; 8] && u32_at(at + 24) != u32::MAX)
+        .unwrap();
+    let next_of_an_edge = (0..edge_slots)
+        .map(|i| u32_at(edges_at + i * 40 + 8))
+        .find(|&next| next != u32::MAX)
         .unwrap();
     let edit = |at: usize, bytes: &[u8]| {
         let mut out = body.to_vec();
@@ -471,6 +520,16 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
                 live_edge + 8,
                 &(((live_edge - edges_at) / 40) as u32).to_le_bytes(),
             ),
+        ),
+        // Edges no list reaches any more, and an edge in two substrates' lists (the
+        // heads and the edges' links are checked on different threads).
+        (
+            "outgoing list cut off",
+            edit(node_with_out + 24, &u32::MAX.to_le_bytes()),
+        ),
+        (
+            "edge linked by a head and by an edge",
+            edit(node_with_out + 24, &next_of_an_edge.to_le_bytes()),
         ),
         (
             "slab handle out of range",
@@ -498,6 +557,13 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
             ),
             "{what}, streamed"
         );
+        assert!(
+            matches!(
+                via_file(&sealed, sealed.len() as u64),
+                Err(CoreError::CorruptDump(_))
+            ),
+            "{what}, from a file"
+        );
     }
     // Unsealed damage anywhere is the checksum's to catch.
     for at in [0, 12, 60, nodes_at + 3, edges_at + 17, body.len() - 1] {
@@ -508,8 +574,13 @@ fn damaged_images_are_refused_even_with_a_valid_checksum() {
             dump::load_from(&flipped[..], flipped.len() as u64).is_err(),
             "flip at {at}, streamed"
         );
+        assert!(
+            via_file(&flipped, flipped.len() as u64).is_err(),
+            "flip at {at}, from a file"
+        );
     }
     assert!(dump::load(&reseal(body)).is_ok());
+    assert!(via_file(&reseal(body), body.len() as u64 + 8).is_ok());
 }
 
 /// A version-1 dump (substrates carried an invocation count) is refused as

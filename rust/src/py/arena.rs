@@ -2,7 +2,6 @@
 //! lock discipline of the binding layer (see [`super`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 
 use parking_lot::RwLock;
@@ -137,17 +136,16 @@ impl Arena {
         PyBytes::new(py, &bytes)
     }
 
-    /// Loads the dump that fills `path` from byte `offset` to its end, streaming:
-    /// no copy of the dump is held beside the arena it builds.
+    /// Loads the dump that fills `path` from byte `offset` to its end, streaming (an
+    /// image in two streams at once, `dump::load_file`): no copy of the dump is held
+    /// beside the arena it builds.
     #[staticmethod]
     #[pyo3(signature = (path, offset = 0))]
     fn load_file(py: Python<'_>, path: PathBuf, offset: u64) -> PyResult<Self> {
         let arena = py.detach(move || -> PyResult<Result<CoreArena, CoreError>> {
-            let mut file = File::open(&path)?;
+            let file = File::open(&path)?;
             let len = file.metadata()?.len().saturating_sub(offset);
-            file.seek(SeekFrom::Start(offset))?;
-            // load_from reads through its own 1 MiB buffer.
-            Ok(dump::load_from(file, len))
+            Ok(load_file(file, offset, len))
         })?;
         Ok(Arena {
             inner: RwLock::new(arena.py_err(py)?),
@@ -662,4 +660,19 @@ fn merge_checked<T>(
         }
     }
     (results, keep)
+}
+
+/// Each stream reads through its own 1 MiB buffer.
+#[cfg(unix)]
+fn load_file(file: File, offset: u64, len: u64) -> Result<CoreArena, CoreError> {
+    dump::load_file(&file, offset, len)
+}
+
+#[cfg(not(unix))]
+fn load_file(mut file: File, offset: u64, len: u64) -> Result<CoreArena, CoreError> {
+    use std::io::{Seek, SeekFrom};
+    if let Err(err) = file.seek(SeekFrom::Start(offset)) {
+        return Err(CoreError::CorruptDump(format!("read failed: {err}")));
+    }
+    dump::load_from(file, len)
 }
