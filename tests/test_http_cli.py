@@ -79,6 +79,28 @@ def test_the_interface_is_chosen_by_flag_or_environment(
     assert f"Granian interface: {interface}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "loop"),
+    [
+        ([], {}, "uvloop"),
+        (["--loop", "asyncio"], {}, "asyncio"),
+        ([], {"BFX_LOOP": "asyncio"}, "asyncio"),
+        (["--loop", "uvloop"], {"BFX_LOOP": "asyncio"}, "uvloop"),
+    ],
+)
+def test_the_event_loop_is_uvloop_unless_asked_otherwise(
+    fake_granian, monkeypatch, capsys, argv, env, loop
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["serve", "--memory", *argv]) == 0
+    (server,) = fake_granian.made
+    assert server.kw["loop"].value == loop
+    assert f"loop: {loop}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not an event loop"):
+        Settings.from_env({"BFX_LOOP": "trio"})
+
+
 def test_an_unknown_interface_is_refused(fake_granian, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["serve", "--memory", "--interface", "wsgi"])

@@ -131,6 +131,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="Granian's interface to the app: rsgi (its own, faster) or asgi; the same "
         "pipeline behind both (env BFX_INTERFACE; default rsgi)",
     )
+    p.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default=None,
+        help="each worker's event loop: uvloop (faster) or the standard library's asyncio "
+        "(env BFX_LOOP; default uvloop)",
+    )
     g = p.add_argument_group(
         "slow and idle clients (docs/http.md, Limits; each also read from its BFX_* variable)"
     )
@@ -498,6 +505,8 @@ def _serve(args: argparse.Namespace) -> int:
         changes["auth"] = args.auth
     if args.interface is not None:
         changes["interface"] = args.interface
+    if args.loop is not None:
+        changes["loop"] = args.loop
     from bfx.security.cli import jwt_problem, serve_changes, serve_problem
 
     changes.update(serve_changes(args))
@@ -564,7 +573,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     print(f"bfx: storage: {description}", flush=True)
-    print(f"bfx: Granian interface: {settings.interface}", flush=True)
+    print(f"bfx: Granian interface: {settings.interface}, loop: {settings.loop}", flush=True)
     origins = ", ".join(settings.cors_origins) or "none"
     print(f"bfx: body limit {settings.body_limit} bytes, CORS origins: {origins}", flush=True)
     if settings.auth == "required":
@@ -634,7 +643,7 @@ def _announce_tracing() -> None:
 
 def _granian(args: argparse.Namespace, settings: Settings) -> None:
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
@@ -648,6 +657,9 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         "bfx.asgi.rsgi:create_app" if rsgi else "bfx.asgi:create_app",
         factory=True,
         interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
+        # uvloop: the loop's own work per request (the ready queue, the selector, futures
+        # completed from threads) is a fraction of asyncio's (docs/http.md, Speed).
+        loop=Loops.uvloop if settings.loop == "uvloop" else Loops.asyncio,
         address=args.host,
         port=args.port,
         workers=args.workers,

@@ -120,6 +120,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Granian's interface for ``bfx serve``: ``rsgi`` (its own, faster) or ``asgi``; both
     #: drive the same request pipeline (docs/architecture.md).
     interface: str = "rsgi"
+    #: The event loop of each ``bfx serve`` worker: ``uvloop`` (a dependency; libuv
+    #: under asyncio's interface, a loop pass costs a fraction of asyncio's own) or
+    #: ``asyncio`` (the standard library's, if uvloop misbehaves somewhere).
+    loop: str = "uvloop"
     #: Whether ``bfx serve`` loads the arena once in its main process and forks the
     #: workers from it, so they share its memory (docs/storage.md, "Workers share the
     #: arena"); off: each worker loads its own.
@@ -308,6 +312,15 @@ def _stripped(text: str) -> str:
 
 
 INTERFACES = ("rsgi", "asgi")
+LOOPS = ("uvloop", "asyncio")
+
+
+def parse_loop(text: str) -> str:
+    """``uvloop`` or ``asyncio``."""
+    raw = text.strip().lower()
+    if raw not in LOOPS:
+        raise ValueError(f"not an event loop: {text!r} (use uvloop or asyncio)")
+    return raw
 
 
 def parse_interface(text: str) -> str:
@@ -374,6 +387,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "login_failures_per_user": ("BFX_LOGIN_FAILURES_PER_USER", parse_rate, str),
     "login_failures_per_address": ("BFX_LOGIN_FAILURES_PER_ADDRESS", parse_rate, str),
     "interface": ("BFX_INTERFACE", parse_interface, str),
+    "loop": ("BFX_LOOP", parse_loop, str),
     "changes_retention": ("BFX_CHANGES_RETENTION", parse_whole, str),
     "stream_clients": ("BFX_STREAM_CLIENTS", parse_count, str),
     "stream_poll": ("BFX_STREAM_POLL", parse_seconds, repr),
