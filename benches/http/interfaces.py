@@ -9,7 +9,8 @@ Starts four servers on loopback, one Granian worker each: the bare yardstick
 ``GET /substrates/{id}``; ``invoke``: ``POST /substrates/{id}/invoke``; the bare apps
 answer a GET, or read a POST of the same body) against all four, in an order that
 rotates from round to round, and the median round is printed with the ratios to the
-bare ASGI app (the target of DESIGN §11: bfx over RSGI >= 1.0x it). Needs ``wrk``.
+bare ASGI app (the target of DESIGN §11: bfx over RSGI >= 1.0x it). ``--loop`` (uvloop,
+``bfx serve``'s default, or asyncio) is every server's event loop. Needs ``wrk``.
 Figures, never assertions: the machine is shared, so only ratios from one run compare.
 """
 
@@ -41,17 +42,18 @@ ROUTES = ("get", "invoke")
 SERVERS = ("bare asgi", "bare rsgi", "bfx rsgi", "bfx asgi")
 
 
-def _bare(interface: str, tmp: Path) -> Process:
+def _bare(interface: str, tmp: Path, loop: str) -> Process:
     port = _free_port()
     target = "bare_app:app" if interface == "asgi" else "bare_app:rsgi_app"
-    argv = [sys.executable, "-m", "granian", "--interface", interface, "--host", "127.0.0.1"]
+    argv = [sys.executable, "-m", "granian", "--interface", interface, "--loop", loop]
+    argv += ["--host", "127.0.0.1"]
     argv += ["--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning", target]
     return Process(argv, port, "/", tmp / f"bare-{interface}.log", cwd=HERE)
 
 
-def _bfx(interface: str, tmp: Path, access_log: bool) -> Process:
+def _bfx(interface: str, tmp: Path, access_log: bool, loop: str) -> Process:
     port = _free_port()
-    argv = bfx_serve_argv(port, "memory", tmp, interface=interface)
+    argv = [*bfx_serve_argv(port, "memory", tmp, interface=interface), "--loop", loop]
     if not access_log:
         argv.append("--no-access-log")
     return Process(argv, port, f"{API}/health", tmp / f"bfx-{interface}.log", env=clean_env())
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-access-log", action="store_true", help="bfx without its access log (on by default)"
     )
+    p.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="every server's event loop (uvloop, bfx serve's default)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60 or not 1 <= args.rounds <= 15:
         p.error("--duration 1..60 and --rounds 1..15")
@@ -77,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         try:
             servers = {
-                "bare asgi": _bare("asgi", tmp),
-                "bare rsgi": _bare("rsgi", tmp),
+                "bare asgi": _bare("asgi", tmp, args.loop),
+                "bare rsgi": _bare("rsgi", tmp, args.loop),
             }
             started += servers.values()
             for interface in ("rsgi", "asgi"):
-                servers[f"bfx {interface}"] = _bfx(interface, tmp, not args.no_access_log)
+                servers[f"bfx {interface}"] = _bfx(
+                    interface, tmp, not args.no_access_log, args.loop
+                )
                 started.append(servers[f"bfx {interface}"])
             urls: dict[tuple[str, str], tuple[str, str | None]] = {}
             for name, proc in servers.items():
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} rounds, 1 Granian worker each, bfx --memory"
         f"{' --no-access-log' if args.no_access_log else ' (access log on, to a file)'}\n"
     )
+    print(f"event loop: {args.loop}")
     print("| route | " + " | ".join(SERVERS) + " | bfx rsgi / bare asgi | bfx asgi / bare asgi |")
     print("|---|" + "---:|" * (len(SERVERS) + 2))
     for route in ROUTES:

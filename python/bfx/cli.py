@@ -682,6 +682,11 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         # alive forever after Ctrl-C.
         workers_kill_timeout=10,
     )
+    from bfx.asgi.live import capture_worker_signals
+
+    # Live streams end on a worker's shutdown signal before Granian's own shutdown runs
+    # (bfx.asgi.live.chain_shutdown_signals); under uvloop only through this.
+    capture_worker_signals()
     # The objects made so far are never collected: the collector then never writes
     # to their pages, which stay shared with the forked workers.
     gc.freeze()
