@@ -354,10 +354,14 @@ def test_the_bound_of_stream_clients_per_worker(tmp_path, interface):
         server.stop()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_serve_stops_within_seconds_with_clients_connected_and_ends_them_cleanly(
-    tmp_path, interface
+    tmp_path, interface, loop
 ):
-    server = Server(tmp_path, "--data-dir", str(tmp_path / "data"), "--workers", "2")
+    # Each loop hands the shutdown signal over its own way (bfx.asgi.live).
+    server = Server(
+        tmp_path, "--data-dir", str(tmp_path / "data"), "--workers", "2", "--loop", loop
+    )
 
     async def sse_client():
         async with (
