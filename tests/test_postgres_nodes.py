@@ -285,3 +285,45 @@ def test_exports_use_a_bounded_pool_and_block_neither_writes_nor_freshness(postg
     finally:
         reg.close()
         other.close()
+
+
+def test_the_freshness_probe_on_the_loop_sees_other_nodes_and_recovers(postgres):
+    """``probe_on_loop`` (the shared freshness check's look, on the event loop): False
+    while the arena is current, True once another node wrote (and False again after the
+    refresh), a dropped probe connection a storage error and then a new connection."""
+    import asyncio
+
+    from bfx import Registry, errors
+    from bfx.storage.postgres import PostgresStore
+
+    url = postgres.new_database()
+    store = PostgresStore(url, connect_timeout=2)
+    reg = Registry(storage=store)
+    other = Registry(storage=PostgresStore(url))
+    try:
+        made = []
+
+        async def scenario() -> list[object]:
+            seen: list[object] = [await store.probe_on_loop()]
+            made.append(other.create("constant", "7"))
+            seen.append(await store.probe_on_loop())
+            await asyncio.get_running_loop().run_in_executor(None, store.refresh)
+            seen.append(await store.probe_on_loop())
+            # The server ends the probe's session: the next look fails cleanly...
+            (probe,) = store._loop_probes.values()
+            other.engine.store._conn.execute(
+                "SELECT pg_terminate_backend(%s)", (probe.pgconn.backend_pid,)
+            )
+            try:
+                await store.probe_on_loop()
+            except errors.StorageError as exc:
+                seen.append(exc.code)
+            # ...and the one after it connects again.
+            seen.append(await store.probe_on_loop())
+            return seen
+
+        assert asyncio.run(scenario()) == [False, True, False, "storage_error", False]
+        assert made[0].identity in reg
+    finally:
+        reg.close()
+        other.close()

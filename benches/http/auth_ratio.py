@@ -13,13 +13,18 @@ logging). Each repeat runs wrk on one route against both servers, auth off first
 even repeats and second in odd ones (the second of a pair measured slower even with
 both off), so use an even ``--repeat``; the median of the repeats is reported. Both get the
 same request bytes (an ``X-API-Key`` header the auth-off server ignores), so that wrk's
-own cost — it shares the machine — is the same on both sides. Figures, never assertions: this is not a test. Needs ``wrk``.
+own cost — it shares the machine — is the same on both sides. Besides the ratio of the
+two medians, ``paired`` is the median of each repeat's own ratio (the two runs of a
+repeat are seconds apart, so a change in the machine's load between repeats cancels
+out), and ``spread`` the lowest and highest of those. Figures, never assertions: this is
+not a test. Needs ``wrk``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.jwt:
             columns.append(("jwt", "required", _login(servers["required"].port)))
         head = f"{'route':8} {'auth off rps':>13} {'auth on rps':>12} {'ratio':>6}"
+        head += f" {'paired':>7} {'spread':>12}"
         print(head + (f" {'jwt rps':>9} {'ratio':>6}" if args.jwt else ""))
         for route, post in (("get", False), ("invoke", True)):
             runs: dict[str, list] = {c[0]: [] for c in columns}
@@ -135,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             found = {c: _median(r) for c, r in runs.items()}
             off, on = found["off"], found["required"]
             line = f"{route:8} {off.rps:13.0f} {on.rps:12.0f} {on.rps / off.rps:6.3f}"
+            pairs = sorted(
+                b.rps / a.rps for a, b in zip(runs["off"], runs["required"], strict=True)
+            )
+            line += f" {statistics.median(pairs):7.3f} {pairs[0]:5.2f}-{pairs[-1]:5.2f}"
             if args.jwt:
                 line += f" {found['jwt'].rps:9.0f} {found['jwt'].rps / off.rps:6.3f}"
             bad = sum(r.non_2xx for r in found.values())

@@ -872,11 +872,15 @@ class SqlStore(CatalogSql, Store):
                 version = self._probe.execute("PRAGMA data_version").fetchone()[0]
                 if version == self._probe_version:
                     return None
-            return version, self._probe.execute("SELECT seq FROM bfx_head").fetchone()[0]
+            return version, self._probed_head(self._probe)
         except Exception as exc:
             # Reconnect on the next request (a dropped PostgreSQL connection).
             self._close_probe_locked()
             raise self._storage_error("could not check the change log", exc) from exc
+
+    def _probed_head(self, probe: Any) -> int:
+        """The committed head of the change log, read on the probe connection."""
+        return probe.execute("SELECT seq FROM bfx_head").fetchone()[0]  # type: ignore[no-any-return]
 
     def ping(self) -> None:
         """One query on the probe connection (reconnecting if it was lost), and the

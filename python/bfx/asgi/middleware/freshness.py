@@ -26,10 +26,18 @@ __all__ = ["SharedCheck", "freshness"]
 
 class SharedCheck:
     """At most one ``refresh`` in flight per event loop; the requests that arrive
-    meanwhile wait together for the next one."""
+    meanwhile wait together for the next one.
 
-    def __init__(self, refresh: Callable[[], Any]) -> None:
+    With ``probe`` (a store's ``probe_on_loop``: an async look at the committed head
+    that says whether the arena is behind it), the look runs on the loop itself and a
+    thread runs ``refresh`` only when another process wrote: the common check costs no
+    thread hand-over."""
+
+    def __init__(
+        self, refresh: Callable[[], Any], probe: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         self._refresh = refresh
+        self._probe = probe
         #: Requests waiting for the next check (arrived after the current one was sent).
         self._waiting: list[asyncio.Future[None]] = []
         self._in_flight = False
@@ -52,13 +60,26 @@ class SharedCheck:
         self.checks += 1
         self.served += len(batch)
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(None, self._refresh)
+        job: asyncio.Future[Any]
+        if self._probe is None:
+            job = loop.run_in_executor(None, self._refresh)
+        else:
+            job = loop.create_task(self._probe_then_refresh())
         job.add_done_callback(lambda done: self._answer(batch, done))
 
+    async def _probe_then_refresh(self) -> None:
+        assert self._probe is not None
+        if await self._probe():
+            await asyncio.get_running_loop().run_in_executor(None, self._refresh)
+
     def _answer(self, batch: list[asyncio.Future[None]], done: asyncio.Future[Any]) -> None:
-        exc = done.exception()
+        gone = done.cancelled()  # the loop is closing: the check was cancelled
+        exc = None if gone else done.exception()
         for fut in batch:
             if fut.done():  # the request went away (cancelled) meanwhile
+                continue
+            if gone:
+                fut.cancel()
                 continue
             if exc is None:
                 fut.set_result(None)
@@ -72,7 +93,11 @@ class SharedCheck:
 class freshness(Before):
     def __init__(self, store: Any) -> None:
         self.refresh = store.refresh
-        self.shared = SharedCheck(store.refresh) if store.check_is_round_trip else None
+        self.shared = (
+            SharedCheck(store.refresh, getattr(store, "probe_on_loop", None))
+            if store.check_is_round_trip
+            else None
+        )
 
     def step(self, call: Call) -> Awaitable[None] | None:
         # The readiness probe asks the store itself, and answers 503 not_ready rather
