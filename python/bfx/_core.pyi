@@ -155,3 +155,50 @@ def graph_pagerank(
     rel_types: list[str] | None = None,
 ) -> tuple[int, list[tuple[int, float]], int, bool]: ...
 def graph_stats(arena: Arena) -> dict[str, object]: ...
+
+class RequestCounters:
+    """A worker's per-request counters (rust/src/observe.rs): histograms, the minute's
+    ring, the Prometheus cells."""
+
+    active: int
+    def __init__(self) -> None: ...
+    def begin(self, call: object) -> None: ...
+    def record(
+        self,
+        status: int,
+        elapsed: float,
+        now: float,
+        route: str | None = None,
+        method: str = "GET",
+    ) -> None: ...
+    def finish(self, status: int, started: float, route: str | None, method: str) -> None: ...
+    def finish_logged(
+        self,
+        status: int,
+        started: float,
+        route: str | None,
+        method: str,
+        lines: AccessLines,
+        client: object,
+        nbytes: int,
+        principal: str,
+    ) -> bool: ...
+    def cells(self) -> list[tuple[str | None, str, int, list[float]]]: ...
+    def hist(self) -> list[int]: ...
+    def ring(self) -> tuple[list[int], int]: ...
+
+class AccessLines:
+    """The access log's lines of one loop pass, written to ``fd`` in one ``write``."""
+
+    def __init__(self, json: bool, fd: int = 2) -> None: ...
+    def push(
+        self,
+        client: object,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        nbytes: int,
+        principal: str = "-",
+    ) -> bool: ...
+    def flush(self) -> None: ...

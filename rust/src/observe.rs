@@ -104,7 +104,7 @@ impl Counters {
     pub fn new(now: f64) -> Self {
         let mut fine_bounds = [0.0; FINE];
         for (i, b) in fine_bounds.iter_mut().enumerate() {
-            // 0.01 ms × 1.15^i, in seconds (the Python side's _BOUNDS_S).
+            // 0.01 ms × 1.15^i, in seconds (`bfx.asgi.metrics._BOUNDS_MS`, in ms).
             *b = 0.01 * 1.15f64.powi(i as i32) / 1000.0;
         }
         Counters {

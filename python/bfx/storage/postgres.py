@@ -185,13 +185,7 @@ class PostgresStore(SqlStore):
         # (3 µs this way, the round trip's wait alike), and this query runs for every
         # batch of concurrent requests (bfx.asgi.middleware.freshness). The connection
         # is in autocommit, so the statement reads the latest committed head.
-        from psycopg import pq
-
-        result = probe.pgconn.exec_(b"SELECT seq FROM bfx_head")
-        if result.status != pq.ExecStatus.TUPLES_OK:
-            message = (result.error_message or b"no answer").decode("utf-8", "replace")
-            raise _psycopg().OperationalError(message.strip())
-        return int(result.get_value(0, 0))
+        return _head_of(probe.pgconn.exec_(b"SELECT seq FROM bfx_head"))
 
     def _export_conn(self) -> Any:
         """A pooled connection: a long export holds one of its own (never the write or
@@ -261,8 +255,6 @@ async def _query_head(loop: asyncio.AbstractEventLoop, pgconn: Any, timeout: flo
     """``SELECT seq FROM bfx_head`` without blocking the loop: sent, then the answer
     read as the socket becomes readable; no answer within ``timeout`` seconds fails as
     a lost connection would."""
-    from psycopg import pq
-
     pgconn.send_query(b"SELECT seq FROM bfx_head")
     while pgconn.flush():  # the query not fully sent yet (a full socket buffer)
         await _socket_ready(loop, pgconn.socket, timeout, writing=True)
@@ -274,6 +266,13 @@ async def _query_head(loop: asyncio.AbstractEventLoop, pgconn: Any, timeout: flo
     result = pgconn.get_result()
     while pgconn.get_result() is not None:  # the end of this query's results
         pass
+    return _head_of(result)
+
+
+def _head_of(result: Any) -> int:
+    """The head from libpq's answer to ``SELECT seq FROM bfx_head``, or the error."""
+    from psycopg import pq
+
     if result is None or result.status != pq.ExecStatus.TUPLES_OK:
         message = b"no answer" if result is None else (result.error_message or b"no answer")
         raise _psycopg().OperationalError(message.decode("utf-8", "replace").strip())
