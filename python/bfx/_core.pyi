@@ -202,3 +202,7 @@ class AccessLines:
         principal: str = "-",
     ) -> bool: ...
     def flush(self) -> None: ...
+
+REQUEST_BUCKETS: tuple[float, ...]
+REQUEST_FINE_BOUNDS: tuple[float, ...]
+REQUEST_METHODS: tuple[str, ...]

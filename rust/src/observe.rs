@@ -47,6 +47,15 @@ pub const BUCKETS: [f64; 19] = [
 pub const CELL: usize = BUCKETS.len() + 1;
 /// The fine histogram's bounds: 116 buckets 15% apart from 10 µs (~100 s).
 pub const FINE: usize = 116;
+
+/// The fine histogram's upper bounds, in seconds: 0.01 ms × 1.15^i.
+pub fn fine_bounds() -> [f64; FINE] {
+    let mut bounds = [0.0; FINE];
+    for (i, b) in bounds.iter_mut().enumerate() {
+        *b = 0.01 * 1.15f64.powi(i as i32) / 1000.0;
+    }
+    bounds
+}
 /// The seconds of the request-rate ring.
 pub const WINDOW: usize = 60;
 /// The method labels; any other token a client sends is counted as `other`,
@@ -102,13 +111,8 @@ pub struct Cell<'a> {
 
 impl Counters {
     pub fn new(now: f64) -> Self {
-        let mut fine_bounds = [0.0; FINE];
-        for (i, b) in fine_bounds.iter_mut().enumerate() {
-            // 0.01 ms × 1.15^i, in seconds (`bfx.asgi.metrics._BOUNDS_MS`, in ms).
-            *b = 0.01 * 1.15f64.powi(i as i32) / 1000.0;
-        }
         Counters {
-            fine_bounds,
+            fine_bounds: fine_bounds(),
             hist: [0; FINE + 1],
             ring: [0; WINDOW],
             ring_sec: now as i64,

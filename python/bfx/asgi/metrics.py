@@ -25,26 +25,21 @@ from typing import Any
 import msgspec
 import psutil
 
-from bfx._core import RequestCounters
+from bfx._core import REQUEST_BUCKETS, REQUEST_FINE_BOUNDS, REQUEST_METHODS, RequestCounters
 
 __all__ = ["BUCKETS", "METHODS", "RequestMetrics", "WorkerState", "fold", "summarize"]
 
-_RATIO = 1.15
-_FIRST_MS = 0.01
-_BOUNDS_MS: tuple[float, ...] = tuple(_FIRST_MS * _RATIO**i for i in range(116))
+#: The fine histogram's upper bounds in ms: 116 buckets 15% apart from 10 µs (the core's).
+_BOUNDS_MS: tuple[float, ...] = tuple(b * 1000.0 for b in REQUEST_FINE_BOUNDS)
 _WINDOW = 60
 
-#: Upper bounds (seconds) of the Prometheus request-duration buckets: a cached GET
-#: answers in tens of microseconds, a heavy batch or graph call in seconds (the core's
-#: ``observe::BUCKETS``, which records them).
-BUCKETS: tuple[float, ...] = (
-    0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"),
-)  # fmt: skip
+#: Upper bounds (seconds) of the Prometheus request-duration buckets, the last infinite:
+#: a cached GET answers in tens of microseconds, a heavy batch or graph call in seconds
+#: (declared in the core, which records into them: ``rust/src/observe.rs``).
+BUCKETS: tuple[float, ...] = REQUEST_BUCKETS
 #: The methods a label may name; any other token a client sends is counted as "other",
-#: so that nobody can grow the series without bound (the core's ``observe::METHODS``).
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: so that nobody can grow the series without bound (the core's list, "other" last).
+METHODS = frozenset(REQUEST_METHODS[:-1])
 _SUM = len(BUCKETS)  # a cell: the bucket counts, then the sum of seconds
 
 

@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
-use crate::observe::{monotonic, Counters, Line, LineBuffer};
+use crate::observe::{fine_bounds, monotonic, Counters, Line, LineBuffer, BUCKETS, METHODS};
 
 /// The peer's host from a server's client value (`(host, port)`, a list, or
 /// None): `-` when there is none.
@@ -170,6 +170,10 @@ impl AccessLines {
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The bounds the counters record into, for the Python side that reads them out.
+    m.add("REQUEST_BUCKETS", PyTuple::new(m.py(), BUCKETS)?)?;
+    m.add("REQUEST_FINE_BOUNDS", PyTuple::new(m.py(), fine_bounds())?)?;
+    m.add("REQUEST_METHODS", PyTuple::new(m.py(), METHODS)?)?;
     m.add_class::<RequestCounters>()?;
     m.add_class::<AccessLines>()?;
     Ok(())
