@@ -60,7 +60,9 @@ pub fn fine_bounds() -> [f64; FINE] {
 pub const WINDOW: usize = 60;
 /// The method labels; any other token a client sends is counted as `other`,
 /// so that nobody can grow the series without bound.
-pub const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"];
+pub const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+];
 /// The route id of a request no route matched.
 pub const UNMATCHED: u32 = u32::MAX;
 
@@ -77,10 +79,7 @@ pub fn monotonic() -> f64 {
 }
 
 fn method_label(method: &str) -> u8 {
-    METHODS[..7]
-        .iter()
-        .position(|m| *m == method)
-        .unwrap_or(7) as u8
+    METHODS[..7].iter().position(|m| *m == method).unwrap_or(7) as u8
 }
 
 /// The request counters of one worker.
@@ -137,7 +136,14 @@ impl Counters {
 
     /// One finished request: its status and time taken (`now` from the
     /// monotonic clock), under its route template and method.
-    pub fn record(&mut self, status: u16, elapsed: f64, now: f64, route: Option<&str>, method: &str) {
+    pub fn record(
+        &mut self,
+        status: u16,
+        elapsed: f64,
+        now: f64,
+        route: Option<&str>,
+        method: &str,
+    ) {
         let key = (self.route_id(route), method_label(method), status);
         let cell = self.cells.entry(key).or_insert([0.0; CELL]);
         cell[BUCKETS.partition_point(|b| *b < elapsed)] += 1.0;
@@ -159,12 +165,14 @@ impl Counters {
     }
 
     pub fn cells(&self) -> impl Iterator<Item = Cell<'_>> {
-        self.cells.iter().map(|(&(route, method, status), values)| Cell {
-            route: (route != UNMATCHED).then(|| self.route_names[route as usize].as_str()),
-            method: METHODS[method as usize],
-            status,
-            values,
-        })
+        self.cells
+            .iter()
+            .map(|(&(route, method, status), values)| Cell {
+                route: (route != UNMATCHED).then(|| self.route_names[route as usize].as_str()),
+                method: METHODS[method as usize],
+                status,
+                values,
+            })
     }
 
     pub fn hist(&self) -> &[u64] {
@@ -422,6 +430,9 @@ mod tests {
             ..line
         });
         let text = String::from_utf8(text_buf.pending().to_vec()).unwrap();
-        assert!(text.ends_with(" 1.2.3.4 \"GET /r\" 200 12000.000ms 0B -\n"), "{text}");
+        assert!(
+            text.ends_with(" 1.2.3.4 \"GET /r\" 200 12000.000ms 0B -\n"),
+            "{text}"
+        );
     }
 }

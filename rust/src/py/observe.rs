@@ -29,6 +29,17 @@ pub struct RequestCounters {
     active: i64,
 }
 
+impl RequestCounters {
+    /// Counts a begun request finished now; its time taken.
+    fn finish_now(&mut self, status: u16, started: f64, route: Option<&str>, method: &str) -> f64 {
+        self.active -= 1;
+        let now = monotonic();
+        let elapsed = now - started;
+        self.inner.record(status, elapsed, now, route, method);
+        elapsed
+    }
+}
+
 #[pymethods]
 impl RequestCounters {
     #[new]
@@ -55,9 +66,7 @@ impl RequestCounters {
     /// A request [`begin`](Self::begin) counted finished now; `started` is its
     /// `time.perf_counter()`.
     fn finish(&mut self, status: u16, started: f64, route: Option<&str>, method: &str) {
-        self.active -= 1;
-        let now = monotonic();
-        self.inner.record(status, now - started, now, route, method);
+        self.finish_now(status, started, route, method);
     }
 
     /// [`finish`](Self::finish) and the request's access-log line, in one
@@ -75,20 +84,16 @@ impl RequestCounters {
         nbytes: u64,
         principal: &str,
     ) -> PyResult<bool> {
-        self.active -= 1;
-        let now = monotonic();
-        let elapsed = now - started;
-        self.inner.record(status, elapsed, now, route, method);
-        let host = host_of(client)?;
-        Ok(lines.inner.push(&Line {
-            client: host.to_str()?,
+        let elapsed = self.finish_now(status, started, route, method);
+        lines.push_line(
+            client,
             method,
-            route: route.unwrap_or("-"),
+            route.unwrap_or("-"),
             status,
-            seconds: elapsed,
-            bytes: nbytes,
+            elapsed,
+            nbytes,
             principal,
-        }))
+        )
     }
 
     /// The Prometheus cells: `(route or None, method, status, [bucket counts..., sum])`.
@@ -127,6 +132,31 @@ pub struct AccessLines {
     inner: LineBuffer,
 }
 
+impl AccessLines {
+    #[allow(clippy::too_many_arguments)]
+    fn push_line(
+        &mut self,
+        client: &Bound<'_, PyAny>,
+        method: &str,
+        route: &str,
+        status: u16,
+        seconds: f64,
+        nbytes: u64,
+        principal: &str,
+    ) -> PyResult<bool> {
+        let host = host_of(client)?;
+        Ok(self.inner.push(&Line {
+            client: host.to_str()?,
+            method,
+            route,
+            status,
+            seconds,
+            bytes: nbytes,
+            principal,
+        }))
+    }
+}
+
 #[pymethods]
 impl AccessLines {
     #[new]
@@ -150,16 +180,7 @@ impl AccessLines {
         nbytes: u64,
         principal: &str,
     ) -> PyResult<bool> {
-        let host = host_of(client)?;
-        Ok(self.inner.push(&Line {
-            client: host.to_str()?,
-            method,
-            route,
-            status,
-            seconds,
-            bytes: nbytes,
-            principal,
-        }))
+        self.push_line(client, method, route, status, seconds, nbytes, principal)
     }
 
     /// Writes the lines held, in one system call (errors are dropped: a closed

@@ -63,10 +63,15 @@ class AccessLog:
         principal: str = "-",
     ) -> None:
         if self.lines.push(client, method, route, status, seconds, nbytes, principal):
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no event loop in this thread: at once
-                self.flush()
+            self.flush_soon()
+
+    def flush_soon(self) -> None:
+        """Writes the lines held at the end of the loop's pass (at once outside a loop);
+        called when the first line of a pass is held."""
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no event loop in this thread: at once
+            self.flush()
 
     def flush(self) -> None:
         """Writes the lines held, in one system call."""

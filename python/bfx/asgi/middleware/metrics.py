@@ -13,7 +13,6 @@ what either costs).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +70,7 @@ class metrics(Around):
             call.sent,
             call.principal,
         ):
-            asyncio.get_running_loop().call_soon(log.flush)
+            log.flush_soon()
         return resp
 
     def _when_sent(self, call: Call, resp: Response) -> None:
