@@ -198,6 +198,8 @@ def _read_your_writes(a_port: int, b_port: int, rounds: int) -> None:
             status, got = b.call("GET", f"/substrates/{sid}")
             if status != 200 or got["substrate_id"] != sid:
                 misses.append((i, "create", status))
+            if i % 10 == 5:
+                misses += _creates_after(a, b, i, tag)
             if i % 10 == 0:
                 status, _ = b.call("DELETE", f"/substrates/{sid}")
                 assert status == 204
@@ -208,6 +210,41 @@ def _read_your_writes(a_port: int, b_port: int, rounds: int) -> None:
         a.close()
         b.close()
     assert misses == []
+
+
+def _creates_after(a: Conn, b: Conn, i: int, tag: int) -> list[tuple[int, str, int]]:
+    """Creates through B that depend on a create through A just before: a create
+    takes no freshness step of its own (docs/storage.md), so these check that its
+    write, and a pipeline's read of its steps, see the other process's rows."""
+    misses = []
+    code = str(tag * 100_000 + 50_000 + i)
+    status, body = a.call(
+        "POST", "/substrates", {"expression_type": "constant", "expression_code": code}
+    )
+    assert status == 201, body
+    sid = body["substrate_id"]
+    status, body = b.call(
+        "POST", "/substrates", {"expression_type": "constant", "expression_code": code}
+    )
+    if status != 409 or body["details"]["substrate_id"] != sid:
+        misses.append((i, "duplicate", status))
+    status, body = a.call(
+        "POST", "/substrates", {"expression_type": "constant", "expression_code": code + "1"}
+    )
+    assert status == 201, body
+    other = body["substrate_id"]
+    status, body = b.call(
+        "POST", "/relationships", {"rel_type": "LINEAGE", "source_id": sid, "target_id": other}
+    )
+    if status != 201:
+        misses.append((i, "relationship", status))
+    pipeline = msgspec.json.encode({"steps": [{"substrate_id": sid}]}).decode()
+    status, body = b.call(
+        "POST", "/substrates", {"expression_type": "pipeline", "expression_code": pipeline}
+    )
+    if status != 201:
+        misses.append((i, "pipeline", status))
+    return misses
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

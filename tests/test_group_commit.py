@@ -1,9 +1,12 @@
 """Group commit (``bfx.group_commit``): concurrent single writes share a transaction,
 each still answered with its own answer after its commit; the change log stays
-gap-free; a kill -9 during a burst loses no answered create."""
+gap-free; a kill -9 during a burst loses no answered create. Both doors: threads
+(``GroupCommit``) and coroutines on an event loop (``LoopGroupCommit``), which writes
+on the loop itself when the store need not wait and on its thread otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import sqlite3
 import threading
@@ -15,7 +18,7 @@ import pytest
 
 from bfx import Registry, errors
 from bfx._core import format_id
-from bfx.group_commit import MAX_GROUP, GroupCommit
+from bfx.group_commit import MAX_GROUP, GroupCommit, LoopGroupCommit
 from bfx_server import HOST, Server
 
 THREADS = 24
@@ -197,6 +200,265 @@ def test_an_unexpected_failure_reaches_every_writer_of_the_group_and_no_other():
     assert group.write(2) == 2  # the next group is led afresh
     assert not group._busy
     assert not group._queue
+
+
+# ---- the event loop's door ------------------------------------------------------------
+
+
+def _door(write_many, write_now=None):
+    executor = ThreadPoolExecutor(1, thread_name_prefix="door-writer")
+    return LoopGroupCommit(write_many, executor, write_now=write_now), executor
+
+
+def test_the_creates_of_one_loop_pass_are_one_group_each_answered_its_own():
+    calls: list[list[int]] = []
+
+    def write_many(rows):
+        calls.append(list(rows))
+        return [r * 10 for r in rows]
+
+    door, executor = _door(write_many)
+
+    async def scenario():
+        return await asyncio.gather(*[door.submit(r) for r in range(30)])
+
+    try:
+        assert asyncio.run(scenario()) == [r * 10 for r in range(30)]
+    finally:
+        executor.shutdown()
+    assert calls == [list(range(30))]
+    assert (door.groups, door.rows, door.on_loop) == (1, 30, 0)
+    assert door._loops == {}  # nothing left behind once idle
+
+
+def test_rows_queued_while_a_group_is_out_go_together_next_and_groups_are_bounded():
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def write_many(rows):
+        calls.append(list(rows))
+        if len(calls) == 1:
+            assert gate.wait(10)  # hold the first group while the others queue
+        return list(rows)
+
+    door, executor = _door(write_many)
+    n = MAX_GROUP + 40
+
+    async def scenario():
+        first = door.submit(0)
+        for _ in range(200):  # bounded: the first group is out within milliseconds
+            if calls:
+                break
+            await asyncio.sleep(0.005)
+        rest = [door.submit(r) for r in range(1, n)]
+        gate.set()
+        return [await first, *await asyncio.gather(*rest)]
+
+    try:
+        assert asyncio.run(scenario()) == list(range(n))
+    finally:
+        executor.shutdown()
+    assert calls[0] == [0]
+    assert calls[1] == list(range(1, MAX_GROUP + 1))
+    assert calls[2] == list(range(MAX_GROUP + 1, n))
+
+
+def test_a_loop_group_that_fails_as_a_whole_is_retried_row_by_row():
+    def write_many(rows):
+        if 13 in rows:
+            raise errors.StorageError("constraint failed", {})
+        return [r * 10 for r in rows]
+
+    door, executor = _door(write_many)
+
+    async def scenario():
+        return await asyncio.gather(*[door.submit(r) for r in range(20)], return_exceptions=True)
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        executor.shutdown()
+    assert isinstance(answers.pop(13), errors.StorageError)
+    assert answers == [r * 10 for r in range(20) if r != 13]
+
+
+def test_groups_are_written_on_the_loop_unless_the_store_would_wait():
+    where: list[tuple[str, list[int]]] = []
+    busy = {"now": False}
+
+    def write_many(rows):
+        where.append((threading.current_thread().name, list(rows)))
+        return list(rows)
+
+    def write_now(rows):
+        if busy["now"]:
+            return None  # it would have to wait: nothing written
+        return write_many(rows)
+
+    door, executor = _door(write_many, write_now)
+
+    async def scenario():
+        first = await asyncio.gather(*[door.submit(r) for r in range(5)])
+        busy["now"] = True
+        second = await asyncio.gather(*[door.submit(r) for r in range(5, 8)])
+        return first + second
+
+    try:
+        assert asyncio.run(scenario()) == list(range(8))
+    finally:
+        executor.shutdown()
+    assert where == [
+        (threading.main_thread().name, [0, 1, 2, 3, 4]),
+        ("door-writer_0", [5, 6, 7]),
+    ]
+    assert (door.groups, door.on_loop) == (2, 1)
+
+
+def test_a_bug_on_the_loop_fails_its_group_and_no_writer_hangs():
+    state = {"calls": 0}
+
+    def write_now(rows):
+        state["calls"] += 1
+        if state["calls"] == 1:
+            raise RuntimeError("bug")
+        return list(rows)
+
+    door, executor = _door(lambda rows: list(rows), write_now)
+
+    async def scenario():
+        failed = await asyncio.gather(door.submit(1), door.submit(2), return_exceptions=True)
+        return failed, await door.submit(3)
+
+    try:
+        failed, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        executor.shutdown()
+    assert all(isinstance(f, RuntimeError) for f in failed)
+    assert after == 3
+
+
+def test_a_writer_that_stops_awaiting_does_not_take_its_row_back_or_stall_the_group():
+    written: list[int] = []
+    gate = threading.Event()
+
+    def write_many(rows):
+        assert gate.wait(10)
+        written.extend(rows)
+        return list(rows)
+
+    door, executor = _door(write_many)
+
+    async def scenario():
+        gone = asyncio.ensure_future(door.submit(1))
+        stays = asyncio.ensure_future(door.submit(2))
+        await asyncio.sleep(0.02)
+        gone.cancel()  # its client left
+        gate.set()
+        return await stays
+
+    try:
+        assert asyncio.run(scenario()) == 2
+    finally:
+        executor.shutdown()
+    assert written == [1, 2]
+
+
+def test_on_sqlite_the_loop_writes_itself_and_hands_over_while_another_process_writes(tmp_path):
+    """With the database free, a group is written on the loop; while another process
+    holds SQLite's write lock the group goes to the write thread, which waits for it,
+    while the loop goes on serving; the rows are then all written, each with its own
+    answer (a duplicate's is a DuplicateError), and the log is gap-free."""
+    data = tmp_path / "data"
+    reg = Registry(data_dir=data)
+    other = sqlite3.connect(data / "bfx.db", isolation_level=None)
+
+    async def create(n):
+        row = await reg.substrates.create_async("expression", _code(n), None)
+        return row.identity
+
+    async def scenario():
+        free = await asyncio.gather(*[create(n) for n in range(10)])
+        door = reg._engine._loop_writes[0]
+        assert (door.groups, door.on_loop) == (1, 1)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        beat = asyncio.ensure_future(ticker())
+        held = asyncio.gather(*[create(n) for n in range(10, 20)])
+        await asyncio.sleep(0.3)
+        assert not held.done()  # waiting for the lock, on the write thread
+        assert ticks >= 20  # ... and the loop was not held up meanwhile
+        other.execute("ROLLBACK")
+        later = await asyncio.wait_for(held, 30)
+        beat.cancel()
+        assert (door.groups, door.on_loop) == (2, 1)  # that group went to the thread
+        with pytest.raises(errors.DuplicateError) as dup:
+            await create(0)
+        assert dup.value.details["substrate_id"] == format_id(free[0])
+        return free + later
+
+    try:
+        ids = asyncio.run(scenario())
+        assert len(set(ids)) == 20
+        assert all(i in reg for i in ids)
+    finally:
+        other.close()
+        reg.close()
+    assert _gap_free(data / "bfx.db") == 20
+
+
+def test_on_sqlite_a_write_behind_another_process_catches_up_on_the_thread(tmp_path):
+    """Another process wrote since this one's last look: the loop does not catch up
+    (that may take long); the thread does, then writes; both processes' rows are
+    there, in one gap-free log."""
+    data = tmp_path / "data"
+    reg = Registry(data_dir=data)
+    other = Registry(data_dir=data)
+    try:
+
+        async def scenario():
+            await reg.substrates.create_async("expression", _code(1), None)
+            other.create("expression", _code(2))  # the other process writes
+            row = await reg.substrates.create_async("expression", _code(3), None)
+            door = reg._engine._loop_writes[0]
+            return row, door
+
+        row, door = asyncio.run(scenario())
+        assert (door.groups, door.on_loop) == (2, 1)
+        assert len(reg) == 3
+        assert row.identity in reg
+    finally:
+        other.close()
+        reg.close()
+    assert _gap_free(data / "bfx.db") == 3
+
+
+def test_on_sqlite_a_prune_due_after_a_loop_write_runs_on_the_thread(tmp_path):
+    data = tmp_path / "data"
+    reg = Registry(data_dir=data)
+    store = reg._engine.store
+    store.retention = 4  # prune after every 2 entries
+    try:
+
+        async def scenario():
+            for n in range(12):
+                await reg.substrates.create_async("expression", _code(n), None)
+
+        asyncio.run(scenario())
+        reg._engine._writer.submit(lambda: None).result(10)  # the thread's queue drained
+        with sqlite3.connect(data / "bfx.db") as conn:
+            oldest = conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+        assert oldest > 1  # pruned
+        assert not store.prune_due
+        assert len(reg) == 12
+    finally:
+        reg.close()
 
 
 # ---- kill -9 during a burst of single creates ------------------------------------------

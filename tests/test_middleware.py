@@ -414,31 +414,49 @@ def test_dispatch_runs_each_operation_where_it_says():
     pool.shutdown()
 
 
-def test_single_writes_run_in_the_write_threads_over_a_durable_store_only():
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_a_single_create_is_awaited_on_the_loop():
+    """A ``write`` operation's handler is a coroutine awaited on the event loop (its
+    commit, shared with the creates of the same pass, is what it waits for)."""
     where = []
 
-    def handler(svc, inp):
+    async def handler(svc, inp):
         where.append(threading.current_thread().name)
+        await asyncio.sleep(0)
         return Response(201)
 
-    router = Router([Route(BY_NAME["create_substrate"], handler), _route("get_substrate")])
-    route = router.routes[0]
-    router.place_writes(durable=False)
-    assert route.runs == "loop"
-    assert router.routes[1].runs == "loop"
-    router.place_writes(durable=True)
+    route = Route(BY_NAME["create_substrate"], handler)
     assert route.runs == "write"
-    assert router.routes[1].runs == "loop"  # only operations declared as writes move
-    writes = ThreadPoolExecutor(2, thread_name_prefix="bfx-write")
     pool = HeavyPool(threads=1, queue=0)
     try:
-        assert _run(dispatch(pool, None, writes), _call(route=route)).status == 201
+        assert _run(dispatch(pool, None), _call(route=route)).status == 201
     finally:
-        writes.shutdown()
         pool.shutdown()
-    assert where[0].startswith("bfx-write")
+    assert where == [threading.main_thread().name]
+
+
+@pytest.mark.parametrize("auth", ["off", "required"])
+def test_a_single_create_takes_the_freshness_step_only_with_auth_on(auth):
+    """A create catches up inside its write; with auth on it still takes the step, so
+    that a key revoked through another process is refused before it writes."""
+    refreshed = []
+
+    class Store:
+        check_is_round_trip = False
+
+        def refresh(self):
+            refreshed.append(True)
+
+    async def rest(call):
+        return Response(201)
+
+    handle = freshness(Store(), creates_too=auth == "required")(rest)
+    create = Route(BY_NAME["create_substrate"], lambda svc, inp: None)
+    relate = Route(BY_NAME["create_relationship"], lambda svc, inp: None)
+    for route in (create, relate):
+        assert _run(handle, _call(method="POST", route=route)).status == 201
+    assert len(refreshed) == (2 if auth == "required" else 0)
+    _run(handle, _call(route=_route("get_substrate")))  # a read always takes it
+    assert len(refreshed) == (3 if auth == "required" else 1)
 
 
 def test_dispatch_pulls_a_streams_first_chunk_and_holds_the_slot_until_sent():

@@ -26,6 +26,7 @@ from bfx.budget import Cancelled
 from bfx.errors import UnsupportedMediaTypeError
 from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
+    AWAITED_METHODS,
     LIVE_METHODS,
     OPERATION_METHODS,
     AliasService,
@@ -194,7 +195,10 @@ def test_operation_methods_cover_every_client_operation():
 def test_every_protocol_method_is_an_operation_and_the_local_one_has_its_signature():
     # The live streams' methods feed operations the clients do not call (Operation.live).
     assert set(LIVE_METHODS) == {op.name for op in OPERATIONS if op.live is not None}
-    mapped = set(OPERATION_METHODS.values()) | set(LIVE_METHODS.values())
+    assert set(AWAITED_METHODS) == {op.name for op in OPERATIONS if op.runs == "write"}
+    mapped = (
+        set(OPERATION_METHODS.values()) | set(LIVE_METHODS.values()) | set(AWAITED_METHODS.values())
+    )
     services = services_over(Registry())
     for noun, proto in PROTOCOLS.items():
         local = getattr(services, noun)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
 
 import pytest
 
@@ -173,3 +174,88 @@ def test_serve_refuses_a_bad_data_dir_before_starting(tmp_path, capsys):
     (d / "other.txt").write_text("x")
     assert cli.main(["serve", "--data-dir", str(d)]) == 1
     assert "not empty and holds no bfx.db" in capsys.readouterr().err
+
+
+# ---- WAL checkpoints on a thread of their own (bfx.storage.checkpoint) -----------------
+
+
+def _wal_pages(path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+def test_commits_do_not_checkpoint_the_thread_does(tmp_path, monkeypatch):
+    """The write connection's automatic checkpoint is off; every
+    COMMITS_PER_CHECKPOINT commits the checkpointer copies the log back, and past
+    RESTART_FRAMES it makes the next write start the log again, so even commits that
+    never pause keep the log bounded."""
+    from bfx.storage import checkpoint
+
+    monkeypatch.setattr(checkpoint, "COMMITS_PER_CHECKPOINT", 8)
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 32)
+    data = tmp_path / "data"
+    reg = Registry(data_dir=data)
+    store = reg._engine.store
+    try:
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for n in range(7):
+            reg.create("expression", f"x + {n}")
+        assert store._checkpoints.runs == 0
+        for n in range(7, 300):
+            reg.create("expression", f"x + {n}")
+        thread = store._checkpoints._thread
+        assert thread is not None
+        assert thread.name == "bfx-checkpoint"
+        for _ in range(500):  # bounded: the last wake-up's checkpoint takes milliseconds
+            if store._checkpoints.runs >= 10:
+                break
+            threading.Event().wait(0.01)
+        assert store._checkpoints.runs >= 10
+        *_, copied = store._checkpoints.last
+        assert copied > 0
+        # 300 commits of three pages or so: without checkpoints the log would hold
+        # some 900 pages; its file is as long as the log ever was.
+        assert _wal_pages(data / "bfx.db") < 450
+    finally:
+        reg.close()
+    assert not thread.is_alive()  # close stops it
+    again = Registry(data_dir=data)
+    try:
+        assert len(again) == 300
+    finally:
+        again.close()
+
+
+def test_a_failed_checkpoint_is_logged_and_tried_again(tmp_path, caplog):
+    import logging
+
+    from bfx.storage.checkpoint import COMMITS_PER_CHECKPOINT, Checkpointer
+
+    db = tmp_path / "x.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    attempts = []
+
+    def connect():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return sqlite3.connect(db, check_same_thread=False)
+
+    points = Checkpointer(connect)
+    with caplog.at_level(logging.WARNING, logger="bfx.storage"):
+        for _ in range(2):
+            points.committed(COMMITS_PER_CHECKPOINT)
+            for _ in range(500):  # bounded
+                if points._wake.is_set() is False and len(attempts) >= 1:
+                    break
+                threading.Event().wait(0.01)
+        for _ in range(500):  # bounded: the second wake-up's checkpoint succeeds
+            if points.runs:
+                break
+            points.committed(COMMITS_PER_CHECKPOINT)
+            threading.Event().wait(0.01)
+    points.close()
+    assert points.runs >= 1
+    assert "a WAL checkpoint failed" in caplog.text
+    assert points._thread is None

@@ -32,7 +32,6 @@ _ADMISSION_FLAGS = (
     "max_body_depth",
     "heavy_threads",
     "heavy_queue",
-    "write_threads",
     "export_connections",
     "metrics",
     "access_log",
@@ -311,14 +310,6 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="heavy requests that may wait for a thread; past it a 503 overloaded "
         "(env BFX_HEAVY_QUEUE; default 16)",
-    )
-    g.add_argument(
-        "--write-threads",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="threads per worker for single creates over a durable store; writes "
-        "waiting together share one commit (env BFX_WRITE_THREADS; default 32)",
     )
     g.add_argument(
         "--export-connections",

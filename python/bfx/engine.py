@@ -25,12 +25,16 @@ the local services) turn rows into models or API records.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bfx import errors, tracing
 from bfx._core import Arena, format_id, relationship_id
-from bfx.group_commit import GroupCommit
+from bfx.group_commit import GroupCommit, LoopGroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
 from bfx.storage import Store
 from bfx.storage.base import (
@@ -38,6 +42,7 @@ from bfx.storage.base import (
     OP_ADD_SUBSTRATE,
     OP_DELETE_RELATIONSHIP,
     OP_DELETE_SUBSTRATE,
+    WouldBlock,
     Write,
 )
 from bfx.storage.metadata import set_metadata
@@ -80,9 +85,51 @@ class Engine:
         # Single writes from concurrent threads share a transaction (group_commit.py).
         self.substrate_writes = GroupCommit(self.insert_substrates)
         self.relationship_writes = GroupCommit(self.insert_relationships)
+        # And so do single writes from coroutines (the server), through one thread of
+        # their own: made on the first such write over a durable store.
+        self._writer: ThreadPoolExecutor | None = None
+        self._loop_writes: tuple[LoopGroupCommit, LoopGroupCommit] | None = None
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         self.store.close()
+
+    def _loop_doors(self) -> tuple[LoopGroupCommit, LoopGroupCommit]:
+        doors = self._loop_writes
+        if doors is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="bfx-write")
+            traced: Callable[[], bool] = lambda: tracing.tracer is not None  # noqa: E731
+            now = self.store.writes_without_waiting
+            doors = self._loop_writes = (
+                LoopGroupCommit(
+                    self.insert_substrates,
+                    self._writer,
+                    traced,
+                    functools.partial(self._write_now, self.insert_substrates) if now else None,
+                ),
+                LoopGroupCommit(
+                    self.insert_relationships,
+                    self._writer,
+                    traced,
+                    functools.partial(self._write_now, self.insert_relationships) if now else None,
+                ),
+            )
+        return doors
+
+    def _write_now(
+        self, write_many: Callable[..., list[Answer]], rows: Sequence[Any]
+    ) -> list[Answer] | None:
+        """``write_many(rows)`` right here on the event loop, or None when it would
+        have to wait (another writer, a catch-up) or failed as a whole: nothing was
+        written, and the write thread writes the group, waiting where it must."""
+        try:
+            answers = write_many(rows, nowait=True)
+        except (WouldBlock, errors.StorageError):
+            return None
+        if self.store.prune_due:
+            self._writer.submit(self.store.prune_if_due)  # type: ignore[union-attr]
+        return answers
 
     def refresh(self) -> int:
         """Applies what other processes committed since the last look."""
@@ -98,6 +145,7 @@ class Engine:
         dry_run: bool = False,
         until_failure: bool = False,
         steps: Sequence[Sequence[int] | None] | None = None,
+        nowait: bool = False,
     ) -> list[Answer]:
         """Answers in input order: the id, or the error for that row. ``atomic``
         writes nothing unless every row can be written; ``dry_run`` writes nothing;
@@ -106,7 +154,10 @@ class Engine:
 
         ``steps`` (pipelines) gives, per row, the ids it composes (None: none): such a
         row is written only if every one exists (else a 422 naming the step), and
-        with a ``COMPOSITION`` edge to each, in the same write."""
+        with a ``COMPOSITION`` edge to each, in the same write.
+
+        ``nowait`` (the writer on the event loop): ``Store.write(nowait=True)``, so
+        :class:`~bfx.storage.base.WouldBlock` rather than wait."""
         if steps is not None and any(steps):
             return self._insert_composed(
                 rows, steps, atomic=atomic, dry_run=dry_run, until_failure=until_failure
@@ -121,6 +172,7 @@ class Engine:
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
+            nowait=nowait,
         )
 
     def insert_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
@@ -151,6 +203,41 @@ class Engine:
             raise answer
         return answer  # type: ignore[no-any-return]
 
+    async def catch_up(self) -> None:
+        """Applies what other processes committed (:meth:`refresh`) in a thread, for a
+        coroutine about to read the arena without the request's freshness step (a
+        pipeline's create reads its steps)."""
+        if self.store.durable:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.refresh)
+
+    async def write_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
+        """:meth:`insert_substrate` for a coroutine on the event loop: on a durable
+        store the row joins the group of the creates queued on the loop meanwhile
+        (:class:`~bfx.group_commit.LoopGroupCommit`) and is answered once that group
+        has committed, the loop serving other requests while it is written; a
+        pipeline (``steps``) is written alone on the same thread. In memory there is
+        nothing to wait for: it is written at once."""
+        if not self.store.durable:
+            return self.insert_substrate(row, steps)
+        if steps:
+            loop = asyncio.get_running_loop()
+            self._loop_doors()
+            run = contextvars.copy_context().run  # the request's span, in the thread
+            answers = await loop.run_in_executor(
+                self._writer, lambda: run(self.insert_substrates, [row], steps=[steps])
+            )
+            answer = answers[0]
+            if isinstance(answer, errors.BfxError):
+                raise answer
+            return answer  # type: ignore[no-any-return]
+        return await self._loop_doors()[0].submit(row)  # type: ignore[no-any-return]
+
+    async def write_relationship(self, row: RelationshipRow) -> int:
+        """Like :meth:`write_substrate`, for one relationship."""
+        if not self.store.durable:
+            return self.insert_relationship(row)
+        return await self._loop_doors()[1].submit(row)  # type: ignore[no-any-return]
+
     def insert_relationship(self, row: RelationshipRow) -> int:
         """Like :meth:`insert_substrate`, for one relationship."""
         if self.store.durable:
@@ -167,6 +254,7 @@ class Engine:
         atomic: bool = False,
         dry_run: bool = False,
         until_failure: bool = False,
+        nowait: bool = False,
     ) -> list[Answer]:
         """Like :meth:`insert_substrates`, for relationships."""
         arena = self.arena
@@ -179,6 +267,7 @@ class Engine:
             atomic=atomic,
             dry_run=dry_run,
             until_failure=until_failure,
+            nowait=nowait,
         )
 
     def _insert(
@@ -192,6 +281,7 @@ class Engine:
         atomic: bool,
         dry_run: bool,
         until_failure: bool,
+        nowait: bool = False,
     ) -> list[Answer]:
         """The write path of both record kinds: check, commit, apply once."""
         kind = "substrate" if op == OP_ADD_SUBSTRATE else "relationship"
@@ -207,7 +297,7 @@ class Engine:
                     if written:
                         self.store.log_many(op, [a for a in answers if type(a) is int])
                 return answers  # type: ignore[no-any-return]
-            with self.store.write() as w:
+            with self.store.write(nowait=nowait) as w:
                 answers, prepared = check(items)
                 upto = self._upto(answers, atomic, dry_run, until_failure)
                 if upto:

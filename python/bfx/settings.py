@@ -67,9 +67,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heavy_threads: int = 2
     #: Heavy requests that may wait for a thread; past it a 503 ``overloaded``.
     heavy_queue: int = 16
-    #: Threads for single writes over a durable store: as many writes can wait for one
-    #: shared commit (group commit); more wait in line for a thread.
-    write_threads: int = 32
     # -- Metrics and logging (docs/observability.md).
     #: Count requests for the metrics (the metrics middleware); off: not assembled.
     metrics: bool = True
@@ -368,7 +365,6 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "max_body_depth": ("BFX_MAX_BODY_DEPTH", parse_count, str),
     "heavy_threads": ("BFX_HEAVY_THREADS", parse_count, str),
     "heavy_queue": ("BFX_HEAVY_QUEUE", parse_whole, str),
-    "write_threads": ("BFX_WRITE_THREADS", parse_count, str),
     "export_connections": ("BFX_EXPORT_CONNECTIONS", parse_count, str),
     "metrics": ("BFX_METRICS", parse_bool, _flag),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),

@@ -38,9 +38,9 @@ AUTHENTICATED = "authenticated"
 
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
-#: ``write``: a single write, on the loop over the in-memory store, in one of the write
-#: threads over a durable store, where concurrent writes wait for one shared commit
-#: (group commit, ``bfx.group_commit``).
+#: ``write``: a single create, checked on the loop, whose handler awaits its commit:
+#: over a durable store the creates queued meanwhile share one commit on the write
+#: thread (group commit, ``bfx.group_commit``); in memory it is written at once.
 Runs = Literal["loop", "light", "heavy", "write"]
 
 

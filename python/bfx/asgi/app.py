@@ -17,7 +17,6 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bfx import tracing
@@ -65,8 +64,6 @@ class App:
         self.heavy = HeavyPool(self.settings.heavy_threads, self.settings.heavy_queue)
         self._body_deadlines = BodyDeadlines(self.settings.body_timeout)
         self._pipeline: Handle | None = None
-        #: The write threads (``--write-threads``), over a durable store only.
-        self._writes: ThreadPoolExecutor | None = None
         #: The worker's live streams (bounded, ended at shutdown) and the metrics ticks.
         self.live = LiveStreams(self.settings.stream_clients)
         self.feed = MetricsFeed(self._metrics_document)
@@ -102,12 +99,7 @@ class App:
             deadlines=self._body_deadlines,
             tracer=self._tracer,
         )
-        self.router.place_writes(self.registry.store.durable)
-        if self.registry.store.durable and self._writes is None:
-            self._writes = ThreadPoolExecutor(
-                settings.write_threads, thread_name_prefix="bfx-write"
-            )
-        self._pipeline = build(middleware, dispatch(self.heavy, self.services, self._writes))
+        self._pipeline = build(middleware, dispatch(self.heavy, self.services))
         self.exporter.start(loop)
         change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
         if loop is None:
@@ -144,9 +136,6 @@ class App:
             self._tracer = None
             tracing.shutdown()
         self.heavy.shutdown()
-        writes, self._writes = self._writes, None
-        if writes is not None:
-            writes.shutdown(wait=True)  # a write in flight is answered, then the store closes
         self._pipeline = None
         reg, self.registry = self.registry, None
         if reg is not None:

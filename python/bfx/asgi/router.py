@@ -48,7 +48,7 @@ class Route:
         self.body = op.body
         self.query = op.query
         #: "loop", "light" (a plain thread), "heavy" (the bounded heavy pool) or
-        #: "write" (the write threads; see :meth:`Router.place_writes`).
+        #: "write" (on the loop, awaiting its commit: ``bfx.group_commit``).
         self.runs = op.runs
         #: The body field holding a batch's items, bounded by ``max_batch_items``.
         self.items = op.items
@@ -73,14 +73,6 @@ class Router:
         self._recent: dict[str, tuple[dict[str, Route], tuple[Any, ...]]] = {}
         for route in routes:
             self.add(route)
-
-    def place_writes(self, durable: bool) -> None:
-        """Where single writes run: in the write threads over a durable store (they
-        wait for a commit, shared with the writes queued meanwhile), on the loop over
-        the in-memory store (nothing to wait for: a thread hop would cost more)."""
-        for route in self.routes:
-            if route.op.runs == "write":
-                route.runs = "write" if durable else "loop"
 
     def add(self, route: Route) -> None:
         node = self._root

@@ -41,6 +41,25 @@ def edge_row(item: Mapping[str, Any], created: int) -> RelationshipRow:
     )
 
 
+def _new_edge(
+    rel_type: str,
+    source_id: int | str,
+    target_id: int | str,
+    bidirectional: bool,
+    constraints: Mapping[str, Any] | None,
+) -> RelationshipRow:
+    return edge_row(
+        {
+            "rel_type": rel_type,
+            "source_id": source_id,
+            "target_id": target_id,
+            "bidirectional": bidirectional,
+            "constraints": constraints,
+        },
+        now_us(),
+    )
+
+
 def _with_id(row: RelationshipRow, rid: int) -> RelationshipRow:
     return RelationshipRow(
         rid,
@@ -70,17 +89,21 @@ class Relationships:
         bidirectional: bool = False,
         constraints: Mapping[str, Any] | None = None,
     ) -> RelationshipRow:
-        row = edge_row(
-            {
-                "rel_type": rel_type,
-                "source_id": source_id,
-                "target_id": target_id,
-                "bidirectional": bidirectional,
-                "constraints": constraints,
-            },
-            now_us(),
-        )
+        row = _new_edge(rel_type, source_id, target_id, bidirectional, constraints)
         return _with_id(row, self.engine.insert_relationship(row))
+
+    async def relate_async(
+        self,
+        rel_type: str,
+        source_id: int | str,
+        target_id: int | str,
+        bidirectional: bool = False,
+        constraints: Mapping[str, Any] | None = None,
+    ) -> RelationshipRow:
+        """:meth:`relate` for a coroutine on the event loop: committed with the other
+        creates of the loop (``Engine.write_relationship``)."""
+        row = _new_edge(rel_type, source_id, target_id, bidirectional, constraints)
+        return _with_id(row, await self.engine.write_relationship(row))
 
     def relate_many(
         self, items: Sequence[Mapping[str, Any]], atomic: bool = False

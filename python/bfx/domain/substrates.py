@@ -196,15 +196,40 @@ class Substrates:
         Raises SandboxError/ValidationError for rejected code, DuplicateError
         (``details["substrate_id"]`` names the existing one) or CollisionError.
         """
+        compiled, row = self._new_row(expression_type, expression_code, metadata)
+        return self._stored(compiled, row, self.engine.insert_substrate(row, _steps(compiled)))
+
+    async def create_async(
+        self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None
+    ) -> SubstrateRow:
+        """:meth:`create` for a coroutine on the event loop: checked and compiled
+        here, committed with the other creates of the loop (``Engine.write_substrate``).
+        A pipeline reads its steps first: what other processes wrote is applied before
+        (a create takes no freshness step of its own, ``bfx.asgi.middleware.freshness``)."""
+        if expression_type == "pipeline":
+            await self.engine.catch_up()
+        compiled, row = self._new_row(expression_type, expression_code, metadata)
+        return self._stored(compiled, row, await self.engine.write_substrate(row, _steps(compiled)))
+
+    def _new_row(
+        self, expression_type: str, expression_code: str, metadata: Mapping[str, Any] | None
+    ) -> tuple[Runnable, SubstrateRow]:
         compiled, meta = self.prepare(expression_type, expression_code, metadata)
-        created = now_us()
         row = SubstrateRow(
-            None, expression_type, expression_code, compiled.canonical, meta, created
+            None, expression_type, expression_code, compiled.canonical, meta, now_us()
         )
-        answer = self.engine.insert_substrate(row, _steps(compiled))
-        self.cache.put(answer, compiled)
+        return compiled, row
+
+    def _stored(self, compiled: Runnable, row: SubstrateRow, identity: int) -> SubstrateRow:
+        """The row as stored under ``identity``, its compiled form cached."""
+        self.cache.put(identity, compiled)
         return SubstrateRow(
-            answer, expression_type, expression_code, compiled.canonical, meta, created
+            identity,
+            row.expression_type,
+            row.expression_code,
+            row.canonical_code,
+            row.metadata,
+            row.created_us,
         )
 
     def compose(

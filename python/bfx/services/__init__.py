@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from bfx.services.interfaces import (
+    AWAITED_METHODS,
     LIVE_METHODS,
     OPERATION_METHODS,
     AliasService,
@@ -26,6 +27,7 @@ from bfx.services.interfaces import (
 from bfx.services.local import local_services
 
 __all__ = [
+    "AWAITED_METHODS",
     "LIVE_METHODS",
     "OPERATION_METHODS",
     "AliasService",

@@ -29,6 +29,7 @@ from bfx.api import types as s
 from bfx.security.auth import Principal
 
 __all__ = [
+    "AWAITED_METHODS",
     "EXPORT_MEDIA_TYPES",
     "LIVE_METHODS",
     "OPERATION_METHODS",
@@ -70,6 +71,13 @@ class SubstrateService(Protocol):
     ) -> s.SubstrateRecord:
         """``create_substrate``: SandboxError/ValidationError for rejected code,
         DuplicateError (``details.substrate_id`` names the existing one), CollisionError."""
+        ...
+
+    async def create_async(
+        self, expression_type: str, expression_code: str, metadata: dict[str, Any] | None = None
+    ) -> s.SubstrateRecord:
+        """:meth:`create` for a coroutine on the event loop (the server): the commit is
+        awaited, shared with the creates queued meanwhile."""
         ...
 
     def compose(self, request: s.ComposeRequest) -> s.SubstrateRecord:
@@ -186,6 +194,10 @@ class RelationshipService(Protocol):
     def create(self, request: s.CreateRelationship) -> s.RelationshipRecord:
         """``create_relationship``: ids in the body are text; a malformed one is a 422
         ``invalid_id`` naming the field."""
+        ...
+
+    async def create_async(self, request: s.CreateRelationship) -> s.RelationshipRecord:
+        """:meth:`create` for a coroutine on the event loop (the server)."""
         ...
 
     def get(self, relationship_id: int) -> s.RelationshipRecord:
@@ -429,6 +441,14 @@ LIVE_METHODS: dict[str, tuple[str, str]] = {
     "metrics_ws": ("system", "metrics_ticks"),
     # The change stream polls the feed's pages (bfx.asgi.change_stream).
     "changes_stream": ("changes", "read"),
+}
+
+#: The single creates (``Operation.runs == "write"``) -> the coroutine the server awaits
+#: for them (its commit shared with the creates of the same loop pass); clients and
+#: the library call the operation's plain method (:data:`OPERATION_METHODS`).
+AWAITED_METHODS: dict[str, tuple[str, str]] = {
+    "create_substrate": ("substrates", "create_async"),
+    "create_relationship": ("relationships", "create_async"),
 }
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).

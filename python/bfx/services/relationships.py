@@ -61,6 +61,17 @@ class LocalRelationships:
         )
         return records.relationship_row(row)
 
+    async def create_async(self, request: s.CreateRelationship) -> s.RelationshipRecord:
+        d = request
+        row = await self._relationships.relate_async(
+            d.rel_type,
+            body_id(d.source_id, "source_id"),
+            body_id(d.target_id, "target_id"),
+            bidirectional=d.bidirectional,
+            constraints=d.constraints,
+        )
+        return records.relationship_row(row)
+
     def get(self, relationship_id: int) -> s.RelationshipRecord:
         return records.relationship(self._relationships.record(relationship_id))
 

@@ -53,6 +53,13 @@ class LocalSubstrates:
             self._substrates.create(expression_type, expression_code, metadata)
         )
 
+    async def create_async(
+        self, expression_type: str, expression_code: str, metadata: dict[str, Any] | None = None
+    ) -> s.SubstrateRecord:
+        return records.substrate_row(
+            await self._substrates.create_async(expression_type, expression_code, metadata)
+        )
+
     def compose(self, request: s.ComposeRequest) -> s.SubstrateRecord:
         steps = [
             {"substrate_id": p.substrate_id, "as": p.as_, "parameters": p.parameters}

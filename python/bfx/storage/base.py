@@ -64,6 +64,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SqlStore",
     "Store",
+    "WouldBlock",
     "Write",
     "from_db",
     "reconcile",
@@ -277,12 +278,24 @@ class Store:
 
     # The write path's primitives; the engine (``bfx.engine``) drives them.
 
+    #: Whether :meth:`write` can be asked not to wait (``nowait``): a store whose write
+    #: is quick when nothing stands in its way (SQLite without a sync per commit).
+    writes_without_waiting = False
+    #: A write done without waiting left the change log's pruning due (see
+    #: :meth:`SqlStore.prune`): the caller runs :meth:`prune` where it may wait.
+    prune_due = False
+
     @contextlib.contextmanager
-    def write(self) -> Iterator[Write]:
+    def write(self, *, nowait: bool = False) -> Iterator[Write]:
         """One write: held alone, the arena current. The body checks against the
         arena and fills ``w`` through :meth:`add_substrates` and friends; on a normal
         exit the write is committed, then ``w.after`` applies it to the arena, before
-        the next write starts. The in-memory store has nothing to commit."""
+        the next write starts. The in-memory store has nothing to commit.
+
+        ``nowait`` (a caller on the event loop, only where
+        :attr:`writes_without_waiting`): :class:`WouldBlock`, before anything is
+        written, rather than wait for this process's lock, another process's write or
+        a catch-up with what other processes wrote; and pruning is left due."""
         with self._write_lock:
             w = Write()
             yield w
@@ -468,6 +481,11 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+class WouldBlock(Exception):
+    """A write asked not to wait (``write(nowait=True)``) would have had to: nothing
+    was written; the caller writes again where it may wait. Never reaches a client."""
+
+
 class Write:
     """What one write transaction logs, and how it then updates the arena."""
 
@@ -524,8 +542,9 @@ class SqlStore(CatalogSql, Store):
 
     # ---- dialect hooks ----------------------------------------------------------------
 
-    def _begin_write(self) -> int:
-        """Starts a write transaction holding the write lock; returns the head seq."""
+    def _begin_write(self, nowait: bool = False) -> int:
+        """Starts a write transaction holding the write lock; returns the head seq.
+        ``nowait``: :class:`WouldBlock` if another process holds the lock."""
         raise NotImplementedError
 
     def _begin_read(self) -> None:
@@ -566,6 +585,11 @@ class SqlStore(CatalogSql, Store):
 
     def _commit(self) -> None:
         self._conn.execute("COMMIT")
+
+    def _commit_write(self, entries: int) -> None:
+        """Commits a write of ``entries`` log entries (SQLite counts them towards its
+        next checkpoint)."""
+        self._commit()
 
     def _rollback(self) -> None:
         with contextlib.suppress(Exception):
@@ -1047,73 +1071,98 @@ class SqlStore(CatalogSql, Store):
     # ---- writes -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Write]:
+    def write(self, *, nowait: bool = False) -> Iterator[Write]:
         """A write transaction. The body checks the write against the (caught-up)
         arena, runs its statements and fills ``w.entries`` with ``(op, db_id)``;
         on a normal exit with entries they are numbered and committed, then
         ``w.after`` applies the write to the arena, all under the lock, so no
         other thread of this process sees the database ahead of its arena.
-        Otherwise the transaction is rolled back."""
+        Otherwise the transaction is rolled back. ``nowait``: see :meth:`Store.write`."""
+        if not nowait:
+            with self._lock:
+                yield from self._locked_write(nowait=False)
+            return
+        if not self.writes_without_waiting or not self._lock.acquire(blocking=False):
+            raise WouldBlock
+        try:
+            yield from self._locked_write(nowait=True)
+        finally:
+            self._lock.release()
+
+    def _locked_write(self, *, nowait: bool) -> Iterator[Write]:
+        """The body of :meth:`write`, its caller holding the lock."""
+        self._usable()
+        try:
+            head = self._begin_write(nowait=nowait)
+        except (errors.BfxError, WouldBlock):
+            raise
+        except Exception as exc:
+            raise self._storage_error("could not start a write", exc) from exc
+        w = Write()
+        try:
+            if head != self._seq:
+                if nowait:  # catching up with other processes may take a while
+                    raise WouldBlock
+                if self._arena is None:
+                    # A store opened without an arena (``bfx keys``) follows no
+                    # log: its entries are numbered after the committed head.
+                    self._seq = head
+                else:
+                    self._catch_up()
+            yield w
+            if not w.entries:
+                self._rollback()
+                return
+            # The body's statements may read their answers (a row count); the log's
+            # entries, the head and the commit need none: sent together.
+            with self._pipelined():
+                first = self._seq + 1
+                self._execmany(
+                    "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
+                    [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
+                )
+                self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
+                # Entries up to here are in the arena (caught up under the lock) or
+                # this write's own: a refresh that sees the head move while this
+                # commit and its arena update finish need not wait for them.
+                self._pending_head = self._seq + len(w.entries)
+                self._commit_write(len(w.entries))
+        except (errors.BfxError, WouldBlock):
+            self._pending_head = self._seq
+            self._rollback()
+            raise
+        except BaseException as exc:
+            self._pending_head = self._seq
+            self._rollback()
+            if isinstance(exc, Exception):
+                raise self._storage_error("a write failed; nothing was written", exc) from exc
+            raise
+        if w.after is not None:
+            # Checked against this very state, so the arena cannot refuse it.
+            w.after()
+        # Advanced only once the arena holds the write: a refresh that finds the
+        # head at or below ``_seq`` (without this lock) may rely on it.
+        self._seq += len(w.entries)
+        self._unpruned += len(w.entries)
+        if self.retention and self._unpruned >= min(PRUNE_EVERY, max(1, self.retention // 2)):
+            self.prune_due = True
+            if not nowait:  # a prune deletes thousands of rows: not on the event loop
+                self.prune_if_due()
+
+    def prune_if_due(self) -> None:
+        """Prunes if a write found it due (a write without waiting leaves it to its
+        caller, to run where it may wait)."""
         with self._lock:
-            self._usable()
+            if not self.prune_due:
+                return
+            self.prune_due = False
+            self._unpruned = 0
             try:
-                head = self._begin_write()
-            except errors.BfxError:
-                raise
-            except Exception as exc:
-                raise self._storage_error("could not start a write", exc) from exc
-            w = Write()
-            try:
-                if head != self._seq:
-                    if self._arena is None:
-                        # A store opened without an arena (``bfx keys``) follows no
-                        # log: its entries are numbered after the committed head.
-                        self._seq = head
-                    else:
-                        self._catch_up()
-                yield w
-                if not w.entries:
-                    self._rollback()
-                    return
-                # The body's statements may read their answers (a row count); the log's
-                # entries, the head and the commit need none: sent together.
-                with self._pipelined():
-                    first = self._seq + 1
-                    self._execmany(
-                        "INSERT INTO changes (seq, op, id) VALUES (?, ?, ?)",
-                        [(first + i, op, db_id) for i, (op, db_id) in enumerate(w.entries)],
-                    )
-                    self._exec("UPDATE bfx_head SET seq = ?", (self._seq + len(w.entries),))
-                    # Entries up to here are in the arena (caught up under the lock) or
-                    # this write's own: a refresh that sees the head move while this
-                    # commit and its arena update finish need not wait for them.
-                    self._pending_head = self._seq + len(w.entries)
-                    self._commit()
-            except errors.BfxError:
-                self._pending_head = self._seq
-                self._rollback()
-                raise
-            except BaseException as exc:
-                self._pending_head = self._seq
-                self._rollback()
-                if isinstance(exc, Exception):
-                    raise self._storage_error("a write failed; nothing was written", exc) from exc
-                raise
-            if w.after is not None:
-                # Checked against this very state, so the arena cannot refuse it.
-                w.after()
-            # Advanced only once the arena holds the write: a refresh that finds the
-            # head at or below ``_seq`` (without this lock) may rely on it.
-            self._seq += len(w.entries)
-            self._unpruned += len(w.entries)
-            if self.retention and self._unpruned >= min(PRUNE_EVERY, max(1, self.retention // 2)):
-                self._unpruned = 0
-                try:
-                    self.prune()
-                except Exception:
-                    # The write is committed and must be answered as such; the next
-                    # pruning deletes what this one left.
-                    log.warning("storage: pruning the change log failed", exc_info=True)
+                self.prune()
+            except Exception:
+                # The write is committed and must be answered as such; the next
+                # pruning deletes what this one left.
+                log.warning("storage: pruning the change log failed", exc_info=True)
 
     def prune(self) -> int:
         """Deletes the log entries older than the last :attr:`retention` (0: none), in

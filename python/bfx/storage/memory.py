@@ -75,7 +75,7 @@ class MemoryStore(Store):
             self.log(op, identity)
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Write]:
+    def write(self, *, nowait: bool = False) -> Iterator[Write]:
         with self._write_lock:
             w = Write()
             yield w

@@ -125,7 +125,7 @@ class PostgresStore(SqlStore):
         self._conn.execute("BEGIN")
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
-    def _begin_write(self) -> int:
+    def _begin_write(self, nowait: bool = False) -> int:
         with self._conn.pipeline():  # BEGIN and the lock in one round trip
             self._conn.execute("BEGIN")
             cur = self._conn.execute("SELECT seq FROM bfx_head FOR UPDATE")

@@ -12,8 +12,8 @@ from bfx.services import Services
 BASE = f"{PREFIX}/relationships"
 
 
-def create_relationship(svc: Services, inp: Input) -> Response:
-    rec = svc.relationships.create(inp.body)
+async def create_relationship(svc: Services, inp: Input) -> Response:
+    rec = await svc.relationships.create_async(inp.body)
     return created(rec, f"{BASE}/{rec.relationship_id}")
 
 

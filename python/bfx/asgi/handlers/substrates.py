@@ -21,9 +21,9 @@ def created(record: Any, url: str) -> Response:
     return Response(201, encode(record), headers=[(b"location", url.encode())], value=record)
 
 
-def create_substrate(svc: Services, inp: Input) -> Response:
+async def create_substrate(svc: Services, inp: Input) -> Response:
     d: s.CreateSubstrate = inp.body
-    rec = svc.substrates.create(d.expression_type, d.expression_code, d.metadata)
+    rec = await svc.substrates.create_async(d.expression_type, d.expression_code, d.metadata)
     return created(rec, f"{BASE}/{rec.substrate_id}")
 
 

@@ -74,7 +74,7 @@ def assemble(
         chain.append(cors(policy))
     chain += [errors(), routing(router)]
     if store.durable:  # only a durable store has other writers to catch up with
-        chain.append(freshness(store))
+        chain.append(freshness(store, creates_too=settings.auth == "required"))
     if settings.auth == "required":  # before the body: an anonymous body is never read
         chain.append(authenticate(authenticators(settings, store), counters))
     chain.append(body(settings, deadlines))

@@ -1,9 +1,9 @@
 """The endpoint: runs the operation's handler where the operation says (admission).
 
-Cheap operations (get, create, invoke: microseconds) run on the event loop; ``light``
-ones in a plain thread; ``write`` ones (single creates over a durable store: the router
-places them on the loop over the in-memory store) in the write threads, where
-concurrent writes share one commit (``bfx.group_commit``); ``heavy`` ones (batches, search, query, graph algorithms, export,
+Cheap operations (get, invoke: microseconds) run on the event loop; ``write`` ones
+(single creates) too, checked there and then awaiting their commit, which the creates
+of the same loop pass share (``bfx.group_commit``: written on the loop when the store
+need not wait, else on the engine's write thread); ``light`` ones run in a plain thread; ``heavy`` ones (batches, search, query, graph algorithms, export,
 import) in :class:`HeavyPool`: a fixed number of threads and a bounded queue in front of
 them. When both are full the request is refused at once with 503 ``overloaded`` and
 ``Retry-After`` rather than queued without end, so cheap operations keep answering.
@@ -20,7 +20,7 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bfx import errors
@@ -94,10 +94,10 @@ def next_chunk(stream: Iterator[bytes]) -> bytes:
     return next(stream, b"")
 
 
-def dispatch(pool: HeavyPool, services: Any, writes: Executor | None = None) -> Handle:
-    """The innermost stage: the operation's handler on the services, on the loop, in a
-    plain thread, in the write threads (``writes``; None: asyncio's default threads) or
-    in the heavy pool; its typed answer becomes the Response."""
+def dispatch(pool: HeavyPool, services: Any) -> Handle:
+    """The innermost stage: the operation's handler on the services, on the loop (a
+    ``write`` one awaited there), in a plain thread or in the heavy pool; its typed
+    answer becomes the Response."""
 
     def run_and_pull(call: Call) -> Response:
         route = call.route
@@ -131,9 +131,9 @@ def dispatch(pool: HeavyPool, services: Any, writes: Executor | None = None) -> 
         if runs == "light":
             return await asyncio.to_thread(run_and_pull, call)
         if runs == "write":
-            # Many at once, so that concurrent writes can share a commit; each thread
-            # mostly waits (for the commit, or for the leader writing its group).
-            return await asyncio.get_running_loop().run_in_executor(writes, run_and_pull, call)
+            # A coroutine: it checks and builds the row here, then awaits the commit.
+            route = call.route
+            return answer(route.op, await route.handler(services, call))
         return on_the_loop(call)  # type: ignore[return-value]
 
     handle.sync = on_the_loop  # type: ignore[attr-defined]

@@ -4,6 +4,13 @@ reads anything (read-your-writes across processes; docs/storage.md).
 Only a durable store has other writers: over the in-memory store the pipeline leaves
 this step out (``assemble``).
 
+A single create (an operation that ``runs="write"``) skips it unless authentication is
+on: its write catches the arena up with the log under the write lock before checking
+it (``Store.write``), and its answer is the row it wrote, so it reads nothing stale. A
+pipeline's create reads its steps before that: it catches up itself
+(``Engine.catch_up``). With authentication on, every request takes the step, so that a
+key revoked through another process is refused here too.
+
 SQLite's check costs microseconds and no I/O, so it runs inline on the loop for each
 request. PostgreSQL's is a round trip (``Store.check_is_round_trip``), so concurrent
 requests share one (:class:`SharedCheck`): one check, run in a thread, serves every
@@ -91,8 +98,9 @@ class SharedCheck:
 
 
 class freshness(Before):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, creates_too: bool = True) -> None:
         self.refresh = store.refresh
+        self.creates_too = creates_too
         self.shared = (
             SharedCheck(store.refresh, getattr(store, "probe_on_loop", None))
             if store.check_is_round_trip
@@ -103,6 +111,8 @@ class freshness(Before):
         # The readiness probe asks the store itself, and answers 503 not_ready rather
         # than the storage_error a failed catch-up would be.
         route = call.route
+        if route is not None and route.runs == "write" and not self.creates_too:
+            return None
         if route is None or route.op.name != "health_ready":
             if self.shared is not None:
                 return self.shared.wait()
