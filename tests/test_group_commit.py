@@ -413,6 +413,30 @@ def test_on_sqlite_the_loop_writes_itself_and_hands_over_while_another_process_w
     assert _gap_free(data / "bfx.db") == 20
 
 
+def test_with_a_sync_per_commit_every_group_goes_to_the_thread(tmp_path):
+    """``--sqlite-sync full`` syncs the log at every commit: never on the loop."""
+    from bfx.storage.sqlite import SqliteStore
+
+    data = tmp_path / "data"
+    reg = Registry(storage=SqliteStore(data, synchronous="full"))
+    try:
+
+        async def scenario():
+            rows = await asyncio.gather(
+                *[reg.substrates.create_async("expression", _code(n), None) for n in range(12)]
+            )
+            return [r.identity for r in rows], reg._engine._loop_writes[0]
+
+        ids, door = asyncio.run(scenario())
+        assert door.groups >= 1
+        assert door.on_loop == 0
+        assert len(set(ids)) == 12
+        assert all(i in reg for i in ids)
+    finally:
+        reg.close()
+    assert _gap_free(data / "bfx.db") == 12
+
+
 def test_on_sqlite_a_write_behind_another_process_catches_up_on_the_thread(tmp_path):
     """Another process wrote since this one's last look: the loop does not catch up
     (that may take long); the thread does, then writes; both processes' rows are
