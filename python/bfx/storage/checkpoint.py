@@ -9,9 +9,10 @@ with them, 13.8 us without). The server's write connection turns it off, and the
 wakes a :class:`Checkpointer` every :data:`COMMITS_PER_CHECKPOINT` commits instead: on
 a connection of its own it runs a ``PASSIVE`` checkpoint, which copies what it can
 without waiting for or blocking readers or writers. Once a checkpoint has copied the
-whole log, the next write starts the log again from its beginning.
+whole log, the next write starts the log again from its beginning — if nothing was
+written while it ran.
 
-Under writes that never pause, a passive checkpoint may never catch the log's end; when
+Under writes that never pause, a passive checkpoint rarely catches the log's end; when
 the log holds more than :data:`RESTART_FRAMES` pages, the checkpointer runs a
 ``RESTART`` one, which waits for the writer of the moment (within the busy timeout)
 and lets the next write start the log again. A checkpoint that fails (a full disk) is
