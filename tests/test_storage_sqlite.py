@@ -305,3 +305,40 @@ def test_a_failed_checkpoint_is_logged_and_tried_again(tmp_path, caplog):
     assert points.runs >= 1
     assert "a WAL checkpoint failed" in caplog.text
     assert points._thread is None
+
+
+def test_a_restart_gives_up_rather_than_hold_writers_behind_an_old_reader(tmp_path, monkeypatch):
+    """A reader on an old snapshot (a long export) would hold a RESTART checkpoint, and
+    every writer behind it, until it ends: the checkpoint waits RESTART_WAIT at most,
+    then gives up (busy) until its next wake-up, and writers go on."""
+    import time
+
+    from bfx.storage import checkpoint
+    from bfx.storage.sqlite import _connect
+
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 0)
+    db = tmp_path / "x.db"
+    writer = sqlite3.connect(db, isolation_level=None, timeout=5)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (x)")
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchall()  # holds its snapshot
+    for i in range(20):
+        writer.execute("INSERT INTO t VALUES (?)", (i,))
+    points = checkpoint.Checkpointer(lambda: _connect(db, timeout=checkpoint.RESTART_WAIT))
+    started = time.monotonic()
+    points.committed(checkpoint.COMMITS_PER_CHECKPOINT)
+    _wait_for(lambda: points.runs == 1)
+    waited = time.monotonic() - started
+    points.close()
+    try:
+        assert points.last is not None
+        assert points.last[0] == 1  # busy: it gave up behind the reader
+        assert waited < 3  # the reader held it no longer than its wait (0.1 s) and then some
+        writer.execute("INSERT INTO t VALUES (99)")  # writers were never held for long
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+        writer.close()

@@ -14,8 +14,10 @@ written while it ran.
 
 Under writes that never pause, a passive checkpoint rarely catches the log's end; when
 the log holds more than :data:`RESTART_FRAMES` pages, the checkpointer runs a
-``RESTART`` one, which waits for the writer of the moment (within the busy timeout)
-and lets the next write start the log again. A checkpoint that fails (a full disk) is
+``RESTART`` one, which waits for the writer of the moment and for the readers of older
+snapshots, holding new writers back meanwhile, and lets the next write start the log
+again. Its connection waits :data:`RESTART_WAIT` at most (a long export's snapshot
+must not hold the writers back): past that it gives up until the next wake-up. A checkpoint that fails (a full disk) is
 logged and tried again at the next wake-up; nothing committed depends on it, and the
 log keeps every commit until then. The store's last connection to close checkpoints
 what is left, as SQLite always does.
@@ -29,7 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-__all__ = ["COMMITS_PER_CHECKPOINT", "RESTART_FRAMES", "Checkpointer"]
+__all__ = ["COMMITS_PER_CHECKPOINT", "RESTART_FRAMES", "RESTART_WAIT", "Checkpointer"]
 
 log = logging.getLogger("bfx.storage")
 
@@ -39,10 +41,14 @@ COMMITS_PER_CHECKPOINT = 64
 #: Pages in the log past which the checkpointer waits for the writer (16 MiB of 4 KiB
 #: pages) rather than copy passively.
 RESTART_FRAMES = 4_096
+#: Seconds a ``RESTART`` checkpoint may hold new writers back waiting for a writer or an
+#: older reader (the checkpoint connection's busy timeout).
+RESTART_WAIT = 0.1
 
 
 class Checkpointer:
-    """Checkpoints ``connect()``'s database on its own thread when woken.
+    """Checkpoints ``connect()``'s database on its own thread when woken (``connect``
+    should wait :data:`RESTART_WAIT` at most for a lock).
 
     :meth:`committed` is called by the store after each commit, under its write lock;
     it counts, and every :data:`COMMITS_PER_CHECKPOINT` wakes the thread (started on

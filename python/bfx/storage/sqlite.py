@@ -23,7 +23,7 @@ from bfx import errors
 from bfx._core import Arena
 from bfx.storage import snapshot
 from bfx.storage.base import SqlStore, WouldBlock
-from bfx.storage.checkpoint import Checkpointer
+from bfx.storage.checkpoint import RESTART_WAIT, Checkpointer
 
 __all__ = ["DB_NAME", "SqliteStore", "backup"]
 
@@ -145,7 +145,7 @@ class SqliteStore(SqlStore):
         self.writes_without_waiting = synchronous != "full"
         self._data_version = -1
         self._seen_version = -1
-        self._checkpoints = Checkpointer(lambda: _connect(self.path, timeout=timeout))
+        self._checkpoints = Checkpointer(lambda: _connect(self.path, timeout=RESTART_WAIT))
         if not create and not self.path.is_file():
             raise errors.StorageError(
                 f"no bfx database at {self.path}; nothing was created",
