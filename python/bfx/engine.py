@@ -85,8 +85,9 @@ class Engine:
         # Single writes from concurrent threads share a transaction (group_commit.py).
         self.substrate_writes = GroupCommit(self.insert_substrates)
         self.relationship_writes = GroupCommit(self.insert_relationships)
-        # And so do single writes from coroutines (the server), through one thread of
-        # their own: made on the first such write over a durable store.
+        # And so do single writes from coroutines (the server): on the loop when the
+        # store need not wait, else on one thread of their own, made on the first
+        # such write over a durable store.
         self._writer: ThreadPoolExecutor | None = None
         self._loop_writes: tuple[LoopGroupCommit, LoopGroupCommit] | None = None
 
@@ -95,22 +96,27 @@ class Engine:
             self._writer.shutdown(wait=True)
         self.store.close()
 
+    def _write_thread(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="bfx-write")
+        return self._writer
+
     def _loop_doors(self) -> tuple[LoopGroupCommit, LoopGroupCommit]:
         doors = self._loop_writes
         if doors is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="bfx-write")
+            writer = self._write_thread()
             traced: Callable[[], bool] = lambda: tracing.tracer is not None  # noqa: E731
             now = self.store.writes_without_waiting
             doors = self._loop_writes = (
                 LoopGroupCommit(
                     self.insert_substrates,
-                    self._writer,
+                    writer,
                     traced,
                     functools.partial(self._write_now, self.insert_substrates) if now else None,
                 ),
                 LoopGroupCommit(
                     self.insert_relationships,
-                    self._writer,
+                    writer,
                     traced,
                     functools.partial(self._write_now, self.insert_relationships) if now else None,
                 ),
@@ -128,7 +134,7 @@ class Engine:
         except (WouldBlock, errors.StorageError):
             return None
         if self.store.prune_due:
-            self._writer.submit(self.store.prune_if_due)  # type: ignore[union-attr]
+            self._write_thread().submit(self.store.prune_if_due)
         return answers
 
     def refresh(self) -> int:
@@ -220,11 +226,9 @@ class Engine:
         if not self.store.durable:
             return self.insert_substrate(row, steps)
         if steps:
-            loop = asyncio.get_running_loop()
-            self._loop_doors()
             run = contextvars.copy_context().run  # the request's span, in the thread
-            answers = await loop.run_in_executor(
-                self._writer, lambda: run(self.insert_substrates, [row], steps=[steps])
+            answers = await asyncio.get_running_loop().run_in_executor(
+                self._write_thread(), lambda: run(self.insert_substrates, [row], steps=[steps])
             )
             answer = answers[0]
             if isinstance(answer, errors.BfxError):

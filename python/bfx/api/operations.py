@@ -39,8 +39,9 @@ AUTHENTICATED = "authenticated"
 #: Where a handler runs: on the event loop (microseconds), in a plain thread (quick but
 #: not microseconds), or in the bounded heavy pool (may touch the whole registry).
 #: ``write``: a single create, checked on the loop, whose handler awaits its commit:
-#: over a durable store the creates queued meanwhile share one commit on the write
-#: thread (group commit, ``bfx.group_commit``); in memory it is written at once.
+#: over a durable store the creates of one loop pass share one commit, written on the
+#: loop when the store need not wait, else on the write thread (group commit,
+#: ``bfx.group_commit``); in memory it is written at once.
 Runs = Literal["loop", "light", "heavy", "write"]
 
 

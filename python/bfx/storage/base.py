@@ -282,7 +282,7 @@ class Store:
     #: is quick when nothing stands in its way (SQLite without a sync per commit).
     writes_without_waiting = False
     #: A write done without waiting left the change log's pruning due (see
-    #: :meth:`SqlStore.prune`): the caller runs :meth:`prune` where it may wait.
+    #: :meth:`SqlStore.prune`): the caller runs ``prune_if_due`` where it may wait.
     prune_due = False
 
     @contextlib.contextmanager

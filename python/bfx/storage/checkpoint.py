@@ -5,7 +5,7 @@ SQLite's automatic checkpoint runs inside the commit that crosses its threshold 
 pages): that commit copies the log into the database and syncs it, so one write in a
 hundred or so waits milliseconds for work that is not its own (measured: commits of
 20-row groups, median 92 us, the checkpointing ones up to 8.8 ms; per row 22.6 us
-with them, 13.8 us without). The server's write connection turns it off, and the store
+with them, 13.8 us without). The store's write connection turns it off, and the store
 wakes a :class:`Checkpointer` every :data:`COMMITS_PER_CHECKPOINT` commits instead: on
 a connection of its own it runs a ``PASSIVE`` checkpoint, which copies what it can
 without waiting for or blocking readers or writers. Once a checkpoint has copied the

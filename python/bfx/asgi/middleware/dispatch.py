@@ -3,8 +3,9 @@
 Cheap operations (get, invoke: microseconds) run on the event loop; ``write`` ones
 (single creates) too, checked there and then awaiting their commit, which the creates
 of the same loop pass share (``bfx.group_commit``: written on the loop when the store
-need not wait, else on the engine's write thread); ``light`` ones run in a plain thread; ``heavy`` ones (batches, search, query, graph algorithms, export,
-import) in :class:`HeavyPool`: a fixed number of threads and a bounded queue in front of
+need not wait, else on the engine's write thread); ``light`` ones run in a plain
+thread; ``heavy`` ones (batches, search, query, graph algorithms, export, import) in
+:class:`HeavyPool`: a fixed number of threads and a bounded queue in front of
 them. When both are full the request is refused at once with 503 ``overloaded`` and
 ``Retry-After`` rather than queued without end, so cheap operations keep answering.
 
