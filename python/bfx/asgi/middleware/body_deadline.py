@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from asyncio import current_task
+from time import monotonic
 
 from bfx.errors import BfxError
 
@@ -42,12 +44,14 @@ class BodyDeadlines:
 
     def begin(self) -> asyncio.Task[object]:
         """Start the clock for the current task's body read."""
-        task = asyncio.current_task()
+        task = current_task()
         assert task is not None
-        loop = task.get_loop()
-        self._reads[task] = loop.time() + self.budget
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = loop.create_task(self._sweep())
+        # time.monotonic, not loop.time(): a C call rather than a method of the loop
+        # (Python code on asyncio's); the sweeper reads the same clock.
+        self._reads[task] = monotonic() + self.budget
+        sweeper = self._sweeper
+        if sweeper is None or sweeper.done():
+            self._sweeper = task.get_loop().create_task(self._sweep())
         return task
 
     def end(self, task: asyncio.Task[object]) -> None:
@@ -62,10 +66,9 @@ class BodyDeadlines:
         return False
 
     async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick)
-            now = loop.time()
+            now = monotonic()
             late = [task for task, deadline in self._reads.items() if deadline <= now]
             for task in late:
                 del self._reads[task]
