@@ -337,6 +337,21 @@ def test_a_bug_on_the_loop_fails_its_group_and_no_writer_hangs():
     assert after == 3
 
 
+def test_after_the_write_thread_is_shut_writers_get_a_storage_error_not_a_hang():
+    """An engine closing while creates are queued: each gets a 503-class error."""
+    door, executor = _door(lambda rows: list(rows))
+    executor.shutdown()
+
+    async def scenario():
+        return await asyncio.wait_for(
+            asyncio.gather(*[door.submit(r) for r in range(3)], return_exceptions=True), 10
+        )
+
+    answers = asyncio.run(scenario())
+    assert all(isinstance(a, errors.StorageError) for a in answers)
+    assert door._loops == {}
+
+
 def test_a_writer_that_stops_awaiting_does_not_take_its_row_back_or_stall_the_group():
     written: list[int] = []
     gate = threading.Event()

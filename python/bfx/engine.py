@@ -26,6 +26,7 @@ the local services) turn rows into models or API records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 from collections.abc import Callable, Iterator, Sequence
@@ -134,7 +135,9 @@ class Engine:
         except (WouldBlock, errors.StorageError):
             return None
         if self.store.prune_due:
-            self._write_thread().submit(self.store.prune_if_due)
+            # The write thread is shut once the engine closes: the next start prunes.
+            with contextlib.suppress(RuntimeError):
+                self._write_thread().submit(self.store.prune_if_due)
         return answers
 
     def refresh(self) -> int:

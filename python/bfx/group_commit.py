@@ -236,12 +236,20 @@ class LoopGroupCommit:
                 else:
                     self._idle(loop, queue)
                 return
-        if context is None:
-            out = loop.run_in_executor(self._executor, write_group, self._write_many, rows)
-        else:
-            out = loop.run_in_executor(
-                self._executor, context.run, write_group, self._write_many, rows
-            )
+        try:
+            if context is None:
+                out = loop.run_in_executor(self._executor, write_group, self._write_many, rows)
+            else:
+                out = loop.run_in_executor(
+                    self._executor, context.run, write_group, self._write_many, rows
+                )
+        except RuntimeError:  # the write thread is shut: the engine is closing
+            group += queue.waiting
+            queue.waiting = []
+            self._idle(loop, queue)
+            closing = errors.StorageError("the store is closing; nothing was written", {})
+            self._done(group, [closing] * len(group))
+            return
         out.add_done_callback(lambda done: self._answer(loop, queue, group, done))
 
     def _answer(
