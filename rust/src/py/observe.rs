@@ -85,7 +85,7 @@ impl RequestCounters {
         principal: &str,
     ) -> PyResult<bool> {
         let elapsed = self.finish_now(status, started, route, method);
-        lines.push_line(
+        lines.push(
             client,
             method,
             route.unwrap_or("-"),
@@ -132,31 +132,6 @@ pub struct AccessLines {
     inner: LineBuffer,
 }
 
-impl AccessLines {
-    #[allow(clippy::too_many_arguments)]
-    fn push_line(
-        &mut self,
-        client: &Bound<'_, PyAny>,
-        method: &str,
-        route: &str,
-        status: u16,
-        seconds: f64,
-        nbytes: u64,
-        principal: &str,
-    ) -> PyResult<bool> {
-        let host = host_of(client)?;
-        Ok(self.inner.push(&Line {
-            client: host.to_str()?,
-            method,
-            route,
-            status,
-            seconds,
-            bytes: nbytes,
-            principal,
-        }))
-    }
-}
-
 #[pymethods]
 impl AccessLines {
     #[new]
@@ -180,7 +155,16 @@ impl AccessLines {
         nbytes: u64,
         principal: &str,
     ) -> PyResult<bool> {
-        self.push_line(client, method, route, status, seconds, nbytes, principal)
+        let host = host_of(client)?;
+        Ok(self.inner.push(&Line {
+            client: host.to_str()?,
+            method,
+            route,
+            status,
+            seconds,
+            bytes: nbytes,
+            principal,
+        }))
     }
 
     /// Writes the lines held, in one system call (errors are dropped: a closed
