@@ -47,6 +47,7 @@ from bfx.storage.base import (
     Write,
 )
 from bfx.storage.metadata import set_metadata
+from bfx.switching import while_running
 from bfx.tracing import STORE_WRITE, span
 
 __all__ = ["Engine"]
@@ -217,7 +218,8 @@ class Engine:
         coroutine about to read the arena without the request's freshness step (a
         pipeline's create reads its steps)."""
         if self.store.durable:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.refresh)
+            loop = asyncio.get_running_loop()
+            await while_running(lambda: loop.run_in_executor(None, self.store.refresh))
 
     async def write_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
         """:meth:`insert_substrate` for a coroutine on the event loop: on a durable
@@ -230,8 +232,12 @@ class Engine:
             return self.insert_substrate(row, steps)
         if steps:
             run = contextvars.copy_context().run  # the request's span, in the thread
-            answers = await asyncio.get_running_loop().run_in_executor(
-                self._write_thread(), lambda: run(self.insert_substrates, [row], steps=[steps])
+            loop = asyncio.get_running_loop()
+            answers = await while_running(
+                lambda: loop.run_in_executor(
+                    self._write_thread(),
+                    lambda: run(self.insert_substrates, [row], steps=[steps]),
+                )
             )
             answer = answers[0]
             if isinstance(answer, errors.BfxError):

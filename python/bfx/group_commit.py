@@ -42,6 +42,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from bfx import errors
+from bfx.switching import while_running
 
 __all__ = ["MAX_GROUP", "GroupCommit", "LoopGroupCommit"]
 
@@ -238,10 +239,16 @@ class LoopGroupCommit:
                 return
         try:
             if context is None:
-                out = loop.run_in_executor(self._executor, write_group, self._write_many, rows)
+                out = while_running(
+                    lambda: loop.run_in_executor(
+                        self._executor, write_group, self._write_many, rows
+                    )
+                )
             else:
-                out = loop.run_in_executor(
-                    self._executor, context.run, write_group, self._write_many, rows
+                out = while_running(
+                    lambda: loop.run_in_executor(
+                        self._executor, context.run, write_group, self._write_many, rows
+                    )
                 )
         except RuntimeError:  # the write thread is shut: the engine is closing
             group += queue.waiting

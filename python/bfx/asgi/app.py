@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from bfx import tracing
+from bfx import switching, tracing
 from bfx.asgi import change_stream, handlers
 from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.live import LiveStreams, MetricsFeed, chain_shutdown_signals, send_bounded
@@ -38,9 +37,6 @@ from bfx.settings import Settings
 __all__ = ["App", "create_app"]
 
 log = logging.getLogger("bfx.asgi")
-
-#: Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms).
-WORKER_SWITCH_INTERVAL = 0.001
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -352,9 +348,6 @@ def login_service(settings: Settings, store: Any) -> LocalAuth:
 
 def create_app(settings: Settings | None = None) -> App:
     """The factory Granian calls in each worker: settings from ``BFX_*`` env vars."""
-    # A heavy thread (an import compiling thousands of records) holds the GIL for the
-    # whole switch interval each time the event loop asks for it: 1 ms instead of 5 ms
-    # cut /health's median during a 100k-record import from 5.8 to 1.8 ms (p99 37 ->
-    # 11 ms) at no cost to the import (benches/python/import_stall.py).
-    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    # The GIL switch interval follows what runs beside the loop (bfx.switching).
+    switching.install()
     return App(settings or Settings.from_env())

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from bfx import errors
+from bfx import errors, switching
 from bfx.api.operations import PREFIX
 from bfx.identity import parse_id
 
@@ -104,7 +104,7 @@ class Puller:
     async def next(self) -> bytes:
         stream = self.stream
         if self._watch is None:
-            return await asyncio.to_thread(next, stream, b"")  # type: ignore[call-overload]
+            return await switching.to_thread(next, stream, b"")  # type: ignore[call-overload]
         pending = asyncio.ensure_future(stream.__anext__())  # type: ignore[union-attr]
         await asyncio.wait((pending, self._watch), return_when=asyncio.FIRST_COMPLETED)
         if not pending.done():  # the client left

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from bfx import errors
+from bfx import errors, switching
 from bfx.api import types as s
 from bfx.asgi.base import Response, encode
 from bfx.services.interfaces import ChangeService
@@ -143,7 +143,7 @@ class ChangeStream:
                 if slots.closing:
                     break
             try:
-                page = await asyncio.to_thread(self._read)
+                page = await switching.to_thread(self._read)
             except errors.BfxError as exc:
                 self._closed = True
                 return _error_event(exc)

@@ -26,7 +26,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from bfx import errors
+from bfx import errors, switching
 from bfx.asgi.base import encode
 
 __all__ = [
@@ -217,7 +217,7 @@ class MetricsFeed:
         while self._queues:
             started = loop.time()
             try:
-                doc = await asyncio.to_thread(self._snapshot)
+                doc = await switching.to_thread(self._snapshot)
                 text = encode(doc).decode()
             except Exception:  # a tick lost, not the stream: the next one tries again
                 log.exception("metrics stream: computing the metrics failed")

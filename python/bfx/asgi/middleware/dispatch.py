@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bfx import errors
+from bfx import errors, switching
 from bfx.asgi.base import Response, encode, no_content
 from bfx.asgi.pipeline import Call, Handle
 from bfx.budget import Cancelled
@@ -58,9 +58,11 @@ class HeavyPool:
                 retry_after=1,
             )
         self.admitted += 1
+        switching.enter()  # a heavy thread beside the loop: switch the GIL often
 
     def release(self) -> None:
         self.admitted -= 1
+        switching.leave()
 
     async def call(self, cancelled: threading.Event, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on a pool thread, unless the client left while it queued.
@@ -130,7 +132,7 @@ def dispatch(pool: HeavyPool, services: Any) -> Handle:
         if runs == "heavy":
             return await _heavy(pool, run_and_pull, call)
         if runs == "light":
-            return await asyncio.to_thread(run_and_pull, call)
+            return await switching.to_thread(run_and_pull, call)
         if runs == "write":
             # A coroutine: it checks and builds the row here, then awaits the commit.
             route = call.route

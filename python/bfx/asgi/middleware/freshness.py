@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bfx.asgi.pipeline import Before, Call
+from bfx.switching import while_running
 
 __all__ = ["SharedCheck", "freshness"]
 
@@ -69,7 +70,7 @@ class SharedCheck:
         loop = asyncio.get_running_loop()
         job: asyncio.Future[Any]
         if self._probe is None:
-            job = loop.run_in_executor(None, self._refresh)
+            job = while_running(lambda: loop.run_in_executor(None, self._refresh))
         else:
             job = loop.create_task(self._probe_then_refresh())
         job.add_done_callback(lambda done: self._answer(batch, done))
@@ -77,7 +78,8 @@ class SharedCheck:
     async def _probe_then_refresh(self) -> None:
         assert self._probe is not None
         if await self._probe():
-            await asyncio.get_running_loop().run_in_executor(None, self._refresh)
+            loop = asyncio.get_running_loop()
+            await while_running(lambda: loop.run_in_executor(None, self._refresh))
 
     def _answer(self, batch: list[asyncio.Future[None]], done: asyncio.Future[Any]) -> None:
         gone = done.cancelled()  # the loop is closing: the check was cancelled
