@@ -100,6 +100,10 @@ class Call(Input):
     It is the handler's :class:`Input` too (one object per request, not two): a handler
     is typed to see only the Input part."""
 
+    #: What the awaitable of :meth:`read_body` raises when the client has gone, besides
+    #: :class:`ClientGone` itself (the reader turns these into ClientGone).
+    gone: tuple[type[BaseException], ...] = ()
+
     __slots__ = (
         "method",
         "path",
@@ -145,9 +149,26 @@ class Call(Input):
         #: When the request began (``perf_counter``), for the metrics and the access log.
         self.started = perf_counter()
 
-    async def read_body(self, limit: int, declared: bytes | None) -> bytes:
-        """The whole body, at most ``limit`` bytes (413 past it); ``declared`` is the
-        Content-Length sent, if any. Raises :class:`ClientGone` if the client left."""
+    def body_headers(self) -> tuple[bytes | None, bytes | None]:
+        """The Content-Type and Content-Length sent, each None if absent (one call for
+        the two headers every body read needs)."""
+        ctype = length = None
+        for key, value in self.headers:
+            if key == b"content-type":
+                ctype = value
+            elif key == b"content-length":
+                length = value
+        return ctype, length
+
+    def read_body(self, limit: int, declared: bytes | None) -> Awaitable[bytes]:
+        """An awaitable of the whole body, at most ``limit`` bytes (413 past it);
+        ``declared`` is the Content-Length sent, if any. Awaiting it raises
+        :class:`ClientGone`, or one of :attr:`gone`, if the client left. (An awaitable
+        rather than a coroutine method: a protocol may hand over its own future, one
+        coroutine fewer for the request to resume through.)"""
+        return self._receive_body(limit, declared)
+
+    async def _receive_body(self, limit: int, declared: bytes | None) -> bytes:
         receive = self.receive
         msg = await receive()
         if msg["type"] == "http.disconnect":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
@@ -76,6 +77,19 @@ class RsgiCall(Call):
     def header_text(self, name: str) -> str | None:
         return self.headers.get(name)  # type: ignore[no-any-return]
 
+    def body_headers(self) -> tuple[bytes | None, bytes | None]:
+        headers = self.headers
+        ctype = headers.get("content-type")
+        length = headers.get("content-length")
+        return (
+            (_UNREADABLE if "content-type" in headers else None)
+            if ctype is None
+            else ctype.encode(),
+            (_UNREADABLE if "content-length" in headers else None)
+            if length is None
+            else length.encode(),
+        )
+
     def header(self, name: bytes) -> bytes | None:
         headers = self.headers
         key = name.decode("latin-1")
@@ -87,16 +101,20 @@ class RsgiCall(Call):
             return _UNREADABLE if key in headers else None
         return value.encode()  # type: ignore[no-any-return]
 
-    async def read_body(self, limit: int, declared: bytes | None) -> bytes:
-        proto = self.proto
+    #: Granian's error for a client that left mid-body.
+    gone = (ProtocolClosed,)
+
+    def read_body(self, limit: int, declared: bytes | None) -> Awaitable[bytes]:
         if declared is not None and declared.isdigit() and int(declared) <= limit:
-            # Granian reads a declared body up to its length and no further: one await
-            # for all of it. A client that leaves before it is complete closes it.
-            try:
-                return await proto()  # type: ignore[no-any-return]
-            except ProtocolClosed:
-                raise ClientGone from None
-        # No length declared (chunked): count the chunks as they come.
+            # Granian reads a declared body up to its length and no further: its own
+            # future, awaited for all of it. A client that leaves before it is complete
+            # closes it (ProtocolClosed: ``gone``).
+            return self.proto()  # type: ignore[no-any-return]
+        return self._chunks(limit)
+
+    async def _chunks(self, limit: int) -> bytes:
+        """No length declared (chunked): count the chunks as they come."""
+        proto = self.proto
         chunks = []
         size = 0
         try:

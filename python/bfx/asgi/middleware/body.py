@@ -23,7 +23,7 @@ from bfx.api.decoding import MalformedJsonError, field_error
 from bfx.asgi.base import JSON
 from bfx.asgi.errors import BodyTooLargeError
 from bfx.asgi.middleware.body_deadline import BodyDeadlines, BodyTimeoutError
-from bfx.asgi.pipeline import Before, Call
+from bfx.asgi.pipeline import Before, Call, ClientGone
 from bfx.settings import Settings
 
 __all__ = ["body", "check_depth", "check_items", "decode_query"]
@@ -57,10 +57,9 @@ class body(Before):
         route = call.route
         kind = route.body
         limit = self.limits[route.body_limit]
-        ctype = call.header(b"content-type")
+        ctype, declared = call.body_headers()
         if ctype is not None and ctype != JSON:
             ctype = _media_type(ctype)
-        declared = call.header(b"content-length")
         # Refuse what will not fit before reading a byte of it.
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLargeError(limit)
@@ -85,9 +84,12 @@ class body(Before):
             if deadlines.timed_out(task):
                 raise BodyTimeoutError(deadlines.budget) from None
             raise
+        except call.gone:
+            raise ClientGone from None
         finally:
             deadlines.end(task)
-        if raw and json_nesting_exceeds(raw, self.depth):
+        # Nesting deeper than ``depth`` takes more than ``depth`` bytes of brackets.
+        if len(raw) > self.depth and json_nesting_exceeds(raw, self.depth):
             raise _too_deep(self.depth)
         call.raw = raw
         call.content_type = ctype

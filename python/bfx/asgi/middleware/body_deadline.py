@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from asyncio import current_task
+import sys
+from asyncio import get_running_loop
+from collections.abc import Callable
 from time import monotonic
 
 from bfx.errors import BfxError
 
 __all__ = ["BodyDeadlines", "BodyTimeoutError"]
+
+
+def _task_lookup() -> Callable[[], asyncio.Task[object] | None]:
+    """The running task, as cheaply as this Python can tell: on 3.11 asyncio's
+    ``current_task`` is Python code (a frame on every body read), so its table is read
+    directly; where that table is gone, asyncio's own function (C from 3.12)."""
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if sys.version_info >= (3, 12) or not isinstance(tasks, dict):
+        return asyncio.current_task
+    get = tasks.get
+    return lambda: get(get_running_loop())
+
+
+_current_task = _task_lookup()
 
 
 class BodyTimeoutError(BfxError):
@@ -44,7 +60,7 @@ class BodyDeadlines:
 
     def begin(self) -> asyncio.Task[object]:
         """Start the clock for the current task's body read."""
-        task = current_task()
+        task = _current_task()
         assert task is not None
         # time.monotonic, not loop.time(): a C call rather than a method of the loop
         # (Python code on asyncio's); the sweeper reads the same clock.
