@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 import threading
 
 import pytest
@@ -29,10 +30,15 @@ def test_threads_hammering_add_lose_no_count():
             counts.add(ids[(seed + i) % len(ids)], 1 + i % 2)
 
     workers = [threading.Thread(target=hammer, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        sys.setswitchinterval(old)
     total = threads * sum(1 + i % 2 for i in range(per_thread))
     assert sum(counts.get(i) for i in ids) == total
     assert len(counts) == len(ids)

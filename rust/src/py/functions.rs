@@ -1,7 +1,9 @@
 //! The module functions of `bfx._core` that need no arena: identities, id
-//! text, relationship-type names, the clock and the JSON nesting check.
+//! text, relationship-type names, the clock, the JSON nesting check and the
+//! invocation counter's add.
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use super::convert::{id_arg, now_micros};
 use super::errors::CoreResultExt;
@@ -60,6 +62,23 @@ fn json_nesting_exceeds(py: Python<'_>, text: &[u8], limit: usize) -> bool {
     py.detach(|| crate::jsondepth::nesting_exceeds(text, limit))
 }
 
+/// Adds `n` to `counts[key]` (0 when absent) and returns the new count, in one
+/// step under the GIL: between the read and the write no Python code runs (the
+/// keys are ints, whose hash and comparison are C, and an int count is not
+/// tracked by the collector), so threads adding at once lose nothing. Python's
+/// `d[k] = d.get(k, 0) + n` may switch threads between the two, and a lock
+/// around it cost an invoke more than the rest of the count (`bfx.invocations`).
+#[pyfunction]
+#[pyo3(signature = (counts, key, n = 1))]
+fn add_count(counts: &Bound<'_, PyDict>, key: &Bound<'_, PyAny>, n: u64) -> PyResult<u64> {
+    let count = match counts.get_item(key)? {
+        Some(value) => value.extract::<u64>()? + n,
+        None => n,
+    };
+    counts.set_item(key, count)?;
+    Ok(count)
+}
+
 /// Now, in microseconds since the Unix epoch.
 #[pyfunction]
 fn now_us() -> i64 {
@@ -74,5 +93,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
     m.add_function(wrap_pyfunction!(now_us, m)?)?;
     m.add_function(wrap_pyfunction!(json_nesting_exceeds, m)?)?;
+    m.add_function(wrap_pyfunction!(add_count, m)?)?;
     Ok(())
 }

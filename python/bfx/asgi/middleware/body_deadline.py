@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from asyncio import get_running_loop
-from collections.abc import Callable
+from asyncio import current_task, get_running_loop
 from time import monotonic
 
 from bfx.errors import BfxError
@@ -21,18 +20,12 @@ from bfx.errors import BfxError
 __all__ = ["BodyDeadlines", "BodyTimeoutError"]
 
 
-def _task_lookup() -> Callable[[], asyncio.Task[object] | None]:
-    """The running task, as cheaply as this Python can tell: on 3.11 asyncio's
-    ``current_task`` is Python code (a frame on every body read), so its table is read
-    directly; where that table is gone, asyncio's own function (C from 3.12)."""
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if sys.version_info >= (3, 12) or not isinstance(tasks, dict):
-        return asyncio.current_task
-    get = tasks.get
-    return lambda: get(get_running_loop())
-
-
-_current_task = _task_lookup()
+# The running tasks by loop: what asyncio.current_task() looks up. On 3.11 that function
+# is Python code (a frame on every body read), so its table is read here directly;
+# from 3.12 it is C, and the table may be gone.
+_RUNNING: dict[asyncio.AbstractEventLoop, asyncio.Task[object]] | None = (
+    getattr(asyncio.tasks, "_current_tasks", None) if sys.version_info < (3, 12) else None
+)
 
 
 class BodyTimeoutError(BfxError):
@@ -60,7 +53,7 @@ class BodyDeadlines:
 
     def begin(self) -> asyncio.Task[object]:
         """Start the clock for the current task's body read."""
-        task = _current_task()
+        task = current_task() if _RUNNING is None else _RUNNING.get(get_running_loop())
         assert task is not None
         # time.monotonic, not loop.time(): a C call rather than a method of the loop
         # (Python code on asyncio's); the sweeper reads the same clock.

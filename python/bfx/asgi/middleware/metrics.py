@@ -18,6 +18,7 @@ from typing import Any
 
 from bfx import errors
 from bfx.api import types as t
+from bfx.api.types import InvokeResponse
 from bfx.asgi.base import Response
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware.access_log import AccessLog, log_line
@@ -93,8 +94,9 @@ class metrics(Around):
 
 
 def _invoke(c: RequestMetrics, status: int, value: Any) -> None:
-    if isinstance(value, t.InvokeResponse):
-        c.count_invocations(1, 0, value.invocation_time_ms)
+    if type(value) is InvokeResponse:  # count_invocations(1, 0, ms), inlined: every invoke
+        c.invocations += 1
+        c.invocation_ms += value.invocation_time_ms
     elif isinstance(value, errors.InvocationError):
         c.count_invocations(0, 1, 0.0)
 
