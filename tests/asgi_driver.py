@@ -81,7 +81,15 @@ class Driver:
 
     # -- requests ------------------------------------------------------------------------
 
-    def request(
+    def request(self, method: str, path: str, **kw: Any) -> Result:
+        """One request, run to its answer on the driver's loop (see :meth:`scope`)."""
+        return self.loop.run_until_complete(self._run(*self.scope(method, path, **kw)))
+
+    async def arequest(self, method: str, path: str, **kw: Any) -> Result:
+        """The same from a coroutine on the driver's loop: requests that overlap."""
+        return await self._run(*self.scope(method, path, **kw))
+
+    def scope(
         self,
         method: str,
         path: str,
@@ -93,8 +101,8 @@ class Driver:
         query: dict[str, Any] | str | None = None,
         content_type: str | None = _MISSING,
         client: tuple[str, int] = ("127.0.0.1", 50000),
-    ) -> Result:
-        """One request (from ``client``, the peer address). ``json`` is encoded (content-type application/json unless
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """A request's ASGI scope and body messages (from ``client``, the peer address). ``json`` is encoded (content-type application/json unless
         ``content_type`` says otherwise; ``None`` sends no content-type); ``chunks``
         sends the body in several messages (no content-length)."""
         hdrs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
@@ -126,7 +134,7 @@ class Driver:
             "client": client,
             "server": ("127.0.0.1", 8000),
         }
-        return self.loop.run_until_complete(self._run(scope, parts))
+        return scope, parts
 
     async def _run(self, scope: dict[str, Any], parts: list[bytes]) -> Result:
         queue = [

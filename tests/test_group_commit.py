@@ -550,3 +550,58 @@ def test_kill_9_during_a_burst_loses_no_answered_create(tmp_path):
         assert not missing, f"{len(missing)} answered creates lost, e.g. {missing[:3]}"
     finally:
         again.close()
+
+
+def test_other_writes_wait_for_another_process_on_the_write_thread_not_the_loop(tmp_path):
+    """A delete, an alias and an update (``runs="store"``) over SQLite while another
+    process holds the write lock: each waits on the engine's write thread, the loop
+    answers GETs meanwhile, and each is done once the lock is let go."""
+    from asgi_driver import finish, started
+
+    driver = started(storage=str(tmp_path / "data"))
+    api = "/api/v1"
+    try:
+        made = [
+            driver.post(
+                f"{api}/substrates", {"expression_type": "expression", "expression_code": c}
+            ).json()["substrate_id"]
+            for c in ("x + 1", "x + 2")
+        ]
+        other = sqlite3.connect(tmp_path / "data" / "bfx.db", isolation_level=None)
+
+        async def scenario():
+            other.execute("BEGIN IMMEDIATE")  # another process is writing
+            writes = [
+                asyncio.ensure_future(driver.arequest("DELETE", f"{api}/substrates/{made[0]}")),
+                asyncio.ensure_future(
+                    driver.arequest("PUT", f"{api}/aliases/two", json={"substrate_id": made[1]})
+                ),
+                asyncio.ensure_future(
+                    driver.arequest(
+                        "PATCH", f"{api}/substrates/{made[1]}", json={"metadata": {"n": 2}}
+                    )
+                ),
+            ]
+            started = time.monotonic()
+            reads = 0
+            while time.monotonic() - started < 0.3:  # the loop keeps answering
+                r = await driver.arequest("GET", f"{api}/substrates/{made[1]}")
+                assert r.status == 200
+                reads += 1
+            assert not any(w.done() for w in writes)  # still waiting for the lock
+            other.execute("ROLLBACK")
+            return reads, await asyncio.wait_for(asyncio.gather(*writes), 30)
+
+        reads, (deleted, aliased, updated) = driver.loop.run_until_complete(scenario())
+        other.close()
+        assert reads >= 20
+        assert (deleted.status, aliased.status, updated.status) == (204, 200, 200), (
+            deleted,
+            aliased,
+            updated,
+        )
+        assert driver.get(f"{api}/substrates/{made[0]}").status == 404
+        assert driver.get(f"{api}/aliases/two").json()["substrate_id"] == made[1]
+        assert driver.get(f"{api}/substrates/{made[1]}").json()["metadata"] == {"n": 2}
+    finally:
+        finish(driver)

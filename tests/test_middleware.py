@@ -414,6 +414,32 @@ def test_dispatch_runs_each_operation_where_it_says():
     pool.shutdown()
 
 
+def test_other_writes_go_through_the_engines_write_runner_or_run_on_the_loop():
+    """``store`` operations run through ``store_write`` (the engine's write thread over
+    a durable store); without one (in memory) on the loop, like ``loop`` ones."""
+    where = []
+    ran = []
+
+    def handler(svc, inp):
+        where.append(threading.current_thread().name)
+        return Response(204)
+
+    async def store_write(fn, *args):
+        ran.append(fn)
+        return await asyncio.to_thread(fn, *args)
+
+    pool = HeavyPool(threads=1, queue=0)
+    try:
+        call = _call(route=_op("store", handler))
+        assert _run(dispatch(pool, None, store_write), call).status == 204
+        assert _run(dispatch(pool, None), _call(route=_op("store", handler))).status == 204
+    finally:
+        pool.shutdown()
+    assert ran == [handler]
+    assert where[0] != threading.main_thread().name
+    assert where[1] == threading.main_thread().name
+
+
 def test_a_single_create_is_awaited_on_the_loop():
     """A ``write`` operation's handler is a coroutine awaited on the event loop (its
     commit, shared with the creates of the same pass, is what it waits for)."""

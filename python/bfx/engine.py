@@ -31,7 +31,7 @@ import contextvars
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from bfx import errors, tracing
 from bfx._core import Arena, format_id, relationship_id
@@ -49,6 +49,8 @@ from bfx.storage.base import (
 from bfx.storage.metadata import set_metadata
 from bfx.switching import while_running
 from bfx.tracing import STORE_WRITE, span
+
+T = TypeVar("T")
 
 __all__ = ["Engine"]
 
@@ -212,6 +214,21 @@ class Engine:
         if isinstance(answer, errors.BfxError):
             raise answer
         return answer  # type: ignore[no-any-return]
+
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs ``fn(*args)``, a write other than a single create (an update, a
+        delete, a version, an alias, a lens, a key), for a coroutine on the event loop:
+        over a durable store on the write thread, since its commit may wait for another
+        process's write lock (SQLite's busy timeout) and the loop must never wait with
+        it; in memory at once, there being nothing to wait for. In the caller's context
+        (its trace span)."""
+        if not self.store.durable:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        run = contextvars.copy_context().run
+        return await while_running(  # type: ignore[no-any-return]
+            lambda: loop.run_in_executor(self._write_thread(), run, fn, *args)
+        )
 
     async def catch_up(self) -> None:
         """Applies what other processes committed (:meth:`refresh`) in a thread, for a

@@ -41,8 +41,11 @@ AUTHENTICATED = "authenticated"
 #: ``write``: a single create, checked on the loop, whose handler awaits its commit:
 #: over a durable store the creates of one loop pass share one commit, written on the
 #: loop when the store need not wait, else on the write thread (group commit,
-#: ``bfx.group_commit``); in memory it is written at once.
-Runs = Literal["loop", "light", "heavy", "write"]
+#: ``bfx.group_commit``); in memory it is written at once. ``store``: any other write
+#: (an update, a delete, a version, an alias, a lens, a key): over a durable store on
+#: the engine's write thread, since its commit may wait for another process's write lock
+#: and the loop must not wait with it; in memory on the loop.
+Runs = Literal["loop", "light", "heavy", "write", "store"]
 
 
 #: Path parameters that are 64-bit ids.
@@ -284,6 +287,7 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(422,),
         example=_ex(t.CreateKey),
         idempotent=False,
+        runs="store",
     ),
     Operation(
         "list_keys",
@@ -303,6 +307,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         status=204,
         errors=(404,),
+        runs="store",
     ),
     # --- login (DESIGN.md §7) ---------------------------------------------------------------
     Operation(
@@ -374,6 +379,7 @@ OPERATIONS: tuple[Operation, ...] = (
         response=t.SubstrateRecord,
         errors=(400, 404, 422),
         example=_ex(t.UpdateSubstrate),
+        runs="store",
     ),
     Operation(
         "delete_substrate",
@@ -384,6 +390,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "substrates:write",
         status=204,
         errors=(400, 404, 409),
+        runs="store",
     ),
     # Pipelines (DESIGN.md §9, docs/domain.md): the seed's spelling of a create.
     Operation(
@@ -398,6 +405,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(409, 422),
         example=_ex(t.ComposeRequest),
+        runs="store",
     ),
     Operation(
         "invoke",
@@ -652,6 +660,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "relationships:write",
         status=204,
         errors=(400, 404, 409),
+        runs="store",
     ),
     # --- graph algorithms -----------------------------------------------------------------
     Operation(
@@ -735,6 +744,7 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 404, 409, 422),
         example=_ex(t.CreateVersion),
         idempotent=False,
+        runs="store",
     ),
     Operation(
         "versions",
@@ -758,6 +768,7 @@ OPERATIONS: tuple[Operation, ...] = (
         response=t.VersionList,
         errors=(400, 404, 422),
         idempotent=False,
+        runs="store",
     ),
     Operation(
         "put_alias",
@@ -770,6 +781,7 @@ OPERATIONS: tuple[Operation, ...] = (
         response=t.AliasRecord,
         errors=(404, 422),
         example=_ex(t.PutAlias),
+        runs="store",
     ),
     Operation(
         "get_alias",
@@ -790,6 +802,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "substrates:write",
         status=204,
         errors=(404,),
+        runs="store",
     ),
     Operation(
         "invoke_alias",
@@ -816,6 +829,7 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         errors=(409, 422),
         example=_ex(t.CreateLens),
+        runs="store",
     ),
     Operation(
         "list_lenses",
@@ -845,6 +859,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "substrates:write",
         status=204,
         errors=(404, 409),
+        runs="store",
     ),
     Operation(
         "apply_lens",

@@ -95,7 +95,9 @@ class App:
             deadlines=self._body_deadlines,
             tracer=self._tracer,
         )
-        self._pipeline = build(middleware, dispatch(self.heavy, self.services))
+        engine = self.registry.engine
+        store_write = engine.run_write if engine.store.durable else None
+        self._pipeline = build(middleware, dispatch(self.heavy, self.services, store_write))
         self.exporter.start(loop)
         change_stream.SLOTS.configure(settings.stream_clients, settings.stream_poll)
         if loop is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -97,10 +97,16 @@ def next_chunk(stream: Iterator[bytes]) -> bytes:
     return next(stream, b"")
 
 
-def dispatch(pool: HeavyPool, services: Any) -> Handle:
+def dispatch(
+    pool: HeavyPool,
+    services: Any,
+    store_write: Callable[..., Awaitable[Any]] | None = None,
+) -> Handle:
     """The innermost stage: the operation's handler on the services, on the loop (a
-    ``write`` one awaited there), in a plain thread or in the heavy pool; its typed
-    answer becomes the Response."""
+    ``write`` one awaited there), in a plain thread, in the heavy pool, or (a ``store``
+    one) through ``store_write(fn, *args)``, the engine's
+    :meth:`~bfx.engine.Engine.run_write` (None: on the loop); its typed answer becomes
+    the Response."""
 
     def run_and_pull(call: Call) -> Response:
         route = call.route
@@ -113,7 +119,8 @@ def dispatch(pool: HeavyPool, services: Any) -> Handle:
         """A cheap operation answered right here, without a coroutine of its own (the
         pipeline calls this first); None for the others."""
         route = call.route
-        if route.runs != "loop":
+        runs = route.runs
+        if runs != "loop" and (runs != "store" or store_write is not None):
             return None
         # answer(), inlined: this runs for every GET, invoke and create.
         value = route.handler(services, call)
@@ -137,6 +144,9 @@ def dispatch(pool: HeavyPool, services: Any) -> Handle:
             # A coroutine: it checks and builds the row here, then awaits the commit.
             route = call.route
             return answer(route.op, await route.handler(services, call))
+        if runs == "store" and store_write is not None:
+            route = call.route
+            return answer(route.op, await store_write(route.handler, services, call))
         return on_the_loop(call)  # type: ignore[return-value]
 
     handle.sync = on_the_loop  # type: ignore[attr-defined]
