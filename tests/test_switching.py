@@ -71,6 +71,27 @@ def test_a_library_process_keeps_its_own_interval():
         sys.setswitchinterval(before)
 
 
+def test_a_shut_pool_is_no_longer_at_work_and_late_releases_are_ignored(installed):
+    pool = HeavyPool(2, 1)
+    for _ in range(3):
+        pool.admit()
+    assert switching.at_work() == 3
+    pool.shutdown()
+    assert (pool.admitted, switching.at_work()) == (0, 0)
+    pool.release()  # a stream sent after the shutdown gives its slot back
+    assert (pool.admitted, switching.at_work()) == (0, 0)
+    assert sys.getswitchinterval() == pytest.approx(switching.IDLE)
+
+
+def test_an_unmatched_leave_never_goes_below_idle(installed):
+    switching.leave()
+    assert switching.at_work() == 0
+    switching.enter()
+    assert sys.getswitchinterval() == pytest.approx(switching.BUSY)
+    switching.leave()
+    assert sys.getswitchinterval() == pytest.approx(switching.IDLE)
+
+
 def test_the_heavy_pool_is_busy_from_admission_to_release(installed):
     pool = HeavyPool(1, 1)
     try:

@@ -83,6 +83,8 @@ def leave() -> None:
     """That work is done (the last one: :data:`IDLE`)."""
     global _at_work
     with _lock:
+        if _at_work == 0:  # an unmatched leave (a bug): never below idle
+            return
         _at_work -= 1
         if _at_work == 0 and _installed:
             sys.setswitchinterval(IDLE)

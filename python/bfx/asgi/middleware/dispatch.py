@@ -61,8 +61,9 @@ class HeavyPool:
         switching.enter()  # a heavy thread beside the loop: switch the GIL often
 
     def release(self) -> None:
-        self.admitted -= 1
-        switching.leave()
+        if self.admitted > 0:  # a stream finishing after shutdown() released it already
+            self.admitted -= 1
+            switching.leave()
 
     async def call(self, cancelled: threading.Event, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on a pool thread, unless the client left while it queued.
@@ -78,6 +79,8 @@ class HeavyPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        while self.admitted:  # nothing more runs here: not at work any more
+            self.release()
 
 
 def _unless_cancelled(cancelled: threading.Event, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
