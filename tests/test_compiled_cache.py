@@ -4,11 +4,10 @@ eviction answers what it found."""
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections import OrderedDict
 
 from bfx.domain.substrates import CompiledCache
+from racing import race
 
 
 def test_a_lookup_keeps_an_entry_and_the_least_recently_used_goes():
@@ -44,24 +43,13 @@ def test_threads_looking_up_and_putting_lose_no_lookup():
     for key in range(16):
         cache.put(key, object())  # type: ignore[arg-type]
     rounds, threads = 2_000, 6
-    barrier = threading.Barrier(threads)
 
     def work(seed: int) -> None:
-        barrier.wait()
         for i in range(rounds):
             key = (seed * 7 + i) % 16
             if cache.get(key) is None:
                 cache.put(key, object())  # type: ignore[arg-type]
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-    finally:
-        sys.setswitchinterval(old)
+    race(work, threads)
     assert cache.hits + cache.misses == rounds * threads
     assert len(cache) == 8

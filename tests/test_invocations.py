@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import sys
-import threading
 
 import pytest
 import xxhash
@@ -16,29 +14,19 @@ from bfx import Registry
 from bfx._core import Arena
 from bfx.invocations import InvocationCounts
 from bfx.storage import snapshot
+from racing import race
 
 
 def test_threads_hammering_add_lose_no_count():
     counts = InvocationCounts()
     ids = [1, 2, 3, 2**64 - 1]
     per_thread, threads = 5_000, 8
-    barrier = threading.Barrier(threads)
 
     def hammer(seed: int) -> None:
-        barrier.wait()
         for i in range(per_thread):
             counts.add(ids[(seed + i) % len(ids)], 1 + i % 2)
 
-    workers = [threading.Thread(target=hammer, args=(t,)) for t in range(threads)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-    finally:
-        sys.setswitchinterval(old)
+    race(hammer, threads)
     total = threads * sum(1 + i % 2 for i in range(per_thread))
     assert sum(counts.get(i) for i in ids) == total
     assert len(counts) == len(ids)

@@ -150,25 +150,24 @@ class Call(Input):
         self.started = perf_counter()
 
     def body_headers(self) -> tuple[bytes | None, bytes | None]:
-        """The Content-Type and Content-Length sent, each None if absent (one call for
-        the two headers every body read needs)."""
+        """The Content-Type and Content-Length sent (the first of each, as
+        :meth:`header` reads them), each None if absent: one call for the two headers
+        every body read needs."""
         ctype = length = None
         for key, value in self.headers:
             if key == b"content-type":
-                ctype = value
-            elif key == b"content-length":
+                if ctype is None:
+                    ctype = value
+            elif key == b"content-length" and length is None:
                 length = value
         return ctype, length
 
-    def read_body(self, limit: int, declared: bytes | None) -> Awaitable[bytes]:
-        """An awaitable of the whole body, at most ``limit`` bytes (413 past it);
-        ``declared`` is the Content-Length sent, if any. Awaiting it raises
-        :class:`ClientGone`, or one of :attr:`gone`, if the client left. (An awaitable
-        rather than a coroutine method: a protocol may hand over its own future, one
-        coroutine fewer for the request to resume through.)"""
-        return self._receive_body(limit, declared)
-
-    async def _receive_body(self, limit: int, declared: bytes | None) -> bytes:
+    async def read_body(self, limit: int, declared: bytes | None) -> bytes:
+        """The whole body, at most ``limit`` bytes (413 past it); ``declared`` is the
+        Content-Length sent, if any. Awaiting it raises :class:`ClientGone`, or one of
+        :attr:`gone`, if the client left. A protocol may override it with a plain
+        method returning its own future: one coroutine fewer for the request to resume
+        through."""
         receive = self.receive
         msg = await receive()
         if msg["type"] == "http.disconnect":

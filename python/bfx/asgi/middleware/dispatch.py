@@ -118,12 +118,14 @@ def dispatch(
             resp.first = next_chunk(resp.stream)
         return resp
 
+    # Where the other writes have no thread to go to (in memory), they run here too.
+    inline = ("loop",) if store_write is not None else ("loop", "store")
+
     def on_the_loop(call: Call) -> Response | None:
         """A cheap operation answered right here, without a coroutine of its own (the
         pipeline calls this first); None for the others."""
         route = call.route
-        runs = route.runs
-        if runs != "loop" and (runs != "store" or store_write is not None):
+        if route.runs not in inline:
             return None
         # answer(), inlined: this runs for every GET, invoke and create.
         value = route.handler(services, call)
