@@ -229,6 +229,43 @@ def test_store_writes_on_sqlite_and_a_batch_invoke_are_spans(tmp_path: Path) -> 
     assert batch.attributes["bfx.invocations"] == 2
 
 
+def test_a_write_handed_to_the_thread_is_not_a_failed_span(tmp_path: Path) -> None:
+    """A group the loop cannot write without waiting (another process holds SQLite's
+    write lock) goes to the write thread: the loop's attempt ends as handed over, its
+    status unset, and the thread's write is a span of its own."""
+    import sqlite3
+
+    from opentelemetry.trace import StatusCode
+
+    from bfx import Registry
+    from bfx import tracing as bfx_tracing
+    from bfx.rows import SubstrateRow
+
+    provider, exporter = _provider()
+    bfx_tracing.install(provider.get_tracer("test"))
+    reg = Registry(storage=str(tmp_path / "data"))
+    other = sqlite3.connect(tmp_path / "data" / "bfx.db", isolation_level=None)
+    try:
+        engine = reg.engine
+        code = "lambda x: x + 3"
+        rows = [SubstrateRow(None, "lambda", code, code, b"{}", 1)]
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        assert engine._write_now(engine.insert_substrates, rows) is None
+        other.execute("ROLLBACK")
+        (written,) = engine.insert_substrates(rows)  # what the write thread then does
+        assert written in reg
+    finally:
+        other.close()
+        reg.close()
+        bfx_tracing.install(None)
+    handed, done = [s for s in exporter.get_finished_spans() if s.name == "bfx.store.write"]
+    assert handed.attributes["bfx.store.handed_over"] is True
+    assert handed.status.status_code == StatusCode.UNSET
+    assert not handed.events  # no exception recorded
+    assert "bfx.store.handed_over" not in done.attributes
+    assert done.status.status_code == StatusCode.UNSET
+
+
 def test_without_an_endpoint_the_app_does_not_assemble_tracing() -> None:
     from bfx.asgi import App, Settings
 

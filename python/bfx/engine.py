@@ -327,20 +327,28 @@ class Engine:
                     if written:
                         self.store.log_many(op, [a for a in answers if type(a) is int])
                 return answers  # type: ignore[no-any-return]
-            with self.store.write(nowait=nowait) as w:
-                answers, prepared = check(items)
-                upto = self._upto(answers, atomic, dry_run, until_failure)
-                if upto:
-                    add(
-                        w,
-                        [
-                            (r, a)
-                            for r, a in zip(rows[:upto], answers, strict=False)
-                            if type(a) is int
-                        ],
-                    )
-                    w.after = lambda: self._apply(prepared, upto, kind)
-            return answers  # type: ignore[no-any-return]
+            try:
+                with self.store.write(nowait=nowait) as w:
+                    answers, prepared = check(items)
+                    upto = self._upto(answers, atomic, dry_run, until_failure)
+                    if upto:
+                        add(
+                            w,
+                            [
+                                (r, a)
+                                for r, a in zip(rows[:upto], answers, strict=False)
+                                if type(a) is int
+                            ],
+                        )
+                        w.after = lambda: self._apply(prepared, upto, kind)
+            except WouldBlock:
+                # Nothing was written: the write thread writes the rows next, in a span
+                # of its own. This one ends as handed over, not as a failure.
+                if traced is not None:
+                    traced.set_attribute("bfx.store.handed_over", True)
+            else:
+                return answers  # type: ignore[no-any-return]
+        raise WouldBlock
 
     @staticmethod
     def _upto(answers: list[Answer], atomic: bool, dry_run: bool, until_failure: bool) -> int:
