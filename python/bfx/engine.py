@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bfx import errors, tracing
+from bfx import errors, switching, tracing
 from bfx._core import Arena, format_id, relationship_id
 from bfx.group_commit import GroupCommit, LoopGroupCommit
 from bfx.rows import RelationshipRow, SubstrateRow
@@ -235,8 +235,7 @@ class Engine:
         coroutine about to read the arena without the request's freshness step (a
         pipeline's create reads its steps)."""
         if self.store.durable:
-            loop = asyncio.get_running_loop()
-            await while_running(lambda: loop.run_in_executor(None, self.store.refresh))
+            await switching.to_thread(self.store.refresh)
 
     async def write_substrate(self, row: SubstrateRow, steps: Sequence[int] | None = None) -> int:
         """:meth:`insert_substrate` for a coroutine on the event loop: on a durable
@@ -248,13 +247,8 @@ class Engine:
         if not self.store.durable:
             return self.insert_substrate(row, steps)
         if steps:
-            run = contextvars.copy_context().run  # the request's span, in the thread
-            loop = asyncio.get_running_loop()
-            answers = await while_running(
-                lambda: loop.run_in_executor(
-                    self._write_thread(),
-                    lambda: run(self.insert_substrates, [row], steps=[steps]),
-                )
+            answers = await self.run_write(
+                functools.partial(self.insert_substrates, steps=[steps]), [row]
             )
             answer = answers[0]
             if isinstance(answer, errors.BfxError):

@@ -237,19 +237,11 @@ class LoopGroupCommit:
                 else:
                     self._idle(loop, queue)
                 return
+        job: tuple[Any, ...] = (write_group, self._write_many, rows)
+        if context is not None:  # the first writer's span, in the thread
+            job = (context.run, *job)
         try:
-            if context is None:
-                out = while_running(
-                    lambda: loop.run_in_executor(
-                        self._executor, write_group, self._write_many, rows
-                    )
-                )
-            else:
-                out = while_running(
-                    lambda: loop.run_in_executor(
-                        self._executor, context.run, write_group, self._write_many, rows
-                    )
-                )
+            out = while_running(lambda: loop.run_in_executor(self._executor, *job))
         except RuntimeError:  # the write thread is shut: the engine is closing
             group += queue.waiting
             queue.waiting = []

@@ -26,6 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bfx import switching
 from bfx.asgi.pipeline import Before, Call
 from bfx.switching import while_running
 
@@ -78,8 +79,7 @@ class SharedCheck:
     async def _probe_then_refresh(self) -> None:
         assert self._probe is not None
         if await self._probe():
-            loop = asyncio.get_running_loop()
-            await while_running(lambda: loop.run_in_executor(None, self._refresh))
+            await switching.to_thread(self._refresh)
 
     def _answer(self, batch: list[asyncio.Future[None]], done: asyncio.Future[Any]) -> None:
         gone = done.cancelled()  # the loop is closing: the check was cancelled
