@@ -272,6 +272,73 @@ def test_a_log_past_restart_frames_is_restarted(tmp_path, monkeypatch):
     assert points.last[0] == 0  # not busy: the log was copied and restarted
 
 
+def test_a_restart_holds_this_process_s_writers_on_the_store_lock(tmp_path, monkeypatch):
+    """The RESTART runs holding the store's write lock, so that this process's writers
+    wait on the lock and go on the moment it ends, rather than poll SQLite's lock
+    through its busy handler's growing sleeps; the PASSIVE one before it holds nothing."""
+    from bfx.storage import checkpoint
+
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 0)
+    data = tmp_path / "data"
+    reg = Registry(data_dir=data)
+    store = reg._engine.store
+    for n in range(20):
+        reg.create("expression", f"x + {n}")
+    seen: list[tuple[str, bool]] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.conn = sqlite3.connect(data / "bfx.db", check_same_thread=False)
+
+        def execute(self, sql: str):
+            # Whether the checkpoint thread holds the store's lock as it sends this.
+            seen.append((sql, store._lock._is_owned()))
+            return self.conn.execute(sql)
+
+        def close(self) -> None:
+            self.conn.close()
+
+    points = checkpoint.Checkpointer(Recording, hold=store._lock)
+    try:
+        points.committed(checkpoint.COMMITS_PER_CHECKPOINT)
+        _wait_for(lambda: points.runs == 1)
+        assert seen == [
+            ("PRAGMA wal_checkpoint(PASSIVE)", False),
+            ("PRAGMA wal_checkpoint(RESTART)", True),
+        ]
+        assert points.last is not None
+        assert points.last[0] == 0
+        reg.create("expression", "y")  # the lock was let go
+        assert _wal_pages(data / "bfx.db") >= 1
+
+        # A writer of this process holding the lock past RESTART_WAIT: the checkpointer
+        # gives up until its next wake-up, sending no RESTART.
+        seen.clear()
+        held = threading.Event()
+        done = threading.Event()
+
+        def writer() -> None:
+            with store._lock:
+                held.set()
+                done.wait(5)  # bounded
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        held.wait(5)
+        try:
+            points.committed(checkpoint.COMMITS_PER_CHECKPOINT)
+            _wait_for(lambda: points.runs == 2)
+        finally:
+            done.set()
+            thread.join()
+        assert [sql for sql, _ in seen] == ["PRAGMA wal_checkpoint(PASSIVE)"]
+        assert points.last is not None
+        assert points.last[0] == 1  # busy: tried again later
+    finally:
+        points.close()
+        reg.close()
+
+
 def test_a_failed_checkpoint_is_logged_and_tried_again(tmp_path, caplog):
     import logging
 

@@ -14,7 +14,8 @@ each server's ratio to the first. ``create`` is ``POST /substrates`` with a new
 expression each time; ``get`` is ``GET /substrates/{id}``. With ``--before TREE`` (a
 ``python/`` directory holding a built ``bfx``: ``git archive <commit> python | tar -x -C
 /tmp/old`` and a copy of ``_core.abi3.so`` when the Rust is the same) every backend also
-runs from that tree, in the same rounds.
+runs from that tree, in the same rounds; given more than once, each tree is labelled by
+its parent directory's name.
 
 Figures, never assertions: this is not a test. Needs ``wrk``; PostgreSQL's binaries
 for the postgresql backend (it is left out, saying why, without them).
@@ -69,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per route and backend (1)")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--routes", default=",".join(ROUTES))
-    p.add_argument("--before", type=Path, help="also run every backend from this python/ tree")
+    p.add_argument(
+        "--before",
+        type=Path,
+        action="append",
+        default=[],
+        help="also run every backend from this python/ tree (repeatable: each tree is "
+        "then labelled by its parent directory's name)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 60 or not 1 <= args.repeat <= 10:
         p.error("--duration must be 1..60 and --repeat 1..10")
@@ -95,14 +103,18 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"postgresql left out: {exc}")
                     backends.remove("postgresql")
             servers: dict[str, tuple[str, dict[str, tuple[str, str | None]]]] = {}
+            trees = {
+                ("before" if len(args.before) == 1 else tree.resolve().parent.name): tree
+                for tree in args.before
+            }
             labels = list(backends)
-            if args.before is not None:
-                labels += [f"{b} before" for b in backends]
+            for name in trees:
+                labels += [f"{b} {name}" for b in backends]
             for label in labels:
-                backend = label.split()[0]
+                backend, _, tree = label.partition(" ")
                 env = clean_env()
-                if label.endswith(" before"):
-                    env["PYTHONPATH"] = str(args.before.resolve())
+                if tree:
+                    env["PYTHONPATH"] = str(trees[tree].resolve())
                 port = _free_port()
                 url = pg.new_database() if backend == "postgresql" and pg else None
                 (tmp / label).mkdir()

@@ -145,7 +145,9 @@ class SqliteStore(SqlStore):
         self.writes_without_waiting = synchronous != "full"
         self._data_version = -1
         self._seen_version = -1
-        self._checkpoints = Checkpointer(lambda: _connect(self.path, timeout=RESTART_WAIT))
+        self._checkpoints = Checkpointer(
+            lambda: _connect(self.path, timeout=RESTART_WAIT), hold=self._lock
+        )
         if not create and not self.path.is_file():
             raise errors.StorageError(
                 f"no bfx database at {self.path}; nothing was created",
