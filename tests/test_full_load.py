@@ -1,10 +1,12 @@
-"""A full load from the database (no snapshot) goes through ``Arena.load_substrates``
-and ``load_relationships``: it must build the very arena the per-item path built
-(records, and adjacency in the same order), and a damaged row must stop it with a
-StorageError naming the row, never a crash."""
+"""A full load from the database (no snapshot) goes through ``Arena.load_sqlite`` (the
+core reading SQLite itself) or ``Arena.load_substrates`` and ``load_relationships``
+(rows read through Python; PostgreSQL, or when the core declines): either must build
+the very arena the per-item path built (records, and adjacency in the same order), and
+a damaged row must stop it with a StorageError naming the row, never a crash."""
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 from pathlib import Path
@@ -115,13 +117,104 @@ def shape(arena: Arena) -> tuple:
     return records, adjacency, sorted(edges), arena.relationship_count
 
 
+DECLINED = "full load through Python"
+
+
+@pytest.fixture
+def storage_log(caplog):
+    caplog.set_level(logging.INFO, logger="bfx.storage")
+    return caplog
+
+
+@pytest.mark.parametrize("reader", ["core", "python"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_bulk_load_builds_the_arena_the_per_item_path_built(tmp_path, seed):
+def test_bulk_load_builds_the_arena_the_per_item_path_built(
+    tmp_path, seed, reader, monkeypatch, storage_log
+):
+    from bfx.storage.sqlite import SqliteStore
+
+    if reader == "python":
+        monkeypatch.setattr(SqliteStore, "load_in_core", False)
     random_store(tmp_path, seed)
     loaded, reference = full_load(tmp_path), per_item_arena(tmp_path)
     assert len(loaded) == 300
     assert loaded.relationship_count > 1000
     assert shape(loaded) == shape(reference)
+    # The core read every row itself (this Python's sqlite3 links SQLite as a
+    # shared library), or was told not to.
+    assert (DECLINED in storage_log.text) == (reader == "python")
+
+
+def _load_sqlite(arena: Arena, data_dir: Path, seq: int, module: str | None = None):
+    import _sqlite3
+
+    from bfx.storage.sqlite import SqliteStore
+
+    return arena.load_sqlite(
+        module or _sqlite3.__file__,
+        str(data_dir / "bfx.db"),
+        "SELECT seq FROM bfx_head",
+        SqliteStore._LOAD_SUBSTRATES,
+        SqliteStore._LOAD_RELATIONSHIPS,
+        seq,
+        1000,
+    )
+
+
+def _head(data_dir: Path) -> int:
+    conn = sqlite3.connect(data_dir / "bfx.db")
+    try:
+        return int(conn.execute("SELECT seq FROM bfx_head").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_the_core_read_declines_a_head_other_than_the_caller_s(tmp_path):
+    """The core reads in a transaction of its own: it loads only when that
+    transaction's head is the one the caller's snapshot holds."""
+    random_store(tmp_path, 4, n=30, m=60)
+    head = _head(tmp_path)
+    arena = Arena()
+    why = _load_sqlite(arena, tmp_path, head + 1)
+    assert why is not None and "moved on" in why
+    assert len(arena) == 0
+    assert _load_sqlite(arena, tmp_path, head) is None
+    assert len(arena) == 30
+    assert shape(arena) == shape(per_item_arena(tmp_path))
+
+
+def test_the_core_read_declines_a_sqlite_it_cannot_share(tmp_path):
+    """Only the SQLite library Python's sqlite3 runs on may open the database (two
+    copies in one process would drop each other's locks): a module that does not
+    expose SQLite, or one not loaded, is declined, and nothing is loaded."""
+    from bfx import _core
+
+    random_store(tmp_path, 5, n=10, m=10)
+    head = _head(tmp_path)
+    arena = Arena()
+    why = _load_sqlite(arena, tmp_path, head, module=_core.__file__)
+    assert why is not None and "does not expose SQLite" in why
+    why = _load_sqlite(arena, tmp_path, head, module=str(tmp_path / "missing.so"))
+    assert why is not None and "not a loaded shared object" in why
+    assert len(arena) == 0
+
+
+def test_a_row_the_core_declines_leaves_the_arena_empty(tmp_path):
+    """A bad row after good ones (the substrates are loaded by then): the core's
+    answer says which, and the arena it had filled is empty again."""
+    random_store(tmp_path, 6, n=50, m=150)
+    conn = sqlite3.connect(tmp_path / "bfx.db", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute(
+        "UPDATE relationships SET rel_type = 'loves' "
+        "WHERE rowid = (SELECT max(rowid) FROM relationships)"
+    )
+    conn.close()
+    arena = Arena()
+    why = _load_sqlite(arena, tmp_path, _head(tmp_path))
+    assert why is not None and "relationship row" in why
+    assert len(arena) == 0
+    assert arena.relationship_count == 0
 
 
 def test_an_empty_store_loads_empty(tmp_path):
@@ -164,7 +257,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
-def test_a_damaged_row_stops_the_load_with_a_clear_error(tmp_path, case):
+def test_a_damaged_row_stops_the_load_with_a_clear_error(tmp_path, case, storage_log):
     edit, kind, says = DAMAGE[case]
     random_store(tmp_path, 7, n=50, m=150)
     conn = sqlite3.connect(tmp_path / "bfx.db", isolation_level=None)
@@ -177,6 +270,8 @@ def test_a_damaged_row_stops_the_load_with_a_clear_error(tmp_path, case):
     assert f"a stored {kind} cannot be loaded" in message
     assert says.lower() in message.lower()
     assert caught.value.details["record"].startswith("(")
+    # The core declined the row rather than load it; Python's path named it.
+    assert DECLINED in storage_log.text
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

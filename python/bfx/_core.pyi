@@ -89,6 +89,16 @@ class Arena:
     def load_relationships(
         self, rows: Iterable[tuple[str, int, int, int, bytes | None, int]]
     ) -> tuple[int, BfxError] | None: ...
+    def load_sqlite(
+        self,
+        module: str,
+        database: str,
+        seq_query: str,
+        substrates_query: str,
+        relationships_query: str,
+        seq: int,
+        busy_ms: int,
+    ) -> str | None: ...
     def unlink(self, rid: IdLike) -> None: ...
     def edge(self, rid: IdLike) -> EdgeRecord: ...
     def outgoing(

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod jsondepth;
 pub mod kinds;
 pub mod observe;
+pub mod sqlite_load;
 mod segvec;
 mod slab;
 

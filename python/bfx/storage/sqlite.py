@@ -238,6 +238,46 @@ class SqliteStore(SqlStore):
             return None
         return self.resume(arena, header.seq)
 
+    #: Whether a full load is read by the core itself (``rust/src/sqlite_load.rs``)
+    #: when Python's SQLite library lets it; else, or when it declines, through Python.
+    load_in_core = True
+
+    def _load_records(self, arena: Arena) -> None:
+        """Every substrate and relationship, read by the core straight from the
+        database through the SQLite library Python's ``sqlite3`` runs on, in a read
+        transaction of its own at the head this one's snapshot holds: no Python
+        object per row (through Python, most of a full load's time). When the core
+        declines (a Python whose ``sqlite3`` hides SQLite in itself, the head moved
+        between the two reads, a row it does not take), the arena is empty again and
+        the rows go through Python, which names a bad one."""
+        why = self._load_in_core(arena) if self.load_in_core else "turned off"
+        if why is None:
+            return
+        log.info("storage: full load through Python (the core's read declined: %s)", why)
+        counts = self._exec(
+            "SELECT (SELECT count(*) FROM substrates), (SELECT count(*) FROM relationships)"
+        ).fetchone()
+        arena.reserve(int(counts[0]), int(counts[1]))
+        super()._load_records(arena)
+
+    def _load_in_core(self, arena: Arena) -> str | None:
+        import _sqlite3
+
+        module = getattr(_sqlite3, "__file__", None)
+        if module is None:
+            return "Python's sqlite3 is built into the interpreter"
+        seq_query = "SELECT seq FROM bfx_head"
+        seq = self._exec(seq_query).fetchone()[0]
+        return arena.load_sqlite(
+            module,
+            str(self.path),
+            seq_query,
+            self._LOAD_SUBSTRATES,
+            self._LOAD_RELATIONSHIPS,
+            seq,
+            int(self._timeout * 1000),
+        )
+
     def write_snapshot(self) -> None:
         """Writes the arena as it is now (a cache for the next start)."""
         with self._lock:

@@ -1,6 +1,7 @@
 //! The `Arena` class: the substrate arena and relationship store, with the
 //! lock discipline of the binding layer (see [`super`]).
 
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate};
 use crate::dump;
 use crate::error::{CoreError, Kind};
 use crate::kinds::{ExprType, RelType};
+use crate::sqlite_load;
 
 /// `CoreArena::outgoing` or `CoreArena::incoming`.
 type Neighbours = for<'a> fn(
@@ -476,6 +478,43 @@ impl Arena {
             self.inner.write().load_edges(&new)
         });
         load_answer(py, failed)
+    }
+
+    /// A full load read by the core straight from a SQLite database
+    /// (`sqlite_load`), through the SQLite library of Python's `_sqlite3`
+    /// module at `module`, in a read transaction whose head must be `seq`.
+    /// Answers None once every row is loaded, or why it did not load them: the
+    /// arena is then empty again, for the Python path to fill.
+    #[allow(clippy::too_many_arguments)]
+    fn load_sqlite(
+        &self,
+        py: Python<'_>,
+        module: &str,
+        database: &str,
+        seq_query: &str,
+        substrates_query: &str,
+        relationships_query: &str,
+        seq: i64,
+        busy_ms: i32,
+    ) -> PyResult<Option<String>> {
+        let (Ok(module), Ok(database)) = (CString::new(module), CString::new(database)) else {
+            return Ok(Some("a path holds a NUL".to_owned()));
+        };
+        let queries = sqlite_load::Queries {
+            seq: seq_query,
+            substrates: substrates_query,
+            relationships: relationships_query,
+        };
+        Ok(py.detach(|| {
+            let mut arena = self.inner.write();
+            match sqlite_load::load(&mut arena, &module, &database, &queries, seq, busy_ms) {
+                Ok(_) => None,
+                Err(sqlite_load::Fallback(why)) => {
+                    *arena = CoreArena::new();
+                    Some(why)
+                }
+            }
+        }))
     }
 
     /// What `insert_many` would answer for each item, and a handle on the items
