@@ -176,7 +176,7 @@ def test_the_core_read_declines_a_head_other_than_the_caller_s(tmp_path):
     head = _head(tmp_path)
     arena = Arena()
     why = _load_sqlite(arena, tmp_path, head + 1)
-    assert why is not None and "moved on" in why
+    assert "moved on" in (why or "")
     assert len(arena) == 0
     assert _load_sqlite(arena, tmp_path, head) is None
     assert len(arena) == 30
@@ -193,9 +193,9 @@ def test_the_core_read_declines_a_sqlite_it_cannot_share(tmp_path):
     head = _head(tmp_path)
     arena = Arena()
     why = _load_sqlite(arena, tmp_path, head, module=_core.__file__)
-    assert why is not None and "does not expose SQLite" in why
+    assert "does not expose SQLite" in (why or "")
     why = _load_sqlite(arena, tmp_path, head, module=str(tmp_path / "missing.so"))
-    assert why is not None and "not a loaded shared object" in why
+    assert "not a loaded shared object" in (why or "")
     assert len(arena) == 0
 
 
@@ -212,7 +212,7 @@ def test_a_row_the_core_declines_leaves_the_arena_empty(tmp_path):
     conn.close()
     arena = Arena()
     why = _load_sqlite(arena, tmp_path, _head(tmp_path))
-    assert why is not None and "relationship row" in why
+    assert "relationship row" in (why or "")
     assert len(arena) == 0
     assert arena.relationship_count == 0
 

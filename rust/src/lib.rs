@@ -12,9 +12,9 @@ pub mod identity;
 pub mod jsondepth;
 pub mod kinds;
 pub mod observe;
-pub mod sqlite_load;
 mod segvec;
 mod slab;
+pub mod sqlite_load;
 
 #[cfg(feature = "python")]
 mod py;

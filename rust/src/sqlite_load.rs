@@ -111,15 +111,26 @@ impl Library {
         }
         Ok(found)
     }
+
+    /// SQLite's function `name` as the function pointer type `F`.
+    ///
+    /// # Safety
+    /// `F` must be an `extern "C" fn` type of that function's C signature (sqlite3.h).
+    unsafe fn function<F: Copy>(&self, name: &str) -> Result<F> {
+        let found = self.symbol(name)?;
+        assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+        // SAFETY: the caller's promise, and a pointer-sized F.
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&found) })
+    }
 }
 
 macro_rules! api {
     ($lib:expr, $($field:ident = $name:literal),+ $(,)?) => {
         Api {
             $(
-                // SAFETY: the symbol is SQLite's function of that name, whose C
-                // signature is the field's type (sqlite3.h).
-                $field: unsafe { std::mem::transmute::<*mut c_void, _>($lib.symbol($name)?) },
+                // SAFETY: each field's type is the C signature of SQLite's function
+                // of that name (sqlite3.h).
+                $field: unsafe { $lib.function($name)? },
             )+
         }
     };
@@ -127,7 +138,8 @@ macro_rules! api {
 
 impl Api {
     fn from(lib: &Library) -> Result<Self> {
-        Ok(api!(lib,
+        Ok(api!(
+            lib,
             open_v2 = "sqlite3_open_v2",
             close_v2 = "sqlite3_close_v2",
             busy_timeout = "sqlite3_busy_timeout",
@@ -189,9 +201,8 @@ impl<'a> Connection<'a> {
         let sql = CString::new(sql).map_err(|_| Fallback("a query holds a NUL".to_owned()))?;
         let mut stmt = ptr::null_mut();
         // SAFETY: a live connection, a NUL-terminated query (-1: read to the NUL).
-        let rc = unsafe {
-            (self.api.prepare_v2)(self.db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut())
-        };
+        let rc =
+            unsafe { (self.api.prepare_v2)(self.db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut()) };
         if rc != SQLITE_OK || stmt.is_null() {
             return fallback(format!("cannot prepare a query: {}", self.error()));
         }
@@ -324,7 +335,9 @@ pub fn load(
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("bfx-full-load".to_owned())
-            .spawn_scoped(scope, || read(&api, database, queries, seq, busy_ms, chunks))
+            .spawn_scoped(scope, || {
+                read(&api, database, queries, seq, busy_ms, chunks)
+            })
             .map_err(|e| Fallback(format!("cannot start the reading thread: {e}")))?;
         // Returning drops `arriving`: a reader still sending stops at its next chunk.
         let loaded = apply(arena, arriving);
@@ -413,7 +426,14 @@ fn read(
             "the database moved on between two reads (head {head:?}, expected {seq})"
         ));
     }
-    read_rows(&conn, queries.substrates, "substrate", substrate_row, &chunks, Chunk::Substrates)?;
+    read_rows(
+        &conn,
+        queries.substrates,
+        "substrate",
+        substrate_row,
+        &chunks,
+        Chunk::Substrates,
+    )?;
     read_rows(
         &conn,
         queries.relationships,

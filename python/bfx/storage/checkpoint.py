@@ -129,9 +129,7 @@ class Checkpointer:
                 busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             elif hold.acquire(timeout=RESTART_WAIT):
                 try:
-                    busy, pages, copied = conn.execute(
-                        "PRAGMA wal_checkpoint(RESTART)"
-                    ).fetchone()
+                    busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 finally:
                     hold.release()
             else:
