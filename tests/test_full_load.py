@@ -135,6 +135,8 @@ def test_bulk_load_builds_the_arena_the_per_item_path_built(
 
     if reader == "python":
         monkeypatch.setattr(SqliteStore, "load_in_core", False)
+    elif not _sqlite_shared():
+        pytest.skip(shared_sqlite.kwargs["reason"])
     random_store(tmp_path, seed)
     loaded, reference = full_load(tmp_path), per_item_arena(tmp_path)
     assert len(loaded) == 300
@@ -143,6 +145,24 @@ def test_bulk_load_builds_the_arena_the_per_item_path_built(
     # The core read every row itself (this Python's sqlite3 links SQLite as a
     # shared library), or was told not to.
     assert (DECLINED in storage_log.text) == (reader == "python")
+
+
+def _sqlite_shared() -> bool:
+    """Whether Python's sqlite3 module exposes the SQLite it runs on (as a Python
+    linking the system's libsqlite3 does), which the core's read needs."""
+    import _sqlite3
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL(_sqlite3.__file__), "sqlite3_open_v2")
+    except (OSError, AttributeError):
+        return False
+
+
+shared_sqlite = pytest.mark.skipif(
+    not _sqlite_shared(),
+    reason="this Python's sqlite3 has SQLite built in and hidden: the core declines",
+)
 
 
 def _load_sqlite(arena: Arena, data_dir: Path, seq: int, module: str | None = None):
@@ -169,6 +189,7 @@ def _head(data_dir: Path) -> int:
         conn.close()
 
 
+@shared_sqlite
 def test_the_core_read_declines_a_head_other_than_the_caller_s(tmp_path):
     """The core reads in a transaction of its own: it loads only when that
     transaction's head is the one the caller's snapshot holds."""
@@ -199,6 +220,7 @@ def test_the_core_read_declines_a_sqlite_it_cannot_share(tmp_path):
     assert len(arena) == 0
 
 
+@shared_sqlite
 def test_a_row_the_core_declines_leaves_the_arena_empty(tmp_path):
     """A bad row after good ones (the substrates are loaded by then): the core's
     answer says which, and the arena it had filled is empty again."""
