@@ -108,6 +108,55 @@ pub struct NewEdge<'a> {
     pub created_at: i64,
 }
 
+/// A [`NewSubstrate`] that owns its text and bytes: a batch handed in by
+/// Python, or rows read from a store, held while the arena's lock is taken.
+#[derive(Debug, Clone)]
+pub struct OwnedSubstrate {
+    pub expr_type: ExprType,
+    pub code: String,
+    pub canonical: String,
+    pub metadata: Vec<u8>,
+    pub created_at: i64,
+    pub expected_id: Option<u64>,
+}
+
+impl OwnedSubstrate {
+    pub fn as_new(&self) -> NewSubstrate<'_> {
+        NewSubstrate {
+            expr_type: self.expr_type,
+            code: &self.code,
+            canonical: &self.canonical,
+            metadata: &self.metadata,
+            created_at: self.created_at,
+            expected_id: self.expected_id,
+        }
+    }
+}
+
+/// A [`NewEdge`] that owns its constraints, as [`OwnedSubstrate`].
+#[derive(Debug, Clone)]
+pub struct OwnedEdge {
+    pub rel: RelType,
+    pub source: u64,
+    pub target: u64,
+    pub bidirectional: bool,
+    pub constraints: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl OwnedEdge {
+    pub fn as_new(&self) -> NewEdge<'_> {
+        NewEdge {
+            rel: self.rel,
+            source: self.source,
+            target: self.target,
+            bidirectional: self.bidirectional,
+            constraints: &self.constraints,
+            created_at: self.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubstrateView<'a> {
     pub id: u64,

@@ -19,7 +19,7 @@ pub mod sqlite_load;
 #[cfg(feature = "python")]
 mod py;
 
-pub use arena::{Arena, EdgeView, NewEdge, NewSubstrate, SubstrateView};
+pub use arena::{Arena, EdgeView, NewEdge, NewSubstrate, OwnedEdge, OwnedSubstrate, SubstrateView};
 pub use error::{CoreError, CoreResult};
 pub use identity::{format_id, parse_id, relationship_id, substrate_id};
 pub use kinds::{ExprType, RelType};

@@ -24,7 +24,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use crate::arena::{Arena, NewEdge, NewSubstrate};
+use crate::arena::{Arena, NewEdge, NewSubstrate, OwnedEdge, OwnedSubstrate};
 use crate::kinds::{ExprType, RelType};
 
 const SQLITE_OK: c_int = 0;
@@ -351,8 +351,8 @@ pub fn load(
 }
 
 enum Chunk {
-    Substrates(Vec<SubstrateRow>),
-    Relationships(Vec<EdgeRow>),
+    Substrates(Vec<OwnedSubstrate>),
+    Relationships(Vec<OwnedEdge>),
 }
 
 /// Loads the chunks as they arrive, until the reader is done.
@@ -364,34 +364,14 @@ fn apply(arena: &mut Arena, arriving: Receiver<Chunk>) -> Result<Loaded> {
     for chunk in arriving {
         match chunk {
             Chunk::Substrates(rows) => {
-                let new: Vec<NewSubstrate<'_>> = rows
-                    .iter()
-                    .map(|r| NewSubstrate {
-                        expr_type: r.expr_type,
-                        code: &r.code,
-                        canonical: &r.canonical,
-                        metadata: &r.metadata,
-                        created_at: r.created_at,
-                        expected_id: Some(r.id),
-                    })
-                    .collect();
+                let new: Vec<NewSubstrate<'_>> = rows.iter().map(OwnedSubstrate::as_new).collect();
                 if let Err((i, _)) = arena.load_substrates(&new) {
                     return refused("substrate", loaded.substrates + i);
                 }
                 loaded.substrates += rows.len();
             }
             Chunk::Relationships(rows) => {
-                let new: Vec<NewEdge<'_>> = rows
-                    .iter()
-                    .map(|r| NewEdge {
-                        rel: r.rel,
-                        source: r.source,
-                        target: r.target,
-                        bidirectional: r.bidirectional,
-                        constraints: &r.constraints,
-                        created_at: r.created_at,
-                    })
-                    .collect();
+                let new: Vec<NewEdge<'_>> = rows.iter().map(OwnedEdge::as_new).collect();
                 if let Err((i, _)) = arena.load_edges(&new) {
                     return refused("relationship", loaded.relationships + i);
                 }
@@ -483,40 +463,22 @@ fn read_rows<T>(
     Ok(())
 }
 
-struct SubstrateRow {
-    expr_type: ExprType,
-    code: String,
-    canonical: String,
-    metadata: Vec<u8>,
-    created_at: i64,
-    id: u64,
-}
-
 /// `(expression_type, code, canonical, metadata, created_us, id)`, of the
 /// types the Python path takes.
-fn substrate_row(stmt: &Statement<'_>) -> Option<SubstrateRow> {
-    Some(SubstrateRow {
+fn substrate_row(stmt: &Statement<'_>) -> Option<OwnedSubstrate> {
+    Some(OwnedSubstrate {
         expr_type: ExprType::parse(stmt.text(0)?).ok()?,
         code: stmt.text(1)?.to_owned(),
         canonical: stmt.text(2)?.to_owned(),
         metadata: stmt.blob_or_null(3)?.to_vec(),
         created_at: stmt.int(4)?,
-        id: stmt.int(5)? as u64,
+        expected_id: Some(stmt.int(5)? as u64),
     })
 }
 
-struct EdgeRow {
-    rel: RelType,
-    source: u64,
-    target: u64,
-    bidirectional: bool,
-    constraints: Vec<u8>,
-    created_at: i64,
-}
-
 /// `(rel_type, source, target, bidirectional, constraints, created_us)`.
-fn edge_row(stmt: &Statement<'_>) -> Option<EdgeRow> {
-    Some(EdgeRow {
+fn edge_row(stmt: &Statement<'_>) -> Option<OwnedEdge> {
+    Some(OwnedEdge {
         rel: RelType::parse(stmt.text(0)?).ok()?,
         source: stmt.int(1)? as u64,
         target: stmt.int(2)? as u64,

@@ -12,7 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use super::errors::{error_instance, to_pyerr, validation_error, CoreResultExt};
-use crate::arena::{EdgeView, NewEdge, NewSubstrate, SubstrateView};
+use crate::arena::{EdgeView, SubstrateView};
+pub(crate) use crate::arena::{OwnedEdge as OwnedEdgeIn, OwnedSubstrate};
 use crate::error::{CoreError, CoreResult};
 use crate::graph::{Direction, TypeMask};
 use crate::identity::parse_id;
@@ -149,52 +150,6 @@ pub(crate) fn substrate_items(items: &Bound<'_, PyAny>) -> PyResult<Vec<Substrat
         });
     }
     Ok(owned)
-}
-
-/// A substrate as handed in by a batch call, owned so the GIL can be released.
-pub(crate) struct OwnedSubstrate {
-    expr_type: ExprType,
-    code: String,
-    canonical: String,
-    metadata: Vec<u8>,
-    created_at: i64,
-    expected_id: Option<u64>,
-}
-
-impl OwnedSubstrate {
-    pub(crate) fn as_new(&self) -> NewSubstrate<'_> {
-        NewSubstrate {
-            expr_type: self.expr_type,
-            code: &self.code,
-            canonical: &self.canonical,
-            metadata: &self.metadata,
-            created_at: self.created_at,
-            expected_id: self.expected_id,
-        }
-    }
-}
-
-/// A relationship as handed in by a batch call, owned.
-pub(crate) struct OwnedEdgeIn {
-    rel: RelType,
-    source: u64,
-    target: u64,
-    bidirectional: bool,
-    constraints: Vec<u8>,
-    created_at: i64,
-}
-
-impl OwnedEdgeIn {
-    pub(crate) fn as_new(&self) -> NewEdge<'_> {
-        NewEdge {
-            rel: self.rel,
-            source: self.source,
-            target: self.target,
-            bidirectional: self.bidirectional,
-            constraints: &self.constraints,
-            created_at: self.created_at,
-        }
-    }
 }
 
 /// The items of `link_many`: `(rel_type, source, target, bidirectional,
