@@ -775,11 +775,7 @@ class SqlStore(CatalogSql, Store):
         self._begin_read()
         try:
             seq = self._exec("SELECT seq FROM bfx_head").fetchone()[0]
-            # Sized once: growing the relationship index rehashes every relationship.
-            counts = self._exec(
-                "SELECT (SELECT count(*) FROM substrates), (SELECT count(*) FROM relationships)"
-            ).fetchone()
-            arena.reserve(int(counts[0]), int(counts[1]))
+            self._reserve(arena)
             self._load_records(arena)
             self._load_keys()
             self._load_users()
@@ -788,6 +784,14 @@ class SqlStore(CatalogSql, Store):
             self._rollback()
         self._seq = seq
         self._after_catch_up()
+
+    def _reserve(self, arena: Arena) -> None:
+        """Sizes the arena's indices for the stored records, once: growing the
+        relationship index rehashes every relationship."""
+        counts = self._exec(
+            "SELECT (SELECT count(*) FROM substrates), (SELECT count(*) FROM relationships)"
+        ).fetchone()
+        arena.reserve(int(counts[0]), int(counts[1]))
 
     def _load_records(self, arena: Arena) -> None:
         """Every substrate, then every relationship, read in the caller's read

@@ -254,10 +254,7 @@ class SqliteStore(SqlStore):
         if why is None:
             return
         log.info("storage: full load through Python (the core's read declined: %s)", why)
-        counts = self._exec(
-            "SELECT (SELECT count(*) FROM substrates), (SELECT count(*) FROM relationships)"
-        ).fetchone()
-        arena.reserve(int(counts[0]), int(counts[1]))
+        self._reserve(arena)  # the emptied arena lost its sizing
         super()._load_records(arena)
 
     def _load_in_core(self, arena: Arena) -> str | None:

@@ -11,8 +11,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::convert::{
     edge_items, edge_list_into_py, edge_rows, edges_into_py, id_arg, now_micros, opt_id_arg,
-    records_into_py, rel_arg, results_into_py, substrate_items, substrate_rows, EdgeOut,
-    OwnedEdgeIn, OwnedSubstrate, SubstrateOut,
+    records_into_py, rel_arg, results_into_py, substrate_items, substrate_rows, EdgeOut, OwnedEdge,
+    OwnedSubstrate, SubstrateOut,
 };
 use super::errors::{error_instance, not_found, CoreResultExt};
 use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate};
@@ -46,7 +46,7 @@ pub struct Prepared {
 
 enum PreparedRows {
     Substrates(Vec<(usize, u64, OwnedSubstrate)>),
-    Edges(Vec<(usize, u64, OwnedEdgeIn)>),
+    Edges(Vec<(usize, u64, OwnedEdge)>),
 }
 
 impl Prepared {
@@ -412,7 +412,7 @@ impl Arena {
         let (results, written) = py.detach(|| {
             let valid: Vec<NewEdge<'_>> = parsed
                 .iter()
-                .filter_map(|p| p.as_ref().ok().map(OwnedEdgeIn::as_new))
+                .filter_map(|p| p.as_ref().ok().map(OwnedEdge::as_new))
                 .collect();
             let any_invalid = valid.len() != parsed.len();
             let (mut linked, written) = if dry_run || (atomic && any_invalid) {
@@ -474,7 +474,7 @@ impl Arena {
             Err((i, err)) => return Ok(Some((i, err.into_value(py).into_bound(py).into_any()))),
         };
         let failed = py.detach(|| {
-            let new: Vec<NewEdge<'_>> = items.iter().map(OwnedEdgeIn::as_new).collect();
+            let new: Vec<NewEdge<'_>> = items.iter().map(OwnedEdge::as_new).collect();
             self.inner.write().load_edges(&new)
         });
         load_answer(py, failed)
@@ -556,7 +556,7 @@ impl Arena {
             let checked = {
                 let valid: Vec<NewEdge<'_>> = parsed
                     .iter()
-                    .filter_map(|p| p.as_ref().ok().map(OwnedEdgeIn::as_new))
+                    .filter_map(|p| p.as_ref().ok().map(OwnedEdge::as_new))
                     .collect();
                 self.inner.read().check_links(&valid)
             };

@@ -13,7 +13,7 @@ use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use super::errors::{error_instance, to_pyerr, validation_error, CoreResultExt};
 use crate::arena::{EdgeView, SubstrateView};
-pub(crate) use crate::arena::{OwnedEdge as OwnedEdgeIn, OwnedSubstrate};
+pub(crate) use crate::arena::{OwnedEdge, OwnedSubstrate};
 use crate::error::{CoreError, CoreResult};
 use crate::graph::{Direction, TypeMask};
 use crate::identity::parse_id;
@@ -158,7 +158,7 @@ pub(crate) fn substrate_items(items: &Bound<'_, PyAny>) -> PyResult<Vec<Substrat
 pub(crate) fn edge_items(
     items: &Bound<'_, PyAny>,
     now: i64,
-) -> PyResult<Vec<CoreResult<OwnedEdgeIn>>> {
+) -> PyResult<Vec<CoreResult<OwnedEdge>>> {
     let mut parsed = Vec::new();
     for item in items.try_iter()? {
         let item = item?;
@@ -171,7 +171,7 @@ pub(crate) fn edge_items(
             })?;
         let (source, target) = (id_arg(&source)?, id_arg(&target)?);
         let bidirectional = bidirectional.is_truthy()?;
-        parsed.push(RelType::parse(&rel).map(|rel| OwnedEdgeIn {
+        parsed.push(RelType::parse(&rel).map(|rel| OwnedEdge {
             rel,
             source,
             target,
@@ -249,7 +249,7 @@ fn substrate_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedSubstrate> {
     })
 }
 
-fn edge_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedEdgeIn> {
+fn edge_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedEdge> {
     let py = row.py();
     let t = row_fields(row, EDGE_ROW)?;
     let shape = |_| validation_error(py, EDGE_ROW.to_owned(), "row");
@@ -260,7 +260,7 @@ fn edge_row(row: &Bound<'_, PyAny>) -> PyResult<OwnedEdgeIn> {
     if !bidirectional.is_instance_of::<PyInt>() {
         return Err(shape(()));
     }
-    Ok(OwnedEdgeIn {
+    Ok(OwnedEdge {
         rel,
         source: stored_id(&t.get_item(1)?).map_err(|_| shape(()))?,
         target: stored_id(&t.get_item(2)?).map_err(|_| shape(()))?,
@@ -294,7 +294,7 @@ pub(crate) fn substrate_rows(
 
 pub(crate) fn edge_rows(
     rows: &Bound<'_, PyAny>,
-) -> PyResult<Result<Vec<OwnedEdgeIn>, (usize, PyErr)>> {
+) -> PyResult<Result<Vec<OwnedEdge>, (usize, PyErr)>> {
     store_rows(rows, edge_row)
 }
 
