@@ -40,7 +40,7 @@ const TEXT: c_int = 3;
 const BLOB: c_int = 4;
 const NULL: c_int = 5;
 
-/// Rows handed to the arena at a time (the buffers are reused).
+/// Rows in one chunk: read, then handed to the loading thread whole.
 const CHUNK: usize = 8192;
 
 /// Why the load was not done here; the caller loads through Python instead.
