@@ -28,7 +28,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, tmp: Path, *args: str, port: int | None = None, stderr_pipe: bool = False
+    ) -> None:
+        """``stderr_pipe``: stderr (the access log) goes to a pipe, ``proc.stderr``, that
+        the test reads, or leaves unread, itself; stdout still goes to the log file."""
         self.port = port or free_port()
         self.log = tmp / f"serve-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BFX_")}
@@ -49,7 +53,7 @@ class Server:
                 *args,
             ],
             stdout=self._out,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if stderr_pipe else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,

@@ -27,9 +27,21 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-# ---- storage backends ------------------------------------------------------------
-
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _access_log_written():
+    """The access log is written by a thread of the core: a test's last lines are
+    waited for before its captured output is read and closed, never left to land in
+    the next test's."""
+    yield
+    from bfx.asgi.middleware.access_log import drain_all
+
+    drain_all(1.0)
+
+
+# ---- storage backends ------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ issue's one-request crash).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -541,6 +542,64 @@ def test_overload_is_503_while_cheap_routes_answer_and_departed_work_stops(tmp_p
     log = server.output()
     assert '"POST /api/v1/substrates/batch/invoke" 499' in log, log[-2000:]
     assert '"GET /api/v1/substrates/search" 503' in log
+
+
+def test_the_access_log_buffer_defaults_to_the_core_s_bound():
+    from bfx._core import ACCESS_LOG_HELD_MAX
+
+    assert Settings().access_log_buffer == ACCESS_LOG_HELD_MAX
+    assert Settings.from_env({"BFX_ACCESS_LOG_BUFFER": "64K"}).access_log_buffer == 65536
+
+
+@pytest.mark.e2e
+def test_a_log_reader_that_stops_costs_lines_never_requests(tmp_path):
+    """stderr is a pipe nobody reads (a stuck log collector, a paused terminal): once it
+    is full, every request still answers at once (the core's thread waits, not the
+    loop; before, the worker stopped at its next log write), the lines past the buffer
+    are dropped, and a notice counts them once the reader is back."""
+    server = Server(
+        tmp_path, "--memory", "--access-log-buffer", "64K", "--log-format", "json",
+        stderr_pipe=True,
+    )  # fmt: skip
+    assert server.proc.stderr is not None
+    requests = 4_000  # some 400 KB of lines: the pipe's 64 KiB and the buffer's, many times
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=5)
+    try:
+        slowest = 0.0
+        for _ in range(requests):
+            began = time.monotonic()
+            conn.request("GET", f"{API}/health")
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200
+            slowest = max(slowest, time.monotonic() - began)
+        # Generous for a shared machine; a blocked worker never answers at all.
+        assert slowest < 3.0, slowest
+        # The reader comes back: the lines held, then the notice of the ones dropped.
+        os.set_blocking(server.proc.stderr.fileno(), False)
+        text = b""
+        deadline = time.monotonic() + 30
+        while b"dropped_lines" not in text:
+            assert time.monotonic() < deadline, text[-500:]
+            with contextlib.suppress(BlockingIOError):
+                text += server.proc.stderr.read() or b""
+            time.sleep(0.05)
+    finally:
+        conn.close()
+        # Keep reading while it stops: its last words must not block its shutdown.
+        rest = threading.Thread(target=server.proc.stderr.read, daemon=True)
+        os.set_blocking(server.proc.stderr.fileno(), True)
+        rest.start()
+        server.stop()
+        rest.join(10)
+        server.proc.stderr.close()
+    records = [json.loads(line) for line in text.splitlines() if line.startswith(b"{")]
+    dropped = sum(r.get("dropped_lines", 0) for r in records)
+    logged = sum(1 for r in records if r.get("route") == "/api/v1/health")
+    assert dropped > 0
+    assert logged >= 500  # the pipe's and the buffer's worth came through whole
+    # One more: the start-up check's own request (the last lines may still be held).
+    assert logged + dropped <= requests + 1
 
 
 @pytest.mark.e2e

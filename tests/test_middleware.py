@@ -334,7 +334,8 @@ def test_metrics_with_the_log_count_and_write_each_request_once(tmp_path):
     counters = RequestMetrics()
     path = tmp_path / "log"
     with path.open("wb") as f:
-        wrap = metrics(counters, AccessLog("json", fd=f.fileno()))
+        log = AccessLog("json", fd=f.fileno())
+        wrap = metrics(counters, log)
 
         async def streamed(call):
             resp = Response(200, b"", value=None)
@@ -349,6 +350,7 @@ def test_metrics_with_the_log_count_and_write_each_request_once(tmp_path):
         resp.sent(200)
         with pytest.raises(ClientGone):
             _run(wrap(_raising(ClientGone())), _call(method="BREW"))
+        assert log.drain(5.0)  # written by the core's thread: waited for
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [(x["route"], x["status"], x["bytes"]) for x in lines] == [
         ("/api/v1/substrates/{id}", 200, len(plain.body)),
@@ -366,11 +368,13 @@ def test_metrics_with_the_log_count_and_write_each_request_once(tmp_path):
 def test_access_log_names_the_route_template(tmp_path):
     path = tmp_path / "log"
     with path.open("wb") as f:
-        wrap = access_log(AccessLog("json", fd=f.fileno()))
+        log = AccessLog("json", fd=f.fileno())
+        wrap = access_log(log)
         call = _call(path="/api/v1/substrates/0x2a", route=_route("get_substrate"))
         resp = _run(wrap(_ok), call)
         with pytest.raises(ClientGone):
             _run(wrap(_raising(ClientGone())), _call())
+        assert log.drain(5.0)
     first, second = (json.loads(x) for x in path.read_text().splitlines())
     assert (first["route"], first["status"], first["bytes"]) == (
         "/api/v1/substrates/{id}",

@@ -199,9 +199,11 @@ class RequestCounters:
     def ring(self) -> tuple[list[int], int]: ...
 
 class AccessLines:
-    """The access log's lines of one loop pass, written to ``fd`` in one ``write``."""
+    """The access log's lines of one loop pass, handed in one piece to a thread that
+    writes them to ``fd`` (never waiting for a slow reader: past a bound, lines are
+    dropped and counted)."""
 
-    def __init__(self, json: bool, fd: int = 2) -> None: ...
+    def __init__(self, json: bool, fd: int = 2, held_max: int = ...) -> None: ...
     def push(
         self,
         client: object,
@@ -213,7 +215,11 @@ class AccessLines:
         principal: str = "-",
     ) -> bool: ...
     def flush(self) -> None: ...
+    def drain(self, timeout: float) -> bool: ...
+    @property
+    def dropped(self) -> int: ...
 
 REQUEST_BUCKETS: tuple[float, ...]
 REQUEST_FINE_BOUNDS: tuple[float, ...]
 REQUEST_METHODS: tuple[str, ...]
+ACCESS_LOG_HELD_MAX: int

@@ -36,6 +36,7 @@ _ADMISSION_FLAGS = (
     "metrics",
     "access_log",
     "log_format",
+    "access_log_buffer",
     "result_cache_size",
     "pipeline_max_depth",
     "changes_retention",
@@ -339,6 +340,15 @@ def _add_admission_arguments(p: argparse.ArgumentParser) -> None:
         choices=("text", "json"),
         default=None,
         help="access log as text or JSON lines (env BFX_LOG_FORMAT; default text)",
+    )
+    g.add_argument(
+        "--access-log-buffer",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="bytes of access-log lines that may wait for a slow reader of stderr; past "
+        "it lines are dropped and counted, requests never wait (env "
+        "BFX_ACCESS_LOG_BUFFER; default 4M)",
     )
 
 

@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: bool = True
     #: ``text`` or ``json`` (one JSON object per line).
     log_format: str = "text"
+    #: Bytes of access-log lines that may wait for a slow reader of stderr (a pipe
+    #: nobody drains); past it lines are dropped and counted, never requests held up.
+    access_log_buffer: int = 4 * MIB
     # -- Rate limits (docs/security.md "Rate limits").
     #: Per principal, e.g. ``600/minute``; empty: no rate limit.
     rate_limit: str = ""
@@ -369,6 +372,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
     "metrics": ("BFX_METRICS", parse_bool, _flag),
     "access_log": ("BFX_ACCESS_LOG", parse_bool, _flag),
     "log_format": ("BFX_LOG_FORMAT", _lower, str),
+    "access_log_buffer": ("BFX_ACCESS_LOG_BUFFER", parse_size, str),
     "rate_limit": ("BFX_RATE_LIMIT", parse_rate, str),
     "rate_limit_storage": ("BFX_RATE_LIMIT_STORAGE", parse_rate_storage, str),
     "auth": ("BFX_AUTH", parse_auth, str),

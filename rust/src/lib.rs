@@ -11,6 +11,7 @@ pub mod graph;
 pub mod identity;
 pub mod jsondepth;
 pub mod kinds;
+pub mod log_writer;
 pub mod observe;
 mod segvec;
 mod slab;

@@ -10,12 +10,12 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
+use crate::log_writer::LogWriter;
 
 type Map<K, V> = HashMap<K, V, Xxh3DefaultBuilder>;
 
@@ -184,11 +184,11 @@ impl Counters {
     }
 }
 
-/// The access log's lines of one event-loop pass, written to a file
-/// descriptor in one `write`.
+/// The access log's lines of one event-loop pass, handed in one piece to the
+/// descriptor's writing thread ([`LogWriter`]).
 pub struct LineBuffer {
     json: bool,
-    fd: i32,
+    writer: LogWriter,
     pending: Vec<u8>,
     lines: usize,
     stamp_sec: i64,
@@ -211,9 +211,14 @@ pub struct Line<'a> {
 
 impl LineBuffer {
     pub fn new(json: bool, fd: i32) -> Self {
+        Self::with_bound(json, fd, crate::log_writer::HELD_MAX)
+    }
+
+    /// With at most `held_max` bytes waiting for a slow reader ([`LogWriter`]).
+    pub fn with_bound(json: bool, fd: i32, held_max: usize) -> Self {
         LineBuffer {
             json,
-            fd,
+            writer: LogWriter::with_bound(fd, json, held_max),
             pending: Vec::with_capacity(1 << 14),
             lines: 0,
             stamp_sec: -1,
@@ -282,17 +287,26 @@ impl LineBuffer {
         self.lines == 1
     }
 
-    /// Writes the lines held, in one system call. A closed or full descriptor
-    /// loses them: it must not fail a request.
+    /// Hands the lines held to the writing thread: no system call here, and no wait
+    /// for a slow reader (past the writer's bound they are dropped and counted). A
+    /// closed descriptor loses them: it must not fail a request.
     pub fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        // SAFETY: the descriptor is borrowed, never closed here (ManuallyDrop).
-        let mut file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(self.fd) });
-        let _ = file.write_all(&self.pending);
+        self.writer.submit(&self.pending, self.lines as u64);
         self.pending.clear();
         self.lines = 0;
+    }
+
+    /// Waits at most `timeout` for every line handed over to be written.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        self.writer.drain(timeout)
+    }
+
+    /// Lines dropped because the reader was behind.
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
     }
 
     /// The bytes held (tests).

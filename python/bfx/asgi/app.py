@@ -24,6 +24,7 @@ from bfx.asgi.base import JSON, Puller, Response
 from bfx.asgi.live import LiveStreams, MetricsFeed, chain_shutdown_signals, send_bounded
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
+from bfx.asgi.middleware.access_log import DRAIN_SECONDS, AccessLog, open_access_log
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
 from bfx.asgi.middleware.dispatch import HeavyPool, dispatch
 from bfx.asgi.pipeline import Call, Handle, build
@@ -65,6 +66,9 @@ class App:
         self.feed = MetricsFeed(self._metrics_document)
         #: The worker's tracer while tracing is on (set up by startup).
         self._tracer: Any = None
+        #: The access log (its lines are written by a thread of the core; the rest
+        #: are waited for, briefly, at shutdown), or None when it is off.
+        self.access_log: AccessLog | None = None
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -87,6 +91,8 @@ class App:
         )
         # Each worker its own provider, made here, after fork or spawn (bfx.tracing).
         self._tracer = tracing.setup()
+        if self.access_log is None:
+            self.access_log = open_access_log(settings)
         middleware = assemble(
             self.settings,
             router=self.router,
@@ -94,6 +100,7 @@ class App:
             counters=self.metrics,
             deadlines=self._body_deadlines,
             tracer=self._tracer,
+            log=self.access_log,
         )
         engine = self.registry.engine
         store_write = engine.run_write if engine.store.durable else None
@@ -135,6 +142,8 @@ class App:
             tracing.shutdown()
         self.heavy.shutdown()
         self._pipeline = None
+        if self.access_log is not None:  # the last lines out (bounded: a stuck reader)
+            self.access_log.drain(DRAIN_SECONDS)
         reg, self.registry = self.registry, None
         if reg is not None:
             reg.close()

@@ -1,9 +1,12 @@
 //! `RequestCounters` and `AccessLines`: the per-request bookkeeping of
 //! [`crate::observe`], one call from Python per request.
 
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
+use crate::log_writer::HELD_MAX;
 use crate::observe::{fine_bounds, monotonic, Counters, Line, LineBuffer, BUCKETS, METHODS};
 
 /// The peer's host from a server's client value (`(host, port)`, a list, or
@@ -135,10 +138,10 @@ pub struct AccessLines {
 #[pymethods]
 impl AccessLines {
     #[new]
-    #[pyo3(signature = (json, fd = 2))]
-    fn new(json: bool, fd: i32) -> Self {
+    #[pyo3(signature = (json, fd = 2, held_max = HELD_MAX))]
+    fn new(json: bool, fd: i32, held_max: usize) -> Self {
         AccessLines {
-            inner: LineBuffer::new(json, fd),
+            inner: LineBuffer::with_bound(json, fd, held_max),
         }
     }
 
@@ -167,10 +170,24 @@ impl AccessLines {
         }))
     }
 
-    /// Writes the lines held, in one system call (errors are dropped: a closed
-    /// stderr must not fail a request).
+    /// Hands the lines held to the descriptor's writing thread (never waits for the
+    /// descriptor; errors are dropped: a closed stderr must not fail a request).
     fn flush(&mut self) {
         self.inner.flush();
+    }
+
+    /// Waits at most ``timeout`` seconds (the GIL released) for every line handed
+    /// over to be written; true if it was.
+    fn drain(&self, py: Python<'_>, timeout: f64) -> bool {
+        let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let inner = &self.inner;
+        py.detach(|| inner.drain(wait))
+    }
+
+    /// Lines dropped because the descriptor's reader did not keep up.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
     }
 }
 
@@ -179,6 +196,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REQUEST_BUCKETS", PyTuple::new(m.py(), BUCKETS)?)?;
     m.add("REQUEST_FINE_BOUNDS", PyTuple::new(m.py(), fine_bounds())?)?;
     m.add("REQUEST_METHODS", PyTuple::new(m.py(), METHODS)?)?;
+    m.add("ACCESS_LOG_HELD_MAX", HELD_MAX)?;
     m.add_class::<RequestCounters>()?;
     m.add_class::<AccessLines>()?;
     Ok(())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from bfx.asgi.metrics import RequestMetrics
-from bfx.asgi.middleware.access_log import AccessLog, access_log
+from bfx.asgi.middleware.access_log import AccessLog, access_log, open_access_log
 from bfx.asgi.middleware.auth import authenticate
 from bfx.asgi.middleware.body import body
 from bfx.asgi.middleware.body_deadline import BodyDeadlines
@@ -57,14 +57,20 @@ def assemble(
     counters: RequestMetrics,
     deadlines: BodyDeadlines,
     tracer: Any = None,
+    log: AccessLog | None = None,
 ) -> list[Middleware]:
-    """``tracer``: the worker's OpenTelemetry tracer when tracing is on (``bfx.tracing``)."""
+    """``tracer``: the worker's OpenTelemetry tracer when tracing is on (``bfx.tracing``);
+    ``log``: the access log to write to when the settings have it on (None: one is made
+    here)."""
     chain: list[Middleware] = []
     if tracer is not None:  # outermost: the request span covers everything below
         from bfx.asgi.middleware.tracing import tracing  # the otel extra: only when on
 
         chain.append(tracing(tracer))
-    log = AccessLog(settings.log_format) if settings.access_log else None
+    if not settings.access_log:
+        log = None
+    elif log is None:
+        log = open_access_log(settings)
     if settings.metrics:  # with the log: one middleware, one call per request for both
         chain.append(metrics(counters, log))
     elif log is not None:

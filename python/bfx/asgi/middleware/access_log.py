@@ -2,11 +2,15 @@
 
 A line names the client, method, route template (never the raw path: ids would make
 every line unique to a log indexer), status, duration, bytes sent and principal (``-``
-when nobody authenticated). It is written straight to the file descriptor, no
-logging-module machinery on the hot path, and the lines of one pass of the event loop
-go out in one ``write`` (a system call per request cost more than the rest of the line),
-so it stays on by default (``--no-access-log`` turns it off). A line waits at most for
-the end of the loop's current pass.
+when nobody authenticated). No logging-module machinery on the hot path: the lines of
+one pass of the event loop are handed in one piece to a thread of the core that writes
+them to the file descriptor (``rust/src/log_writer.rs``), so the loop makes no system
+call for them and never waits for the log's reader. A reader that stops (a pipe nobody
+drains, a paused terminal) costs lines, not requests: past ``--access-log-buffer``
+bytes waiting (:data:`HELD_MAX` by default) lines are dropped and counted
+(:attr:`AccessLog.dropped`), and a notice of how many follows once the reader is back.
+It stays on by default (``--no-access-log`` turns it off). A line waits at most for the
+end of the loop's current pass, plus the writer's few milliseconds of gathering.
 
 The core's ``AccessLines`` formats and holds the lines: in Python the f-string and the
 duration's formatting cost more than the rest of the request's bookkeeping (callgrind).
@@ -23,12 +27,27 @@ import time
 import weakref
 from typing import Any
 
-from bfx._core import AccessLines
+from bfx._core import ACCESS_LOG_HELD_MAX, AccessLines
 from bfx.asgi.base import Response
 from bfx.asgi.pipeline import Around, Call
 from bfx.budget import Cancelled
 
-__all__ = ["AccessLog", "access_log", "log_line"]
+__all__ = [
+    "DRAIN_SECONDS",
+    "HELD_MAX",
+    "AccessLog",
+    "access_log",
+    "drain_all",
+    "log_line",
+    "open_access_log",
+]
+
+#: Bytes of lines that may wait for a slow reader before lines are dropped, by default
+#: (the core's; ``--access-log-buffer`` sets it for ``bfx serve``).
+HELD_MAX = ACCESS_LOG_HELD_MAX
+#: How long the exit hook, and a write outside an event loop, wait for the lines to be
+#: written before giving up on a reader that is not reading.
+DRAIN_SECONDS = 1.0
 
 #: Every access log of the process, for the one exit hook below (weakly: an app that is
 #: gone, as in the tests, takes its log with it).
@@ -36,20 +55,22 @@ _LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_all() -> None:
-    """What the last loop pass left, at interpreter exit."""
+def drain_all(timeout: float = DRAIN_SECONDS) -> None:
+    """Every access log of the process written out, each waited for at most
+    ``timeout`` (a reader that is not reading): at interpreter exit, and after each
+    test, so that a test's lines land in its own captured output."""
     for log in list(_LOGS):
-        log.flush()
+        log.drain(timeout)
 
 
 class AccessLog:
-    def __init__(self, fmt: str = "text", fd: int = 2) -> None:
+    def __init__(self, fmt: str = "text", fd: int = 2, held_max: int = HELD_MAX) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"log format must be text or json, not {fmt!r}")
         self.json = fmt == "json"
         self.fd = fd
         #: The lines held until the loop's pass ends (the core formats them).
-        self.lines = AccessLines(self.json, fd)
+        self.lines = AccessLines(self.json, fd, held_max)
         _LOGS.add(self)
 
     def write(
@@ -66,16 +87,35 @@ class AccessLog:
             self.flush_soon()
 
     def flush_soon(self) -> None:
-        """Writes the lines held at the end of the loop's pass (at once outside a loop);
-        called when the first line of a pass is held."""
+        """Hands the lines held over at the end of the loop's pass (outside a loop: at
+        once, and waits for them to be written); called when the first line of a pass
+        is held."""
         try:
             asyncio.get_running_loop().call_soon(self.flush)
-        except RuntimeError:  # no event loop in this thread: at once
-            self.flush()
+        except RuntimeError:  # no event loop in this thread: written before returning
+            self.drain(DRAIN_SECONDS)
 
     def flush(self) -> None:
-        """Writes the lines held, in one system call."""
+        """Hands the lines held to the writing thread (no system call here)."""
         self.lines.flush()
+
+    def drain(self, timeout: float) -> bool:
+        """Hands the lines held over and waits at most ``timeout`` seconds for every
+        line to be written; true if it was."""
+        self.lines.flush()
+        return self.lines.drain(timeout)
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because the log's reader did not keep up."""
+        return self.lines.dropped
+
+
+def open_access_log(settings: Any) -> AccessLog | None:
+    """The access log the settings ask for (``bfx.settings.Settings``), on stderr."""
+    if not settings.access_log:
+        return None
+    return AccessLog(settings.log_format, held_max=settings.access_log_buffer)
 
 
 class access_log(Around):
