@@ -163,6 +163,71 @@ def test_freshness_refreshes_before_the_rest_runs():
     assert order == ["refresh", "handler"]
 
 
+class _Inline:
+    """A store whose check is inline (SQLite's), recording every check among the
+    requests' arrivals and handlers."""
+
+    check_is_round_trip = False
+
+    def __init__(self, events):
+        self.events = events
+
+    def refresh(self):
+        self.events.append(("check", None))
+
+
+def test_an_inline_check_serves_the_requests_that_started_in_its_pass_and_only_them():
+    """One check per pass of the loop, and every request still served by a check made
+    after it arrived: those that start together share one; one that arrives after the
+    check (queued while the pass runs, as a server hands a request over) gets its own."""
+    events = []
+    store = _Inline(events)
+    mw = freshness(store)
+    late = []
+
+    async def rest(call):
+        events.append(("handle", call.path))
+        if call.path == "/a0":  # arrives while the pass that checked for /a0 runs
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: late.append(arrive("/late")))
+        return Response(200)
+
+    handle = mw(rest)
+
+    def arrive(path):
+        events.append(("arrive", path))
+        return asyncio.ensure_future(handle(_call(path=path)))
+
+    async def scenario():
+        first = [arrive(f"/a{i}") for i in range(5)]  # all start in the next pass
+        await asyncio.gather(*first)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        second = [arrive(f"/b{i}") for i in range(3)]
+        await asyncio.gather(*second, *late)
+
+    asyncio.run(scenario())
+    for path in ["/late"] + [f"/a{i}" for i in range(5)] + [f"/b{i}" for i in range(3)]:
+        arrived = events.index(("arrive", path))
+        handled = events.index(("handle", path))
+        assert ("check", None) in events[arrived:handled], path  # read-your-writes
+    assert mw.checks == 3  # /a*, /late, /b*: not one per request
+    assert events.count(("check", None)) == 3
+
+
+def test_an_inline_check_is_not_carried_over_to_another_loop():
+    events = []
+    mw = freshness(_Inline(events))
+    handle = mw(_ok)
+    for _ in range(3):  # each run its own loop; the stale-marking callback may never run
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(handle(_call()))
+        finally:
+            loop.close()
+    assert mw.checks == 3
+
+
 class _RoundTrips:
     """A store whose check is a round trip, held open until the test lets it answer."""
 

@@ -11,9 +11,22 @@ pipeline's create reads its steps before that: it catches up itself
 (``Engine.catch_up``). With authentication on, every request takes the step, so that a
 key revoked through another process is refused here too.
 
-SQLite's check costs microseconds and no I/O, so it runs inline on the loop for each
-request. PostgreSQL's is a round trip (``Store.check_is_round_trip``), so concurrent
-requests share one (:class:`SharedCheck`): one check, run in a thread, serves every
+SQLite's check costs microseconds and no I/O (``PRAGMA data_version``), so it runs
+inline on the loop, **once per pass of the loop**: it takes a shared lock on the
+write-ahead log's index and lets it go (two ``fcntl`` system calls, most of its cost),
+and a request needs a check made after it arrived, not one of its own. A check marks
+the loop fresh and queues a callback that marks it stale again; a request that starts
+while the loop is fresh is served by that check. That is sound because the loop's ready
+queue is first in, first out, and a request reaches it only after it has arrived (the
+server's hand-over, ``call_soon_threadsafe`` under Granian, or the read callback of the
+loop's own poll under another server): a request that arrived after the check is
+queued behind the callback and finds the loop stale, so it checks again; one that
+starts before the callback arrived before it, hence before the check. Requests run the
+step in their first pass (nothing before it awaits). A loop that ends before the
+callback runs leaves no mark behind: the mark names its loop.
+
+PostgreSQL's is a round trip (``Store.check_is_round_trip``), so concurrent requests
+share one (:class:`SharedCheck`): one check, run in a thread, serves every
 request that arrived **before it was sent**; a request arriving while a check is in
 flight waits for the next one, never the current one. So the check that serves a
 request was sent after the request arrived, hence after every write answered before it
@@ -23,6 +36,7 @@ request was sent after the request arrived, hence after every write answered bef
 from __future__ import annotations
 
 import asyncio
+from asyncio import get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -108,6 +122,14 @@ class freshness(Before):
             if store.check_is_round_trip
             else None
         )
+        #: The loop a check was made on in its current pass, until the callback queued
+        #: behind it runs (see the module's docstring); None: the next request checks.
+        self.fresh_on: asyncio.AbstractEventLoop | None = None
+        #: Checks made (tests and benchmarks read it).
+        self.checks = 0
+
+    def _stale(self) -> None:
+        self.fresh_on = None
 
     def step(self, call: Call) -> Awaitable[None] | None:
         # The readiness probe asks the store itself, and answers 503 not_ready rather
@@ -118,5 +140,10 @@ class freshness(Before):
         if route is None or route.op.name != "health_ready":
             if self.shared is not None:
                 return self.shared.wait()
-            self.refresh()
+            loop = get_running_loop()
+            if self.fresh_on is not loop:
+                self.refresh()  # raises if it fails: the loop stays stale
+                self.checks += 1
+                self.fresh_on = loop
+                loop.call_soon(self._stale)
         return None
