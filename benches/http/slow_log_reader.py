@@ -71,9 +71,9 @@ def _run(tree: Path | None, read_stderr: bool, duration: int) -> tuple[float, in
         if read_stderr:
             reader = threading.Thread(target=proc.stderr.read, daemon=True)
             reader.start()
+        url = f"http://127.0.0.1:{port}{API}/health"
         out = subprocess.run(
-            ["wrk", "-t1", "-c16", f"-d{duration}s", "--timeout", "2s"]
-            + [f"http://127.0.0.1:{port}{API}/health"],
+            ["wrk", "-t1", "-c16", f"-d{duration}s", "--timeout", "2s", url],
             capture_output=True,
             text=True,
             timeout=duration + 30,
