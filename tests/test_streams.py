@@ -152,6 +152,17 @@ def served(tmp_path_factory, interface):
     keys["admin"] = admin["secret"]
     server = Server(tmp, "--data-dir", str(data), "--workers", "2", "--auth", "required")
     try:
+        # Both workers counted before any test reads a tick: the second one's first
+        # metrics file may come a moment after the first worker answers (bounded).
+        deadline = time.monotonic() + WAIT
+        while True:
+            status, _, body = server.call(
+                "GET", f"{API}/metrics", headers={"x-api-key": keys["metrics:read"]}
+            )
+            if status == 200 and msgspec.json.decode(body)["workers"] == 2:
+                break
+            assert time.monotonic() < deadline, "the second worker never showed up"
+            time.sleep(0.1)
         yield server, keys
     finally:
         server.stop()
