@@ -1,0 +1,160 @@
+"""The RSGI adapter's request object reads Granian's scope only for what the pipeline
+asks: each read of ``scope.headers`` or ``scope.client`` builds a new Python object in
+Granian, so a read nobody needs is per-request work for nothing (issue 18).
+
+Driven in process through :class:`bfx.asgi.rsgi.RsgiApp` with a scope that counts its
+reads; the same adapter over real Granian is covered by the end-to-end suites."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from bfx.asgi import App, Settings
+from bfx.asgi.rsgi import RsgiApp, RsgiCall
+
+
+class CountingScope:
+    """Granian's RSGI scope as the adapter sees it, counting reads of each field."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        client: str = "127.0.0.1:50123",
+    ) -> None:
+        self.reads: Counter[str] = Counter()
+        self._fields = {
+            "proto": "http",
+            "method": method,
+            "path": path,
+            "query_string": "",
+            "client": client,
+            "headers": headers or {},
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__["_fields"]
+        if name not in fields:
+            raise AttributeError(name)
+        self.reads[name] += 1
+        return fields[name]
+
+
+class Proto:
+    """The body in one await; the answer kept."""
+
+    def __init__(self, body: bytes = b"") -> None:
+        self.body = body
+        self.answer: tuple[int, list[tuple[str, str]], bytes] | None = None
+
+    async def __call__(self) -> bytes:
+        return self.body
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.answer = (status, headers, body)
+
+    @property
+    def status(self) -> int | None:
+        return None if self.answer is None else self.answer[0]
+
+
+def _serve(
+    settings: Settings,
+    *requests: tuple[CountingScope, Proto],
+    started: Callable[[App], None] | None = None,
+) -> None:
+    app = App(settings)
+    rsgi = RsgiApp(app)
+
+    async def main() -> None:
+        app.startup(asyncio.get_running_loop())
+        if started is not None:
+            started(app)
+        try:
+            for scope, proto in requests:
+                await rsgi.__rsgi__(scope, proto)
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def substrate_id() -> str:
+    """The id of ``constant 7``: content identities are the same in every store."""
+    from bfx import Registry
+
+    return Registry().create("constant", "7").substrate_id
+
+
+def _create(headers: dict[str, str] | None = None) -> tuple[CountingScope, Proto]:
+    body = b'{"expression_type": "constant", "expression_code": "7"}'
+    base = {"content-type": "application/json", "content-length": str(len(body))}
+    return CountingScope("POST", "/api/v1/substrates", base | (headers or {})), Proto(body)
+
+
+def test_a_get_without_auth_or_access_log_reads_neither_headers_nor_peer(substrate_id):
+    create = _create()
+    get = CountingScope("GET", f"/api/v1/substrates/{substrate_id}")
+    proto = Proto()
+    _serve(Settings(storage="memory", access_log=False), create, (get, proto))
+    assert create[1].status == 201
+    assert proto.status == 200
+    assert proto.answer is not None
+    assert msgspec.json.decode(proto.answer[2])["substrate_id"] == substrate_id
+    assert get.reads["headers"] == 0
+    assert get.reads["client"] == 0
+
+
+def test_the_access_log_reads_the_peer_once(substrate_id):
+    get = CountingScope("GET", f"/api/v1/substrates/{substrate_id}")
+    _serve(Settings(storage="memory", access_log=True), _create(), (get, Proto()))
+    assert get.reads["client"] == 1
+
+
+def test_a_create_with_an_api_key_reads_the_header_map_once():
+    # The key and the body's two headers come from one read of the scope.
+    from bfx.security.keys import KeyRecord, digest, new_key, now_us
+
+    key_id, key = new_key()
+
+    def add_key(app: App) -> None:
+        store = app.registry.store
+        secret = digest(store.key_secret, key)
+        store.add_key(KeyRecord(key_id, "t", ("admin",), secret, now_us(), None))
+
+    scope, proto = _create({"x-api-key": key})
+    refused, refusal = _create({"x-api-key": "bfx_not_a_key"})
+    settings = Settings(storage="memory", access_log=False, auth="required")
+    _serve(settings, (scope, proto), (refused, refusal), started=add_key)
+    assert proto.status == 201
+    assert scope.reads["headers"] == 1
+    assert refusal.status == 401
+    assert refused.reads["headers"] == 1
+
+
+def test_the_peer_is_split_as_asgi_gives_it():
+    call = RsgiCall(CountingScope("GET", "/", client="[::1]:8443"), Proto())
+    assert call.client == ("[::1]", "8443")
+    assert call.client is call.client  # split once, kept
+    ipv4 = RsgiCall(CountingScope("GET", "/", client="10.0.0.2:51000"), Proto())
+    assert ipv4.client == ("10.0.0.2", "51000")
+
+
+def test_headers_read_as_before():
+    scope = CountingScope(
+        "POST", "/", headers={"content-type": "application/json", "x-api-key": "k"}
+    )
+    call = RsgiCall(scope, Proto())
+    assert call.header(b"content-type") == b"application/json"
+    assert call.header(b"accept") is None
+    assert call.header_text("x-api-key") == "k"
+    assert call.body_headers() == (b"application/json", None)
+    assert scope.reads["headers"] == 1
