@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asgi_driver import finish, started
 from bfx import Registry, errors
@@ -348,6 +351,19 @@ def test_from_micros_clamps_and_is_exact_inside():
     assert from_micros(MAX_MICROS + 1) == from_micros(MAX_MICROS)
     assert format_time(from_micros(MAX_MICROS)) == "9999-12-31T23:59:59.999999Z"
     assert format_time(from_micros(1)) == "1970-01-01T00:00:00.000001Z"
+    assert from_micros(MIN_MICROS) == datetime.min.replace(tzinfo=UTC)
+    assert from_micros(MAX_MICROS) == datetime.max.replace(tzinfo=UTC)
+    for huge in (2**64, 10**40, -(2**64), -(10**40)):  # past i64 too
+        assert from_micros(huge) == from_micros(MAX_MICROS if huge > 0 else MIN_MICROS)
+
+
+@given(st.integers(MIN_MICROS, MAX_MICROS))
+def test_from_micros_is_the_epoch_plus_the_microseconds(us):
+    # The core splits the value into datetime's fields (rust/src/civil.rs): the same
+    # instant as Python's own arithmetic, aware, in UTC itself.
+    got = from_micros(us)
+    assert got == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    assert got.tzinfo is UTC
 
 
 # ---- end to end: a real bfx serve ----------------------------------------------------

@@ -5,6 +5,7 @@
 //! layer lives in `py/` and is compiled only with the `python` feature.
 
 pub mod arena;
+pub mod civil;
 pub mod dump;
 pub mod error;
 pub mod graph;

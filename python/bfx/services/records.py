@@ -6,7 +6,6 @@ constraints go out as the stored bytes (``api.types.StoredObject``), never decod
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from msgspec import Raw
@@ -16,7 +15,7 @@ from bfx import errors
 from bfx.api import types as s
 from bfx.domain.changes import OP_NAMES, FeedPage
 from bfx.identity import format_id
-from bfx.models import EPOCH, MAX_MICROS, MIN_MICROS, from_micros
+from bfx.models import from_micros
 from bfx.rows import RelationshipRow, SubstrateRow
 
 __all__ = [
@@ -46,11 +45,7 @@ def substrate(record: tuple[Any, ...], invocations: int) -> s.SubstrateRecord:
     return s.SubstrateRecord(
         substrate_id=format_id(identity),
         identity=identity,
-        created_at=(
-            EPOCH + timedelta(microseconds=created_us)
-            if MIN_MICROS <= created_us <= MAX_MICROS
-            else from_micros(created_us)
-        ),
+        created_at=from_micros(created_us),
         expression_type=expression_type,
         expression_code=code,
         canonical_code=canonical,

@@ -1,12 +1,14 @@
 //! The module functions of `bfx._core` that need no arena: identities, id
-//! text, relationship-type names, the clock, the JSON nesting check and the
-//! invocation counter's add.
+//! text, relationship-type names, the clock and stored times as datetimes, the
+//! JSON nesting check and the invocation counter's add.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyInt};
 
 use super::convert::{id_arg, now_micros};
 use super::errors::CoreResultExt;
+use crate::civil::civil_from_micros;
 use crate::identity::{self, format_id};
 use crate::kinds::{ExprType, RelType};
 
@@ -85,6 +87,46 @@ fn now_us() -> i64 {
     now_micros()
 }
 
+/// `datetime.datetime` and `datetime.timezone.utc`, looked up once.
+static DATETIME: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// Microseconds since the Unix epoch -> an aware UTC `datetime`, clamped to
+/// the first or last instant a `datetime` holds (a stored value out of range
+/// reads as that, never fails). `datetime`'s own constructor is called with the
+/// fields (the limited API has no C constructor to call instead).
+#[pyfunction]
+fn utc_datetime(py: Python<'_>, us: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let us = match us.extract::<i64>() {
+        Ok(us) => us,
+        // An int past i64 is past either bound: clamped like the rest.
+        Err(_) if us.is_instance_of::<PyInt>() => {
+            if us.gt(0)? {
+                i64::MAX
+            } else {
+                i64::MIN
+            }
+        }
+        Err(err) => return Err(err),
+    };
+    let (class, utc) = DATETIME.get_or_try_init(py, || -> PyResult<_> {
+        let module = py.import("datetime")?;
+        let utc = module.getattr("timezone")?.getattr("utc")?;
+        Ok((module.getattr("datetime")?.unbind(), utc.unbind()))
+    })?;
+    let c = civil_from_micros(us);
+    let fields = (
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.microsecond,
+        utc.bind(py),
+    );
+    class.call1(py, fields)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(substrate_id, m)?)?;
     m.add_function(wrap_pyfunction!(relationship_id, m)?)?;
@@ -92,6 +134,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_parse_id, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_rel_type, m)?)?;
     m.add_function(wrap_pyfunction!(now_us, m)?)?;
+    m.add_function(wrap_pyfunction!(utc_datetime, m)?)?;
     m.add_function(wrap_pyfunction!(json_nesting_exceeds, m)?)?;
     m.add_function(wrap_pyfunction!(add_count, m)?)?;
     Ok(())
