@@ -409,8 +409,14 @@ def test_serve_stops_within_seconds_with_clients_connected_and_ends_them_cleanly
         stopped = time.monotonic() - started
     finally:
         server.stop()
+    # A worker that refused to stop would be killed only after workers_kill_timeout
+    # (10 s, bfx.cli), so the time bound is what shows that every worker stopped on its
+    # own. Granian's "Killing worker-N" line alone is no evidence: its watcher thread
+    # reaps a worker that has exited while _stop_workers joins it, and on a loaded
+    # machine is_alive() can then read the reaped worker as alive and print the line
+    # for a process already gone (seen once in a full suite run, with the stop at <5 s;
+    # multiprocessing.Process.is_alive() is True for a child another caller reaped).
     assert stopped < 5, f"bfx serve took {stopped:.1f}s to stop:\n{server.output()}"
-    assert "Killing" not in server.output()
     sse_counts, ws_results = results[:3], results[3:]
     assert all(n >= 1 for n in sse_counts)
     for n, code in ws_results:
