@@ -87,7 +87,8 @@ class RsgiCall(Call):
             peer = self._peer = (host, port)
         return peer
 
-    def _scope_headers(self) -> Any:
+    @property  # type: ignore[override]
+    def headers(self) -> Any:
         """Granian's header map (text keys and values), read from the scope once."""
         headers = self._header_map
         if headers is None:
@@ -95,10 +96,10 @@ class RsgiCall(Call):
         return headers
 
     def header_text(self, name: str) -> str | None:
-        return self._scope_headers().get(name)  # type: ignore[no-any-return]
+        return self.headers.get(name)  # type: ignore[no-any-return]
 
     def body_headers(self) -> tuple[bytes | None, bytes | None]:
-        headers = self._scope_headers()
+        headers = self.headers
         ctype = headers.get("content-type")
         length = headers.get("content-length")
         return (
@@ -111,7 +112,7 @@ class RsgiCall(Call):
         )
 
     def header(self, name: bytes) -> bytes | None:
-        headers = self._scope_headers()
+        headers = self.headers
         key = name.decode("latin-1")
         value = headers.get(key)
         if value is None:
