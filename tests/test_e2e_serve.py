@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import msgspec
 import pytest
@@ -226,3 +228,42 @@ def test_several_workers_are_refused_while_the_registry_is_in_memory(tmp_path):
     )
     assert proc.returncode == 2
     assert "--workers > 1 needs storage shared between processes" in proc.stderr
+
+
+def test_sigterm_stops_every_worker_and_keeps_what_was_written(tmp_path):
+    """SIGTERM is what systemd, Docker and Kubernetes send to stop a service: bfx serve
+    stops within seconds, exits 0, leaves no worker behind, and a restart reads what it
+    had answered as written."""
+    data = str(tmp_path / "data")
+    server = Server(tmp_path, "--data-dir", data, "--workers", "2")
+    try:
+        status, made = server.json(
+            "POST", "/api/v1/substrates", {"expression_type": "constant", "expression_code": "41"}
+        )
+        assert status == 201
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=15) == 0, server.output()
+        stopped = time.monotonic() - started
+    finally:
+        server.stop()
+    assert stopped < 5, f"bfx serve took {stopped:.1f}s to stop:\n{server.output()}"
+    for pid in workers:  # reaped, or at least no longer running
+        assert _state(pid) in ("gone", "Z"), pid
+    again = Server(tmp_path, "--data-dir", data)
+    try:
+        status, got = again.json("GET", f"/api/v1/substrates/{made['substrate_id']}")
+    finally:
+        again.stop()
+    assert status == 200
+    assert got["expression_code"] == "41"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -683,11 +683,13 @@ def _granian(args: argparse.Namespace, settings: Settings) -> None:
         # alive forever after Ctrl-C.
         workers_kill_timeout=10,
     )
-    from bfx.asgi.live import capture_worker_signals
+    from bfx.asgi.worker_signals import capture_worker_signals, keep_early_worker_signals
 
     # Live streams end on a worker's shutdown signal before Granian's own shutdown runs
-    # (bfx.asgi.live.chain_shutdown_signals); under uvloop only through this.
+    # (bfx.asgi.worker_signals.chain_shutdown_signals); under uvloop only through this.
     capture_worker_signals()
+    # A stop signal that reaches a worker before its own handlers are in is not lost.
+    keep_early_worker_signals(server)
     # The objects made so far are never collected: the collector then never writes
     # to their pages, which stay shared with the forked workers.
     gc.freeze()

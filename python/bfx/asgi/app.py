@@ -21,7 +21,7 @@ from typing import Any
 from bfx import switching, tracing
 from bfx.asgi import change_stream, handlers
 from bfx.asgi.base import JSON, Puller, Response
-from bfx.asgi.live import LiveStreams, MetricsFeed, chain_shutdown_signals, send_bounded
+from bfx.asgi.live import LiveStreams, MetricsFeed, send_bounded
 from bfx.asgi.metrics import RequestMetrics
 from bfx.asgi.middleware import assemble
 from bfx.asgi.middleware.access_log import DRAIN_SECONDS, AccessLog, open_access_log
@@ -30,6 +30,7 @@ from bfx.asgi.middleware.dispatch import HeavyPool, dispatch
 from bfx.asgi.pipeline import Call, Handle, build
 from bfx.asgi.prometheus import Exporter
 from bfx.asgi.router import Router
+from bfx.asgi.worker_signals import chain_shutdown_signals
 from bfx.budget import Cancelled
 from bfx.services import Services, local_services
 from bfx.services.auth import LocalAuth

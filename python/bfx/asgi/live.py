@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -38,8 +37,6 @@ __all__ = [
     "Admitted",
     "LiveStreams",
     "MetricsFeed",
-    "capture_worker_signals",
-    "chain_shutdown_signals",
     "send_bounded",
 ]
 
@@ -243,91 +240,6 @@ class MetricsFeed:
             self._task = None
         for queue in list(self._queues):
             self._end(queue)
-
-
-#: The shutdown event Granian made for this worker's loop (``capture_worker_signals``),
-#: once it has; each forked worker sets its own.
-_worker_signal: Any = None
-
-
-def capture_worker_signals() -> bool:
-    """Keeps the event Granian's worker signal handlers set (called by ``bfx serve``
-    before Granian forks its workers).
-
-    Granian installs, in each worker, a loop signal handler that sets a ``WorkerSignal``
-    (``granian._signals.set_loop_signals``) before it starts the app. Under asyncio that
-    handler can be read back from the loop, but uvloop keeps its handlers out of reach,
-    so :func:`chain_shutdown_signals` would find nothing to chain: this wraps that
-    function so the worker's event is kept here. False (and nothing done) when the
-    installed Granian has no such function; the streams then end at its kill timeout."""
-    try:
-        from granian import _signals
-    except ImportError:
-        return False
-    original = getattr(_signals, "set_loop_signals", None)
-    if original is None or getattr(original, "_bfx_wrapped", False):
-        return original is not None
-
-    def set_loop_signals(loop: Any) -> Any:
-        global _worker_signal
-        _worker_signal = original(loop)
-        return _worker_signal
-
-    set_loop_signals._bfx_wrapped = True  # type: ignore[attr-defined]
-    _signals.set_loop_signals = set_loop_signals
-    return True
-
-
-def chain_shutdown_signals(
-    loop: asyncio.AbstractEventLoop, end: Callable[[], Awaitable[bool]]
-) -> bool:
-    """On SIGINT or SIGTERM, awaits ``end()`` (the live streams ending, bounded by
-    :data:`CLOSE_GRACE`; True when some were open, which then get
-    :data:`FLUSH_SECONDS` more) and then runs the handler already there (Granian's, which starts
-    its graceful shutdown); a second signal meanwhile runs it at once.
-
-    Granian waits for every open connection before it tells the app it stops
-    (``__rsgi_del__``, the ASGI lifespan), so a live stream would hold a worker until its
-    kill timeout: the streams must learn of the signal first, and end (with a close
-    frame on a WebSocket) while the server still carries their last bytes. Only where a
-    handler is installed (a Granian worker); False elsewhere (a test's loop), which is
-    left alone. The handler to chain is what Granian's sets: its worker event, kept by
-    :func:`capture_worker_signals` (any loop), or else the handle asyncio keeps in
-    ``loop._signal_handlers`` (asyncio has no public way to chain one)."""
-    previous: dict[int, Callable[[], None]] = {}
-    if _worker_signal is not None:
-        worker_signal = _worker_signal
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = worker_signal.set
-    else:
-        handlers = getattr(loop, "_signal_handlers", None) or {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handle = handlers.get(sig)
-            if handle is not None:
-                previous[sig] = handle._run
-    if not previous:
-        return False
-    ending: list[asyncio.Task[None]] = []
-
-    async def end_then(then: Callable[[], None]) -> None:
-        try:
-            if await asyncio.wait_for(end(), CLOSE_GRACE + 1):
-                await asyncio.sleep(FLUSH_SECONDS)
-        except Exception:
-            log.exception("ending the live streams failed")
-        finally:
-            then()
-
-    for sig, then in previous.items():
-
-        def handler(then: Callable[[], None] = then) -> None:
-            if ending:
-                then()
-                return
-            ending.append(loop.create_task(end_then(then)))
-
-        loop.add_signal_handler(sig, handler)
-    return True
 
 
 async def send_bounded(send: Awaitable[None], timeout: float = SEND_TIMEOUT) -> bool:
