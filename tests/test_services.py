@@ -27,6 +27,7 @@ from bfx.errors import UnsupportedMediaTypeError
 from bfx.errors import UrlIdError as QueryIdError
 from bfx.services import (
     AWAITED_METHODS,
+    ENCODED_METHODS,
     LIVE_METHODS,
     OPERATION_METHODS,
     AliasService,
@@ -197,7 +198,10 @@ def test_every_protocol_method_is_an_operation_and_the_local_one_has_its_signatu
     assert set(LIVE_METHODS) == {op.name for op in OPERATIONS if op.live is not None}
     assert set(AWAITED_METHODS) == {op.name for op in OPERATIONS if op.runs == "write"}
     mapped = (
-        set(OPERATION_METHODS.values()) | set(LIVE_METHODS.values()) | set(AWAITED_METHODS.values())
+        set(OPERATION_METHODS.values())
+        | set(LIVE_METHODS.values())
+        | set(AWAITED_METHODS.values())
+        | set(ENCODED_METHODS.values())
     )
     services = services_over(Registry())
     for noun, proto in PROTOCOLS.items():

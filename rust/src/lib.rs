@@ -14,6 +14,7 @@ pub mod jsondepth;
 pub mod kinds;
 pub mod log_writer;
 pub mod observe;
+pub mod record_json;
 mod segvec;
 mod slab;
 pub mod sqlite_load;

@@ -66,6 +66,9 @@ JsonObject = dict[str, Any]
 #: bytes as a ``msgspec.Raw``, embedded in the JSON as they are — never decoded and
 #: encoded again on a read. ``msgspec.json.decode(record.metadata)`` gives the dict.
 StoredObject = Annotated[Raw, Meta(extra_json_schema={"type": "object"})]
+#: An answer already encoded as its operation's ``response`` type, sent as it is: what
+#: the core writes itself for the hottest read (``SubstrateService.get_encoded``).
+Encoded = Raw
 #: The core's list (``bfx._core.EXPRESSION_TYPES``), as a type the decoders check.
 ExpressionType = Literal[EXPRESSION_TYPES]  # type: ignore[valid-type]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bfx.services.interfaces import (
     AWAITED_METHODS,
+    ENCODED_METHODS,
     LIVE_METHODS,
     OPERATION_METHODS,
     AliasService,
@@ -28,6 +29,7 @@ from bfx.services.local import local_services
 
 __all__ = [
     "AWAITED_METHODS",
+    "ENCODED_METHODS",
     "LIVE_METHODS",
     "OPERATION_METHODS",
     "AliasService",

@@ -30,6 +30,7 @@ from bfx.security.auth import Principal
 
 __all__ = [
     "AWAITED_METHODS",
+    "ENCODED_METHODS",
     "EXPORT_MEDIA_TYPES",
     "LIVE_METHODS",
     "OPERATION_METHODS",
@@ -88,6 +89,11 @@ class SubstrateService(Protocol):
 
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         """``get_substrate``: NotFoundError for an unknown id."""
+        ...
+
+    def get_encoded(self, substrate_id: int) -> s.Encoded:
+        """``get_substrate`` as the server answers it: the record of :meth:`get`,
+        already its JSON (the same bytes msgspec writes for it)."""
         ...
 
     def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
@@ -449,6 +455,13 @@ LIVE_METHODS: dict[str, tuple[str, str]] = {
 AWAITED_METHODS: dict[str, tuple[str, str]] = {
     "create_substrate": ("substrates", "create_async"),
     "create_relationship": ("relationships", "create_async"),
+}
+
+#: Operations the server answers with a record already encoded (``Encoded``: the core
+#: writes it, skipping the Struct and its encoding) -> that method; clients and the
+#: library call the operation's plain method (:data:`OPERATION_METHODS`).
+ENCODED_METHODS: dict[str, tuple[str, str]] = {
+    "get_substrate": ("substrates", "get_encoded"),
 }
 
 #: Operation name (``bfx.api.operations``) -> (attribute of :class:`Services`, method).

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Raw
+
 from bfx import errors
 from bfx.api import types as s
 from bfx.budget import BatchBudget
@@ -73,6 +75,9 @@ class LocalSubstrates:
 
     def get(self, substrate_id: int) -> s.SubstrateRecord:
         return records.substrate(self._arena.get(substrate_id), self._counts.get(substrate_id, 0))
+
+    def get_encoded(self, substrate_id: int) -> s.Encoded:
+        return Raw(self._arena.get_json(substrate_id, self._counts.get(substrate_id, 0)))
 
     def update(self, substrate_id: int, metadata: dict[str, Any]) -> s.SubstrateRecord:
         row = self._substrates.update(substrate_id, metadata)

@@ -19,6 +19,7 @@ use crate::arena::{Arena as CoreArena, EdgeView, NewEdge, NewSubstrate};
 use crate::dump;
 use crate::error::{CoreError, Kind};
 use crate::kinds::{ExprType, RelType};
+use crate::record_json::substrate_json;
 use crate::sqlite_load;
 
 /// `CoreArena::outgoing` or `CoreArena::incoming`.
@@ -254,6 +255,22 @@ impl Arena {
         let out = self.with_read(py, |a| a.get(id).map(SubstrateOut::from));
         match out {
             Some(record) => record.into_py(py),
+            None => Err(not_found(py, Kind::Substrate, id)),
+        }
+    }
+
+    /// The record of `get` as the API's JSON (`SubstrateRecord`), with
+    /// `invocations` as its count: what a `GET /substrates/{id}` answers.
+    fn get_json<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'py, PyAny>,
+        invocations: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id = id_arg(id)?;
+        let out = self.with_read(py, |a| a.get(id).map(|v| substrate_json(&v, invocations)));
+        match out {
+            Some(json) => Ok(PyBytes::new(py, &json)),
             None => Err(not_found(py, Kind::Substrate, id)),
         }
     }

@@ -32,8 +32,9 @@ def compose(svc: Services, inp: Input) -> Response:
     return created(rec, f"{BASE}/{rec.substrate_id}")
 
 
-def get_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
-    return svc.substrates.get(inp.params[0])
+def get_substrate(svc: Services, inp: Input) -> s.Encoded:
+    # The record as the core writes it: every GET of a record comes here.
+    return svc.substrates.get_encoded(inp.params[0])
 
 
 def update_substrate(svc: Services, inp: Input) -> s.SubstrateRecord:
