@@ -339,7 +339,8 @@ pub fn utc_stamp(second: i64) -> String {
     out
 }
 
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+/// `n` in decimal (also the record JSON's writer of ids and counts).
+pub(crate) fn put_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -10,6 +10,7 @@
 
 use crate::arena::SubstrateView;
 use crate::civil::civil_from_micros;
+use crate::observe::put_u64;
 
 /// The record's JSON object, `invocations` being its count in this process.
 pub fn substrate_json(v: &SubstrateView<'_>, invocations: u64) -> Vec<u8> {
@@ -45,20 +46,6 @@ fn put_hex16(out: &mut Vec<u8>, id: u64) {
     for shift in (0..16).rev() {
         out.push(HEX[((id >> (shift * 4)) & 0xF) as usize]);
     }
-}
-
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 fn put_digits(out: &mut Vec<u8>, n: u32, width: usize) {
