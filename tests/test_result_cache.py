@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from asgi_driver import finish, started
 from bfx import Registry, errors
+from bfx.domain import substrates as domain_substrates
 from bfx.domain.results import ENTRY_OVERHEAD, MISS, ResultCache, canonical_parameters
+from bfx.domain.substrates import RESULT_RECHECK_FIRST
 from bfx_server import Server, connections_to_each_worker, send_json
 
 API = "/api/v1"
@@ -120,6 +122,64 @@ def test_cached_answers_equal_computed_ones(params):
         assert cached.invoke(a, {**params, "longer-than-8": 0}).result != want  # a miss
         stats = cached.substrates.results.stats()
         assert (stats["hits"], stats["misses"]) == (1, 1)
+
+
+class _Clock:
+    """``time`` for :mod:`bfx.domain.substrates`: whatever runs between a pair of
+    ``perf_counter`` reads (an evaluation, a lookup) takes ``took`` seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.took = 0.0
+        self._started = False
+
+    def perf_counter(self) -> float:
+        if self._started:
+            self.now += self.took
+        self._started = not self._started
+        return self.now
+
+
+def _invoke_n(reg: Registry, sid: str, n: int) -> None:
+    for _ in range(n):
+        assert reg.invoke(sid, {"x": 1}).result == 2
+
+
+def test_a_cheap_substrate_taken_for_costly_is_set_right(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(domain_substrates, "time", clock)
+    with Registry(result_cache_size=MIB) as reg:  # the default 20 µs threshold
+        sid = reg.create("expression", "x + 1").substrate_id
+        results = reg.substrates.results
+        clock.took = 0.000_001
+        _invoke_n(reg, sid, 1)  # the first call
+        clock.took = 0.001  # two calls slowed by noise, in a row: taken for costly
+        _invoke_n(reg, sid, 2)
+        assert len(results) == 1
+        clock.took = 0.000_001  # cheap again: hits until the re-check, which runs fast
+        _invoke_n(reg, sid, RESULT_RECHECK_FIRST)
+        assert (results.hits, results.misses) == (RESULT_RECHECK_FIRST - 1, 0)
+        assert len(results) == 0  # its results dropped, and no lookups from now on
+        _invoke_n(reg, sid, 10)
+        assert (results.hits, results.misses) == (RESULT_RECHECK_FIRST - 1, 0)
+
+
+def test_a_costly_substrate_is_rechecked_ever_more_rarely(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(domain_substrates, "time", clock)
+    clock.took = 0.001  # every evaluation (and, here, every lookup) takes 1 ms
+    with Registry(result_cache_size=MIB) as reg:
+        sid = reg.create("expression", "x + 1").substrate_id
+        results = reg.substrates.results
+        _invoke_n(reg, sid, 3)  # the first call, two slow ones: costly and kept
+        evaluated = 3
+        for interval in (RESULT_RECHECK_FIRST, 2 * RESULT_RECHECK_FIRST):
+            _invoke_n(reg, sid, interval)  # hits, then one call evaluated: still slow
+            evaluated += 1
+        calls = 3 + 3 * RESULT_RECHECK_FIRST
+        assert results.hits == calls - evaluated
+        assert len(results) == 1
+        assert reg.get(sid).invocations == calls
 
 
 def test_hits_count_as_invocations_and_failures_are_not_cached():

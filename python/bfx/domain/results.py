@@ -146,7 +146,7 @@ class ResultCache:
                         del self._by_id[gone_id]
 
     def discard(self, identity: int) -> None:
-        """Drops every result of a substrate (it was deleted)."""
+        """Drops every result of a substrate (deleted, or found cheap after all)."""
         with self._lock:
             for params in self._by_id.pop(identity, ()):
                 entry = self._items.pop((identity, params), None)

@@ -36,7 +36,7 @@ from bfx.rows import SubstrateRow
 from bfx.sandbox import Compiled, Limits, compile_substrate
 from bfx.tracing import EVALUATE, span
 
-__all__ = ["RESULT_MIN_MS", "CompiledCache", "Substrates"]
+__all__ = ["RESULT_MIN_MS", "RESULT_RECHECK_FIRST", "CompiledCache", "Substrates"]
 
 _SCAN_PAGE = 4096
 #: Pipelines an ``in_use`` refusal lists (``count`` gives them all).
@@ -45,6 +45,13 @@ _IN_USE_LISTED = 100
 Runnable = Compiled | Plan
 #: See ``Substrates.result_min_ms`` (BENCHMARKS.md "Result cache": a hit costs ~2 µs).
 RESULT_MIN_MS = 0.02
+#: Calls of a costly substrate before one is evaluated and timed again instead of looked
+#: up (then twice as many, up to :data:`RESULT_RECHECK_MAX`). Noise only ever slows a
+#: call down, and under load it slowed two cheap calls in a row often enough to mark a
+#: trivial lambda costly within seconds of ``wrk``; its calls then paid ~2 µs of lookup
+#: for ~0.7 µs of evaluation, for good. A re-check that runs fast ends that.
+RESULT_RECHECK_FIRST = 64
+RESULT_RECHECK_MAX = 65_536
 
 
 class CompiledCache:
@@ -127,8 +134,9 @@ class Substrates:
         #: this long (after their first call): below it a lookup (key, lock, dict)
         #: costs about what it saves.
         self.result_min_ms = RESULT_MIN_MS
-        #: Substrates found that slow: only their calls look results up.
-        self._costly: set[int] = set()
+        #: Substrates found that slow: only their calls look results up. Each has
+        #: ``[calls left before a re-check, calls between re-checks]``.
+        self._costly: dict[int, list[int]] = {}
         #: Slow evaluations in a row, per substrate not yet found costly.
         self._slow: dict[int, int] = {}
         #: Successful invocations per substrate, of this process (``bfx.invocations``).
@@ -363,7 +371,7 @@ class Substrates:
         self.invocations.discard(identity)
         if self.results is not None:
             self.results.discard(identity)
-            self._costly.discard(identity)
+            self._costly.pop(identity, None)
             self._slow.pop(identity, None)
 
     def _require(self, identity: int) -> None:
@@ -414,15 +422,21 @@ class Substrates:
             self._require(identity)
         results = self.results
         key = None
-        if results is not None and identity in self._costly:
-            start = time.perf_counter()
-            key = canonical_parameters(parameters)
-            if key is not None:
-                result = results.get(identity, key)
-                if result is not MISS:
-                    elapsed = (time.perf_counter() - start) * 1000.0
-                    self.invocations.add(identity)
-                    return Invocation(identity, result, elapsed)
+        recheck = False
+        costly = None if results is None else self._costly.get(identity)
+        if costly is not None:
+            costly[0] -= 1
+            if costly[0] > 0:
+                start = time.perf_counter()
+                key = canonical_parameters(parameters)
+                if key is not None:
+                    result = results.get(identity, key)  # type: ignore[union-attr]
+                    if result is not MISS:
+                        elapsed = (time.perf_counter() - start) * 1000.0
+                        self.invocations.add(identity)
+                        return Invocation(identity, result, elapsed)
+            else:
+                recheck = True  # evaluated and timed: is it still costly?
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
         start = time.perf_counter()
@@ -432,7 +446,9 @@ class Substrates:
             result = _evaluate_traced(compiled, parameters, identity)
         elapsed = (time.perf_counter() - start) * 1000.0
         if results is not None:
-            if elapsed >= self.result_min_ms:
+            if recheck:
+                self._rechecked(identity, elapsed)
+            elif elapsed >= self.result_min_ms:
                 self._slow_call(identity, parameters, key, result)
             elif identity in self._slow:
                 del self._slow[identity]
@@ -452,11 +468,23 @@ class Substrates:
                 self._slow[identity] = seen
                 return
             self._slow.pop(identity, None)
-            self._costly.add(identity)
+            self._costly[identity] = [RESULT_RECHECK_FIRST, RESULT_RECHECK_FIRST]
         if key is None:
             key = canonical_parameters(parameters)
         if key is not None:
             self.results.put(identity, key, result)  # type: ignore[union-attr]
+
+    def _rechecked(self, identity: int, elapsed: float) -> None:
+        """A costly substrate timed again: still slow, the next re-check is twice as
+        far; fast, noise had made it look costly, and it is looked up no more."""
+        costly = self._costly.get(identity)
+        if costly is None:  # deleted meanwhile
+            return
+        if elapsed >= self.result_min_ms:
+            costly[0] = costly[1] = min(costly[1] * 2, RESULT_RECHECK_MAX)
+        else:
+            del self._costly[identity]
+            self.results.discard(identity)  # type: ignore[union-attr]
 
     def value(
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
