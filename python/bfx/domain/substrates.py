@@ -54,6 +54,16 @@ RESULT_RECHECK_FIRST = 64
 RESULT_RECHECK_MAX = 65_536
 
 
+class _Rechecks:
+    """When a costly substrate is next evaluated and timed instead of looked up."""
+
+    __slots__ = ("every", "left")
+
+    def __init__(self) -> None:
+        #: Calls between re-checks, and calls left before the next one.
+        self.every = self.left = RESULT_RECHECK_FIRST
+
+
 class CompiledCache:
     """A bounded LRU of compiled expressions keyed by substrate id.
 
@@ -134,9 +144,9 @@ class Substrates:
         #: this long (after their first call): below it a lookup (key, lock, dict)
         #: costs about what it saves.
         self.result_min_ms = RESULT_MIN_MS
-        #: Substrates found that slow: only their calls look results up. Each has
-        #: ``[calls left before a re-check, calls between re-checks]``.
-        self._costly: dict[int, list[int]] = {}
+        #: Substrates found that slow, with their re-checks: only their calls look
+        #: results up.
+        self._costly: dict[int, _Rechecks] = {}
         #: Slow evaluations in a row, per substrate not yet found costly.
         self._slow: dict[int, int] = {}
         #: Successful invocations per substrate, of this process (``bfx.invocations``).
@@ -425,8 +435,8 @@ class Substrates:
         recheck = False
         costly = None if results is None else self._costly.get(identity)
         if costly is not None:
-            costly[0] -= 1
-            if costly[0] > 0:
+            costly.left -= 1
+            if costly.left > 0:
                 start = time.perf_counter()
                 key = canonical_parameters(parameters)
                 if key is not None:
@@ -468,7 +478,7 @@ class Substrates:
                 self._slow[identity] = seen
                 return
             self._slow.pop(identity, None)
-            self._costly[identity] = [RESULT_RECHECK_FIRST, RESULT_RECHECK_FIRST]
+            self._costly[identity] = _Rechecks()
         if key is None:
             key = canonical_parameters(parameters)
         if key is not None:
@@ -481,7 +491,7 @@ class Substrates:
         if costly is None:  # deleted meanwhile
             return
         if elapsed >= self.result_min_ms:
-            costly[0] = costly[1] = min(costly[1] * 2, RESULT_RECHECK_MAX)
+            costly.every = costly.left = min(costly.every * 2, RESULT_RECHECK_MAX)
         else:
             del self._costly[identity]
             self.results.discard(identity)  # type: ignore[union-attr]
