@@ -10,6 +10,7 @@
 
 use crate::arena::SubstrateView;
 use crate::civil::civil_from_micros;
+use crate::identity::id_text;
 use crate::observe::put_u64;
 
 /// The record's JSON object, `invocations` being its count in this process.
@@ -42,10 +43,7 @@ pub fn substrate_json(v: &SubstrateView<'_>, invocations: u64) -> Vec<u8> {
 }
 
 fn put_hex16(out: &mut Vec<u8>, id: u64) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for shift in (0..16).rev() {
-        out.push(HEX[((id >> (shift * 4)) & 0xF) as usize]);
-    }
+    out.extend_from_slice(&id_text(id)[2..]);
 }
 
 fn put_digits(out: &mut Vec<u8>, n: u32, width: usize) {

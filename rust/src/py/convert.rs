@@ -8,6 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
 
@@ -24,6 +25,16 @@ use crate::kinds::{ExprType, RelType};
 /// An id given as an int in u64 range, or as text in the documented form.
 pub(crate) fn id_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     let py = obj.py();
+    if obj.is_exact_instance_of::<PyInt>() {
+        // Below 2**63 (most ids) without CPython's byte-by-byte conversion, which
+        // its u64 conversion takes for any int of more than one digit.
+        let mut overflow = 0;
+        // SAFETY: `obj` is a live int and the GIL is held.
+        let small = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &raw mut overflow) };
+        if overflow == 0 && small >= 0 {
+            return Ok(small as u64);
+        }
+    }
     if obj.is_instance_of::<PyBool>() {
         return Err(to_pyerr(py, CoreError::InvalidId(obj.repr()?.to_string())));
     }

@@ -4,12 +4,12 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt};
+use pyo3::types::{PyDict, PyInt, PyString};
 
 use super::convert::{id_arg, now_micros};
 use super::errors::CoreResultExt;
 use crate::civil::civil_from_micros;
-use crate::identity::{self, format_id};
+use crate::identity;
 use crate::kinds::{ExprType, RelType};
 
 /// The 64-bit id of a substrate: XXH3-64 of `expression_type ‖ 0x00 ‖ canonical`.
@@ -38,8 +38,12 @@ fn relationship_id(
 }
 
 #[pyfunction(name = "format_id")]
-fn py_format_id(id: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(format_id(id_arg(id)?))
+fn py_format_id<'py>(id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let text = identity::id_text(id_arg(id)?);
+    Ok(PyString::new(
+        id.py(),
+        std::str::from_utf8(&text).unwrap_or_default(),
+    ))
 }
 
 /// Accepts an int in u64 range or text of 1-16 hex digits (optional 0x).
