@@ -3,7 +3,7 @@
 import os
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from bfx.errors import BfxError
 
@@ -27,6 +27,24 @@ def now_us() -> int: ...
 def utc_datetime(us: int) -> datetime: ...
 def json_nesting_exceeds(text: bytes, limit: int) -> bool: ...
 def add_count(counts: dict[int, int], key: int, n: int = 1) -> int: ...
+def call_numeric(
+    function: Any,
+    params: Any,
+    bits: int,
+    max_items: int,
+    allowed: frozenset[str] | None,
+    miss: Any,
+) -> Any: ...
+def call_numeric_many(
+    function: Any,
+    by_dict: bool,
+    batch: list[Any],
+    start: int,
+    out: list[Any],
+    bits: int,
+    max_items: int,
+    allowed: frozenset[str] | None,
+) -> int: ...
 
 class Arena:
     def __init__(self, substrates: int = 0, relationships: int = 0) -> None: ...

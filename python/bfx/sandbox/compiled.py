@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from itertools import islice
 from typing import Any
 
 from bfx import tracing
+from bfx._core import call_numeric, call_numeric_many
 from bfx.errors import BfxError, InvocationError
 
 from .analyze import Analysis, analyze
@@ -19,6 +19,8 @@ from .values import check_result, scan_parameters, validate_parameters
 __all__ = ["Compiled", "canonicalize", "compile_substrate"]
 
 _EMPTY: dict[str, Any] = {}
+#: What the core's fast path answers when it does not take a call.
+_MISS = object()
 _MESSAGE_LIMIT = 300
 
 
@@ -48,13 +50,16 @@ class Compiled:
     __slots__ = (
         "_allowed",
         "_analysis",
+        "_bits",
         "_by_dict",
         "_fast",
         "_fast_deadline",
         "_general",
         "_general_deadline",
         "_hi",
+        "_hot",
         "_lo",
+        "_max_items",
         "canonical",
         "expression_type",
         "limits",
@@ -78,8 +83,13 @@ class Compiled:
         self.numeric = analysis.numeric
         self._fast: Any = None
         self._general: Any = None
+        #: The fast variant once built, when a call of it needs no deadline set first
+        #: and takes the parameter dict: :meth:`invoke` tries it before anything else.
+        self._hot: Any = None
         self._fast_deadline = False
         self._general_deadline = False
+        self._bits = limits.max_int_bits
+        self._max_items = limits.max_sequence_length
         self._hi = 1 << limits.max_int_bits
         self._lo = -self._hi
         # Every kind but a lambda mixing named and ** parameters is called with the
@@ -97,6 +107,8 @@ class Compiled:
         if numeric and self.numeric:
             if self._fast is None:
                 self._fast, self._fast_deadline = self._build(True)
+                if not self._fast_deadline and self._by_dict:
+                    self._hot = self._fast
             return self._fast, self._fast_deadline
         if self._general is None:
             self._general, self._general_deadline = self._build(False)
@@ -132,6 +144,15 @@ class Compiled:
         Raises :class:`InvocationError` for a bad payload, a runtime error of the code, a
         guard, the time budget or a result that cannot be returned.
         """
+        hot = self._hot
+        if hot is not None:
+            # The common call, checked and made in one call into the core: numbers in,
+            # a number out. Anything else is answered by the general path below.
+            result = call_numeric(
+                hot, parameters, self._bits, self._max_items, self._allowed, _MISS
+            )
+            if result is not _MISS:
+                return result
         if parameters is None:
             parameters = _EMPTY
         elif type(parameters) is not dict:
@@ -198,44 +219,16 @@ class Compiled:
         fn, deadline = self._variant(True)
         if deadline:
             return start  # guards read a per-call deadline: take the general loop
-        lo = self._lo
-        hi = self._hi
-        max_items = self.limits.max_sequence_length
-        append = out.append
-        base = len(out) - start  # index of the next item is len(out) - base
-        by_dict = self._by_dict
-        allowed = self._allowed
-        try:
-            for params in islice(batch, start, None):
-                if type(params) is not dict or len(params) > max_items:
-                    return len(out) - base
-                for value in params.values():
-                    t = type(value)
-                    if t is int:
-                        if lo < value < hi:
-                            continue
-                    elif t is float or t is bool or value is None:
-                        continue
-                    return len(out) - base
-                if allowed is not None and not params.keys() <= allowed:
-                    return len(out) - base
-                result = fn(params) if by_dict else fn(**params)
-                t = type(result)
-                if t is int:
-                    if lo < result < hi:
-                        append(result)
-                        continue
-                elif t is float:
-                    if result - result == 0.0:
-                        append(result)
-                        continue
-                elif t is bool or result is None:
-                    append(result)
-                    continue
-                return len(out) - base
-        except Exception:
-            return len(out) - base
-        return len(batch)
+        return call_numeric_many(  # type: ignore[no-any-return]
+            fn,
+            self._by_dict,
+            batch,
+            start,
+            out,
+            self._bits,
+            self._max_items,
+            self._allowed,
+        )
 
     # -- errors ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@
 //! | [`graph`] | the graph algorithms as functions taking an `Arena` |
 //! | [`functions`] | the module functions that need no arena |
 //! | [`observe`] | the request counters and access-log lines of the HTTP service |
+//! | [`numeric`] | the sandbox's fast path: numbers in, a compiled expression called, a number out |
 //!
 //! The binding files use `errors` and `convert`; `graph` also names the
 //! `Arena` class it takes. Nothing else crosses between them, and nothing
@@ -35,6 +36,7 @@ mod convert;
 mod errors;
 mod functions;
 mod graph;
+mod numeric;
 mod observe;
 
 use pyo3::prelude::*;
@@ -48,6 +50,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<arena::Arena>()?;
     functions::register(m)?;
     graph::register(m)?;
+    numeric::register(m)?;
     observe::register(m)?;
     let rel_types: Vec<&str> = RelType::ALL.iter().map(|t| t.name()).collect();
     m.add("REL_TYPES", PyTuple::new(m.py(), rel_types)?)?;
