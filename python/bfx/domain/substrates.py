@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 from bfx import errors, operators, tracing
@@ -427,34 +428,36 @@ class Substrates:
     def invoke(
         self, substrate_id: int | str, parameters: Mapping[str, Any] | None = None
     ) -> Invocation:
-        identity = parse_id(substrate_id)
+        # An int is checked by the arena's own lookup (400 invalid_id out of range).
+        identity = substrate_id if type(substrate_id) is int else parse_id(substrate_id)
         if identity not in self.arena:
             self._require(identity)
         results = self.results
         key = None
         recheck = False
-        costly = None if results is None else self._costly.get(identity)
+        # Nearly always empty: then no lookup at all.
+        costly = self._costly.get(identity) if self._costly else None
         if costly is not None:
             costly.left -= 1
             if costly.left > 0:
-                start = time.perf_counter()
+                start = perf_counter()
                 key = canonical_parameters(parameters)
                 if key is not None:
                     result = results.get(identity, key)  # type: ignore[union-attr]
                     if result is not MISS:
-                        elapsed = (time.perf_counter() - start) * 1000.0
+                        elapsed = (perf_counter() - start) * 1000.0
                         self.invocations.add(identity)
                         return Invocation(identity, result, elapsed)
             else:
                 recheck = True  # evaluated and timed: is it still costly?
         # The cache first, without compiled()'s frame: it answers all but the first call.
         compiled = self.cache.get(identity) or self.compiled(identity)
-        start = time.perf_counter()
+        start = perf_counter()
         if tracing.tracer is None:  # the hot path: no span, not even a no-op one
             result = compiled.invoke(parameters)
         else:
             result = _evaluate_traced(compiled, parameters, identity)
-        elapsed = (time.perf_counter() - start) * 1000.0
+        elapsed = (perf_counter() - start) * 1000.0
         if results is not None:
             if recheck:
                 self._rechecked(identity, elapsed)
