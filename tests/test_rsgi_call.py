@@ -158,3 +158,41 @@ def test_headers_read_as_before():
     assert call.header_text("x-api-key") == "k"
     assert call.body_headers() == (b"application/json", None)
     assert scope.reads["headers"] == 1
+
+
+class StalledProto(Proto):
+    """A client that declares a body and never sends it: Granian's read is a future
+    that never completes (unless the deadline cancels it)."""
+
+    def __call__(self) -> asyncio.Future[bytes]:  # type: ignore[override]
+        self.read: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        return self.read
+
+
+def test_a_stalled_body_is_cut_off_by_cancelling_its_read():
+    scope, _ = _create()
+    proto = StalledProto()
+    _serve(Settings(storage="memory", access_log=False, body_timeout=0.2), (scope, proto))
+    assert proto.status == 408
+    assert proto.answer is not None
+    assert msgspec.json.decode(proto.answer[2])["error"] == "request_timeout"
+    assert proto.read.cancelled()
+
+
+def test_a_read_that_completes_as_its_deadline_passes_is_not_cut_off():
+    # The sweeper finds the read late but done: it is neither cancelled nor marked,
+    # and the request goes on with its body.
+    from bfx.asgi.middleware.body_deadline import BodyDeadlines
+
+    async def main() -> tuple[bool, int]:
+        deadlines = BodyDeadlines(0.05, tick=0.05)
+        read = asyncio.get_running_loop().create_future()
+        watched = deadlines.begin(read)
+        read.set_result(b"{}")  # done, but the deadline entry is still there
+        await asyncio.sleep(0.2)  # the sweeper passes
+        timed_out = deadlines.timed_out(watched)
+        deadlines.end(watched)
+        await deadlines.close()
+        return timed_out, len(deadlines._expired)
+
+    assert asyncio.run(main()) == (False, 0)

@@ -77,17 +77,18 @@ class body(Before):
         # One budget for the whole body (Granian bounds only the headers): a client
         # trickling its body in holds a connection for at most this long.
         deadlines = self.deadlines
-        task = deadlines.begin()
+        read = call.read_body(limit, declared)
+        watched = deadlines.begin(read)
         try:
-            raw = await call.read_body(limit, declared)
+            raw = await read
         except asyncio.CancelledError:
-            if deadlines.timed_out(task):
+            if deadlines.timed_out(watched):
                 raise BodyTimeoutError(deadlines.budget) from None
             raise
         except call.gone:
             raise ClientGone from None
         finally:
-            deadlines.end(task)
+            deadlines.end(watched)
         # Nesting deeper than ``depth`` takes more than ``depth`` bytes of brackets.
         if len(raw) > self.depth and json_nesting_exceeds(raw, self.depth):
             raise _too_deep(self.depth)

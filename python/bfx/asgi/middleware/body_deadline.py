@@ -5,6 +5,9 @@ A timeout around every ``receive()`` (``asyncio.timeout_at``) costs a timer sche
 cancelled per request — about as much as reading the body itself. Here a read costs one
 dict entry: a single sweeper task per event loop wakes a few times a second and cancels
 the reads past their deadline, so a stalled body is cut off within ``budget + tick``.
+Granian's RSGI body read is a future, which is cancelled itself; ASGI's is a coroutine,
+cancelled through the task awaiting it. Finding that task takes ``get_running_loop()``,
+which on 3.11 makes a ``getpid`` system call: the RSGI read does without.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import asyncio
 import contextlib
 import sys
 from asyncio import current_task, get_running_loop
+from collections.abc import Awaitable
 from time import monotonic
+from types import CoroutineType
+from typing import Any, Protocol
 
 from bfx.errors import BfxError
 
@@ -26,6 +32,14 @@ __all__ = ["BodyDeadlines", "BodyTimeoutError"]
 _RUNNING: dict[asyncio.AbstractEventLoop, asyncio.Task[object]] | None = (
     getattr(asyncio.tasks, "_current_tasks", None) if sys.version_info < (3, 12) else None
 )
+
+
+class Cancellable(Protocol):
+    """What a deadline watches: a task, or a future awaited by one."""
+
+    def cancel(self, msg: Any = None) -> bool: ...
+
+    def get_loop(self) -> asyncio.AbstractEventLoop: ...
 
 
 class BodyTimeoutError(BfxError):
@@ -47,30 +61,39 @@ class BodyDeadlines:
     def __init__(self, budget: float, tick: float = 0.25) -> None:
         self.budget = budget
         self.tick = min(tick, budget)
-        self._reads: dict[asyncio.Task[object], float] = {}
-        self._expired: set[asyncio.Task[object]] = set()
+        self._reads: dict[Cancellable, float] = {}
+        self._expired: set[Cancellable] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    def begin(self) -> asyncio.Task[object]:
-        """Start the clock for the current task's body read."""
-        task = current_task() if _RUNNING is None else _RUNNING.get(get_running_loop())
-        assert task is not None
+    def begin(self, read: Awaitable[object]) -> Cancellable:
+        """Start the clock for a body read about to be awaited; returns what the
+        sweeper cancels when it runs late. A future (Granian's RSGI body read) is
+        cancelled itself; a coroutine (ASGI's) through the task that awaits it."""
+        if type(read) is not CoroutineType and hasattr(read, "cancel"):
+            watched: Cancellable = read  # type: ignore[assignment]
+        else:
+            task = current_task() if _RUNNING is None else _RUNNING.get(get_running_loop())
+            assert task is not None
+            watched = task
         # time.monotonic, not loop.time(): a C call rather than a method of the loop
         # (Python code on asyncio's); the sweeper reads the same clock.
-        self._reads[task] = monotonic() + self.budget
+        self._reads[watched] = monotonic() + self.budget
         sweeper = self._sweeper
         if sweeper is None or sweeper.done():
-            self._sweeper = task.get_loop().create_task(self._sweep())
-        return task
+            self._sweeper = watched.get_loop().create_task(self._sweep())
+        return watched
 
-    def end(self, task: asyncio.Task[object]) -> None:
-        self._reads.pop(task, None)
+    def end(self, watched: Cancellable) -> None:
+        self._reads.pop(watched, None)
 
-    def timed_out(self, task: asyncio.Task[object]) -> bool:
-        """After a CancelledError: was it this deadline (then the task is uncancelled)?"""
-        if task in self._expired:
-            self._expired.discard(task)
-            task.uncancel()
+    def timed_out(self, watched: Cancellable) -> bool:
+        """After a CancelledError: was it this deadline? A task cancelled for it is
+        uncancelled (a future's cancellation ends with the future)."""
+        if watched in self._expired:
+            self._expired.discard(watched)
+            uncancel = getattr(watched, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
             return True
         return False
 
@@ -78,11 +101,12 @@ class BodyDeadlines:
         while True:
             await asyncio.sleep(self.tick)
             now = monotonic()
-            late = [task for task, deadline in self._reads.items() if deadline <= now]
-            for task in late:
-                del self._reads[task]
-                self._expired.add(task)
-                task.cancel()
+            late = [read for read, deadline in self._reads.items() if deadline <= now]
+            for read in late:
+                del self._reads[read]
+                # A read that completed meanwhile is not cancelled, and not marked.
+                if read.cancel():
+                    self._expired.add(read)
 
     async def close(self) -> None:
         """Stop the sweeper (at shutdown, so no task outlives its loop)."""
