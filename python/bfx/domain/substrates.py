@@ -9,7 +9,6 @@ directly), and :class:`~bfx.models.Invocation` values.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from time import perf_counter
@@ -587,9 +586,9 @@ def _invoke_group(
     results: list[Any],
 ) -> int:
     """One substrate's items in one fast-path call; returns how many succeeded."""
-    start = time.perf_counter()
+    start = perf_counter()
     answers = compiled.invoke_many([items[i][1] for i in indices], return_exceptions=True)
-    elapsed = (time.perf_counter() - start) * 1000.0 / len(indices)
+    elapsed = (perf_counter() - start) * 1000.0 / len(indices)
     succeeded = 0
     for index, answer in zip(indices, answers, strict=True):
         if isinstance(answer, errors.BfxError):
@@ -612,7 +611,7 @@ def _invoke_group_within(
     steps. Steps are long while items are cheap (the fast path stays fast) and one
     item long once an item costs over a millisecond, so the deadline is overrun by
     at most one item's own time budget."""
-    perf = time.perf_counter
+    perf = perf_counter
     step = 16
     succeeded = 0
     pos = 0
