@@ -17,8 +17,8 @@ use crate::observe::put_u64;
 pub fn substrate_json(v: &SubstrateView<'_>, invocations: u64) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(200 + v.code.len() + v.canonical.len() + v.metadata.len().max(2));
-    out.extend_from_slice(b"{\"substrate_id\":\"0x");
-    put_hex16(&mut out, v.id);
+    out.extend_from_slice(b"{\"substrate_id\":\"");
+    out.extend_from_slice(&id_text(v.id));
     out.extend_from_slice(b"\",\"identity\":");
     put_u64(&mut out, v.id);
     out.extend_from_slice(b",\"created_at\":");
@@ -40,10 +40,6 @@ pub fn substrate_json(v: &SubstrateView<'_>, invocations: u64) -> Vec<u8> {
     put_u64(&mut out, invocations);
     out.push(b'}');
     out
-}
-
-fn put_hex16(out: &mut Vec<u8>, id: u64) {
-    out.extend_from_slice(&id_text(id)[2..]);
 }
 
 fn put_digits(out: &mut Vec<u8>, n: u32, width: usize) {
@@ -182,6 +178,5 @@ mod tests {
              \"metadata\":{},\"invocations\":7}"
         );
         assert_eq!(text(|o| put_u64(o, u64::MAX)), "18446744073709551615");
-        assert_eq!(text(|o| put_hex16(o, 1)), "0000000000000001");
     }
 }
