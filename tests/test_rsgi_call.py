@@ -100,6 +100,12 @@ def _create(headers: dict[str, str] | None = None) -> tuple[CountingScope, Proto
     return CountingScope("POST", "/api/v1/substrates", base | (headers or {})), Proto(body)
 
 
+def _create_other() -> tuple[CountingScope, Proto]:
+    body = b'{"expression_type": "constant", "expression_code": "8"}'
+    headers = {"content-type": "application/json", "content-length": str(len(body))}
+    return CountingScope("POST", "/api/v1/substrates", headers), Proto(body)
+
+
 def test_a_get_without_auth_or_access_log_reads_neither_headers_nor_peer(substrate_id):
     create = _create()
     get = CountingScope("GET", f"/api/v1/substrates/{substrate_id}")
@@ -111,6 +117,19 @@ def test_a_get_without_auth_or_access_log_reads_neither_headers_nor_peer(substra
     assert msgspec.json.decode(proto.answer[2])["substrate_id"] == substrate_id
     assert get.reads["headers"] == 0
     assert get.reads["client"] == 0
+    assert get.reads["query_string"] == 0  # the route has no query
+
+
+def test_a_route_with_a_query_reads_the_query_string_once():
+    scope = CountingScope("GET", "/api/v1/substrates")
+    scope._fields["query_string"] = "limit=1"
+    proto = Proto()
+    _serve(Settings(storage="memory", access_log=False), _create(), _create_other(), (scope, proto))
+    assert proto.status == 200
+    assert proto.answer is not None
+    page = msgspec.json.decode(proto.answer[2])
+    assert (len(page["substrates"]), page["count"]) == (1, 2)  # the limit was read
+    assert scope.reads["query_string"] == 1
 
 
 def test_the_access_log_reads_the_peer_once(substrate_id):

@@ -26,6 +26,7 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
+from granian._granian import RSGIHTTPProtocol
 from granian.rsgi import ProtocolClosed
 
 from bfx.asgi.app import App
@@ -53,7 +54,7 @@ class RsgiCall(Call):
     350 ns for the peer and its split, measured inside a Granian request on the project's
     machine), and a GET with authentication and the access log off reads neither."""
 
-    __slots__ = ("_header_map", "_peer", "proto", "scope")
+    __slots__ = ("_header_map", "_peer", "_query_string", "proto", "scope")
 
     def __init__(self, scope: Any, proto: Any) -> None:
         # Every field set here, not through Call.__init__: this runs for every request.
@@ -66,8 +67,7 @@ class RsgiCall(Call):
         self.caller = None
         self.method = scope.method
         self.path = scope.path
-        #: Text (RSGI's), which ``decode_query`` takes as it is.
-        self.query_string = scope.query_string  # type: ignore[assignment]
+        self._query_string: str | None = None
         self.scope = scope
         self._header_map: Any = None
         self._peer: tuple[str, str] | None = None
@@ -86,6 +86,15 @@ class RsgiCall(Call):
             host, _, port = self.scope.client.rpartition(":")
             peer = self._peer = (host, port)
         return peer
+
+    @property  # type: ignore[override]
+    def query_string(self) -> str:
+        """Text (RSGI's), which ``decode_query`` takes as it is; read from the scope
+        only by a route that has a query (or a query credential)."""
+        query = self._query_string
+        if query is None:
+            query = self._query_string = self.scope.query_string
+        return query
 
     @property  # type: ignore[override]
     def headers(self) -> Any:
@@ -179,7 +188,8 @@ class RsgiApp:
         loop.run_until_complete(self.app.stop())
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        if scope.proto == "ws":
+        # Granian's HTTP protocol by its type: ``scope.proto`` builds a new string.
+        if type(proto) is not RSGIHTTPProtocol and scope.proto == "ws":
             await self._websocket(scope, proto)
             return
         app = self.app
