@@ -80,6 +80,9 @@ bench: build bench-deps ## paired Rust/Python benchmarks + memory; summary in ta
 bench-http: build bench-deps-wrk ## HTTP load with wrk: each route against a bare Granian app, same run
 	$(PYTHON) benches/http/run_wrk.py --duration 5
 
+bench-instructions: build ## instructions per request of bfx and the bare apps in a real Granian worker (callgrind)
+	$(PYTHON) benches/http/worker_instructions.py
+
 # The locust run: users, spawn rate, duration, and the mix (env BFX_MIX, see locustfile.py).
 LOCUST_USERS ?= 20
 LOCUST_RATE ?= 10
