@@ -94,16 +94,10 @@ def substrate_id() -> str:
     return Registry().create("constant", "7").substrate_id
 
 
-def _create(headers: dict[str, str] | None = None) -> tuple[CountingScope, Proto]:
-    body = b'{"expression_type": "constant", "expression_code": "7"}'
+def _create(headers: dict[str, str] | None = None, code: str = "7") -> tuple[CountingScope, Proto]:
+    body = b'{"expression_type": "constant", "expression_code": "%s"}' % code.encode()
     base = {"content-type": "application/json", "content-length": str(len(body))}
     return CountingScope("POST", "/api/v1/substrates", base | (headers or {})), Proto(body)
-
-
-def _create_other() -> tuple[CountingScope, Proto]:
-    body = b'{"expression_type": "constant", "expression_code": "8"}'
-    headers = {"content-type": "application/json", "content-length": str(len(body))}
-    return CountingScope("POST", "/api/v1/substrates", headers), Proto(body)
 
 
 def test_a_get_without_auth_or_access_log_reads_neither_headers_nor_peer(substrate_id):
@@ -124,7 +118,9 @@ def test_a_route_with_a_query_reads_the_query_string_once():
     scope = CountingScope("GET", "/api/v1/substrates")
     scope._fields["query_string"] = "limit=1"
     proto = Proto()
-    _serve(Settings(storage="memory", access_log=False), _create(), _create_other(), (scope, proto))
+    _serve(
+        Settings(storage="memory", access_log=False), _create(), _create(code="8"), (scope, proto)
+    )
     assert proto.status == 200
     assert proto.answer is not None
     page = msgspec.json.decode(proto.answer[2])
